@@ -1,0 +1,58 @@
+/**
+ * The one error catalogue. Every error deq-serve raises on purpose carries a
+ * stable code from this table; the HTTP layer maps it to a status and a
+ * `{ error, code }` body. Codes are never reused once retired.
+ */
+export const ERROR_CATALOGUE = Object.freeze({
+  DEQ_ERR_CONFIG_INVALID: { status: 500, summary: 'invalid configuration' },
+  DEQ_ERR_BUNDLE_INVALID: { status: 500, summary: 'invalid model bundle' },
+  DEQ_ERR_BUNDLE_FILE_MISSING: { status: 500, summary: 'a file named by the bundle is missing' },
+  DEQ_ERR_BUNDLE_CHECKSUM: { status: 500, summary: 'a bundle file does not match its checksum' },
+  DEQ_ERR_PROVIDER_UNAVAILABLE: { status: 500, summary: 'execution provider could not be loaded' },
+  DEQ_ERR_ONNX_RUN: { status: 500, summary: 'ONNX Runtime failed to run a graph' },
+  DEQ_ERR_MODEL_NOT_FOUND: { status: 404, summary: 'no such model' },
+  DEQ_ERR_MODEL_NOT_READY: { status: 503, summary: 'model is not ready' },
+  DEQ_ERR_WRONG_TASK: { status: 400, summary: 'the model does not serve this task' },
+  DEQ_ERR_INVALID_INPUT: { status: 400, summary: 'invalid input' },
+  DEQ_ERR_INVALID_SOLVER_OPTION: { status: 400, summary: 'solver option out of range' },
+  DEQ_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, summary: 'unsupported content type or image format' },
+  DEQ_ERR_IMAGE_DECODE: { status: 400, summary: 'image could not be decoded' },
+  DEQ_ERR_PAYLOAD_TOO_LARGE: { status: 413, summary: 'request body or image too large' },
+  DEQ_ERR_TEXT_INVALID: { status: 400, summary: 'text is empty or not valid UTF-8' },
+  DEQ_ERR_TEXT_TOO_LONG: { status: 413, summary: 'text is longer than the configured limit' },
+  DEQ_ERR_QUEUE_FULL: { status: 503, summary: 'model queue is full' },
+  DEQ_ERR_DEADLINE_EXCEEDED: { status: 504, summary: 'request deadline exceeded' },
+  DEQ_ERR_NOT_CONVERGED: { status: 422, summary: 'solver did not converge' },
+  DEQ_ERR_DIVERGED: { status: 422, summary: 'solver diverged' },
+  DEQ_ERR_UNAUTHORIZED: { status: 401, summary: 'missing or invalid API key' },
+  DEQ_ERR_NOT_FOUND: { status: 404, summary: 'no such route' },
+  DEQ_ERR_SHUTTING_DOWN: { status: 503, summary: 'server is shutting down' },
+  DEQ_ERR_INTERNAL: { status: 500, summary: 'internal error' },
+} as const);
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+/** An error with a stable catalogue code. `details` must never hold request bodies or secrets. */
+export class DeqError extends Error {
+  readonly code: ErrorCode;
+  readonly details?: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
+    super(message);
+    this.name = 'DeqError';
+    this.code = code;
+    if (details !== undefined) this.details = details;
+  }
+
+  /** HTTP status for this error's code. */
+  get statusCode(): number {
+    return ERROR_CATALOGUE[this.code].status;
+  }
+}
+
+/** True for a DeqError, also one rebuilt from a worker message (where `instanceof` fails). */
+export function isDeqError(err: unknown): err is DeqError {
+  return err instanceof DeqError ||
+    (typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'string' &&
+      Object.hasOwn(ERROR_CATALOGUE, (err as { code: string }).code));
+}
