@@ -1,0 +1,147 @@
+import { SOLVER_DEFAULTS, type FixedPointFn, type ResolvedSolverOptions, type SolveResult, type SolverOptions } from './types.js';
+import { SolverWorkspace } from './workspace.js';
+import { allFinite, copyRow } from './vec.js';
+import { broydenNext, broydenStart } from './broyden.js';
+import { andersonNext } from './anderson.js';
+import { fixedPointNext } from './fixed-point.js';
+
+/** Whether a sample keeps iterating after an evaluation. */
+const enum Status { Running, Done }
+
+/**
+ * Finds z* = f(z*) for every sample of a batch.
+ *
+ * `z` holds the initial guess on entry (zeros for a DEQ) and the lowest-residual
+ * iterate of each sample on return. Samples stop independently: one that
+ * converges (or diverges, or hits maxIter) is no longer evaluated while the
+ * rest go on, and `f` is told which rows are still active.
+ */
+export async function solve(
+  f: FixedPointFn,
+  batch: number,
+  n: number,
+  z: Float32Array,
+  options: Partial<SolverOptions> = {},
+  workspace?: SolverWorkspace,
+): Promise<SolveResult> {
+  const opts: ResolvedSolverOptions = { ...SOLVER_DEFAULTS, ...stripUndefined(options) };
+  validateOptions(opts);
+  if (z.length !== batch * n) throw new RangeError(`z has ${z.length} values, expected batch × n = ${batch * n}`);
+  const ws = workspace && workspace.fits(opts.method, batch, n, opts.history)
+    ? workspace
+    : new SolverWorkspace(opts.method, batch, n, opts.history);
+
+  const iterations = new Int32Array(batch);
+  const residual = new Float64Array(batch).fill(Infinity);
+  const converged = new Uint8Array(batch);
+  const diverged = new Uint8Array(batch);
+  const trace = opts.trace ? Array.from({ length: batch }, () => new Float64Array(opts.maxIter)) : undefined;
+  const { tol, maxIter, divergenceFactor } = opts;
+  const rel = opts.stopMode === 'rel';
+  const zc = ws.z, fz = ws.fz, g = ws.g, active = ws.active;
+
+  zc.set(z.subarray(0, batch * n));
+  ws.count.fill(0);
+  ws.head.fill(0);
+  ws.alpha.fill(1);
+  active.fill(1);
+
+  // Scores the evaluation just made for sample i; keeps its best iterate in `z`.
+  const measure = (i: number): Status => {
+    const o = i * n;
+    iterations[i]++;
+    let gg = 0, ff = 0;
+    for (let k = 0; k < n; k++) {
+      const fk = fz[o + k];
+      const gk = fk - zc[o + k];
+      g[o + k] = gk;
+      gg += gk * gk;
+      ff += fk * fk;
+    }
+    const abs = Math.sqrt(gg);
+    const r = rel ? abs / (Math.sqrt(ff) + 1e-9) : abs;
+    if (trace) trace[i][iterations[i] - 1] = r;
+    if (!Number.isFinite(r)) {
+      diverged[i] = 1;
+      return Status.Done;
+    }
+    if (iterations[i] === 1) ws.abs0[i] = abs;
+    if (r < residual[i]) {
+      residual[i] = r;
+      copyRow(zc, o, z, o, n);
+    }
+    if (r < tol) {
+      converged[i] = 1;
+      return Status.Done;
+    }
+    if (abs > divergenceFactor * Math.max(ws.abs0[i], 1e-12)) {
+      diverged[i] = 1;
+      return Status.Done;
+    }
+    return iterations[i] >= maxIter ? Status.Done : Status.Running;
+  };
+
+  let calls = 0;
+  let stopped = false;
+  let first = true;
+  for (;;) {
+    let any = 0;
+    for (let i = 0; i < batch; i++) any |= active[i];
+    if (!any) break;
+    if (!first && opts.shouldStop?.()) {
+      stopped = true;
+      break;
+    }
+    await f(zc, fz, active);
+    calls++;
+    for (let i = 0; i < batch; i++) {
+      if (!active[i]) continue;
+      if (measure(i) === Status.Done) {
+        active[i] = 0;
+        continue;
+      }
+      switch (opts.method) {
+        case 'broyden':
+          if (first) broydenStart(ws, i);
+          else broydenNext(ws, i, opts.lineSearch);
+          break;
+        case 'anderson':
+          andersonNext(ws, i, opts.andersonLambda, opts.andersonBeta);
+          break;
+        case 'fixed-point':
+          fixedPointNext(ws, i, opts.damping);
+          break;
+      }
+      if (!allFinite(zc, i * n, n)) {
+        // The update itself blew up (e.g. a singular step); the best iterate is kept.
+        diverged[i] = 1;
+        active[i] = 0;
+      }
+    }
+    first = false;
+  }
+
+  const result: SolveResult = { iterations, residual, converged, diverged, calls, stopped };
+  if (trace) result.trace = trace.map((t, i) => t.slice(0, iterations[i]));
+  return result;
+}
+
+function validateOptions(o: ResolvedSolverOptions): void {
+  if (!(o.tol > 0) || !Number.isFinite(o.tol)) throw new RangeError(`tol must be a positive finite number (got ${o.tol})`);
+  if (!Number.isInteger(o.maxIter) || o.maxIter < 1) throw new RangeError(`maxIter must be an integer ≥ 1 (got ${o.maxIter})`);
+  if (!Number.isInteger(o.history) || o.history < 1) throw new RangeError(`history must be an integer ≥ 1 (got ${o.history})`);
+  if (o.method !== 'broyden' && o.method !== 'anderson' && o.method !== 'fixed-point') throw new RangeError(`unknown solver method ${String(o.method)}`);
+  if (o.stopMode !== 'abs' && o.stopMode !== 'rel') throw new RangeError(`unknown stop mode ${String(o.stopMode)}`);
+  if (!(o.damping > 0 && o.damping <= 1)) throw new RangeError(`damping must be in (0, 1] (got ${o.damping})`);
+  if (!(o.andersonBeta > 0 && o.andersonBeta <= 1)) throw new RangeError(`andersonBeta must be in (0, 1] (got ${o.andersonBeta})`);
+  if (!(o.andersonLambda >= 0)) throw new RangeError(`andersonLambda must be ≥ 0 (got ${o.andersonLambda})`);
+  if (!(o.divergenceFactor > 1)) throw new RangeError(`divergenceFactor must be > 1 (got ${o.divergenceFactor})`);
+}
+
+
+// `{ tol: undefined }` must not erase a default when spread.
+function stripUndefined(o: Partial<SolverOptions>): Partial<SolverOptions> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
+  return out as Partial<SolverOptions>;
+}

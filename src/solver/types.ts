@@ -1,0 +1,74 @@
+/** Root-finding method used to reach z* = f(z*). */
+export type SolverMethod = 'broyden' | 'anderson' | 'fixed-point';
+
+/** `abs`: ‖f(z)−z‖₂; `rel`: ‖f(z)−z‖₂ / (‖f(z)‖₂ + 1e-9). Both per sample. */
+export type StopMode = 'abs' | 'rel';
+
+export const SOLVER_METHODS: readonly SolverMethod[] = Object.freeze(['broyden', 'anderson', 'fixed-point']);
+export const STOP_MODES: readonly StopMode[] = Object.freeze(['abs', 'rel']);
+
+/**
+ * Evaluates f on a batch. `z` and `out` hold `batch × n` values, row-major.
+ * f must write the rows whose `active[i]` is 1; other rows are never read.
+ */
+export type FixedPointFn = (z: Float32Array, out: Float32Array, active: Uint8Array) => void | Promise<void>;
+
+/** Options common to every solver. */
+export interface SolverOptions {
+  method: SolverMethod;
+  /** Stop a sample once its residual is below this. */
+  tol: number;
+  stopMode: StopMode;
+  /** Cap on evaluations of f per sample (the initial f(z₀) included). */
+  maxIter: number;
+  /** Broyden/Anderson memory m. Workspace grows with m, never with maxIter. */
+  history: number;
+  /** Broyden: Armijo backtracking on ‖g‖. Costs extra evaluations of f. */
+  lineSearch?: boolean;
+  /** Anderson regularization λ added to the Gram matrix. */
+  andersonLambda?: number;
+  /** Anderson mixing β. */
+  andersonBeta?: number;
+  /** Fixed-point damping: z ← (1−d)·z + d·f(z). */
+  damping?: number;
+  /** A sample whose abs residual exceeds this factor × its starting residual is diverged. */
+  divergenceFactor?: number;
+  /** Keep each sample's residual per evaluation (allocates; off for serving). */
+  trace?: boolean;
+  /** Polled between iterations; returning true stops the solve (deadlines). */
+  shouldStop?: () => boolean;
+}
+
+/** Per-sample outcome of a solve. Arrays have one entry per sample. */
+export interface SolveResult {
+  /** Evaluations of f this sample took part in. */
+  iterations: Int32Array;
+  /** Residual (in the chosen stop mode) of the returned iterate. */
+  residual: Float64Array;
+  converged: Uint8Array;
+  /** NaN/Inf appeared, or the residual blew up past divergenceFactor. */
+  diverged: Uint8Array;
+  /** Batched calls of f made (each may cover fewer samples as they finish). */
+  calls: number;
+  /** True when shouldStop() ended the solve early. */
+  stopped: boolean;
+  /** Per-sample residual after each evaluation, when `trace` was requested. */
+  trace?: Float64Array[];
+}
+
+export const SOLVER_DEFAULTS: Readonly<Required<Omit<SolverOptions, 'shouldStop'>>> = Object.freeze({
+  method: 'broyden',
+  tol: 1e-3,
+  stopMode: 'rel',
+  maxIter: 30,
+  history: 8,
+  lineSearch: false,
+  andersonLambda: 1e-4,
+  andersonBeta: 1.0,
+  damping: 1.0,
+  divergenceFactor: 1e4,
+  trace: false,
+});
+
+/** Options with every default filled in. */
+export type ResolvedSolverOptions = Required<Omit<SolverOptions, 'shouldStop'>> & Pick<SolverOptions, 'shouldStop'>;
