@@ -24,8 +24,7 @@ export async function solve(
   options: Partial<SolverOptions> = {},
   workspace?: SolverWorkspace,
 ): Promise<SolveResult> {
-  const opts: ResolvedSolverOptions = { ...SOLVER_DEFAULTS, ...stripUndefined(options) };
-  validateOptions(opts);
+  const opts = resolveSolverOptions(options);
   if (z.length !== batch * n) throw new RangeError(`z has ${z.length} values, expected batch × n = ${batch * n}`);
   const ws = workspace && workspace.fits(opts.method, batch, n, opts.history)
     ? workspace
@@ -126,6 +125,17 @@ export async function solve(
   return result;
 }
 
+/**
+ * Fills unset (or undefined) options from `base` and validates the result.
+ * Throws RangeError naming the first bad option.
+ */
+export function resolveSolverOptions(overrides: Partial<SolverOptions>, base: ResolvedSolverOptions = SOLVER_DEFAULTS): ResolvedSolverOptions {
+  const opts = { ...base } as ResolvedSolverOptions;
+  for (const [k, v] of Object.entries(overrides)) if (v !== undefined) (opts as unknown as Record<string, unknown>)[k] = v;
+  validateOptions(opts);
+  return opts;
+}
+
 function validateOptions(o: ResolvedSolverOptions): void {
   if (!(o.tol > 0) || !Number.isFinite(o.tol)) throw new RangeError(`tol must be a positive finite number (got ${o.tol})`);
   if (!Number.isInteger(o.maxIter) || o.maxIter < 1) throw new RangeError(`maxIter must be an integer ≥ 1 (got ${o.maxIter})`);
@@ -139,9 +149,3 @@ function validateOptions(o: ResolvedSolverOptions): void {
 }
 
 
-// `{ tol: undefined }` must not erase a default when spread.
-function stripUndefined(o: Partial<SolverOptions>): Partial<SolverOptions> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
-  return out as Partial<SolverOptions>;
-}

@@ -1,0 +1,162 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Ajv } from 'ajv';
+import { DeqError } from '../errors.js';
+import type { Manifest, TensorSpec } from './manifest.js';
+import { MANIFEST_SCHEMA } from './manifest-schema.js';
+
+const GRAPH_ROLES = ['inject', 'cell', 'head'] as const;
+export type GraphRole = (typeof GRAPH_ROLES)[number];
+
+/** A bundle whose manifest is valid and whose files all match their checksums. */
+export interface Bundle {
+  dir: string;
+  manifest: Manifest;
+  /** The verified bytes of each graph, handed to ONNX Runtime without a second read. */
+  graphs: Record<GraphRole, Uint8Array>;
+  /** Language models: token strings, index = id. */
+  vocab?: string[];
+  /** Parity cases, when the bundle ships them. */
+  parity?: ParityFile;
+}
+
+export interface ParityTensor {
+  dtype: 'float32' | 'int64';
+  shape: number[];
+  data: number[];
+}
+
+export interface ParityCase {
+  input: ParityTensor;
+  extra_inputs?: Record<string, ParityTensor>;
+  z_star_norm?: number;
+  z_star?: number[];
+  outputs: Record<string, number[]>;
+}
+
+export interface ParityFile {
+  solver: { method: Manifest['solver']['method']; tol: number; stop_mode: 'abs' | 'rel'; max_iter: number; history?: number };
+  cases: ParityCase[];
+}
+
+const ajv = new Ajv({ allErrors: true, strict: false });
+const validateManifest = ajv.compile<Manifest>(MANIFEST_SCHEMA);
+
+/**
+ * Reads and verifies a bundle folder: schema, cross-field consistency, then the
+ * sha256 of every file it names. Every error names the file and the field.
+ */
+export async function loadBundle(dir: string): Promise<Bundle> {
+  const manifest = await readManifest(dir);
+  checkConsistency(manifest);
+  const graphs = {} as Record<GraphRole, Uint8Array>;
+  for (const role of GRAPH_ROLES) {
+    const spec = manifest.graphs[role];
+    graphs[role] = await readVerified(dir, spec.file, spec.sha256, `graphs.${role}.sha256`);
+  }
+  const bundle: Bundle = { dir, manifest, graphs };
+  if (manifest.tokenizer) {
+    const t = manifest.tokenizer;
+    const bytes = await readVerified(dir, t.vocab_file, t.sha256, 'tokenizer.sha256');
+    bundle.vocab = parseVocab(t.vocab_file, bytes, [t.unk, t.bos, t.eos]);
+  }
+  if (manifest.parity) {
+    const p = manifest.parity;
+    const bytes = await readVerified(dir, p.file, p.sha256, 'parity.sha256');
+    bundle.parity = parseJson(p.file, bytes) as ParityFile;
+    if (!Array.isArray(bundle.parity.cases) || typeof bundle.parity.solver !== 'object') {
+      throw invalid(`${p.file}: expected { solver, cases: [...] }`);
+    }
+  }
+  return bundle;
+}
+
+async function readManifest(dir: string): Promise<Manifest> {
+  const bytes = await readFileNamed(dir, 'manifest.json');
+  const json = parseJson('manifest.json', bytes);
+  if (!validateManifest(json)) {
+    const problems = (validateManifest.errors ?? []).slice(0, 5)
+      .map((e) => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}${e.params && 'allowedValues' in e.params ? ` (${(e.params.allowedValues as unknown[]).join(', ')})` : ''}`);
+    throw invalid(`manifest.json: ${problems.join('; ')}`, { dir });
+  }
+  return json;
+}
+
+function checkConsistency(m: Manifest): void {
+  const { inject, cell, head } = m.graphs;
+  const state = m.state.shape;
+  if (cell.inputs.length !== 2) throw invalid(`manifest.json: graphs.cell.inputs must list exactly [state, injection] (has ${cell.inputs.length})`);
+  if (cell.outputs.length !== 1) throw invalid('manifest.json: graphs.cell.outputs must list exactly one tensor');
+  if (inject.outputs.length !== 1) throw invalid('manifest.json: graphs.inject.outputs must list exactly one tensor');
+  const sameShape = (a: number[], b: number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
+  const checks: [TensorSpec, string][] = [
+    [inject.outputs[0], 'graphs.inject.outputs[0]'],
+    [cell.inputs[0], 'graphs.cell.inputs[0]'],
+    [cell.inputs[1], 'graphs.cell.inputs[1]'],
+    [cell.outputs[0], 'graphs.cell.outputs[0]'],
+    [head.inputs[0], 'graphs.head.inputs[0]'],
+  ];
+  for (const [spec, field] of checks) {
+    if (!sameShape(spec.shape, state)) throw invalid(`manifest.json: ${field}.shape [${spec.shape}] differs from state.shape [${state}]`);
+    if (spec.dtype !== 'float32') throw invalid(`manifest.json: ${field}.dtype must be float32`);
+  }
+  const headOutputs = new Set(head.outputs.map((o) => o.name));
+  for (const [role, name] of Object.entries(m.outputs)) {
+    if (!headOutputs.has(name)) throw invalid(`manifest.json: outputs.${role} names "${name}", which graphs.head.outputs does not declare`);
+  }
+  if (m.task === 'image-classification') {
+    const logits = m.outputs.logits;
+    if (!logits) throw invalid('manifest.json: outputs.logits is required for image-classification');
+    const spec = head.outputs.find((o) => o.name === logits)!;
+    const classes = spec.shape[spec.shape.length - 1];
+    if (m.labels!.length !== classes) throw invalid(`manifest.json: labels has ${m.labels!.length} entries but the logits output has ${classes}`);
+    const p = m.preprocess!;
+    if (p.mean.length !== p.channels || p.std.length !== p.channels) throw invalid(`manifest.json: preprocess.mean and preprocess.std need ${p.channels} entries (one per channel)`);
+    const input = inject.inputs[0].shape;
+    if (input.length !== 3 || input[0] !== p.channels || input[1] !== p.height || input[2] !== p.width) {
+      throw invalid(`manifest.json: graphs.inject.inputs[0].shape [${input}] does not match preprocess [${p.channels}, ${p.height}, ${p.width}]`);
+    }
+  } else {
+    if (!m.outputs.target_logprobs) throw invalid('manifest.json: outputs.target_logprobs is required for language-model');
+    if (head.inputs.length < 2) throw invalid('manifest.json: graphs.head.inputs must list [state, targets] for language-model');
+  }
+}
+
+function parseVocab(file: string, bytes: Uint8Array, required: string[]): string[] {
+  const vocab = parseJson(file, bytes);
+  if (!Array.isArray(vocab) || !vocab.every((v) => typeof v === 'string')) throw invalid(`${file}: expected a JSON array of strings`);
+  for (const sym of required) if (!vocab.includes(sym)) throw invalid(`${file}: vocabulary lacks "${sym}" (manifest.tokenizer)`);
+  return vocab as string[];
+}
+
+async function readFileNamed(dir: string, file: string): Promise<Uint8Array> {
+  try {
+    return await readFile(join(dir, file));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new DeqError('DEQ_ERR_BUNDLE_FILE_MISSING', `${file}: not found in bundle ${dir}`, { dir, file });
+    throw invalid(`${file}: cannot be read (${code ?? String(err)})`, { dir, file });
+  }
+}
+
+async function readVerified(dir: string, file: string, expected: string, field: string): Promise<Uint8Array> {
+  const bytes = await readFileNamed(dir, file);
+  const actual = createHash('sha256').update(bytes).digest('hex');
+  if (actual !== expected) {
+    throw new DeqError('DEQ_ERR_BUNDLE_CHECKSUM', `${file}: sha256 mismatch (manifest.${field} is ${expected.slice(0, 12)}…, file is ${actual.slice(0, 12)}…)`, { dir, file, field });
+  }
+  return bytes;
+}
+
+function parseJson(file: string, bytes: Uint8Array): unknown {
+  try {
+    return JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch (err) {
+    throw invalid(`${file}: not valid JSON (${(err as Error).message})`);
+  }
+}
+
+function invalid(message: string, details?: Record<string, unknown>): DeqError {
+  return new DeqError('DEQ_ERR_BUNDLE_INVALID', message, details);
+}
