@@ -1,0 +1,98 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DeqModel } from '../../src/runtime/deq-model.js';
+import { checkParity } from '../../src/runtime/parity.js';
+import { DeqError } from '../../src/errors.js';
+import { expectClose } from '../helpers/float.js';
+import { TINY_IMAGE, TINY_LM } from '../helpers/fixtures.js';
+
+describe('DeqModel on the tiny image fixture', () => {
+  let model: DeqModel;
+  beforeAll(async () => { model = await DeqModel.load(TINY_IMAGE); });
+  afterAll(async () => { await model.release(); });
+
+  it('passes its parity vectors with the same argmax', async () => {
+    const report = await checkParity(model);
+    expect(report.cases.length).toBeGreaterThan(0);
+    expect(report.passed).toBe(true);
+    expect(report.maxDeviation).toBeLessThan(report.atol);
+    for (const c of report.cases) expect(c.argmaxMatch).toBe(true);
+  });
+
+  it('gives each sample of a batch the same answer it gets alone', async () => {
+    const parity = model.bundle.parity!;
+    const inputs = parity.cases.map((c) => Float32Array.from(c.input.data));
+    const per = inputs[0].length;
+    const batched = new Float32Array(per * inputs.length);
+    inputs.forEach((x, i) => batched.set(x, i * per));
+    const solver = { tol: 1e-5, maxIter: 100 };
+    const together = await model.infer({ input: batched, batch: inputs.length, solver });
+    const logits = together.outputs.logits.data as Float32Array;
+    const classes = logits.length / inputs.length;
+    for (const [i, x] of inputs.entries()) {
+      const alone = await model.infer({ input: x, batch: 1, solver });
+      expectClose(logits.subarray(i * classes, (i + 1) * classes), alone.outputs.logits.data as Float32Array, 1e-4);
+      expect(together.solver.converged[i]).toBe(1);
+    }
+    expect(together.timing.cellMs).toBeLessThanOrEqual(together.timing.solveMs);
+  });
+
+  it('honours per-call solver overrides', async () => {
+    const x = Float32Array.from(model.bundle.parity!.cases[0].input.data);
+    const capped = await model.infer({ input: x, batch: 1, solver: { tol: 1e-9, maxIter: 3 } });
+    expect(capped.solver.iterations[0]).toBe(3);
+    expect(capped.solver.converged[0]).toBe(0);
+    for (const method of ['anderson', 'fixed-point'] as const) {
+      const r = await model.infer({ input: x, batch: 1, solver: { method, tol: 1e-4, maxIter: 200 } });
+      expect(r.solver.converged[0]).toBe(1);
+      expect(r.options.method).toBe(method);
+    }
+  });
+
+  it('rejects inputs of the wrong size or type, and bad solver options', async () => {
+    const bad = await model.infer({ input: new Float32Array(5), batch: 1 }).catch((e: unknown) => e);
+    expect((bad as DeqError).code).toBe('DEQ_ERR_INVALID_INPUT');
+    const wrongType = await model.infer({ input: new BigInt64Array(64), batch: 1 }).catch((e: unknown) => e);
+    expect((wrongType as DeqError).code).toBe('DEQ_ERR_INVALID_INPUT');
+    const opt = await model.infer({ input: new Float32Array(64), batch: 1, solver: { tol: 0 } }).catch((e: unknown) => e);
+    expect((opt as DeqError).code).toBe('DEQ_ERR_INVALID_SOLVER_OPTION');
+  });
+
+  it('fails loudly when a required provider cannot load', async () => {
+    const err = await DeqModel.load(TINY_IMAGE, { providers: ['cuda'] }).catch((e: unknown) => e);
+    expect((err as DeqError).code).toBe('DEQ_ERR_PROVIDER_UNAVAILABLE');
+    expect((err as DeqError).message).toContain('cuda');
+  });
+
+  it('falls back along the provider list', async () => {
+    const m = await DeqModel.load(TINY_IMAGE, { providers: ['cuda', 'cpu'] });
+    expect(m.provider).toBe('cpu');
+    await m.release();
+  });
+});
+
+describe('DeqModel on the tiny language-model fixture', () => {
+  let model: DeqModel;
+  beforeAll(async () => { model = await DeqModel.load(TINY_LM); });
+  afterAll(async () => { await model.release(); });
+
+  it('passes parity', async () => {
+    const report = await checkParity(model);
+    expect(report.passed).toBe(true);
+  });
+
+  it('fetches only the outputs asked for', async () => {
+    const c = model.bundle.parity!.cases[0];
+    const tokens = BigInt64Array.from(c.input.data, BigInt);
+    const targets = BigInt64Array.from(c.extra_inputs!.targets.data, BigInt);
+    const r = await model.infer({ input: tokens, batch: 1, length: tokens.length, headInputs: { targets }, outputs: ['target_logprobs'] });
+    expect(Object.keys(r.outputs)).toEqual(['target_logprobs']);
+    expect(r.outputs.target_logprobs.dims).toEqual([1, tokens.length]);
+    for (const v of r.outputs.target_logprobs.data as Float32Array) expect(v).toBeLessThanOrEqual(0);
+  });
+
+  it('requires the targets head input', async () => {
+    const err = await model.infer({ input: new BigInt64Array(4), batch: 1, length: 4 }).catch((e: unknown) => e);
+    expect((err as DeqError).code).toBe('DEQ_ERR_INVALID_INPUT');
+    expect((err as DeqError).message).toContain('targets');
+  });
+});
