@@ -49,6 +49,13 @@ def sha256_file(path: str) -> str:
 
 def fold_norms(module: nn.Module) -> nn.Module:
     """Return an eval-mode deep copy with weight/spectral norm folded into plain weights."""
+    # weight_norm leaves a computed (non-leaf) `weight` attribute that deepcopy refuses;
+    # refresh it as a detached tensor first (the pre-hook recomputes it on every forward).
+    with torch.no_grad():
+        for sub in module.modules():
+            for hook in list(getattr(sub, "_forward_pre_hooks", {}).values()):
+                if type(hook).__name__ == "WeightNorm":
+                    setattr(sub, hook.name, hook.compute_weight(sub).detach())
     m = copy.deepcopy(module).eval()
     for sub in m.modules():
         # old-style hooks: torch.nn.utils.weight_norm / spectral_norm
