@@ -1,0 +1,44 @@
+import { checkParity, DeqModel, type ParityReport } from '../runtime/index.js';
+import type { SessionConfig } from '../runtime/index.js';
+
+/** Prints the manifest summary and the parity check; resolves to the exit code. */
+export async function inspect(dir: string, session: Partial<SessionConfig>, json: boolean): Promise<number> {
+  const model = await DeqModel.load(dir, session);
+  try {
+    const m = model.manifest;
+    const report = await checkParity(model);
+    if (json) {
+      process.stdout.write(JSON.stringify({ name: m.name, task: m.task, provider: model.provider, solver: m.solver, state: m.state, provenance: m.provenance, parity: report }, null, 2) + '\n');
+    } else {
+      const lines = [
+        `${m.name} (version ${m.version ?? '-'}): ${m.task}`,
+        m.description ? `  ${m.description}` : '',
+        `  provider       ${model.provider}`,
+        `  state shape    [${m.state.shape.join(', ')}]`,
+        `  solver         ${m.solver.method}, tol ${m.solver.tol} (${m.solver.stop_mode}), max_iter ${m.solver.max_iter}, history ${m.solver.history ?? 8}`,
+        m.labels ? `  labels         ${m.labels.join(', ')}` : '',
+        m.tokenizer ? `  tokenizer      ${m.tokenizer.kind}, |V| ${model.bundle.vocab?.length}, context ${m.tokenizer.context}` : '',
+        m.provenance ? `  provenance     ${provenanceLine(m.provenance)}` : '',
+        parityLines(report),
+      ];
+      process.stdout.write(lines.filter(Boolean).join('\n') + '\n');
+    }
+    return report.passed ? 0 : 1;
+  } finally {
+    await model.release();
+  }
+}
+
+function provenanceLine(p: Record<string, unknown>): string {
+  const keys = ['dataset', 'jr_weight', 'epochs', 'spectral_radius'];
+  const parts = keys.filter((k) => p[k] !== undefined).map((k) => `${k}=${JSON.stringify(p[k])}`);
+  if (p.metrics && typeof p.metrics === 'object') parts.push(`metrics=${JSON.stringify(p.metrics)}`);
+  return parts.join(' ');
+}
+
+function parityLines(r: ParityReport): string {
+  if (r.cases.length === 0) return '  parity         FAIL: the bundle ships no parity vectors';
+  const rows = r.cases.map((c) => `    case ${c.index}: max |Δ| ${c.maxDeviation.toExponential(2)} (${c.worstOutput})` +
+    `${c.argmaxMatch === undefined ? '' : `, argmax ${c.argmaxMatch ? 'same' : 'DIFFERENT'}`}, ${c.iterations} evals, residual ${c.residual.toExponential(2)}`);
+  return [`  parity         ${r.passed ? 'PASS' : 'FAIL'}: max |Δ| ${r.maxDeviation.toExponential(2)} (tolerance ${r.atol}) over ${r.cases.length} cases`, ...rows].join('\n');
+}

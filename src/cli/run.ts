@@ -1,0 +1,72 @@
+import { readFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { DeqError } from '../errors.js';
+import { DeqModel, type SessionConfig } from '../runtime/index.js';
+import type { SolverOptions } from '../solver/index.js';
+import { fromNested, parseNpy, type NdArray } from './npy.js';
+
+/**
+ * `deq-serve run`: one inference from a .json or .npy file, printed as JSON.
+ * JSON files hold `{ "input": [...], "targets"?: [...] }` or a bare array.
+ */
+export async function runFile(dir: string, inputFile: string, session: Partial<SessionConfig>, solver: Partial<SolverOptions>): Promise<number> {
+  const model = await DeqModel.load(dir, session);
+  try {
+    const { input, targets } = await readInput(inputFile);
+    const spec = model.manifest.graphs.inject.inputs[0];
+    const batched = input.shape.length === spec.shape.length + 1;
+    if (!batched && input.shape.length !== spec.shape.length) {
+      throw new DeqError('DEQ_ERR_INVALID_INPUT', `${inputFile}: input has rank ${input.shape.length}; the model takes [${spec.shape}] per sample, optionally with a leading batch dimension`);
+    }
+    const batch = batched ? input.shape[0] : 1;
+    const perSample = batched ? input.shape.slice(1) : input.shape;
+    const symbolic = spec.shape.indexOf(-1);
+    const length = symbolic >= 0 ? perSample[symbolic] : undefined;
+    const headInputs: Record<string, BigInt64Array> = {};
+    if (targets) headInputs.targets = toInt64(targets);
+    const res = await model.infer({
+      input: spec.dtype === 'int64' ? toInt64(input) : Float32Array.from(input.data as Float64Array),
+      batch,
+      length,
+      headInputs,
+      solver,
+    });
+    const outputs = Object.fromEntries(Object.entries(res.outputs).map(([k, t]) => [k, { dims: t.dims, data: Array.from(t.data, Number) }]));
+    const stats = Array.from({ length: batch }, (_, i) => ({
+      iterations: res.solver.iterations[i],
+      residual: res.solver.residual[i],
+      converged: res.solver.converged[i] === 1,
+      diverged: res.solver.diverged[i] === 1,
+    }));
+    process.stdout.write(JSON.stringify({ model: model.name, outputs, solver: { method: res.options.method, tol: res.options.tol, stop_mode: res.options.stopMode, max_iter: res.options.maxIter, samples: stats }, timing_ms: res.timing }, null, 2) + '\n');
+    return 0;
+  } finally {
+    await model.release();
+  }
+}
+
+async function readInput(file: string): Promise<{ input: NdArray; targets?: NdArray }> {
+  const bytes = await readFile(file);
+  if (extname(file) === '.npy') return { input: parseNpy(bytes, file) };
+  let json: unknown;
+  try {
+    json = JSON.parse(bytes.toString('utf8'));
+  } catch (err) {
+    throw new DeqError('DEQ_ERR_INVALID_INPUT', `${file}: not valid JSON (${(err as Error).message})`);
+  }
+  if (Array.isArray(json)) return { input: fromNested(json, file) };
+  const obj = json as { input?: unknown; targets?: unknown };
+  if (!obj || obj.input === undefined) throw new DeqError('DEQ_ERR_INVALID_INPUT', `${file}: expected an array or { "input": [...] }`);
+  return {
+    input: fromNested(obj.input, `${file}: input`),
+    targets: obj.targets === undefined ? undefined : fromNested(obj.targets, `${file}: targets`),
+  };
+}
+
+function toInt64(a: NdArray): BigInt64Array {
+  if (a.data instanceof BigInt64Array) return a.data;
+  return BigInt64Array.from(a.data, (v) => {
+    if (!Number.isInteger(v)) throw new DeqError('DEQ_ERR_INVALID_INPUT', `token ids must be integers (got ${v})`);
+    return BigInt(v);
+  });
+}

@@ -1,0 +1,54 @@
+/** One line of a residual plot. */
+export interface Series {
+  label: string;
+  color: string;
+  /** y per x = 1, 2, …; plotted on a log scale. Non-positive values are skipped. */
+  values: ArrayLike<number>;
+}
+
+/** A small standalone SVG line chart with a log10 y axis (residual against iteration). */
+export function logPlot(series: Series[], title: string, xLabel: string, yLabel: string): string {
+  const W = 640, H = 400, L = 70, R = 20, T = 40, B = 50;
+  const xs = Math.max(1, ...series.map((s) => s.values.length));
+  let lo = Infinity, hi = -Infinity;
+  for (const s of series) for (let i = 0; i < s.values.length; i++) {
+    const v = s.values[i];
+    if (v > 0 && Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  }
+  if (!Number.isFinite(lo)) { lo = 1e-6; hi = 1; }
+  const y0 = Math.floor(Math.log10(lo)), y1 = Math.ceil(Math.log10(hi)) === Math.floor(Math.log10(lo)) ? Math.floor(Math.log10(lo)) + 1 : Math.ceil(Math.log10(hi));
+  const px = (x: number) => L + ((x - 1) / Math.max(1, xs - 1)) * (W - L - R);
+  const py = (v: number) => T + ((y1 - Math.log10(v)) / (y1 - y0)) * (H - T - B);
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${escape(title)}</text>`,
+  ];
+  for (let e = y0; e <= y1; e++) {
+    const y = py(10 ** e);
+    out.push(`<line x1="${L}" x2="${W - R}" y1="${y}" y2="${y}" stroke="#ddd"/>`, `<text x="${L - 6}" y="${y + 4}" text-anchor="end">1e${e}</text>`);
+  }
+  const step = Math.max(1, Math.ceil(xs / 10));
+  for (let x = 1; x <= xs; x += step) out.push(`<text x="${px(x)}" y="${H - B + 16}" text-anchor="middle">${x}</text>`);
+  out.push(
+    `<line x1="${L}" x2="${L}" y1="${T}" y2="${H - B}" stroke="black"/>`,
+    `<line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="black"/>`,
+    `<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle">${escape(xLabel)}</text>`,
+    `<text transform="translate(16 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle">${escape(yLabel)}</text>`,
+  );
+  series.forEach((s, k) => {
+    const pts: string[] = [];
+    for (let i = 0; i < s.values.length; i++) {
+      const v = s.values[i];
+      if (v > 0 && Number.isFinite(v)) pts.push(`${px(i + 1).toFixed(1)},${py(v).toFixed(1)}`);
+    }
+    out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${pts.join(' ')}"/>`);
+    out.push(`<rect x="${W - R - 190}" y="${T + 8 + k * 18}" width="12" height="3" fill="${s.color}"/>`, `<text x="${W - R - 172}" y="${T + 13 + k * 18}">${escape(s.label)}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}
+
+function escape(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
