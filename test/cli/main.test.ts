@@ -1,0 +1,114 @@
+import { createHash } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { scratchCopy, TINY_IMAGE, TINY_LM } from '../helpers/fixtures.js';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterAll(async () => { await Promise.all(cleanups.map((c) => c())); });
+
+async function scratch(bundle: string): Promise<string> {
+  const s = await scratchCopy(bundle);
+  cleanups.push(s.cleanup);
+  return s.dir;
+}
+
+describe('deq-serve inspect', () => {
+  it('passes parity on both fixtures', async () => {
+    for (const b of [TINY_IMAGE, TINY_LM]) {
+      const r = await runCli(['inspect', b, '--json']);
+      expect(r.code).toBe(0);
+      const report = JSON.parse(r.stdout);
+      expect(report.parity.passed).toBe(true);
+      expect(report.parity.maxDeviation).toBeLessThan(1e-3);
+    }
+  });
+
+  it('exits 1 when the reference outputs disagree with the runtime', async () => {
+    const dir = await scratch(TINY_IMAGE);
+    const parityPath = join(dir, 'parity.json');
+    const parity = JSON.parse(await readFile(parityPath, 'utf8'));
+    parity.cases[0].outputs.logits[0] += 0.01;
+    const text = JSON.stringify(parity);
+    await writeFile(parityPath, text);
+    const manifestPath = join(dir, 'manifest.json');
+    const manifest = JSON.parse(await readFile(manifestPath, 'utf8'));
+    manifest.parity.sha256 = createHash('sha256').update(text).digest('hex');
+    await writeFile(manifestPath, JSON.stringify(manifest));
+    const r = await runCli(['inspect', dir]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/parity\s+FAIL/);
+  });
+
+  it('reports a damaged bundle with its error code', async () => {
+    const dir = await scratch(TINY_IMAGE);
+    await writeFile(join(dir, 'cell.onnx'), 'not onnx');
+    const r = await runCli(['inspect', dir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('DEQ_ERR_BUNDLE_CHECKSUM');
+    expect(r.stderr).toContain('cell.onnx');
+  });
+});
+
+describe('deq-serve run', () => {
+  it('runs a JSON input and prints outputs and solver stats', async () => {
+    const dir = await scratch(TINY_IMAGE);
+    const parity = JSON.parse(await readFile(join(TINY_IMAGE, 'parity.json'), 'utf8'));
+    const input = join(dir, 'x.json');
+    await writeFile(input, JSON.stringify({ input: parity.cases[0].input.data }));
+    // A flat array is rank 1: rejected with a clear message rather than guessed at.
+    const flat = await runCli(['run', TINY_IMAGE, '--input', input]);
+    expect(flat.code).toBe(1);
+    expect(flat.stderr).toContain('DEQ_ERR_INVALID_INPUT');
+
+    const nested = (d: number[]) => [Array.from({ length: 8 }, (_, r) => d.slice(r * 8, r * 8 + 8))];
+    await writeFile(input, JSON.stringify({ input: [nested(parity.cases[0].input.data), nested(parity.cases[1].input.data)] }));
+    const r = await runCli(['run', TINY_IMAGE, '--input', input, '--tol', '1e-5', '--max-iter', '100']);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.outputs.logits.dims).toEqual([2, 3]);
+    for (const [i, c] of [parity.cases[0], parity.cases[1]].entries()) {
+      const got = out.outputs.logits.data.slice(i * 3, i * 3 + 3);
+      got.forEach((v: number, k: number) => expect(Math.abs(v - c.outputs.logits[k])).toBeLessThan(1e-3));
+      expect(out.solver.samples[i].converged).toBe(true);
+    }
+    expect(out.solver.tol).toBe(1e-5);
+  });
+
+  it('reads .npy inputs', async () => {
+    const dir = await scratch(TINY_IMAGE);
+    const parity = JSON.parse(await readFile(join(TINY_IMAGE, 'parity.json'), 'utf8'));
+    const data = Float32Array.from(parity.cases[0].input.data);
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 8, 8), }";
+    header = header.padEnd(118 - 1, ' ') + '\n';
+    const buf = Buffer.concat([Buffer.from('\x93NUMPY\x01\x00', 'latin1'), Buffer.from([header.length, 0]), Buffer.from(header, 'latin1'), Buffer.from(data.buffer)]);
+    const file = join(dir, 'x.npy');
+    await writeFile(file, buf);
+    const r = await runCli(['run', TINY_IMAGE, '--input', file]);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    const want = parity.cases[0].outputs.logits;
+    out.outputs.logits.data.forEach((v: number, k: number) => expect(Math.abs(v - want[k])).toBeLessThan(1e-2));
+  });
+
+  it('rejects bad flags with exit code 2', async () => {
+    const r = await runCli(['run', TINY_IMAGE, '--input', 'x.json', '--solver', 'newton']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--solver must be one of broyden, anderson, fixed-point');
+    expect((await runCli(['frobnicate'])).code).toBe(2);
+  });
+});
+
+describe('deq-serve bench', () => {
+  it('splits the solve into ONNX time and solver time', async () => {
+    const r = await runCli(['bench', TINY_IMAGE, '--runs', '20', '--warmup', '2']);
+    expect(r.code).toBe(0);
+    const b = JSON.parse(r.stdout);
+    expect(b.cellMs).toBeGreaterThan(0);
+    expect(b.solveMs).toBeGreaterThanOrEqual(b.cellMs);
+    expect(b.solverFraction).toBeGreaterThan(0);
+    expect(b.solverFraction).toBeLessThan(1);
+    expect(b.iterationsMean).toBeGreaterThan(1);
+  });
+});
