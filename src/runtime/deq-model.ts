@@ -181,6 +181,8 @@ export class DeqModel {
     const tail = stateDims.slice(1);
     let elapsed = 0;
     const uFull = createTensor('float32', u, stateDims);
+    // The solver hands over the same two buffers every call: wrap them once.
+    let zFull: Tensor | null = null, outFull: Tensor | null = null;
     // Compaction buffers are made on first need: a batch that converges in step uses none.
     let zc: Float32Array | null = null, uc: Float32Array | null = null, oc: Float32Array | null = null;
     const lastMask = new Uint8Array(batch);
@@ -190,7 +192,9 @@ export class DeqModel {
       for (let i = 0; i < batch; i++) count += active[i];
       const start = performance.now();
       if (count === batch) {
-        await cell.run({ [zName]: createTensor('float32', z, stateDims), [uName]: uFull }, { [outName]: createTensor('float32', out, stateDims) });
+        if (zFull?.data !== z) zFull = createTensor('float32', z, stateDims);
+        if (outFull?.data !== out) outFull = createTensor('float32', out, stateDims);
+        await cell.run({ [zName]: zFull, [uName]: uFull }, { [outName]: outFull });
       } else {
         if (!zc) { zc = new Float32Array(batch * n); uc = new Float32Array(batch * n); oc = new Float32Array(batch * n); }
         let same = count === lastCount;

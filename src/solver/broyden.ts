@@ -1,5 +1,5 @@
 import type { SolverWorkspace } from './workspace.js';
-import { dot, norm2 } from './vec.js';
+import { dot } from './vec.js';
 
 // Limited-memory "good" Broyden on g(z) = f(z) − z, per sample. The inverse
 // Jacobian is kept as J⁻¹ ≈ −I + U Vᵀ with at most m rank-one terms in a ring
@@ -23,7 +23,7 @@ export function broydenStart(ws: SolverWorkspace, i: number): void {
     p[o + k] = gk;
     z[o + k] += gk;
   }
-  ws.resPrev[i] = norm2(g, o, n);
+  ws.resPrev[i] = ws.gNorm[i];
   ws.alpha[i] = 1;
 }
 
@@ -35,7 +35,7 @@ export function broydenNext(ws: SolverWorkspace, i: number, lineSearch: boolean)
 
   if (lineSearch) {
     const alpha = ws.alpha[i];
-    const gnorm = norm2(g, o, n);
+    const gnorm = ws.gNorm[i];
     if (gnorm > (1 - ARMIJO_C * alpha) * ws.resPrev[i] && alpha > MIN_ALPHA) {
       // Backtrack along the same direction; the rejected point updates nothing.
       const a = alpha * 0.5;
@@ -103,6 +103,6 @@ export function broydenNext(ws: SolverWorkspace, i: number, lineSearch: boolean)
     for (let k = 0; k < n; k++) p[o + k] -= c * U[jo + k];
   }
   for (let k = 0; k < n; k++) z[o + k] += p[o + k];
-  ws.resPrev[i] = norm2(g, o, n);
+  ws.resPrev[i] = ws.gNorm[i];
   ws.alpha[i] = 1;
 }

@@ -58,6 +58,7 @@ export async function solve(
       ff += fk * fk;
     }
     const abs = Math.sqrt(gg);
+    ws.gNorm[i] = abs;
     const r = rel ? abs / (Math.sqrt(ff) + 1e-9) : abs;
     if (trace) trace[i][iterations[i] - 1] = r;
     if (!Number.isFinite(r)) {

@@ -35,6 +35,8 @@ export class SolverWorkspace {
   readonly head: Int32Array;
   readonly alpha: Float64Array;
   readonly resPrev: Float64Array;
+  /** ‖g‖₂ at the current iterate, computed once per evaluation by the driver. */
+  readonly gNorm: Float64Array;
   readonly active: Uint8Array;
   readonly abs0: Float64Array;
 
@@ -63,6 +65,7 @@ export class SolverWorkspace {
     this.head = new Int32Array(batch);
     this.alpha = new Float64Array(batch);
     this.resPrev = new Float64Array(batch);
+    this.gNorm = new Float64Array(batch);
     this.active = new Uint8Array(batch);
     this.abs0 = new Float64Array(batch);
   }

@@ -166,6 +166,8 @@ describe('constant memory', () => {
     const b = new SolverWorkspace('broyden', 2, 1000, 16);
     // U and V: 2 · batch · m · n float32 values; doubling m adds exactly that.
     expect(b.byteLength - a.byteLength).toBe(2 * 2 * 8 * 1000 * 4 + 8 * 8);
+    // …and nothing else in it scales with the problem beyond a fixed number of batch × n rows.
+    expect(a.byteLength).toBeLessThan((6 + 2 * 8) * 2 * 1000 * 4 + 2 * 1000 * 8 + 4096);
   });
 
   it('peak buffer memory during a solve does not grow with maxIter', async () => {
