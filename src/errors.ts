@@ -28,6 +28,7 @@ export const ERROR_CATALOGUE = Object.freeze({
   DEQ_ERR_NOT_FOUND: { status: 404, summary: 'no such route' },
   DEQ_ERR_SHUTTING_DOWN: { status: 503, summary: 'server is shutting down' },
   DEQ_ERR_INTERNAL: { status: 500, summary: 'internal error' },
+  DEQ_ERR_WORKER_FAILED: { status: 500, summary: 'the solver worker failed while running the request' },
 } as const);
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

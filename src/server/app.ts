@@ -1,0 +1,67 @@
+import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from 'fastify';
+import type { DestinationStream } from 'pino';
+import { DeqError } from '../errors.js';
+import { authPlugin } from './plugins/auth.js';
+import { errorsPlugin } from './plugins/errors.js';
+import { metricsPlugin } from './plugins/metrics.js';
+import { requestId, requestLogPlugin } from './plugins/request-log.js';
+import { classifyRoutes } from './routes/classify.js';
+import { healthRoutes } from './routes/health.js';
+import { modelRoutes } from './routes/models.js';
+import { scoreRoutes } from './routes/score.js';
+import { v2Routes } from './routes/v2.js';
+import type { ServerState } from './state.js';
+import { tokenizerCache, type TokenizerFactory } from './tokenizers.js';
+
+export interface AppOptions {
+  /** Where log lines go (default stdout). */
+  logStream?: DestinationStream;
+  /** Overrides the brown-words tokenizer (tests). */
+  tokenizer?: TokenizerFactory;
+}
+
+/** Secrets never reach a log line, even if a header object is logged by mistake. */
+const REDACT = ['req.headers.authorization', 'headers.authorization', 'req.headers.cookie', 'headers.cookie', 'config.apiKeys'];
+
+/** Builds the fastify instance: plugins first (errors, request log, auth, metrics), then routes. */
+export async function buildApp(state: ServerState, opts: AppOptions = {}): Promise<FastifyInstance> {
+  const { config } = state;
+  const logger = { level: config.logLevel, redact: { paths: REDACT, censor: '[redacted]' } };
+  const app = Fastify({
+    ...(opts.logStream ? { logger: { ...logger, stream: opts.logStream } } : { logger }),
+    // One line per request, written by requestLogPlugin with the solve summary in it.
+    logController: new LogController({ disableRequestLogging: true }),
+    genReqId: requestId,
+    requestIdHeader: false,
+    bodyLimit: config.bodyLimitBytes,
+    // Our onRequest hook answers 503 DEQ_ERR_SHUTTING_DOWN in the catalogue's shape instead.
+    return503OnClosing: false,
+    // requestTimeout covers receiving the request only (slow clients); solves have their own deadline.
+    requestTimeout: 60_000,
+    routerOptions: { maxParamLength: 200 },
+    // No type coercion: {"text": 42} is an error, not "42". Query values are parsed by the routes.
+    ajv: { customOptions: { allowUnionTypes: true, coerceTypes: false } },
+  });
+  app.decorate('deq', state);
+  await app.register(errorsPlugin);
+  await app.register(requestLogPlugin, { state });
+  await app.register(authPlugin, { apiKeys: config.apiKeys, openHealth: config.openHealth });
+  await app.register(metricsPlugin, { state });
+
+  // JSON endpoints refuse other content types up front (415), rather than failing schema checks.
+  const jsonOnly = async (req: FastifyRequest) => {
+    const type = req.headers['content-type'] ?? '';
+    if (!/^application\/json\s*(;|$)/i.test(type)) {
+      throw new DeqError('DEQ_ERR_UNSUPPORTED_MEDIA_TYPE', `send Content-Type: application/json (got ${JSON.stringify(type.slice(0, 60))})`);
+    }
+  };
+  await app.register(healthRoutes, { state });
+  await app.register(modelRoutes, { state });
+  await app.register(classifyRoutes, { state });
+  await app.register(async (scope) => {
+    scope.addHook('preValidation', async (req) => { if (req.method === 'POST') await jsonOnly(req); });
+    await scope.register(scoreRoutes, { state, tokenizerFor: tokenizerCache(opts.tokenizer) });
+    await scope.register(v2Routes, { state });
+  });
+  return app;
+}

@@ -1,0 +1,222 @@
+import { availableParallelism } from 'node:os';
+import { Ajv } from 'ajv';
+import { DeqError } from '../errors.js';
+import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../runtime/index.js';
+
+/** What happens when a request's deadline passes during its solve. */
+export type DeadlinePolicy = 'error' | 'best-effort';
+
+/** The server's effective configuration (validated, frozen). */
+export interface ServerConfig {
+  port: number;
+  host: string;
+  modelsDir: string;
+  providers: ExecutionProvider[];
+  workers: number;
+  intraOpThreads: number;
+  maxIterCap: number;
+  tolMin: number;
+  tolMax: number;
+  queueSize: number;
+  requestTimeoutMs: number;
+  onDeadline: DeadlinePolicy;
+  bodyLimitBytes: number;
+  imageLimitBytes: number;
+  maxImagePixels: number;
+  maxTextChars: number;
+  maxTexts: number;
+  maxBatch: number;
+  topK: number;
+  apiKeys: string[];
+  openHealth: boolean;
+  shutdownGraceMs: number;
+  retryAfterS: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+type Kind = 'int' | 'number' | 'string' | 'list' | 'bool';
+
+interface Setting {
+  key: keyof ServerConfig;
+  flag: string;
+  env: string;
+  kind: Kind;
+  help: string;
+}
+
+/** Cores the defaults are sized for. */
+const CORES = availableParallelism();
+
+/**
+ * The one defaults object. Workers × intra-op threads stays ≤ the cores, and one
+ * core is left for the HTTP thread (decoding, JSON) when there is more than one.
+ */
+export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
+  port: 8080,
+  host: '127.0.0.1',
+  modelsDir: 'models',
+  providers: ['cpu'] as ExecutionProvider[],
+  workers: Math.max(1, Math.min(8, CORES - 1)),
+  intraOpThreads: 1,
+  maxIterCap: 500,
+  tolMin: 1e-8,
+  tolMax: 1,
+  queueSize: 64,
+  requestTimeoutMs: 30_000,
+  onDeadline: 'error',
+  bodyLimitBytes: 1 << 20,
+  imageLimitBytes: 10 << 20,
+  maxImagePixels: 4096 * 4096,
+  maxTextChars: 20_000,
+  maxTexts: 32,
+  maxBatch: 64,
+  topK: 5,
+  apiKeys: [],
+  openHealth: true,
+  shutdownGraceMs: 10_000,
+  retryAfterS: 1,
+  logLevel: 'info',
+});
+
+/** Every setting: its flag, its environment variable and what it means (docs/server.md mirrors this). */
+export const SETTINGS: readonly Setting[] = Object.freeze([
+  { key: 'port', flag: '--port', env: 'DEQ_PORT', kind: 'int', help: 'TCP port (0 = any free port)' },
+  { key: 'host', flag: '--host', env: 'DEQ_HOST', kind: 'string', help: 'interface to listen on' },
+  { key: 'modelsDir', flag: '--models-dir', env: 'DEQ_MODELS_DIR', kind: 'string', help: 'folder whose subfolders with a manifest.json are served' },
+  { key: 'providers', flag: '--providers', env: 'DEQ_PROVIDERS', kind: 'list', help: 'execution providers in order of preference (cuda, webgpu, cpu)' },
+  { key: 'workers', flag: '--workers', env: 'DEQ_WORKERS', kind: 'int', help: 'solver worker threads, each with its own sessions' },
+  { key: 'intraOpThreads', flag: '--threads', env: 'DEQ_THREADS', kind: 'int', help: 'ONNX Runtime intra-op threads per worker' },
+  { key: 'maxIterCap', flag: '--max-iter-cap', env: 'DEQ_MAX_ITER_CAP', kind: 'int', help: 'largest max_iter a request may ask for' },
+  { key: 'tolMin', flag: '--tol-min', env: 'DEQ_TOL_MIN', kind: 'number', help: 'smallest tol a request may ask for' },
+  { key: 'tolMax', flag: '--tol-max', env: 'DEQ_TOL_MAX', kind: 'number', help: 'largest tol a request may ask for' },
+  { key: 'queueSize', flag: '--queue-size', env: 'DEQ_QUEUE_SIZE', kind: 'int', help: 'requests waiting per model before 503 DEQ_ERR_QUEUE_FULL' },
+  { key: 'requestTimeoutMs', flag: '--request-timeout-ms', env: 'DEQ_REQUEST_TIMEOUT_MS', kind: 'int', help: 'default request deadline; a request may ask for a shorter one (deadline_ms)' },
+  { key: 'onDeadline', flag: '--on-deadline', env: 'DEQ_ON_DEADLINE', kind: 'string', help: '"error": 504 DEQ_ERR_DEADLINE_EXCEEDED; "best-effort": answer with the best iterate, marked not converged' },
+  { key: 'bodyLimitBytes', flag: '--body-limit', env: 'DEQ_BODY_LIMIT', kind: 'int', help: 'largest JSON body in bytes' },
+  { key: 'imageLimitBytes', flag: '--image-limit', env: 'DEQ_IMAGE_LIMIT', kind: 'int', help: 'largest image upload in bytes' },
+  { key: 'maxImagePixels', flag: '--max-image-pixels', env: 'DEQ_MAX_IMAGE_PIXELS', kind: 'int', help: 'largest width × height an image header may declare (decompression bombs)' },
+  { key: 'maxTextChars', flag: '--max-text-chars', env: 'DEQ_MAX_TEXT_CHARS', kind: 'int', help: 'longest text /score accepts, in characters' },
+  { key: 'maxTexts', flag: '--max-texts', env: 'DEQ_MAX_TEXTS', kind: 'int', help: 'most texts in one /score request' },
+  { key: 'maxBatch', flag: '--max-batch', env: 'DEQ_MAX_BATCH', kind: 'int', help: 'largest batch dimension in one v2 infer request' },
+  { key: 'topK', flag: '--top-k', env: 'DEQ_TOP_K', kind: 'int', help: 'labels returned by /classify unless the request asks (top_k)' },
+  { key: 'apiKeys', flag: '--api-keys', env: 'DEQ_API_KEYS', kind: 'list', help: 'comma-separated bearer keys; empty = no authentication' },
+  { key: 'openHealth', flag: '--open-health', env: 'DEQ_OPEN_HEALTH', kind: 'bool', help: 'health and /metrics need no API key' },
+  { key: 'shutdownGraceMs', flag: '--shutdown-grace-ms', env: 'DEQ_SHUTDOWN_GRACE_MS', kind: 'int', help: 'time in-flight requests get to finish after SIGTERM' },
+  { key: 'retryAfterS', flag: '--retry-after-s', env: 'DEQ_RETRY_AFTER_S', kind: 'int', help: 'Retry-After seconds sent with 503 DEQ_ERR_QUEUE_FULL' },
+  { key: 'logLevel', flag: '--log-level', env: 'DEQ_LOG_LEVEL', kind: 'string', help: 'pino log level' },
+]);
+
+const positiveInt = { type: 'integer', minimum: 1 } as const;
+
+const CONFIG_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: SETTINGS.map((s) => s.key),
+  properties: {
+    port: { type: 'integer', minimum: 0, maximum: 65535 },
+    host: { type: 'string', minLength: 1 },
+    modelsDir: { type: 'string', minLength: 1 },
+    providers: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: [...EXECUTION_PROVIDERS] } },
+    workers: { type: 'integer', minimum: 1, maximum: 256 },
+    intraOpThreads: { type: 'integer', minimum: 1, maximum: 256 },
+    maxIterCap: { type: 'integer', minimum: 1, maximum: 100_000 },
+    tolMin: { type: 'number', exclusiveMinimum: 0 },
+    tolMax: { type: 'number', exclusiveMinimum: 0 },
+    queueSize: { type: 'integer', minimum: 0, maximum: 1_000_000 },
+    requestTimeoutMs: positiveInt,
+    onDeadline: { enum: ['error', 'best-effort'] },
+    bodyLimitBytes: { type: 'integer', minimum: 1024 },
+    imageLimitBytes: { type: 'integer', minimum: 1024 },
+    maxImagePixels: positiveInt,
+    maxTextChars: positiveInt,
+    maxTexts: positiveInt,
+    maxBatch: positiveInt,
+    topK: positiveInt,
+    apiKeys: { type: 'array', items: { type: 'string', minLength: 16, pattern: '^[\\x21-\\x7e]+$' } },
+    openHealth: { type: 'boolean' },
+    shutdownGraceMs: { type: 'integer', minimum: 0 },
+    retryAfterS: { type: 'integer', minimum: 0 },
+    logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+  },
+} as const;
+
+const validate = new Ajv({ allErrors: false, strict: false }).compile<ServerConfig>(CONFIG_SCHEMA);
+
+/**
+ * Builds the configuration from defaults, then `DEQ_*` environment variables,
+ * then flags (`--port 8080` or `--port=8080`), then `overrides`. Throws
+ * DEQ_ERR_CONFIG_INVALID naming the flag or variable at fault.
+ */
+export function loadConfig(argv: readonly string[] = [], env: NodeJS.ProcessEnv = {}, overrides: Partial<ServerConfig> = {}): Readonly<ServerConfig> {
+  const raw: Record<string, unknown> = { ...DEFAULT_CONFIG, providers: [...DEFAULT_CONFIG.providers], apiKeys: [] };
+  const origin = new Map<string, string>();
+  for (const s of SETTINGS) {
+    const v = env[s.env];
+    if (v !== undefined && v !== '') {
+      raw[s.key] = coerce(s, v, s.env);
+      origin.set(s.key, s.env);
+    }
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const eq = arg.indexOf('=');
+    const flag = eq === -1 ? arg : arg.slice(0, eq);
+    const s = SETTINGS.find((x) => x.flag === flag) ?? (flag === '--models' ? SETTINGS.find((x) => x.key === 'modelsDir') : undefined);
+    if (!s) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `unknown option ${JSON.stringify(arg)} (known: ${SETTINGS.map((x) => x.flag).join(', ')})`, { setting: arg });
+    let value: string | undefined;
+    if (eq !== -1) value = arg.slice(eq + 1);
+    else if (s.kind === 'bool' && (argv[i + 1] === undefined || argv[i + 1].startsWith('--'))) value = 'true';
+    else value = argv[++i];
+    if (value === undefined) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `${s.flag} needs a value`, { setting: s.flag });
+    raw[s.key] = coerce(s, value, s.flag);
+    origin.set(s.key, s.flag);
+  }
+  for (const [k, v] of Object.entries(overrides)) {
+    if (v !== undefined) {
+      raw[k] = v;
+      origin.set(k, k);
+    }
+  }
+  if (!validate(raw)) {
+    const e = validate.errors![0];
+    const key = e.instancePath.split('/')[1] ?? (e.params as { additionalProperty?: string }).additionalProperty ?? '';
+    const s = SETTINGS.find((x) => x.key === key);
+    const name = origin.get(key) ?? (s ? `${s.flag} / ${s.env}` : key);
+    const allowed = 'allowedValues' in e.params ? ` (allowed: ${(e.params.allowedValues as unknown[]).join(', ')})` : '';
+    throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting ${name}: ${e.message ?? 'is invalid'}${allowed}`, { setting: name });
+  }
+  const config = raw as unknown as ServerConfig;
+  if (config.tolMin > config.tolMax) {
+    throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting ${origin.get('tolMin') ?? '--tol-min'}: ${config.tolMin} exceeds tol max ${config.tolMax}`, { setting: 'tolMin' });
+  }
+  return deepFreeze(config);
+}
+
+/** The configuration as logged at start: API keys are counted, never shown. */
+export function describeConfig(c: Readonly<ServerConfig>): Record<string, unknown> {
+  return { ...c, apiKeys: `${c.apiKeys.length} key(s)`, cores: CORES };
+}
+
+function coerce(s: Setting, v: string, name: string): unknown {
+  switch (s.kind) {
+    case 'int':
+    case 'number': {
+      const n = v.trim() === '' ? NaN : Number(v);
+      if (!Number.isFinite(n)) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting ${name}: ${JSON.stringify(v)} is not a number`, { setting: name });
+      return n;
+    }
+    case 'bool':
+      if (/^(1|true|yes|on)$/i.test(v)) return true;
+      if (/^(0|false|no|off)$/i.test(v)) return false;
+      throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting ${name}: ${JSON.stringify(v)} is not a boolean (true/false)`, { setting: name });
+    case 'list':
+      return v.split(',').map((x) => x.trim()).filter((x) => x !== '');
+    default:
+      return v;
+  }
+}
+
+function deepFreeze<T extends object>(o: T): Readonly<T> {
+  for (const v of Object.values(o)) if (typeof v === 'object' && v !== null) Object.freeze(v);
+  return Object.freeze(o);
+}

@@ -1,0 +1,100 @@
+import closeWithGrace from 'close-with-grace';
+import type { FastifyInstance } from 'fastify';
+import { buildApp, type AppOptions } from './app.js';
+import { describeConfig, type ServerConfig } from './config.js';
+import { discoverModels } from './models.js';
+import { WorkerPool } from './pool.js';
+import type { ServerState } from './state.js';
+
+export { DEFAULT_CONFIG, SETTINGS, describeConfig, loadConfig } from './config.js';
+export type { DeadlinePolicy, ServerConfig } from './config.js';
+export type { TextTokenizer, TokenizerFactory } from './tokenizers.js';
+
+export interface StartOptions extends AppOptions {
+  /**
+   * Install SIGTERM/SIGINT handlers: drain within the grace period, release the
+   * sessions, exit 0; a second signal exits at once. The CLI sets this.
+   */
+  handleSignals?: boolean;
+}
+
+export interface RunningServer {
+  app: FastifyInstance;
+  state: ServerState;
+  /** Base URL, e.g. http://127.0.0.1:8080 */
+  url: string;
+  port: number;
+  /** Graceful stop: readiness false, drain in-flight within the grace period, release sessions. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts `deq-serve serve`: verifies every bundle in the models folder, listens
+ * (liveness answers at once), starts the solver workers, and resolves once every
+ * model has loaded and warmed up in every worker (readiness turns true).
+ * A bad bundle or configuration rejects with a DeqError after cleaning up.
+ */
+export async function startServer(config: Readonly<ServerConfig>, opts: StartOptions = {}): Promise<RunningServer> {
+  const models = await discoverModels(config.modelsDir);
+  const pool = new WorkerPool({
+    models: [...models.values()].map((m) => ({ name: m.name, dir: m.dir })),
+    workers: config.workers,
+    providers: config.providers,
+    intraOpThreads: config.intraOpThreads,
+    queueSize: config.queueSize,
+    retryAfterS: config.retryAfterS,
+  });
+  const state: ServerState = { config, models, pool, loaded: false, closing: false };
+  const app = await buildApp(state, opts);
+  const log = app.log;
+  pool.logger = log;
+  log.info({ config: describeConfig(config), models: [...models.keys()] }, 'effective configuration');
+  const cores = (describeConfig(config).cores as number);
+  if (config.workers * config.intraOpThreads > cores) {
+    log.warn({ workers: config.workers, threads: config.intraOpThreads, cores }, 'workers × threads exceeds the cores: solves will contend for CPU');
+  }
+
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      state.closing = true;
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), config.shutdownGraceMs); });
+      const drained = app.close();
+      if ((await Promise.race([drained, graceOver])) === 'timeout') {
+        log.warn({ graceMs: config.shutdownGraceMs }, 'grace period over; closing remaining connections');
+        app.server.closeAllConnections();
+      }
+      await drained;
+      clearTimeout(timer);
+      await pool.close();
+      log.info('server stopped; sessions released');
+    })();
+    return closing;
+  };
+
+  await app.listen({ port: config.port, host: config.host });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}`;
+
+  if (opts.handleSignals) {
+    closeWithGrace({ delay: config.shutdownGraceMs + 5000, logger: log }, async ({ signal, err }) => {
+      if (err) log.error({ err }, 'fatal error; shutting down');
+      else log.info({ signal }, 'shutting down');
+      await close();
+    });
+  }
+
+  try {
+    const t0 = performance.now();
+    await pool.start();
+    state.loaded = true;
+    log.info({ ms: Math.round(performance.now() - t0), workers: config.workers, models: Object.fromEntries(pool.modelInfo) }, 'ready');
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { app, state, url, port, close };
+}

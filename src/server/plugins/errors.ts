@@ -1,0 +1,71 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { DeqError, ERROR_CATALOGUE, isDeqError, type ErrorCode } from '../../errors.js';
+import { global } from './plugin.js';
+
+/** What a client is told: catalogue code, its status, and a message without internals. */
+export interface ClientError {
+  status: number;
+  code: ErrorCode;
+  message: string;
+  retryAfterS?: number;
+}
+
+// Fastify and @fastify/multipart codes, mapped onto the catalogue once.
+const FRAMEWORK_CODES: Readonly<Record<string, ErrorCode>> = Object.freeze({
+  FST_ERR_CTP_BODY_TOO_LARGE: 'DEQ_ERR_PAYLOAD_TOO_LARGE',
+  FST_REQ_FILE_TOO_LARGE: 'DEQ_ERR_PAYLOAD_TOO_LARGE',
+  FST_PARTS_LIMIT: 'DEQ_ERR_PAYLOAD_TOO_LARGE',
+  FST_FILES_LIMIT: 'DEQ_ERR_PAYLOAD_TOO_LARGE',
+  FST_FIELDS_LIMIT: 'DEQ_ERR_PAYLOAD_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'DEQ_ERR_UNSUPPORTED_MEDIA_TYPE',
+  FST_INVALID_MULTIPART_CONTENT_TYPE: 'DEQ_ERR_UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'DEQ_ERR_INVALID_INPUT',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'DEQ_ERR_INVALID_INPUT',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'DEQ_ERR_INVALID_INPUT',
+  FST_PROTO_VIOLATION: 'DEQ_ERR_INVALID_INPUT',
+});
+
+/** Maps any thrown value to what the client may see. Unknown errors say only "internal error". */
+export function toClientError(err: unknown): ClientError {
+  if (isDeqError(err)) {
+    const e = err as DeqError;
+    const retry = e.details?.retryAfterS;
+    return { status: ERROR_CATALOGUE[e.code].status, code: e.code, message: e.message, ...(typeof retry === 'number' ? { retryAfterS: retry } : {}) };
+  }
+  const fe = err as { code?: string; statusCode?: number; validation?: unknown; message?: string };
+  if (fe && fe.validation) return { status: 400, code: 'DEQ_ERR_INVALID_INPUT', message: fe.message ?? 'invalid request' };
+  const mapped = fe && typeof fe.code === 'string' ? FRAMEWORK_CODES[fe.code] : undefined;
+  if (mapped) {
+    const message = mapped === 'DEQ_ERR_INVALID_INPUT' && /JSON/i.test(fe.code ?? '') ? `malformed JSON body: ${fe.message ?? ''}` : fe.message ?? ERROR_CATALOGUE[mapped].summary;
+    return { status: ERROR_CATALOGUE[mapped].status, code: mapped, message };
+  }
+  if (err instanceof SyntaxError && fe.statusCode === 400) return { status: 400, code: 'DEQ_ERR_INVALID_INPUT', message: `malformed JSON body: ${err.message}` };
+  if (fe && typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return { status: 400, code: 'DEQ_ERR_INVALID_INPUT', message: fe.message ?? 'invalid request' };
+  }
+  return { status: 500, code: 'DEQ_ERR_INTERNAL', message: 'internal error' };
+}
+
+/** v2 (Open Inference Protocol) routes answer `{ error }`; the rest `{ error, code }`. */
+export function sendError(req: FastifyRequest, reply: FastifyReply, e: ClientError): FastifyReply {
+  req.server.metrics?.countError(e.code);
+  reply.code(e.status);
+  reply.header('x-deq-error-code', e.code);
+  if (e.retryAfterS !== undefined) reply.header('retry-after', String(e.retryAfterS));
+  if (e.code === 'DEQ_ERR_UNAUTHORIZED') reply.header('www-authenticate', 'Bearer');
+  const v2 = req.url.startsWith('/v2');
+  return reply.type('application/json; charset=utf-8').send(v2 ? { error: e.message } : { error: e.message, code: e.code });
+}
+
+/** One error handler and one 404 handler for the whole server. No stack trace leaves the process. */
+export const errorsPlugin = global('deq-errors', async (app) => {
+  app.setErrorHandler((err, req, reply) => {
+    const e = toClientError(err);
+    // Expected 503/504s are in the request line; a 500 gets the full error, server-side only.
+    if (e.status === 500) req.log.error({ err, code: e.code }, 'request failed');
+    return sendError(req, reply, e);
+  });
+  app.setNotFoundHandler((req, reply) => {
+    sendError(req, reply, { status: 404, code: 'DEQ_ERR_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0].slice(0, 100)}` });
+  });
+});

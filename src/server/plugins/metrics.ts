@@ -1,0 +1,108 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ErrorCode } from '../../errors.js';
+import type { PoolResult } from '../pool.js';
+import type { ServerState } from '../state.js';
+import { global } from './plugin.js';
+
+/** The server's Prometheus metrics, on a registry of its own (several servers may share a process in tests). */
+export class ServerMetrics {
+  readonly registry = new Registry();
+  readonly requestDuration: Histogram<'method' | 'route' | 'status'>;
+  readonly queueDuration: Histogram<'model'>;
+  readonly solveDuration: Histogram<'model'>;
+  readonly iterations: Histogram<'model' | 'method'>;
+  readonly residual: Histogram<'model' | 'method'>;
+  readonly samples: Counter<'model'>;
+  readonly notConverged: Counter<'model'>;
+  readonly diverged: Counter<'model'>;
+  readonly deadlineStops: Counter<'model'>;
+  readonly errors: Counter<'code'>;
+
+  constructor(state: Pick<ServerState, 'models' | 'pool'>) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'deq_' });
+    // Histograms, not summaries: they aggregate across replicas.
+    this.requestDuration = new Histogram({
+      name: 'deq_request_duration_seconds', help: 'HTTP request duration, receipt to response', registers,
+      labelNames: ['method', 'route', 'status'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    });
+    this.queueDuration = new Histogram({
+      name: 'deq_queue_duration_seconds', help: 'Time a solve waited for a free worker', registers,
+      labelNames: ['model'], buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+    });
+    this.solveDuration = new Histogram({
+      name: 'deq_solve_duration_seconds', help: 'Worker time per request: inject, solve and head', registers,
+      labelNames: ['model'], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
+    });
+    this.iterations = new Histogram({
+      name: 'deq_solver_iterations', help: 'Cell evaluations per sample', registers,
+      labelNames: ['model', 'method'], buckets: [1, 2, 3, 5, 8, 12, 16, 24, 32, 48, 64, 100, 200, 500],
+    });
+    this.residual = new Histogram({
+      name: 'deq_solver_final_residual', help: 'Residual of the returned iterate, per sample (in its stop mode)', registers,
+      labelNames: ['model', 'method'], buckets: [1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1],
+    });
+    this.samples = new Counter({ name: 'deq_solver_samples_total', help: 'Samples solved', labelNames: ['model'], registers });
+    this.notConverged = new Counter({ name: 'deq_solver_not_converged_total', help: 'Samples that stopped above tol', labelNames: ['model'], registers });
+    this.diverged = new Counter({ name: 'deq_solver_diverged_total', help: 'Samples whose residual blew up or became non-finite', labelNames: ['model'], registers });
+    this.deadlineStops = new Counter({ name: 'deq_solver_deadline_stops_total', help: 'Solves cut short by the request deadline', labelNames: ['model'], registers });
+    this.errors = new Counter({ name: 'deq_errors_total', help: 'Error responses by catalogue code', labelNames: ['code'], registers });
+    const { pool, models } = state;
+    new Gauge({
+      name: 'deq_inflight_requests', help: 'Solves running on a worker', labelNames: ['model'], registers,
+      collect() { for (const m of models.keys()) this.set({ model: m }, pool.inFlight(m)); },
+    });
+    new Gauge({
+      name: 'deq_queued_requests', help: 'Solves waiting for a worker', labelNames: ['model'], registers,
+      collect() { for (const m of models.keys()) this.set({ model: m }, pool.queued(m)); },
+    });
+  }
+
+  /** Records one finished solve. */
+  observeSolve(model: string, r: PoolResult): void {
+    const method = r.options.method;
+    this.queueDuration.observe({ model }, r.queueMs / 1000);
+    this.solveDuration.observe({ model }, r.timing.totalMs / 1000);
+    const s = r.solver;
+    this.samples.inc({ model }, s.iterations.length);
+    let notConverged = 0, diverged = 0;
+    for (let i = 0; i < s.iterations.length; i++) {
+      this.iterations.observe({ model, method }, s.iterations[i]);
+      if (Number.isFinite(s.residual[i])) this.residual.observe({ model, method }, s.residual[i]);
+      if (!s.converged[i]) notConverged++;
+      if (s.diverged[i]) diverged++;
+    }
+    if (notConverged) this.notConverged.inc({ model }, notConverged);
+    if (diverged) this.diverged.inc({ model }, diverged);
+    if (s.stopped) this.deadlineStops.inc({ model });
+  }
+
+  countError(code: ErrorCode): void {
+    this.errors.inc({ code });
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    metrics: ServerMetrics;
+  }
+}
+
+/** Serves GET /metrics and times every request by route template (never raw URLs: bounded labels). */
+export const metricsPlugin = global('deq-metrics', async (app, opts: { state: ServerState }) => {
+  const metrics = new ServerMetrics(opts.state);
+  app.decorate('metrics', metrics);
+  app.addHook('onResponse', async (req, reply) => {
+    metrics.requestDuration.observe(
+      { method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+  app.get('/metrics', { config: { open: true } }, async (_req, reply) => {
+    reply.header('content-type', metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+  app.addHook('onClose', async () => {
+    metrics.registry.clear();
+  });
+});

@@ -1,0 +1,314 @@
+import { Worker } from 'node:worker_threads';
+import { DeqError } from '../errors.js';
+import type { FromWorker, InferJob, InferReply, ToWorker, WorkerInit } from './protocol.js';
+
+/** Where the compiled worker entry lives: beside this file (dist/server/worker.js). */
+const WORKER_URL = new URL('./worker.js', import.meta.url);
+
+export interface PoolLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface PoolOptions {
+  models: { name: string; dir: string }[];
+  workers: number;
+  providers: readonly string[];
+  intraOpThreads: number;
+  /** Requests allowed to wait per model; one more is refused with DEQ_ERR_QUEUE_FULL. */
+  queueSize: number;
+  retryAfterS?: number;
+  logger?: PoolLogger;
+}
+
+export interface PoolResult extends InferReply {
+  /** Time spent waiting for a free worker. */
+  queueMs: number;
+}
+
+interface Pending {
+  id: number;
+  model: string;
+  job: InferJob;
+  enqueuedAt: number;
+  timer: NodeJS.Timeout | null;
+  resolve: (r: PoolResult) => void;
+  reject: (e: Error) => void;
+  dispatchedAt?: number;
+}
+
+interface Slot {
+  index: number;
+  worker: Worker;
+  ready: boolean;
+  busy: Pending | null;
+}
+
+const silent: PoolLogger = { info() {}, warn() {}, error() {} };
+/** Replacement workers that fail to start this many times in a row are not retried. */
+const MAX_RESPAWN_FAILURES = 5;
+
+/**
+ * A fixed set of solver workers, each with its own sessions for every model,
+ * fed from one bounded FIFO queue per model (served round-robin across models).
+ */
+export class WorkerPool {
+  readonly #opts: PoolOptions;
+  /** Where worker start/exit events are logged; settable once the server's logger exists. */
+  logger: PoolLogger;
+  readonly #slots: Slot[] = [];
+  readonly #queues = new Map<string, Pending[]>();
+  readonly #running = new Map<string, number>();
+  #nextId = 1;
+  #rr = 0;
+  #started = false;
+  #closing = false;
+  #respawnFailures = 0;
+  #nextIndex = 0;
+  /** Provider and warm-up time per model, from the first worker to load. */
+  modelInfo: Map<string, { provider: string; warmupMs: number }> = new Map();
+
+  constructor(opts: PoolOptions) {
+    this.#opts = opts;
+    this.logger = opts.logger ?? silent;
+    for (const m of opts.models) {
+      this.#queues.set(m.name, []);
+      this.#running.set(m.name, 0);
+    }
+  }
+
+  /** Starts every worker; resolves once each has loaded and warmed up every model. */
+  async start(): Promise<void> {
+    try {
+      await Promise.all(Array.from({ length: this.#opts.workers }, () => this.#spawn()));
+    } catch (err) {
+      await this.#terminateAll();
+      throw err;
+    }
+    this.#started = true;
+  }
+
+  /** True once started, while not closing, with at least one live worker. */
+  get ready(): boolean {
+    return this.#started && !this.#closing && this.#slots.some((s) => s.ready);
+  }
+
+  queued(model?: string): number {
+    if (model !== undefined) return this.#queues.get(model)?.length ?? 0;
+    let n = 0;
+    for (const q of this.#queues.values()) n += q.length;
+    return n;
+  }
+
+  /** Requests on a worker now (queued ones not counted). */
+  inFlight(model?: string): number {
+    if (model !== undefined) return (this.#running.get(model) ?? 0) - this.queued(model);
+    let n = 0;
+    for (const v of this.#running.values()) n += v;
+    return n - this.queued();
+  }
+
+  /**
+   * Queues a solve. Rejects with DEQ_ERR_QUEUE_FULL when the model's queue is
+   * full, DEQ_ERR_DEADLINE_EXCEEDED when the deadline passes before a worker is
+   * free, DEQ_ERR_WORKER_FAILED when the worker dies during the solve.
+   * The job's typed arrays are transferred to the worker (unusable afterwards).
+   */
+  submit(model: string, job: InferJob): Promise<PoolResult> {
+    const queue = this.#queues.get(model);
+    if (!queue) return Promise.reject(new DeqError('DEQ_ERR_MODEL_NOT_FOUND', `no model named ${model}`));
+    if (this.#closing) return Promise.reject(new DeqError('DEQ_ERR_SHUTTING_DOWN', 'the server is shutting down'));
+    const idle = this.#idleSlot();
+    if (!idle && queue.length >= this.#opts.queueSize) {
+      return Promise.reject(new DeqError('DEQ_ERR_QUEUE_FULL', `the queue for ${model} is full (${this.#opts.queueSize} waiting); retry later`,
+        { retryAfterS: this.#opts.retryAfterS ?? 1 }));
+    }
+    return new Promise<PoolResult>((resolve, reject) => {
+      const p: Pending = { id: this.#nextId++, model, job, enqueuedAt: performance.now(), timer: null, resolve, reject };
+      this.#running.set(model, this.#running.get(model)! + 1);
+      if (idle) {
+        this.#send(idle, p);
+        return;
+      }
+      queue.push(p);
+      const wait = job.deadline - Date.now();
+      p.timer = setTimeout(() => {
+        const i = queue.indexOf(p);
+        if (i === -1) return;
+        queue.splice(i, 1);
+        this.#finish(p);
+        reject(new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed after ${Math.round(performance.now() - p.enqueuedAt)} ms in the queue, before a worker was free`));
+      }, Math.max(0, wait));
+      p.timer.unref();
+    });
+  }
+
+  /**
+   * Stops taking work, fails whatever is still queued, asks each worker to
+   * release its sessions, then terminates it. Call after HTTP has drained.
+   */
+  async close(timeoutMs = 2000): Promise<void> {
+    this.#closing = true;
+    for (const q of this.#queues.values()) {
+      for (const p of q.splice(0)) {
+        this.#finish(p);
+        p.reject(new DeqError('DEQ_ERR_SHUTTING_DOWN', 'the server shut down before this request reached a worker'));
+      }
+    }
+    await Promise.all(this.#slots.map((s) => this.#release(s, timeoutMs)));
+    await this.#terminateAll();
+  }
+
+  /** @internal Test hook: terminates busy workers as a crash would. Returns how many. */
+  async crashBusyWorkers(): Promise<number> {
+    const busy = this.#slots.filter((s) => s.busy);
+    await Promise.all(busy.map((s) => s.worker.terminate()));
+    return busy.length;
+  }
+
+  #idleSlot(): Slot | undefined {
+    return this.#slots.find((s) => s.ready && !s.busy);
+  }
+
+  #spawn(): Promise<void> {
+    const init: WorkerInit = {
+      models: this.#opts.models,
+      providers: [...this.#opts.providers],
+      intraOpThreads: this.#opts.intraOpThreads,
+    };
+    const worker = new Worker(WORKER_URL, { workerData: init, name: 'deq-solver' });
+    const slot: Slot = { index: this.#nextIndex++, worker, ready: false, busy: null };
+    this.#slots.push(slot);
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      worker.on('message', (msg: FromWorker) => {
+        switch (msg.type) {
+          case 'ready':
+            slot.ready = true;
+            settled = true;
+            this.#respawnFailures = 0;
+            for (const m of msg.models) if (!this.modelInfo.has(m.name)) this.modelInfo.set(m.name, { provider: m.provider, warmupMs: m.warmupMs });
+            this.logger.info({ worker: slot.index, models: msg.models }, 'solver worker ready');
+            resolve();
+            this.#pump();
+            break;
+          case 'fatal':
+            settled = true;
+            reject(new DeqError(msg.error.code, msg.error.message));
+            void worker.terminate();
+            break;
+          case 'result':
+          case 'error':
+            this.#onReply(slot, msg);
+            break;
+          default:
+            break;
+        }
+      });
+      worker.on('error', (err) => {
+        this.logger.error({ worker: slot.index, err: { message: err.message } }, 'solver worker error');
+        if (!settled) {
+          settled = true;
+          reject(new DeqError('DEQ_ERR_WORKER_FAILED', `solver worker failed to start: ${err.message}`));
+        }
+      });
+      worker.on('exit', (code) => this.#onExit(slot, code));
+    });
+  }
+
+  #onExit(slot: Slot, code: number): void {
+    const i = this.#slots.indexOf(slot);
+    if (i !== -1) this.#slots.splice(i, 1);
+    const p = slot.busy;
+    slot.busy = null;
+    if (p) {
+      this.#finish(p);
+      p.reject(this.#closing
+        ? new DeqError('DEQ_ERR_SHUTTING_DOWN', 'the server shut down before this request finished')
+        : new DeqError('DEQ_ERR_WORKER_FAILED', 'the solver worker stopped while running this request; it is being restarted'));
+    }
+    if (this.#closing || !this.#started || !slot.ready) return;
+    this.logger.warn({ worker: slot.index, exitCode: code }, 'solver worker exited; starting a replacement');
+    this.#respawn();
+  }
+
+  #respawn(): void {
+    this.#spawn().catch((err: Error) => {
+      this.#respawnFailures++;
+      this.logger.error({ err: { message: err.message }, failures: this.#respawnFailures }, 'replacement solver worker failed to start');
+      if (this.#respawnFailures < MAX_RESPAWN_FAILURES && !this.#closing) setTimeout(() => this.#respawn(), 1000).unref();
+    });
+  }
+
+  #onReply(slot: Slot, msg: Extract<FromWorker, { type: 'result' | 'error' }>): void {
+    const p = slot.busy;
+    if (!p || p.id !== msg.id) return;
+    slot.busy = null;
+    this.#finish(p);
+    if (msg.type === 'result') p.resolve({ ...msg.reply, queueMs: (p.dispatchedAt ?? p.enqueuedAt) - p.enqueuedAt });
+    else p.reject(new DeqError(msg.error.code, msg.error.message));
+    this.#pump();
+  }
+
+  #send(slot: Slot, p: Pending): void {
+    if (p.timer) clearTimeout(p.timer);
+    p.timer = null;
+    p.dispatchedAt = performance.now();
+    slot.busy = p;
+    const { job } = p;
+    const transfer: ArrayBuffer[] = [job.input.buffer as ArrayBuffer];
+    for (const v of Object.values(job.headInputs ?? {})) if (!transfer.includes(v.buffer as ArrayBuffer)) transfer.push(v.buffer as ArrayBuffer);
+    const msg: ToWorker = { type: 'infer', id: p.id, model: p.model, job };
+    slot.worker.postMessage(msg, transfer);
+  }
+
+  #pump(): void {
+    for (;;) {
+      const slot = this.#idleSlot();
+      if (!slot) return;
+      const p = this.#takeNext();
+      if (!p) return;
+      this.#send(slot, p);
+    }
+  }
+
+  // Round-robin across models so one busy model cannot starve another.
+  #takeNext(): Pending | undefined {
+    const queues = [...this.#queues.values()];
+    for (let k = 0; k < queues.length; k++) {
+      const q = queues[(this.#rr + k) % queues.length];
+      if (q.length > 0) {
+        this.#rr = (this.#rr + k + 1) % queues.length;
+        return q.shift();
+      }
+    }
+    return undefined;
+  }
+
+  #finish(p: Pending): void {
+    if (p.timer) clearTimeout(p.timer);
+    p.timer = null;
+    this.#running.set(p.model, this.#running.get(p.model)! - 1);
+  }
+
+  #release(slot: Slot, timeoutMs: number): Promise<void> {
+    if (!slot.ready) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      timer.unref();
+      slot.worker.on('message', (msg: FromWorker) => {
+        if (msg.type === 'released') {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      slot.worker.postMessage({ type: 'release' } satisfies ToWorker);
+    });
+  }
+
+  async #terminateAll(): Promise<void> {
+    const slots = this.#slots.splice(0);
+    await Promise.allSettled(slots.map((s) => s.worker.terminate()));
+  }
+}

@@ -1,0 +1,63 @@
+import type { ErrorCode } from '../errors.js';
+import type { InferTiming, TensorValue } from '../runtime/index.js';
+import type { SolverMethod, StopMode } from '../solver/index.js';
+
+/** Messages between the pool (HTTP thread) and a solver worker. Plain data only. */
+
+export interface WorkerInit {
+  models: { name: string; dir: string }[];
+  providers: string[];
+  intraOpThreads: number;
+}
+
+/** The solver settings a request may choose; everything else comes from the manifest. */
+export interface RequestSolver {
+  method?: SolverMethod;
+  tol?: number;
+  stopMode?: StopMode;
+  maxIter?: number;
+}
+
+export interface InferJob {
+  input: Float32Array | BigInt64Array;
+  batch: number;
+  length?: number;
+  headInputs?: Record<string, Float32Array | BigInt64Array>;
+  outputs?: string[];
+  solver: RequestSolver;
+  /** Absolute deadline, Date.now() milliseconds (the one clock main and workers share). */
+  deadline: number;
+}
+
+export interface SolverStats {
+  iterations: Int32Array;
+  residual: Float64Array;
+  converged: Uint8Array;
+  diverged: Uint8Array;
+  calls: number;
+  /** The deadline ended the solve before every sample finished. */
+  stopped: boolean;
+}
+
+export interface InferReply {
+  outputs: Record<string, TensorValue>;
+  solver: SolverStats;
+  options: { method: SolverMethod; tol: number; stopMode: StopMode; maxIter: number };
+  timing: InferTiming;
+}
+
+export interface SerializedError {
+  code: ErrorCode;
+  message: string;
+}
+
+export type ToWorker =
+  | { type: 'infer'; id: number; model: string; job: InferJob }
+  | { type: 'release' };
+
+export type FromWorker =
+  | { type: 'ready'; models: { name: string; provider: string; warmupMs: number }[] }
+  | { type: 'fatal'; error: SerializedError }
+  | { type: 'result'; id: number; reply: InferReply }
+  | { type: 'error'; id: number; error: SerializedError }
+  | { type: 'released' };

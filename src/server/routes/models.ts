@@ -1,0 +1,36 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { SOLVER_METHODS, STOP_MODES } from '../../solver/index.js';
+import { findModel, type ServedModel } from '../models.js';
+import { isReady, type ServerState } from '../state.js';
+
+/** GET /v1/models and /v1/models/:name: what a client needs to call a model. */
+export const modelRoutes: FastifyPluginAsync<{ state: ServerState }> = async (app, { state }) => {
+  const summary = (m: ServedModel) => {
+    const man = m.manifest;
+    const c = state.config;
+    return {
+      name: m.name,
+      version: man.version ?? '1',
+      task: man.task,
+      description: man.description ?? '',
+      ready: isReady(state),
+      provider: state.pool.modelInfo.get(m.name)?.provider ?? null,
+      endpoint: man.task === 'image-classification' ? `/v1/models/${m.name}/classify` : `/v1/models/${m.name}/score`,
+      labels: man.labels,
+      preprocess: man.preprocess,
+      tokenizer: man.tokenizer && { kind: man.tokenizer.kind, context: man.tokenizer.context, stride: man.tokenizer.stride ?? null, vocab_size: m.vocab?.length ?? 0 },
+      solver_defaults: { method: man.solver.method, tol: man.solver.tol, stop_mode: man.solver.stop_mode, max_iter: man.solver.max_iter, history: man.solver.history ?? 8 },
+      caps: {
+        tol: [c.tolMin, c.tolMax],
+        max_iter: [1, c.maxIterCap],
+        solver: SOLVER_METHODS,
+        stop_mode: STOP_MODES,
+        deadline_ms: [1, c.requestTimeoutMs],
+        on_deadline: c.onDeadline,
+      },
+      provenance: man.provenance ?? {},
+    };
+  };
+  app.get('/v1/models', async () => ({ models: [...state.models.values()].map(summary) }));
+  app.get<{ Params: { name: string } }>('/v1/models/:name', async (req) => summary(findModel(state.models, req.params.name)));
+};

@@ -1,0 +1,25 @@
+import type { ServerConfig } from './config.js';
+import type { ServedModel } from './models.js';
+import type { WorkerPool } from './pool.js';
+
+/** What every route and plugin shares; decorated on the fastify instance as `deq`. */
+export interface ServerState {
+  readonly config: Readonly<ServerConfig>;
+  readonly models: ReadonlyMap<string, ServedModel>;
+  readonly pool: WorkerPool;
+  /** Set once every model has loaded and warmed up in every worker. */
+  loaded: boolean;
+  /** Set on shutdown: readiness false, new work refused. */
+  closing: boolean;
+}
+
+/** Ready = loaded, not shutting down, and at least one live worker. */
+export function isReady(s: ServerState): boolean {
+  return s.loaded && !s.closing && s.pool.ready;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    deq: ServerState;
+  }
+}

@@ -1,0 +1,101 @@
+// Solver worker: owns one DeqModel (three ONNX sessions) per bundle and runs
+// solves off the HTTP thread. NOTE: onnxruntime-node's session.run() blocks the
+// calling thread (microsoft/onnxruntime#19611), hence a thread per worker.
+import { parentPort, workerData } from 'node:worker_threads';
+import { DeqError, isDeqError, type ErrorCode } from '../errors.js';
+import { DeqModel, type ExecutionProvider, type Manifest } from '../runtime/index.js';
+import type { FromWorker, InferJob, SerializedError, ToWorker, WorkerInit } from './protocol.js';
+
+const port = parentPort!;
+const init = workerData as WorkerInit;
+const models = new Map<string, DeqModel>();
+
+function post(msg: FromWorker): void {
+  port.postMessage(msg);
+}
+
+function serialize(err: unknown, fallback: ErrorCode = 'DEQ_ERR_INTERNAL'): SerializedError {
+  if (isDeqError(err)) return { code: err.code, message: err.message };
+  return { code: fallback, message: err instanceof Error ? err.message : String(err) };
+}
+
+async function run(name: string, job: InferJob) {
+  const model = models.get(name);
+  if (!model) throw new DeqError('DEQ_ERR_MODEL_NOT_FOUND', `model ${name} is not loaded in this worker`);
+  const { deadline } = job;
+  const result = await model.infer({
+    input: job.input,
+    batch: job.batch,
+    length: job.length,
+    headInputs: job.headInputs,
+    outputs: job.outputs,
+    // Checked between solver iterations: a native run cannot be interrupted.
+    solver: { ...job.solver, shouldStop: () => Date.now() >= deadline },
+  });
+  const { iterations, residual, converged, diverged, calls, stopped } = result.solver;
+  const o = result.options;
+  return {
+    outputs: result.outputs,
+    solver: { iterations, residual, converged, diverged, calls, stopped },
+    options: { method: o.method, tol: o.tol, stopMode: o.stopMode, maxIter: o.maxIter },
+    timing: result.timing,
+  };
+}
+
+/** A zero input of the model's shape: the first run at each shape is the slow one. */
+function warmupJob(m: Manifest): InferJob {
+  const spec = m.graphs.inject.inputs[0];
+  const length = spec.shape.includes(-1) ? Math.min(m.tokenizer?.context ?? 8, 8) : undefined;
+  const size = spec.shape.reduce((a, d) => a * (d === -1 ? length! : d), 1);
+  const headInputs: Record<string, Float32Array | BigInt64Array> = {};
+  for (const h of m.graphs.head.inputs.slice(1)) {
+    const n = h.shape.reduce((a, d) => a * (d === -1 ? length! : d), 1);
+    headInputs[h.name] = h.dtype === 'int64' ? new BigInt64Array(n) : new Float32Array(n);
+  }
+  return {
+    input: spec.dtype === 'int64' ? new BigInt64Array(size) : new Float32Array(size),
+    batch: 1,
+    length,
+    headInputs,
+    solver: {},
+    deadline: Date.now() + 60_000,
+  };
+}
+
+async function start(): Promise<void> {
+  const loaded: { name: string; provider: string; warmupMs: number }[] = [];
+  try {
+    for (const { name, dir } of init.models) {
+      const model = await DeqModel.load(dir, {
+        providers: init.providers as ExecutionProvider[],
+        intraOpThreads: init.intraOpThreads,
+        interOpThreads: 1,
+      });
+      models.set(name, model);
+      const t0 = performance.now();
+      await run(name, warmupJob(model.manifest));
+      loaded.push({ name, provider: model.provider, warmupMs: performance.now() - t0 });
+    }
+  } catch (err) {
+    await Promise.allSettled([...models.values()].map((m) => m.release()));
+    post({ type: 'fatal', error: serialize(err, 'DEQ_ERR_BUNDLE_INVALID') });
+    return;
+  }
+  post({ type: 'ready', models: loaded });
+}
+
+port.on('message', (msg: ToWorker) => {
+  if (msg.type === 'infer') {
+    run(msg.model, msg.job).then(
+      (reply) => post({ type: 'result', id: msg.id, reply }),
+      (err: unknown) => post({ type: 'error', id: msg.id, error: serialize(err) }),
+    );
+  } else if (msg.type === 'release') {
+    Promise.allSettled([...models.values()].map((m) => m.release())).then(() => {
+      models.clear();
+      post({ type: 'released' });
+    });
+  }
+});
+
+void start();

@@ -1,0 +1,77 @@
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+// The server runs from dist: its solver workers are compiled .js (npm test builds first).
+import { loadConfig, startServer, type RunningServer, type ServerConfig, type TokenizerFactory } from '../../dist/server/index.js';
+
+export const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** A temp models folder holding copies of the fixture bundles. */
+export async function makeModelsDir(names: string[] = ['tiny-image', 'tiny-lm']): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'deq-models-'));
+  for (const n of names) await cp(join(FIXTURES, n), join(dir, n), { recursive: true });
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * Test-only stand-in for the brown-words tokenizer: whitespace split, vocab
+ * lookup, </s> at the end (no <s>: the scorer adds it). Used only when
+ * dist/preprocess/tokenizer.js is absent.
+ */
+export const stubTokenizer: TokenizerFactory = (vocab, spec) => {
+  const index = new Map(vocab.map((w, i) => [w, i]));
+  const unkId = index.get(spec.unk)!;
+  return {
+    encode(text: string) {
+      const words = text.trim().split(/\s+/);
+      const tokens = [...words, spec.eos];
+      const ids = Int32Array.from(tokens, (t) => index.get(t) ?? unkId);
+      const unk = Uint8Array.from(tokens, (t) => (index.has(t) ? 0 : 1));
+      return { ids, tokens, unk };
+    },
+  };
+}
+
+export interface TestServer extends RunningServer {
+  cleanup(): Promise<void>;
+}
+
+/** A real server on 127.0.0.1, port 0, serving the fixtures; silent logs, one worker. */
+export async function startTestServer(overrides: Partial<ServerConfig> = {}, models?: string[]): Promise<TestServer> {
+  const { dir, cleanup } = await makeModelsDir(models);
+  const config = loadConfig([], {}, { port: 0, host: '127.0.0.1', modelsDir: dir, workers: 1, logLevel: 'silent', ...overrides });
+  const server = await startServer(config, { tokenizer: await tokenizerForTests() });
+  return { ...server, cleanup: async () => { await server.close(); await cleanup(); } };
+}
+
+async function tokenizerForTests(): Promise<TokenizerFactory | undefined> {
+  try {
+    await import('../../dist/preprocess/tokenizer.js' as string);
+    return undefined; // the real one exists: use it
+  } catch {
+    return stubTokenizer;
+  }
+}
+
+/** JSON POST helper. */
+export function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+}
+
+/** A v2 infer body for tiny-lm: batch × length tokens with targets shifted by one. */
+export function lmInferBody(batch: number, length: number, parameters: Record<string, unknown> = {}) {
+  const tokens = Array.from({ length: batch * length }, (_, i) => 3 + (i % 17));
+  const targets = tokens.map((t) => (t + 1) % 20);
+  return {
+    parameters,
+    inputs: [
+      { name: 'tokens', datatype: 'INT64', shape: [batch, length], data: tokens },
+      { name: 'targets', datatype: 'INT64', shape: [batch, length], data: targets },
+    ],
+  };
+}
+
+/** Solver settings that keep tiny-lm iterating until the deadline (float32 never reaches tol 1e-8 abs). */
+export const NEVER_CONVERGES = { solver: 'fixed-point', tol: 1e-8, stop_mode: 'abs', max_iter: 100000 };
