@@ -9,6 +9,7 @@ import type { ServerState } from './state.js';
 export { DEFAULT_CONFIG, SETTINGS, describeConfig, loadConfig } from './config.js';
 export type { DeadlinePolicy, ServerConfig } from './config.js';
 export type { TextTokenizer, TokenizerFactory } from './tokenizers.js';
+export type { AppOptions } from './app.js';
 
 export interface StartOptions extends AppOptions {
   /**

@@ -145,8 +145,11 @@ export class WorkerPool {
   }
 
   /**
-   * Stops taking work, fails whatever is still queued, asks each worker to
-   * release its sessions, then terminates it. Call after HTTP has drained.
+   * Stops taking work and fails whatever is still queued. Busy workers are told
+   * to stop their solve at the next iteration and given `timeoutMs` to answer;
+   * then each releases its sessions and is terminated. A worker still inside a
+   * native run is left to finish (unref'd): terminating it mid-run aborts the
+   * process. Call after HTTP has drained.
    */
   async close(timeoutMs = 2000): Promise<void> {
     this.#closing = true;
@@ -156,15 +159,29 @@ export class WorkerPool {
         p.reject(new DeqError('DEQ_ERR_SHUTTING_DOWN', 'the server shut down before this request reached a worker'));
       }
     }
-    await Promise.all(this.#slots.map((s) => this.#release(s, timeoutMs)));
-    await this.#terminateAll();
+    const busy = this.#slots.filter((s) => s.busy);
+    for (const s of busy) s.worker.postMessage({ type: 'abort' } satisfies ToWorker);
+    await Promise.all(busy.map((s) => this.#idle(s, timeoutMs)));
+    const idle = this.#slots.filter((s) => !s.busy);
+    for (const s of this.#slots) if (s.busy) s.worker.unref();
+    await Promise.all(idle.map((s) => this.#release(s, timeoutMs)));
+    this.#slots.splice(0);
+    await Promise.allSettled(idle.map((s) => s.worker.terminate()));
   }
 
-  /** @internal Test hook: terminates busy workers as a crash would. Returns how many. */
-  async crashBusyWorkers(): Promise<number> {
+  /** @internal Test hook: makes every busy worker crash. Returns how many. */
+  crashBusyWorkers(): number {
     const busy = this.#slots.filter((s) => s.busy);
-    await Promise.all(busy.map((s) => s.worker.terminate()));
+    for (const s of busy) s.worker.postMessage({ type: 'crash' } satisfies ToWorker);
     return busy.length;
+  }
+
+  #idle(slot: Slot, timeoutMs: number): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    return new Promise<void>((resolve) => {
+      const check = () => (!slot.busy || Date.now() >= until ? resolve() : setTimeout(check, 10).unref());
+      check();
+    });
   }
 
   #idleSlot(): Slot | undefined {

@@ -53,6 +53,10 @@ export interface SerializedError {
 
 export type ToWorker =
   | { type: 'infer'; id: number; model: string; job: InferJob }
+  /** Stop the running solve at its next iteration (shutdown past the grace period). */
+  | { type: 'abort' }
+  /** Test hook: fail the way a bug in the worker would (an uncaught exception between iterations). */
+  | { type: 'crash' }
   | { type: 'release' };
 
 export type FromWorker =

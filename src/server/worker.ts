@@ -9,6 +9,8 @@ import type { FromWorker, InferJob, SerializedError, ToWorker, WorkerInit } from
 const port = parentPort!;
 const init = workerData as WorkerInit;
 const models = new Map<string, DeqModel>();
+/** Set by an 'abort' message; checked with the deadline between iterations. */
+let aborted = false;
 
 function post(msg: FromWorker): void {
   port.postMessage(msg);
@@ -30,7 +32,7 @@ async function run(name: string, job: InferJob) {
     headInputs: job.headInputs,
     outputs: job.outputs,
     // Checked between solver iterations: a native run cannot be interrupted.
-    solver: { ...job.solver, shouldStop: () => Date.now() >= deadline },
+    solver: { ...job.solver, shouldStop: () => aborted || Date.now() >= deadline },
   });
   const { iterations, residual, converged, diverged, calls, stopped } = result.solver;
   const o = result.options;
@@ -86,10 +88,17 @@ async function start(): Promise<void> {
 
 port.on('message', (msg: ToWorker) => {
   if (msg.type === 'infer') {
+    aborted = false;
     run(msg.model, msg.job).then(
       (reply) => post({ type: 'result', id: msg.id, reply }),
       (err: unknown) => post({ type: 'error', id: msg.id, error: serialize(err) }),
     );
+  } else if (msg.type === 'abort') {
+    aborted = true;
+  } else if (msg.type === 'crash') {
+    // NOTE: Worker.terminate() during a native ORT run aborts the whole process
+    // (Napi::Error in a dying env), so a crash is simulated from JS instead.
+    setImmediate(() => { throw new Error('simulated worker crash (test hook)'); });
   } else if (msg.type === 'release') {
     Promise.allSettled([...models.values()].map((m) => m.release())).then(() => {
       models.clear();

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 // The server runs from dist: its solver workers are compiled .js (npm test builds first).
-import { loadConfig, startServer, type RunningServer, type ServerConfig, type TokenizerFactory } from '../../dist/server/index.js';
+import { loadConfig, startServer, type RunningServer, type ServerConfig, type StartOptions, type TokenizerFactory } from '../../dist/server/index.js';
 
 export const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -39,10 +39,10 @@ export interface TestServer extends RunningServer {
 }
 
 /** A real server on 127.0.0.1, port 0, serving the fixtures; silent logs, one worker. */
-export async function startTestServer(overrides: Partial<ServerConfig> = {}, models?: string[]): Promise<TestServer> {
+export async function startTestServer(overrides: Partial<ServerConfig> = {}, models?: string[], opts: StartOptions = {}): Promise<TestServer> {
   const { dir, cleanup } = await makeModelsDir(models);
   const config = loadConfig([], {}, { port: 0, host: '127.0.0.1', modelsDir: dir, workers: 1, logLevel: 'silent', ...overrides });
-  const server = await startServer(config, { tokenizer: await tokenizerForTests() });
+  const server = await startServer(config, { tokenizer: await tokenizerForTests(), ...opts });
   return { ...server, cleanup: async () => { await server.close(); await cleanup(); } };
 }
 
@@ -75,3 +75,6 @@ export function lmInferBody(batch: number, length: number, parameters: Record<st
 
 /** Solver settings that keep tiny-lm iterating until the deadline (float32 never reaches tol 1e-8 abs). */
 export const NEVER_CONVERGES = { solver: 'fixed-point', tol: 1e-8, stop_mode: 'abs', max_iter: 100000 };
+
+/** A text of 64 in-vocabulary words for tiny-lm: several windows, and (with NEVER_CONVERGES) a solve that runs to its deadline. */
+export const LONG_TEXT = Array.from({ length: 64 }, (_, i) => ['the', 'of', 'and', 'to', 'a', 'in', 'is', 'was', 'he', 'it', 'that', 'for', 'on', 'with', 'said'][(i * 7) % 15]).join(' ');

@@ -1,0 +1,125 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LONG_TEXT, lmInferBody, NEVER_CONVERGES, postJson, startTestServer, type TestServer } from './helpers.js';
+
+// One worker and a queue of one, so a single long solve fills the server.
+let s: TestServer;
+beforeAll(async () => {
+  s = await startTestServer({ workers: 1, queueSize: 1, maxIterCap: 100_000, requestTimeoutMs: 10_000, retryAfterS: 2 });
+});
+afterAll(async () => {
+  await s?.cleanup();
+});
+
+const json = (r: Response): Promise<any> => r.json();
+/** A solve on tiny-lm that iterates until its deadline (batch 8: each iteration costs a little). */
+const longSolve = (deadlineMs: number) => postJson(`${s.url}/v2/models/tiny-lm/infer`, lmInferBody(8, 16, { ...NEVER_CONVERGES, deadline_ms: deadlineMs }));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('solves run off the HTTP thread', () => {
+  it('answers /v2/health/live promptly while a long solve runs', async () => {
+    const t0 = Date.now();
+    let finishedAt = 0;
+    const long = longSolve(1500).then((r) => { finishedAt = Date.now(); return r; });
+    await sleep(100);
+    const latencies: number[] = [];
+    while (Date.now() - t0 < 1200) {
+      const a = performance.now();
+      const r = await fetch(`${s.url}/v2/health/live`);
+      expect(r.status).toBe(200);
+      latencies.push(performance.now() - a);
+      await sleep(50);
+    }
+    expect(finishedAt).toBe(0); // the solve was still running throughout
+    expect(latencies.length).toBeGreaterThan(5);
+    expect(Math.max(...latencies)).toBeLessThan(250);
+    const res = await long;
+    expect(res.status).toBe(504);
+    expect(res.headers.get('x-deq-error-code')).toBe('DEQ_ERR_DEADLINE_EXCEEDED');
+  });
+});
+
+describe('deadlines', () => {
+  it('ends a solve at its deadline with 504 DEQ_ERR_DEADLINE_EXCEEDED (policy "error")', async () => {
+    const t0 = Date.now();
+    const r = await postJson(`${s.url}/v1/models/tiny-lm/score`, { text: LONG_TEXT, ...NEVER_CONVERGES, deadline_ms: 400 });
+    const elapsed = Date.now() - t0;
+    expect(r.status).toBe(504);
+    expect((await json(r)).code).toBe('DEQ_ERR_DEADLINE_EXCEEDED');
+    expect(elapsed).toBeGreaterThanOrEqual(380);
+    expect(elapsed).toBeLessThan(3000);
+  });
+
+  it('fails a queued request whose deadline passes before a worker is free', async () => {
+    const long = longSolve(1500);
+    await sleep(50);
+    const t0 = Date.now();
+    const queued = await postJson(`${s.url}/v2/models/tiny-image/infer`, {
+      parameters: { deadline_ms: 200 },
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1, 8, 8], data: new Array(64).fill(0) }],
+    });
+    expect(queued.status).toBe(504);
+    expect(Date.now() - t0).toBeLessThan(1000); // answered by the queue timer, not after the long solve
+    expect((await long).status).toBe(504);
+  });
+});
+
+describe('bounded queue', () => {
+  it('answers 503 DEQ_ERR_QUEUE_FULL with Retry-After when the model queue is full', async () => {
+    const running = longSolve(800);
+    await sleep(50);
+    const queued = longSolve(1500);
+    await sleep(50);
+    const refused = await longSolve(1500);
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('2');
+    expect(await json(refused)).toEqual({ error: expect.any(String) });
+    expect(refused.headers.get('x-deq-error-code')).toBe('DEQ_ERR_QUEUE_FULL');
+    const metrics = await (await fetch(`${s.url}/metrics`)).text();
+    expect(metrics).toMatch(/deq_queued_requests\{model="tiny-lm"\} 1/);
+    expect(metrics).toMatch(/deq_inflight_requests\{model="tiny-lm"\} 1/);
+    expect((await running).status).toBe(504);
+    expect((await queued).status).toBe(504);
+    // Drained: accepted again.
+    const ok = await postJson(`${s.url}/v2/models/tiny-lm/infer`, lmInferBody(1, 4));
+    expect(ok.status).toBe(200);
+  });
+});
+
+describe('worker failure', () => {
+  it('fails the request with 500 DEQ_ERR_WORKER_FAILED and restarts the worker', async () => {
+    const long = longSolve(3000);
+    await sleep(200);
+    expect(s.state.pool.crashBusyWorkers()).toBe(1);
+    const r = await long;
+    expect(r.status).toBe(500);
+    expect(r.headers.get('x-deq-error-code')).toBe('DEQ_ERR_WORKER_FAILED');
+    // The replacement loads and warms up, then serves again.
+    const until = Date.now() + 10_000;
+    let status = 0;
+    while (Date.now() < until) {
+      status = (await postJson(`${s.url}/v2/models/tiny-lm/infer`, lmInferBody(1, 4))).status;
+      if (status === 200) break;
+      await sleep(100);
+    }
+    expect(status).toBe(200);
+    expect((await fetch(`${s.url}/v2/health/ready`)).status).toBe(200);
+  });
+});
+
+describe('deadline policy "best-effort"', () => {
+  it('answers with the best iterate, marked not converged', async () => {
+    const be = await startTestServer({ onDeadline: 'best-effort', maxIterCap: 100_000 }, ['tiny-lm']);
+    try {
+      const r = await postJson(`${be.url}/v2/models/tiny-lm/infer`, lmInferBody(8, 16, { ...NEVER_CONVERGES, deadline_ms: 300 }));
+      expect(r.status).toBe(200);
+      const body = await json(r);
+      expect(body.parameters).toMatchObject({ deadline_exceeded: true, all_converged: false })
+      expect(body.parameters.converged).toContain(false);;
+      for (const o of body.outputs) for (const v of o.data) expect(Number.isFinite(v)).toBe(true);
+      const sc = await json(await postJson(`${be.url}/v1/models/tiny-lm/score`, { text: LONG_TEXT, ...NEVER_CONVERGES, deadline_ms: 200 }));
+      expect(sc.solver).toMatchObject({ converged: false, deadline_exceeded: true });
+    } finally {
+      await be.cleanup();
+    }
+  });
+});
