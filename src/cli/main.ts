@@ -12,6 +12,10 @@ Usage:
                                                 one inference, printed as JSON
   deq-serve eval <bundle>... --dataset fashion-mnist [--limit N] [--tols 1e-2,1e-3,1e-4]
                  [--batch 32] [--out docs/results/fashion-mnist.md]
+  deq-serve eval <bundle> --dataset brown [--limit N] [--batch 16] [--out docs/results/brown.md]
+                                                validation/test perplexity + Kneser-Ney trigram baseline
+  deq-serve score <bundle> --text "..." [--json]
+                                                per-token log-probabilities, total and perplexity
   deq-serve bench <bundle> [--batch 1] [--runs 200] [--warmup 20]
                                                 ONNX time vs. solver time for one solve
 
@@ -25,6 +29,31 @@ Run \`deq-serve serve --help\` for server options.
 type Command = (args: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, Command> = {
+  async serve(args) {
+    const { loadConfig, startServer, SETTINGS } = await import('../server/index.js');
+    if (args.includes('--help') || args.includes('-h')) {
+      const rows = SETTINGS.map((s) => `  ${s.flag.padEnd(22)} ${s.env.padEnd(24)} ${s.help}`);
+      process.stdout.write(`deq-serve serve [options]\n\nEvery option can also be set by its environment variable.\n\n${rows.join('\n')}\n`);
+      return 0;
+    }
+    const config = loadConfig(args, process.env);
+    await startServer(config, { handleSignals: true });
+    // Runs until a signal; the server's shutdown handler sets the exit code.
+    return new Promise<number>(() => {});
+  },
+  async score(args) {
+    const { values, positionals } = parseArgs({ args, options: { ...MODEL_FLAGS, text: { type: 'string' }, 'max-chars': { type: 'string' } }, allowPositionals: true });
+    if (values.text === undefined) throw usage('score needs --text "..."');
+    const { scoreCommand } = await import('./lm-eval.js');
+    const { output } = await scoreCommand(onePositional(positionals, 'bundle'), values.text, {
+      solver: solverFlags(values),
+      session: sessionFlags(values),
+      maxChars: values['max-chars'] === undefined ? undefined : intFlag('--max-chars', values['max-chars']),
+      json: values.json === true,
+    });
+    process.stdout.write(output);
+    return 0;
+  },
   async inspect(args) {
     const { values, positionals } = parseArgs({ args, options: MODEL_FLAGS, allowPositionals: true });
     const { inspect } = await import('./inspect.js');
@@ -43,7 +72,20 @@ const COMMANDS: Record<string, Command> = {
       allowPositionals: true,
     });
     if (positionals.length === 0) throw usage('eval needs at least one bundle');
-    if (values.dataset !== 'fashion-mnist') throw usage(`eval --dataset must be fashion-mnist (got "${values.dataset ?? ''}")`);
+    if (values.dataset === 'brown') {
+      const { evalBrown } = await import('./lm-eval.js');
+      const report = await evalBrown(onePositional(positionals, 'bundle'), {
+        limit: values.limit === undefined ? undefined : intFlag('--limit', values.limit),
+        batch: values.batch === undefined ? undefined : intFlag('--batch', values.batch),
+        solver: solverFlags(values),
+        session: sessionFlags(values),
+        out: values.out,
+        log: (line) => process.stderr.write(line + '\n'),
+      });
+      process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+      return 0;
+    }
+    if (values.dataset !== 'fashion-mnist') throw usage(`eval --dataset must be fashion-mnist or brown (got "${values.dataset ?? ''}")`);
     const { evalFashionMnist } = await import('./eval-image.js');
     const reports = await evalFashionMnist(positionals, {
       limit: values.limit === undefined ? undefined : intFlag('--limit', values.limit),
