@@ -32,6 +32,11 @@ export const requestLogPlugin = global('deq-request-log', async (app, opts: { st
       throw shuttingDown;
     }
   });
+  // While draining, close each connection after its response, so keep-alive
+  // clients do not hold the shutdown open until the grace period ends.
+  app.addHook('onSend', async (_req, reply) => {
+    if (opts.state.closing) reply.header('connection', 'close');
+  });
   app.addHook('onResponse', async (req, reply) => {
     const status = reply.statusCode;
     const line = {
