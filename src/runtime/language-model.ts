@@ -51,10 +51,15 @@ export function planWindows(n: number, context: number, stride: number): WindowP
 export interface StreamScores {
   logprobs: Float64Array;
   windows: number;
-  /** Per window: f evaluations, final residual, converged flag. */
+  /** Per window: f evaluations, residual of the iterate used, converged and diverged flags. */
   iterations: Int32Array;
   residuals: Float64Array;
   converged: Uint8Array;
+  /**
+   * The solve blew up after its best iterate; scores come from that best (finite)
+   * iterate, like a non-converged window. Non-finite scores are an error instead.
+   */
+  diverged: Uint8Array;
   /** Wall time of the inference calls. */
   ms: number;
 }
@@ -74,6 +79,8 @@ export interface SolverSummary {
   maxIterations: number;
   maxResidual: number;
   notConverged: number;
+  /** Windows whose solve blew up after its best iterate (scored from that iterate). */
+  diverged: number;
 }
 
 export interface TextScore {
@@ -200,6 +207,7 @@ export class LanguageModel {
     const iterations = new Int32Array(plan.length);
     const residuals = new Float64Array(plan.length);
     const converged = new Uint8Array(plan.length);
+    const diverged = new Uint8Array(plan.length);
     const bos = BigInt(this.tokenizer.bosId);
     const V = this.tokenizer.vocab.length;
     for (let i = 0; i < ids.length; i++) {
@@ -237,19 +245,19 @@ export class LanguageModel {
         iterations[w] = res.solver.iterations[j];
         residuals[w] = res.solver.residual[j];
         converged[w] = res.solver.converged[j];
-        if (res.solver.diverged[j]) throw new DeqError('DEQ_ERR_DIVERGED', `solver diverged on window ${w} (tokens ${start}…${start + L - 1})`);
+        diverged[w] = res.solver.diverged[j];
         if (this.config.requireConvergence && !converged[w]) {
           throw new DeqError('DEQ_ERR_NOT_CONVERGED', `window ${w} stopped at residual ${residuals[w].toExponential(2)} after ${iterations[w]} evaluations`);
         }
         for (let t = scoreFrom; t < L; t++) {
           const v = lp[j * L + t];
-          if (!Number.isFinite(v)) throw new DeqError('DEQ_ERR_DIVERGED', `non-finite log-probability at token ${start + t}`);
+          if (!Number.isFinite(v)) throw new DeqError('DEQ_ERR_DIVERGED', `non-finite log-probability at token ${start + t} (window ${w}, tokens ${start}…${start + L - 1})`);
           logprobs[start + t] = v;
         }
       }
       w0 = w1;
     }
-    return { logprobs, windows: plan.length, iterations, residuals, converged, ms };
+    return { logprobs, windows: plan.length, iterations, residuals, converged, diverged, ms };
   }
 
   async release(): Promise<void> {
@@ -258,14 +266,15 @@ export class LanguageModel {
 }
 
 /** Mean/max iterations, worst residual and non-converged count over windows. */
-export function summarizeSolver(s: Pick<StreamScores, 'iterations' | 'residuals' | 'converged'>): SolverSummary {
+export function summarizeSolver(s: Pick<StreamScores, 'iterations' | 'residuals' | 'converged' | 'diverged'>): SolverSummary {
   const n = s.iterations.length;
-  let sum = 0, max = 0, maxRes = 0, bad = 0;
+  let sum = 0, max = 0, maxRes = 0, bad = 0, div = 0;
   for (let i = 0; i < n; i++) {
     sum += s.iterations[i];
     if (s.iterations[i] > max) max = s.iterations[i];
     if (s.residuals[i] > maxRes) maxRes = s.residuals[i];
     if (!s.converged[i]) bad++;
+    div += s.diverged[i];
   }
-  return { windows: n, meanIterations: n ? sum / n : 0, maxIterations: max, maxResidual: maxRes, notConverged: bad };
+  return { windows: n, meanIterations: n ? sum / n : 0, maxIterations: max, maxResidual: maxRes, notConverged: bad, diverged: div };
 }

@@ -176,3 +176,22 @@ describe('KneserNeyTrigram', () => {
     expect(() => new KneserNeyTrigram(Int32Array.from([1, 2, 40]), V, 1)).toThrow(RangeError);
   });
 });
+
+describe('Brown evaluation and score command (src/cli/lm-eval.ts)', () => {
+  it('scoreCommand prints per-token log-probs, the total and the perplexity', async () => {
+    const { scoreCommand } = await import('../../src/cli/lm-eval.js');
+    const { score, output } = await scoreCommand(TINY_LM, 'the man said it.');
+    expect(score.tokens.map((t) => t.token)).toEqual(['the', 'man', 'said', 'it', '.', '</s>']);
+    expect(output).toMatch(/^token\s+logprob\n/);
+    expect(output).toContain(`perplexity ${score.perplexity.toFixed(2)}`);
+    expect(output).toMatch(/man\s+-\d+\.\d{4}\s+<unk>/);
+    const json = await scoreCommand(TINY_LM, new TextEncoder().encode('the man said it.'), { json: true });
+    expect(JSON.parse(json.output).totalLogprob).toBeCloseTo(score.totalLogprob, 6);
+    expect(await codeOf(scoreCommand(TINY_LM, ''))).toBe('DEQ_ERR_TEXT_INVALID');
+  });
+
+  it('evalBrown refuses a bundle whose vocabulary is not the Brown train vocabulary', async () => {
+    const { evalBrown } = await import('../../src/cli/lm-eval.js');
+    expect(await codeOf(evalBrown(TINY_LM, { limit: 100 }))).toBe('DEQ_ERR_INVALID_INPUT');
+  }, 60_000);
+});
