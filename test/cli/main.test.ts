@@ -112,3 +112,19 @@ describe('deq-serve bench', () => {
     expect(b.iterationsMean).toBeGreaterThan(1);
   });
 });
+
+describe('deq-serve serve', () => {
+  it('refuses an invalid setting at startup, naming it', async () => {
+    const r = await runCli(['serve', '--port', 'eighty']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--port');
+    expect(r.stderr).toContain('DEQ_ERR_CONFIG_INVALID');
+  });
+
+  it('lists every setting with its environment variable', async () => {
+    const r = await runCli(['serve', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('--models-dir');
+    expect(r.stdout).toContain('DEQ_MODELS_DIR');
+  });
+});
