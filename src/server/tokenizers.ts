@@ -1,4 +1,4 @@
-import { DeqError } from '../errors.js';
+import { BrownTokenizer } from '../preprocess/tokenizer.js';
 import type { TokenizerSpec } from '../runtime/index.js';
 import type { ServedModel } from './models.js';
 
@@ -12,28 +12,15 @@ export interface TextTokenizer {
 
 export type TokenizerFactory = (vocab: string[], spec: TokenizerSpec) => TextTokenizer;
 
-// NOTE: src/preprocess/tokenizer.ts is written in parallel with the server; it is
-// loaded by a computed specifier so the server builds and runs (classify, v2)
-// before it lands. Switch to a static import once it has.
-const TOKENIZER_MODULE = '../preprocess/tokenizer.js';
-
-async function defaultFactory(): Promise<TokenizerFactory> {
-  try {
-    const mod = (await import(TOKENIZER_MODULE)) as { BrownTokenizer: new (vocab: string[], spec: TokenizerSpec) => TextTokenizer };
-    return (vocab, spec) => new mod.BrownTokenizer(vocab, spec);
-  } catch (err) {
-    throw new DeqError('DEQ_ERR_INTERNAL', `the brown-words tokenizer is not available (${(err as Error).message.split('\n')[0]})`);
-  }
-}
+const brownWords: TokenizerFactory = (vocab, spec) => new BrownTokenizer(vocab, spec);
 
 /** One tokenizer per language model, built on first use. */
-export function tokenizerCache(factory?: TokenizerFactory): (m: ServedModel) => Promise<TextTokenizer> {
-  const cache = new Map<string, Promise<TextTokenizer>>();
-  return (m) => {
+export function tokenizerCache(factory: TokenizerFactory = brownWords): (m: ServedModel) => Promise<TextTokenizer> {
+  const cache = new Map<string, TextTokenizer>();
+  return async (m) => {
     let t = cache.get(m.name);
     if (!t) {
-      t = (async () => (factory ?? (await defaultFactory()))(m.vocab ?? [], m.manifest.tokenizer!))();
-      t.catch(() => cache.delete(m.name));
+      t = factory(m.vocab ?? [], m.manifest.tokenizer!);
       cache.set(m.name, t);
     }
     return t;

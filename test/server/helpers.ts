@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 // The server runs from dist: its solver workers are compiled .js (npm test builds first).
-import { loadConfig, startServer, type RunningServer, type ServerConfig, type StartOptions, type TokenizerFactory } from '../../dist/server/index.js';
+import { loadConfig, startServer, type RunningServer, type ServerConfig, type StartOptions} from '../../dist/server/index.js';
 
 export const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -15,25 +15,6 @@ export async function makeModelsDir(names: string[] = ['tiny-image', 'tiny-lm'])
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
 
-/**
- * Test-only stand-in for the brown-words tokenizer: whitespace split, vocab
- * lookup, </s> at the end (no <s>: the scorer adds it). Used only when
- * dist/preprocess/tokenizer.js is absent.
- */
-export const stubTokenizer: TokenizerFactory = (vocab, spec) => {
-  const index = new Map(vocab.map((w, i) => [w, i]));
-  const unkId = index.get(spec.unk)!;
-  return {
-    encode(text: string) {
-      const words = text.trim().split(/\s+/);
-      const tokens = [...words, spec.eos];
-      const ids = Int32Array.from(tokens, (t) => index.get(t) ?? unkId);
-      const unk = Uint8Array.from(tokens, (t) => (index.has(t) ? 0 : 1));
-      return { ids, tokens, unk };
-    },
-  };
-}
-
 export interface TestServer extends RunningServer {
   cleanup(): Promise<void>;
 }
@@ -42,17 +23,8 @@ export interface TestServer extends RunningServer {
 export async function startTestServer(overrides: Partial<ServerConfig> = {}, models?: string[], opts: StartOptions = {}): Promise<TestServer> {
   const { dir, cleanup } = await makeModelsDir(models);
   const config = loadConfig([], {}, { port: 0, host: '127.0.0.1', modelsDir: dir, workers: 1, logLevel: 'silent', ...overrides });
-  const server = await startServer(config, { tokenizer: await tokenizerForTests(), ...opts });
+  const server = await startServer(config, opts);
   return { ...server, cleanup: async () => { await server.close(); await cleanup(); } };
-}
-
-async function tokenizerForTests(): Promise<TokenizerFactory | undefined> {
-  try {
-    await import('../../dist/preprocess/tokenizer.js' as string);
-    return undefined; // the real one exists: use it
-  } catch {
-    return stubTokenizer;
-  }
 }
 
 /** JSON POST helper. */
