@@ -1,7 +1,7 @@
 import { DeqError } from '../errors.js';
 import { BrownTokenizer } from '../preprocess/tokenizer.js';
 import type { SolverOptions } from '../solver/index.js';
-import { DeqModel } from './deq-model.js';
+import { DeqModel, type InferRequest } from './deq-model.js';
 import type { SessionConfig } from './onnx.js';
 
 export interface LanguageModelConfig {
@@ -114,9 +114,7 @@ export class LanguageModel {
   readonly context: number;
   readonly stride: number;
   readonly config: Readonly<LanguageModelConfig>;
-  readonly #targetsInput: string;
-  readonly #targetOutput: string;
-  readonly #decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+  readonly #windows: WindowScoring;
 
   constructor(model: DeqModel, config: Partial<LanguageModelConfig> = {}) {
     const m = model.manifest;
@@ -138,8 +136,10 @@ export class LanguageModel {
       throw new DeqError('DEQ_ERR_CONFIG_INVALID', `stride must be an integer in [1, ${this.context}] (got ${this.stride})`);
     }
     this.config = Object.freeze(cfg);
-    this.#targetsInput = targets;
-    this.#targetOutput = out;
+    this.#windows = {
+      context: this.context, stride: this.stride, batch: cfg.batch, bosId: this.tokenizer.bosId,
+      vocabSize: this.tokenizer.vocab.length, targetsInput: targets, targetOutput: out, requireConvergence: cfg.requireConvergence,
+    };
   }
 
   static async load(dir: string, config: Partial<LanguageModelConfig> = {}, session: Partial<SessionConfig> = {}): Promise<LanguageModel> {
@@ -154,24 +154,7 @@ export class LanguageModel {
 
   /** The text of a request: a string, or UTF-8 bytes decoded strictly. Checks emptiness and the length limit. */
   text(input: string | Uint8Array): string {
-    const max = this.config.maxChars;
-    let text: string;
-    if (typeof input === 'string') {
-      text = input;
-      if (LONE_SURROGATE.test(text)) throw new DeqError('DEQ_ERR_TEXT_INVALID', 'text contains a lone surrogate (not valid Unicode)');
-    } else if (input instanceof Uint8Array) {
-      if (input.length > 4 * max) throw new DeqError('DEQ_ERR_TEXT_TOO_LONG', `text is ${input.length} bytes; the limit is ${max} characters`);
-      try {
-        text = this.#decoder.decode(input);
-      } catch {
-        throw new DeqError('DEQ_ERR_TEXT_INVALID', 'text is not valid UTF-8');
-      }
-    } else {
-      throw new DeqError('DEQ_ERR_TEXT_INVALID', 'text must be a string or UTF-8 bytes');
-    }
-    if (text.length > max) throw new DeqError('DEQ_ERR_TEXT_TOO_LONG', `text is ${text.length} characters; the limit is ${max}`);
-    if (text.trim() === '') throw new DeqError('DEQ_ERR_TEXT_INVALID', 'text is empty');
-    return text;
+    return validateText(input, this.config.maxChars);
   }
 
   /** Tokenizes and scores one text. */
@@ -201,63 +184,8 @@ export class LanguageModel {
   }
 
   /** Scores a stream of ids with sliding windows; every id is scored exactly once. */
-  async scoreIds(ids: Int32Array, opts: ScoreOptions = {}): Promise<StreamScores> {
-    const plan = planWindows(ids.length, this.context, this.stride);
-    const logprobs = new Float64Array(ids.length);
-    const iterations = new Int32Array(plan.length);
-    const residuals = new Float64Array(plan.length);
-    const converged = new Uint8Array(plan.length);
-    const diverged = new Uint8Array(plan.length);
-    const bos = BigInt(this.tokenizer.bosId);
-    const V = this.tokenizer.vocab.length;
-    for (let i = 0; i < ids.length; i++) {
-      if (!(ids[i] >= 0 && ids[i] < V)) throw new DeqError('DEQ_ERR_INVALID_INPUT', `token id ${ids[i]} at ${i} is outside the vocabulary of ${V}`);
-    }
-    let ms = 0;
-    for (let w0 = 0; w0 < plan.length;) {
-      // batch consecutive windows of one length (only a short single window differs)
-      const L = plan[w0].length;
-      let w1 = w0;
-      while (w1 < plan.length && w1 - w0 < this.config.batch && plan[w1].length === L) w1++;
-      const b = w1 - w0;
-      const input = new BigInt64Array(b * L);
-      const targets = new BigInt64Array(b * L);
-      for (let j = 0; j < b; j++) {
-        const { start } = plan[w0 + j];
-        input[j * L] = bos;
-        for (let t = 0; t < L; t++) {
-          targets[j * L + t] = BigInt(ids[start + t]);
-          if (t + 1 < L) input[j * L + t + 1] = BigInt(ids[start + t]);
-        }
-      }
-      const t0 = performance.now();
-      const res = await this.model.infer({
-        input, batch: b, length: L,
-        headInputs: { [this.#targetsInput]: targets },
-        outputs: [this.#targetOutput],
-        solver: opts.solver,
-      });
-      ms += performance.now() - t0;
-      const lp = res.outputs[this.#targetOutput].data as Float32Array;
-      for (let j = 0; j < b; j++) {
-        const { start, scoreFrom } = plan[w0 + j];
-        const w = w0 + j;
-        iterations[w] = res.solver.iterations[j];
-        residuals[w] = res.solver.residual[j];
-        converged[w] = res.solver.converged[j];
-        diverged[w] = res.solver.diverged[j];
-        if (this.config.requireConvergence && !converged[w]) {
-          throw new DeqError('DEQ_ERR_NOT_CONVERGED', `window ${w} stopped at residual ${residuals[w].toExponential(2)} after ${iterations[w]} evaluations`);
-        }
-        for (let t = scoreFrom; t < L; t++) {
-          const v = lp[j * L + t];
-          if (!Number.isFinite(v)) throw new DeqError('DEQ_ERR_DIVERGED', `non-finite log-probability at token ${start + t} (window ${w}, tokens ${start}…${start + L - 1})`);
-          logprobs[start + t] = v;
-        }
-      }
-      w0 = w1;
-    }
-    return { logprobs, windows: plan.length, iterations, residuals, converged, diverged, ms };
+  scoreIds(ids: Int32Array, opts: ScoreOptions = {}): Promise<StreamScores> {
+    return scoreStream(ids, this.#windows, (req) => this.model.infer(req), opts.solver);
   }
 
   async release(): Promise<void> {
@@ -277,4 +205,116 @@ export function summarizeSolver(s: Pick<StreamScores, 'iterations' | 'residuals'
     div += s.diverged[i];
   }
   return { windows: n, meanIterations: n ? sum / n : 0, maxIterations: max, maxResidual: maxRes, notConverged: bad, diverged: div };
+}
+
+/** How a language-model bundle's windows are built and batched. */
+export interface WindowScoring {
+  context: number;
+  stride: number;
+  /** Windows per inference call. */
+  batch: number;
+  bosId: number;
+  vocabSize: number;
+  /** Head input that takes the target ids, and the head output with their log-probabilities. */
+  targetsInput: string;
+  targetOutput: string;
+  requireConvergence: boolean;
+}
+
+/** What scoring needs of an inference result, whether it ran here or on a worker. */
+export interface WindowResult {
+  outputs: Record<string, { data: Float32Array | BigInt64Array }>;
+  solver: { iterations: ArrayLike<number>; residual: ArrayLike<number>; converged: ArrayLike<number>; diverged: ArrayLike<number> };
+}
+
+/** Runs one batched inference: DeqModel.infer in-process, or a worker pool's submit in the server. */
+export type WindowRunner = (req: InferRequest) => Promise<WindowResult>;
+
+/**
+ * Scores a stream of ids with sliding windows (planWindows): each window is
+ * [bos, t_start … t_{start+L−2}] → log p(t_start … t_{start+L−1}), only the
+ * `targetOutput` head output is fetched, and every id is scored exactly once.
+ */
+export async function scoreStream(ids: Int32Array, spec: WindowScoring, run: WindowRunner, solver?: Partial<SolverOptions>): Promise<StreamScores> {
+  const plan = planWindows(ids.length, spec.context, spec.stride);
+  const logprobs = new Float64Array(ids.length);
+  const iterations = new Int32Array(plan.length);
+  const residuals = new Float64Array(plan.length);
+  const converged = new Uint8Array(plan.length);
+  const diverged = new Uint8Array(plan.length);
+  const bos = BigInt(spec.bosId);
+  for (let i = 0; i < ids.length; i++) {
+    if (!(ids[i] >= 0 && ids[i] < spec.vocabSize)) throw new DeqError('DEQ_ERR_INVALID_INPUT', `token id ${ids[i]} at ${i} is outside the vocabulary of ${spec.vocabSize}`);
+  }
+  let ms = 0;
+  for (let w0 = 0; w0 < plan.length;) {
+    // batch consecutive windows of one length (only a short single window differs)
+    const L = plan[w0].length;
+    let w1 = w0;
+    while (w1 < plan.length && w1 - w0 < spec.batch && plan[w1].length === L) w1++;
+    const b = w1 - w0;
+    const input = new BigInt64Array(b * L);
+    const targets = new BigInt64Array(b * L);
+    for (let j = 0; j < b; j++) {
+      const { start } = plan[w0 + j];
+      input[j * L] = bos;
+      for (let t = 0; t < L; t++) {
+        targets[j * L + t] = BigInt(ids[start + t]);
+        if (t + 1 < L) input[j * L + t + 1] = BigInt(ids[start + t]);
+      }
+    }
+    const t0 = performance.now();
+    const res = await run({
+      input, batch: b, length: L,
+      headInputs: { [spec.targetsInput]: targets },
+      outputs: [spec.targetOutput],
+      solver,
+    });
+    ms += performance.now() - t0;
+    const lp = res.outputs[spec.targetOutput].data as Float32Array;
+    for (let j = 0; j < b; j++) {
+      const { start, scoreFrom } = plan[w0 + j];
+      const w = w0 + j;
+      iterations[w] = res.solver.iterations[j];
+      residuals[w] = res.solver.residual[j];
+      converged[w] = res.solver.converged[j];
+      diverged[w] = res.solver.diverged[j];
+      if (spec.requireConvergence && !converged[w]) {
+        throw new DeqError('DEQ_ERR_NOT_CONVERGED', `window ${w} stopped at residual ${residuals[w].toExponential(2)} after ${iterations[w]} evaluations`);
+      }
+      for (let t = scoreFrom; t < L; t++) {
+        const v = lp[j * L + t];
+        if (!Number.isFinite(v)) throw new DeqError('DEQ_ERR_DIVERGED', `non-finite log-probability at token ${start + t} (window ${w}, tokens ${start}…${start + L - 1})`);
+        logprobs[start + t] = v;
+      }
+    }
+    w0 = w1;
+  }
+  return { logprobs, windows: plan.length, iterations, residuals, converged, diverged, ms };
+}
+
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+
+/**
+ * The text of a request: a string, or UTF-8 bytes decoded strictly. Throws
+ * DEQ_ERR_TEXT_INVALID (empty, lone surrogate, invalid UTF-8) or DEQ_ERR_TEXT_TOO_LONG.
+ */
+export function validateText(input: string | Uint8Array, maxChars: number): string {
+  let text: string;
+  if (typeof input === 'string') {
+    text = input;
+    if (LONE_SURROGATE.test(text)) throw new DeqError('DEQ_ERR_TEXT_INVALID', 'text contains a lone surrogate (not valid Unicode)');
+  } else if (input instanceof Uint8Array) {
+    if (input.length > 4 * maxChars) throw new DeqError('DEQ_ERR_TEXT_TOO_LONG', `text is ${input.length} bytes; the limit is ${maxChars} characters`);
+    try {
+      text = STRICT_UTF8.decode(input);
+    } catch {
+      throw new DeqError('DEQ_ERR_TEXT_INVALID', 'text is not valid UTF-8');
+    }
+  } else {
+    throw new DeqError('DEQ_ERR_TEXT_INVALID', 'text must be a string or UTF-8 bytes');
+  }
+  if (text.length > maxChars) throw new DeqError('DEQ_ERR_TEXT_TOO_LONG', `text is ${text.length} characters; the limit is ${maxChars}`);
+  if (text.trim() === '') throw new DeqError('DEQ_ERR_TEXT_INVALID', 'text is empty');
+  return text;
 }

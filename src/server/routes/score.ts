@@ -1,9 +1,10 @@
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync } from 'fastify';
 import { DeqError } from '../../errors.js';
 import { findModel, type ServedModel } from '../models.js';
 import type { PoolResult } from '../pool.js';
-import { runSolve, solverSummary, SOLVER_SUMMARY_SCHEMA, type SolverSummary } from '../solve.js';
-import { parseSolverControl, type RequestControl, type WireSolverOptions } from '../solver-options.js';
+import { scoreStream, validateText, type StreamScores, type WindowScoring } from '../../runtime/language-model.js';
+import { runSolve, SOLVER_SUMMARY_SCHEMA, type SolverSummary } from '../solve.js';
+import { parseSolverControl, type WireSolverOptions } from '../solver-options.js';
 import type { ServerState } from '../state.js';
 import type { TextTokenizer } from '../tokenizers.js';
 
@@ -50,14 +51,6 @@ const SCORE_RESPONSE = {
   },
 } as const;
 
-/** One window of one text: `length` inputs, scoring targets from `from` (window-relative) on. */
-interface Window {
-  text: number;
-  start: number;
-  length: number;
-  from: number;
-}
-
 /** POST /v1/models/:name/score: per-token log-probabilities of texts under a DEQ language model. */
 export const scoreRoutes: FastifyPluginAsync<{ state: ServerState; tokenizerFor: (m: ServedModel) => Promise<TextTokenizer> }> = async (app, { state, tokenizerFor }) => {
   const { config } = state;
@@ -71,103 +64,51 @@ export const scoreRoutes: FastifyPluginAsync<{ state: ServerState; tokenizerFor:
     }
     const texts = req.body.texts ?? [req.body.text!];
     if (texts.length > config.maxTexts) throw new DeqError('DEQ_ERR_INVALID_INPUT', `at most ${config.maxTexts} texts per request (got ${texts.length})`);
-    for (const [i, t] of texts.entries()) checkText(t, i, config.maxTextChars);
-    const control = parseSolverControl(req.body, config);
-    const tokenizer = await tokenizerFor(model);
-    // The tokenizer ends each sentence with eos; the scorer prepends bos, so every token is predicted.
-    const bos = model.vocab?.indexOf(man.tokenizer.bos) ?? -1;
-    if (bos < 0) throw new DeqError('DEQ_ERR_BUNDLE_INVALID', `${model.name}: vocabulary has no bos symbol`);
-    const encoded = texts.map((t) => {
-      const e = tokenizer.encode(t);
-      const ids = new Int32Array(e.ids.length + 1);
-      ids[0] = bos;
-      ids.set(e.ids, 1);
-      const unk = new Uint8Array(e.unk.length + 1);
-      unk.set(e.unk, 1);
-      return { ids, tokens: [man.tokenizer!.bos, ...e.tokens], unk };
-    });
-    for (const [i, e] of encoded.entries()) {
-      if (e.ids.length < 2) throw new DeqError('DEQ_ERR_TEXT_INVALID', `texts[${i}] has no token to score`);
-    }
-    const context = man.tokenizer.context;
-    const stride = Math.max(1, Math.min(man.tokenizer.stride ?? context, context));
-    const windows = encoded.flatMap((e, i) => windowsOf(i, e.ids.length - 1, context, stride));
-
-    const logprobs = encoded.map((e) => new Float64Array(e.ids.length - 1));
-    const rowsOf = encoded.map(() => [] as { result: PoolResult; row: number }[]);
-    // Windows of equal length share one batched solve; lengths differ only for short texts.
-    const byLength = new Map<number, Window[]>();
-    for (const w of windows) byLength.set(w.length, [...(byLength.get(w.length) ?? []), w]);
-    for (const [length, group] of byLength) {
-      for (let at = 0; at < group.length; at += config.maxBatch) {
-        const chunk = group.slice(at, at + config.maxBatch);
-        const result = await solveWindows(req, model, chunk, length, encoded.map((e) => e.ids), control);
-        const lp = result.outputs[man.outputs.target_logprobs].data as Float32Array;
-        chunk.forEach((w, row) => {
-          for (let j = w.from; j < length; j++) logprobs[w.text][w.start + j] = lp[row * length + j];
-          rowsOf[w.text].push({ result, row });
-        });
+    for (const [i, t] of texts.entries()) {
+      try {
+        validateText(t, config.maxTextChars);
+      } catch (err) {
+        if (err instanceof DeqError) err.message = `texts[${i}]: ${err.message}`;
+        throw err;
       }
     }
-    const results = encoded.map((e, i) => {
-      const lp = logprobs[i];
+    const control = parseSolverControl(req.body, config);
+    const tokenizer = await tokenizerFor(model);
+    const encoded = texts.map((t, i) => {
+      const e = tokenizer.encode(t);
+      if (e.ids.length === 0) throw new DeqError('DEQ_ERR_TEXT_INVALID', `texts[${i}] has no token to score`);
+      return e;
+    });
+    const spec = windowScoring(model, config.maxBatch);
+    // Texts are scored one after another, each in as few batched solves as its windows allow.
+    const results = [];
+    for (const e of encoded) {
+      let last: PoolResult | undefined;
+      let stopped = false;
+      const scores = await scoreStream(e.ids, spec, async (r) => {
+        last = await runSolve(req, model, { ...r, outputs: r.outputs ? [...r.outputs] : undefined, solver: control.solver, deadline: control.deadline });
+        stopped ||= last.solver.stopped;
+        return last;
+      }, undefined);
       let total = 0, unk = 0;
-      const tokens = Array.from(lp, (v, p) => {
+      const tokens = Array.from(scores.logprobs, (v, p) => {
         total += v;
-        unk += e.unk[p + 1];
-        return { token: e.tokens[p + 1], id: e.ids[p + 1], logprob: v, unk: e.unk[p + 1] === 1 };
+        unk += e.unk[p];
+        return { token: e.tokens[p], id: e.ids[p], logprob: v, unk: e.unk[p] === 1 };
       });
-      return {
+      results.push({
         tokens,
-        token_count: lp.length,
+        token_count: tokens.length,
         unk_count: unk,
         total_logprob: total,
-        perplexity: Math.exp(-total / lp.length),
-        windows: rowsOf[i].length,
-        solver: merge(rowsOf[i].map(({ result, row }) => solverSummary(result, [row]))),
-      };
-    });
+        perplexity: Math.exp(-total / tokens.length),
+        windows: scores.windows,
+        solver: windowSummary(last!, scores, stopped),
+      });
+    }
     return { model: model.name, results, solver: merge(results.map((r) => r.solver)) };
   });
 };
-
-/** Windows over `predictions` target positions: full context each, later windows scoring only what is new. */
-export function windowsOf(text: number, predictions: number, context: number, stride: number): Window[] {
-  if (predictions <= context) return [{ text, start: 0, length: predictions, from: 0 }];
-  const out: Window[] = [];
-  let scored = 0;
-  for (let start = 0; ; start += stride) {
-    const s = Math.min(start, predictions - context);
-    out.push({ text, start: s, length: context, from: scored - s });
-    scored = s + context;
-    if (scored >= predictions) return out;
-  }
-}
-
-function solveWindows(req: FastifyRequest, model: ServedModel, chunk: Window[], length: number, ids: Int32Array[], control: RequestControl): Promise<PoolResult> {
-  const man = model.manifest;
-  const input = new BigInt64Array(chunk.length * length);
-  const targets = new BigInt64Array(chunk.length * length);
-  chunk.forEach((w, row) => {
-    const src = ids[w.text];
-    for (let j = 0; j < length; j++) {
-      input[row * length + j] = BigInt(src[w.start + j]);
-      targets[row * length + j] = BigInt(src[w.start + j + 1]);
-    }
-  });
-  const targetsName = man.graphs.head.inputs[1].name;
-  return runSolve(req, model, {
-    input, batch: chunk.length, length, headInputs: { [targetsName]: targets },
-    outputs: [man.outputs.target_logprobs], solver: control.solver, deadline: control.deadline,
-  });
-}
-
-function checkText(t: string, i: number, max: number): void {
-  if (t.length > max) throw new DeqError('DEQ_ERR_TEXT_TOO_LONG', `texts[${i}] has ${t.length} characters; the limit is ${max}`);
-  if (t.trim() === '') throw new DeqError('DEQ_ERR_TEXT_INVALID', `texts[${i}] is empty`);
-  // Lone surrogates cannot be encoded as UTF-8.
-  if (!(t as string & { isWellFormed(): boolean }).isWellFormed()) throw new DeqError('DEQ_ERR_TEXT_INVALID', `texts[${i}] is not valid Unicode (lone surrogate)`);
-}
 
 function merge(list: SolverSummary[]): SolverSummary {
   const first = list[0];
@@ -178,5 +119,37 @@ function merge(list: SolverSummary[]): SolverSummary {
     converged: list.every((s) => s.converged),
     diverged: list.some((s) => s.diverged),
     deadline_exceeded: list.some((s) => s.deadline_exceeded),
+  };
+}
+
+/** The bundle's window layout; at most `maxBatch` windows share one solve. */
+function windowScoring(model: ServedModel, maxBatch: number): WindowScoring {
+  const man = model.manifest;
+  const tok = man.tokenizer!;
+  const vocab = model.vocab ?? [];
+  const bosId = vocab.indexOf(tok.bos);
+  if (bosId < 0) throw new DeqError('DEQ_ERR_BUNDLE_INVALID', `${model.name}: vocabulary has no bos symbol`);
+  return {
+    context: tok.context,
+    stride: tok.stride ?? Math.max(1, Math.floor(tok.context / 2)),
+    batch: maxBatch,
+    bosId,
+    vocabSize: vocab.length,
+    targetsInput: man.graphs.head.inputs[1].name,
+    targetOutput: man.outputs.target_logprobs,
+    requireConvergence: false,
+  };
+}
+
+/** A text's solver summary over its windows: the worst window's iterations and residual. */
+function windowSummary(last: PoolResult, s: StreamScores, stopped: boolean): SolverSummary {
+  const o = last.options;
+  return {
+    method: o.method, tol: o.tol, max_iter: o.maxIter, stop_mode: o.stopMode,
+    iterations: Math.max(...s.iterations),
+    residual: Math.max(...s.residuals),
+    converged: s.converged.every((c) => c === 1),
+    diverged: s.diverged.some((d) => d === 1),
+    deadline_exceeded: stopped,
   };
 }
