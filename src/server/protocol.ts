@@ -1,6 +1,6 @@
 import type { ErrorCode } from '../errors.js';
 import type { InferTiming, TensorValue } from '../runtime/index.js';
-import type { SolverMethod, StopMode } from '../solver/index.js';
+import type { SolveResult, SolverMethod, StopMode } from '../solver/index.js';
 
 /** Messages between the pool (HTTP thread) and a solver worker. Plain data only. */
 
@@ -29,15 +29,8 @@ export interface InferJob {
   deadline: number;
 }
 
-export interface SolverStats {
-  iterations: Int32Array;
-  residual: Float64Array;
-  converged: Uint8Array;
-  diverged: Uint8Array;
-  calls: number;
-  /** The deadline ended the solve before every sample finished. */
-  stopped: boolean;
-}
+/** Per-sample solver outcome as it crosses the worker boundary (the trace never does). */
+export type SolverStats = Omit<SolveResult, 'trace'>;
 
 export interface InferReply {
   outputs: Record<string, TensorValue>;
