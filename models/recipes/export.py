@@ -112,6 +112,32 @@ def _head_outputs(head, names, z, extra) -> Dict[str, torch.Tensor]:
     return {names[0]: out}
 
 
+def store_fp16(path: str, min_elements: int) -> None:
+    """Rewrite large float32 initializers of an ONNX file as float16 + Cast(to=float32)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    model = onnx.load(path)
+    g = model.graph
+    casts = []
+    for init in list(g.initializer):
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        arr = numpy_helper.to_array(init)
+        if arr.size < min_elements:
+            continue
+        half = numpy_helper.from_array(arr.astype(np.float16), init.name + "_fp16")
+        g.initializer.remove(init)
+        g.initializer.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
+                                      name=init.name + "_to_fp32"))
+    if casts:
+        nodes = casts + list(g.node)
+        del g.node[:]
+        g.node.extend(nodes)
+        onnx.save(model, path)
+
+
 def check_onnx(path: str) -> None:
     import onnx
     model = onnx.load(path)
@@ -144,12 +170,17 @@ def export_bundle(
     include_z_star: bool = True,
     seq_dynamic: Optional[bool] = None,
     spectral_iters: int = 60,
+    fp16_min_elements: int = 0,
 ) -> dict:
     """Write a v1 bundle into out_dir and return the manifest dict.
 
     parity_inputs: [N, ...] model inputs (float images, or int64 tokens [N, T]).
     parity_extra:  extra head inputs per case, e.g. {"targets": int64 [N, T]} (LM).
     head_outputs:  names of the head outputs, in the order the head returns them.
+    fp16_min_elements: if > 0, float32 weights with at least this many elements are
+                   stored as float16 with a Cast to float32 in front (halves e.g. a
+                   large embedding). The caller should round those weights to fp16
+                   in the modules first, so the parity vectors match. Off by default.
     """
     assert task in ("image-classification", "language-model"), task
     is_lm = task == "language-model"
@@ -261,6 +292,10 @@ def export_bundle(
         json.dump(parity, fh, separators=(",", ":"))
     provenance["spectral_radius"] = round(sum(radii) / len(radii), 4)
     provenance["spectral_radius_max"] = round(max(radii), 4)
+
+    if fp16_min_elements > 0:
+        for g in files.values():
+            store_fp16(os.path.join(out_dir, g), fp16_min_elements)
 
     # ---- manifest
     graphs = {

@@ -268,10 +268,16 @@ def build(args, vocab_size):
                     args.f_max_iter, args.b_max_iter, args.f_tol, 1e-4, args.dropout)
 
 
-def lr_at(step, total, args):
+def lr_at(step, total, args, wall_s=None):
+    """Linear warmup, then cosine decay to 10% over the planned steps, or over the
+    wall-clock budget when --budget-min is set (the machine's load decides how many
+    steps fit, so the schedule follows time rather than steps)."""
     if step < args.warmup:
         return args.lr * (step + 1) / args.warmup
-    p = min(1.0, (step - args.warmup) / max(1, total - args.warmup))
+    if args.budget_min > 0 and wall_s is not None:
+        p = min(1.0, wall_s / (args.budget_min * 60))
+    else:
+        p = min(1.0, (step - args.warmup) / max(1, total - args.warmup))
     return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
@@ -293,7 +299,10 @@ def main():
     ap.add_argument("--f-max-iter", type=int, default=8)
     ap.add_argument("--b-max-iter", type=int, default=6)
     ap.add_argument("--f-tol", type=float, default=1e-3)
-    ap.add_argument("--val-tokens", type=int, default=50000, help="first N validation tokens; 0 = all")
+    ap.add_argument("--val-tokens", type=int, default=20000, help="first N validation tokens; 0 = all")
+    ap.add_argument("--budget-min", type=float, default=0.0,
+                    help="stop after this many minutes of training (summed over resumes), with the LR schedule "
+                         "decaying over that time; 0 = run --epochs")
     ap.add_argument("--ckpt-dir", default=CKPT_DIR)
     ap.add_argument("--bundle-dir", default=BUNDLE_DIR)
     ap.add_argument("--steps-per-epoch", type=int, default=0, help="0 = one pass over the train split (smoke tests)")
@@ -305,6 +314,10 @@ def main():
     ap.add_argument("--bench", action="store_true", help="time 10 steps and exit")
     ap.add_argument("--export-only", action="store_true")
     ap.add_argument("--export-from", default="best", choices=["best", "latest"])
+    ap.add_argument("--serve-tol", type=float, default=1e-2, help="manifest solver tol (rel)")
+    ap.add_argument("--serve-max-iter", type=int, default=20, help="manifest solver max_iter")
+    ap.add_argument("--fp32-embeddings", action="store_true",
+                    help="store the embedding in fp32 (default: rounded to fp16 and stored as fp16, half the bundle size)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.ckpt_dir, exist_ok=True)
@@ -342,9 +355,14 @@ def main():
         save_ckpt(path, {"model": model.state_dict(), "opt": opt.state_dict(), "state": dict(state),
                          "rng": torch.get_rng_state(), "args": vars(args), "vocab_size": V})
 
+    if args.budget_min > 0 and state["wall"] >= args.budget_min * 60:
+        print(f"time budget of {args.budget_min} min already spent ({state['wall'] / 60:.1f} min); "
+              "raise --budget-min to train on", flush=True)
+        return
     model.train()
     t_last_ckpt = time.time()
-    while state["epoch"] < args.epochs:
+    out_of_time = False
+    while state["epoch"] < args.epochs and not out_of_time:
         ep = state["epoch"]
         g = torch.Generator().manual_seed(args.seed * 1000 + ep)
         offset = int(torch.randint(0, T, (1,), generator=g))
@@ -358,7 +376,11 @@ def main():
             y = train[idx]
             x = torch.cat([torch.full((B, 1), BOS_ID, dtype=torch.long), train[idx[:, :-1]]], 1)
             jac = args.jr_weight > 0 and random.random() < args.jr_freq
-            lr = lr_at(state["step"], total_steps, args)
+            wall_now = state["wall"] + time.time() - t_last_ckpt
+            if args.budget_min > 0 and wall_now >= args.budget_min * 60:
+                out_of_time = True
+                break
+            lr = lr_at(state["step"], total_steps, args, wall_now)
             for pg in opt.param_groups:
                 pg["lr"] = lr
             loss = model.loss(x, y, jac=jac)
@@ -402,20 +424,22 @@ def main():
         t_last_ckpt = time.time()
         ev = evaluate(model, valid, args.context, args.stride, max_tokens=args.val_tokens)
         n = max(1, sums["n"])
-        state["epoch"] = ep + 1
-        state["batch_in_epoch"] = 0
+        if not out_of_time:
+            state["epoch"] = ep + 1
+            state["batch_in_epoch"] = 0
         tl = sums["loss"] / n
         if ev["ppl"] < state["best_val"]:
             state["best_val"] = ev["ppl"]
-            state["best_epoch"] = ep + 1
+            state["best_epoch"] = ep + 1 if not out_of_time else ep + state["batch_in_epoch"] / per_epoch
             state["best_step"] = state["step"]
             ckpt(os.path.join(args.ckpt_dir, "best.pt"))
         ckpt(latest)
         t_last_ckpt = time.time()
-        row = (f"| {state['run']} | {ep + 1} | {state['step']} | {tl:.3f} | {math.exp(tl):.1f} | {ev['ppl']:.1f} | "
+        ep_label = f"{ep + 1}" if not out_of_time else f"{ep + 1} (partial: {state['batch_in_epoch']}/{per_epoch} batches, time budget reached)"
+        row = (f"| {state['run']} | {ep_label} | {state['step']} | {tl:.3f} | {math.exp(tl):.1f} | {ev['ppl']:.1f} | "
                f"{ev['tokens']} | {sums['nfe'] / n:.1f} | {sums['rel'] / n:.3g} | "
                f"{sums['bnfe'] / max(1, sums['nb']):.1f} | {sums['jr'] / max(1, sums['njr']):.3g} | "
-               f"{lr_at(state['step'], total_steps, args):.2e} | {state['wall'] / 60:.0f} |")
+               f"{lr_at(state['step'], total_steps, args, state['wall']):.2e} | {state['wall'] / 60:.0f} |")
         log_md(args.bundle_dir, row, MD_HEADER)
         print("epoch", row, f"(val nfe {ev['nfe']:.1f} rel {ev['rel']:.3g})", flush=True)
 
@@ -432,6 +456,9 @@ def export(args, vocab, stats, valid):
     model = build(a, len(vocab))
     model.load_state_dict(ck["model"])
     model.eval()
+    if not args.fp32_embeddings:
+        with torch.no_grad():  # round first so the parity vectors are computed with the weights that ship
+            model.inject.emb.weight.copy_(model.inject.emb.weight.half().float())
     st = ck["state"]
     # parity: three validation windows of different lengths (context, 20, 1)
     xs, ts = [], []
@@ -447,6 +474,7 @@ def export(args, vocab, stats, valid):
             if k in ("d", "de", "heads", "ff", "context", "stride", "batch", "lr", "epochs", "dropout",
                      "jr_weight", "jr_freq", "f_max_iter", "b_max_iter", "f_tol", "seed")),
         "checkpoint": os.path.basename(path),
+        "embedding_storage": "fp32" if args.fp32_embeddings else "fp16 (rounded before the parity vectors were made)",
         "jr_weight": a.jr_weight,
         "jr_frequency": a.jr_freq,
         "epochs": st["epoch"],  # completed epochs
@@ -464,7 +492,8 @@ def export(args, vocab, stats, valid):
         name="brown-lm-jr", task="language-model",
         description=("Word-level DEQ-Transformer language model (one causal self-attention block solved to "
                      "its fixed point, tied embeddings) trained on the Brown corpus with Jacobian regularization."),
-        solver={"method": "broyden", "tol": a.f_tol, "stop_mode": "rel", "max_iter": 30, "history": 8},
+        solver={"method": "broyden", "tol": args.serve_tol, "stop_mode": "rel", "max_iter": args.serve_max_iter,
+                "history": 8},
         tokenizer={"kind": "brown-words", "vocab_file": "vocab.json", "unk": brown.UNK, "bos": brown.BOS,
                    "eos": brown.EOS, "lowercase": False, "context": a.context, "stride": a.stride},
         vocab=vocab, provenance=prov,
@@ -472,7 +501,7 @@ def export(args, vocab, stats, valid):
         output_roles={"target_logprobs": "target_logprobs", "topk_logprobs": "topk_logprobs",
                       "topk_ids": "topk_ids"},
         parity_outputs=["target_logprobs", "topk_logprobs", "topk_ids"],
-        include_z_star=False)
+        include_z_star=False, fp16_min_elements=0 if args.fp32_embeddings else 100_000)
     print(json.dumps({k: man["provenance"][k] for k in ("epochs", "steps", "spectral_radius", "metrics")}))
 
 

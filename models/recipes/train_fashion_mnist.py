@@ -190,9 +190,12 @@ def main():
     ap.add_argument("--wd", type=float, default=0.0)
     ap.add_argument("--augment", choices=["flip", "none"], default="flip")
     ap.add_argument("--subset", type=int, default=0, help="train on the first N images only (timing)")
+    ap.add_argument("--test-subset", type=int, default=0, help="evaluate on the first N test images only (timing)")
     ap.add_argument("--max-steps", type=int, default=0, help="stop each epoch after N steps (timing)")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--no-export", action="store_true")
+    ap.add_argument("--export-only", action="store_true",
+                    help="skip training; export the bundle from checkpoints/last.pt")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -208,6 +211,8 @@ def main():
     xtr, ytr, xte, yte = load_fashion_mnist(args.data)
     if args.subset:
         xtr, ytr = xtr[:args.subset], ytr[:args.subset]
+    if args.test_subset:
+        xte, yte = xte[:args.test_subset], yte[:args.test_subset]
 
     model = DEQClassifier(args.channels, args.hidden, args.f_iter, args.b_iter)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.wd)
@@ -225,7 +230,24 @@ def main():
 
     start_epoch, step, wall, history = 0, 0, 0.0, []
     ck_path = os.path.join(ck_dir, "last.pt")
-    if args.resume and os.path.exists(ck_path):
+    if args.export_only:
+        ck = torch.load(ck_path)
+        model.load_state_dict(ck["model"])
+        start_epoch, step, wall, history = ck["epoch"], ck["step"], ck["wall"], ck["history"]
+        planned = ck["args"]["epochs"]
+        for k, v in ck["args"].items():  # train-time settings (name, jr weight, ...) from the checkpoint
+            if k not in ("export_only", "out"):
+                setattr(args, k, v)
+        command = ck.get("command") or (
+            "/usr/bin/python3 models/recipes/train_fashion_mnist.py " + " ".join(
+                f"--{k.replace('_', '-')} {ck['args'][k]}" for k in
+                ("name", "jr_weight", "jr_freq", "epochs", "f_iter", "b_iter", "seed", "threads", "lr")))
+        if start_epoch < planned:
+            with open(log_path, "a") as fh:
+                fh.write(f"\nExported from the epoch-{start_epoch} checkpoint of a {planned}-epoch run "
+                         f"(training stopped early).\n")
+        args.epochs = start_epoch
+    elif args.resume and os.path.exists(ck_path):
         ck = torch.load(ck_path)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
@@ -233,6 +255,12 @@ def main():
         torch.set_rng_state(ck["torch_rng"])
         random.setstate(ck["py_rng"])
         print(f"resumed from epoch {start_epoch}", flush=True)
+        prev = ck.get("command") or ck["args"]
+        with open(log_path, "a") as fh:
+            fh.write(f"\nResumed after epoch {start_epoch} (previous settings: `{prev}`) with "
+                     f"`{command}`: the LR schedule is recomputed for {args.epochs} epochs from step "
+                     f"{step}; JR weight now {args.jr_weight}.\n\n")
+        command = f"{prev if isinstance(prev, str) else 'see TRAINING.md'} ; then {command}"
     else:
         with open(log_path, "w") as fh:
             fh.write(f"# Training log: {args.name}\n\n")
@@ -251,7 +279,7 @@ def main():
     n_params = sum(p.numel() for p in model.parameters())
     print(f"params {n_params}, steps/epoch {steps_per_epoch}", flush=True)
 
-    for epoch in range(start_epoch, args.epochs):
+    for epoch in range(start_epoch, 0 if args.export_only else args.epochs):
         model.train()
         t0 = time.time()
         perm = torch.randperm(xtr.shape[0])
@@ -305,7 +333,8 @@ def main():
                      f"{ev['jr']:.4f} | {ev['rho_mean']:.3f} / {ev['rho_max']:.3f} | {ep_s:.0f} |\n")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch + 1,
                     "step": step, "wall": wall, "history": history, "args": vars(args),
-                    "torch_rng": torch.get_rng_state(), "py_rng": random.getstate()}, ck_path)
+                    "torch_rng": torch.get_rng_state(), "py_rng": random.getstate(),
+                    "command": command}, ck_path)
 
     if args.no_export:
         return
