@@ -167,6 +167,7 @@ def export_bundle(
     output_roles: Optional[Dict[str, str]] = None,
     parity_outputs: Optional[Sequence[str]] = None,
     parity_atol: float = 1e-3,
+    parity_cases: Optional[int] = None,
     include_z_star: bool = True,
     seq_dynamic: Optional[bool] = None,
     spectral_iters: int = 60,
@@ -177,6 +178,9 @@ def export_bundle(
     parity_inputs: [N, ...] model inputs (float images, or int64 tokens [N, T]).
     parity_extra:  extra head inputs per case, e.g. {"targets": int64 [N, T]} (LM).
     head_outputs:  names of the head outputs, in the order the head returns them.
+    parity_cases:  if set, parity_inputs are candidates: keep the first parity_cases whose
+                   reference solve reaches the parity tol (others are skipped and counted in
+                   provenance.parity_selection); useful for models that are not contractions.
     fp16_min_elements: if > 0, float32 weights with at least this many elements are
                    stored as float16 with a Cast to float32 in front (halves e.g. a
                    large embedding). The caller should round those weights to fp16
@@ -250,6 +254,7 @@ def export_bundle(
     cases = []
     radii = []
     worst_rel = 0.0
+    cands = []
     for i in range(len(case_x)):
         xi = case_x[i]
         with torch.no_grad():
@@ -263,10 +268,10 @@ def export_bundle(
                           tol=PARITY_SOLVER["tol"], stop_mode=PARITY_SOLVER["stop_mode"],
                           m=PARITY_SOLVER["history"])
             z_star = res["result"].view(shape)
-            worst_rel = max(worst_rel, float(res["rel"].max()))
             extra_i = [case_extra[k][i] for k in extra_names]
             outs = _head_outputs(head_m, head_outputs, z_star, extra_i)
-        radii.append(float(spectral_radius(lambda z, u=u: cell_m(z, u), z_star, n_iters=spectral_iters)[0]))
+        rho = float(spectral_radius(lambda z, u=u: cell_m(z, u), z_star, n_iters=spectral_iters)[0])
+        rel = float(res["rel"][0])
         case = {"input": {"dtype": _dtype(xi), "shape": list(xi.shape[1:]),
                           "data": _round(xi.flatten()) if xi.is_floating_point() else [int(v) for v in xi.flatten()]}}
         if extra_names:
@@ -275,14 +280,32 @@ def export_bundle(
                                     for k, t in zip(extra_names, extra_i)}
         case["z_star_norm"] = float(z_star.norm())
         case["solver_nstep"] = int(res["nstep"][0])
-        case["solver_rel_residual"] = float(res["rel"][0])
+        case["solver_rel_residual"] = rel
         if include_z_star:
             case["z_star"] = _round(z_star.flatten())
         case["outputs"] = {}
         for k in (parity_outputs or head_outputs):
             t = outs[k]
             case["outputs"][k] = [int(v) for v in t.flatten()] if not t.is_floating_point() else _round(t.flatten())
-        cases.append(case)
+        cands.append((rel < PARITY_SOLVER["tol"], rel, rho, case))
+        if parity_cases and sum(c[0] for c in cands) >= parity_cases:
+            break
+    if parity_cases:
+        # keep candidates whose reference solve reached the parity tol (in input order); if too
+        # few did, fill up with the lowest-residual others and say so.
+        ok = [c for c in cands if c[0]]
+        bad = sorted([c for c in cands if not c[0]], key=lambda c: c[1])
+        chosen = (ok + bad)[:parity_cases]
+        provenance["parity_selection"] = (
+            f"kept {len(chosen)} of {len(cands)} candidate inputs tried; {len(cands) - len(ok)} tried "
+            f"candidate(s) whose reference Broyden solve did not reach rel {PARITY_SOLVER['tol']} were skipped"
+            + ("" if len(ok) >= parity_cases else " (too few converged: some cases kept anyway)"))
+        provenance["spectral_radius_all_candidates"] = round(sum(c[2] for c in cands) / len(cands), 4)
+    else:
+        chosen = cands
+    cases = [c[3] for c in chosen]
+    radii = [c[2] for c in chosen]
+    worst_rel = max(c[1] for c in chosen)
     if worst_rel > PARITY_SOLVER["tol"]:
         print(f"WARNING: parity solve reached only rel residual {worst_rel:.3g} "
               f"(target {PARITY_SOLVER['tol']})", file=sys.stderr)
