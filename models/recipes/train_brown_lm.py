@@ -483,7 +483,9 @@ def export(args, vocab, stats, valid):
         "epochs_planned": a.epochs,
         "seed": a.seed,
         "train_wall_time_s": round(st["wall"]),
-        "metrics": {"val_ppl_python": round(st.get("best_val", float("nan")), 2)},
+        "metrics": ({"val_ppl_python": round(st["best_val"], 2),
+                     "val_ppl_python_tokens": a.val_tokens or len(valid)}
+                    if math.isfinite(st.get("best_val", float("inf"))) else {}),
         "data": stats,
     }
     man = export_bundle(
