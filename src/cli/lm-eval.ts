@@ -24,6 +24,24 @@ export interface BrownEvalOptions {
   out?: string;
   /** Progress lines (one per split and model). */
   log?: (line: string) => void;
+  /** Extra Markdown appended to the report (e.g. training notes). */
+  notes?: string;
+  /** Solver tolerances (rel) to sweep on the first `sweepTokens` validation tokens. */
+  tols?: number[];
+  sweepTokens?: number;
+  /** Cap on evaluations for the sweep runs (default 50). */
+  sweepMaxIter?: number;
+}
+
+export interface SweepRow {
+  tol: number;
+  maxIter: number;
+  tokens: number;
+  perplexity: number;
+  nfeMean: number;
+  nfeMax: number;
+  notConverged: number;
+  msPerToken: number;
 }
 
 export interface SplitResult {
@@ -57,6 +75,7 @@ export interface BrownEvalReport {
   kneserNey: (SplitResult & { msPerToken: number })[];
   knDiscounts: readonly number[];
   knTrainMs: number;
+  sweep: SweepRow[];
   machine: string;
 }
 
@@ -111,6 +130,18 @@ export async function evalBrown(bundleDir: string, opts: BrownEvalOptions = {}):
       });
       log(`${lm.model.name} ${split}: ppl ${deq.at(-1)!.perplexity.toFixed(1)}, NFE mean ${deq.at(-1)!.nfe.mean.toFixed(1)}`);
     }
+    const sweep: SweepRow[] = [];
+    const sweepIds = ids.valid.subarray(0, opts.sweepTokens ?? 20_000);
+    for (const tol of opts.tols ?? []) {
+      const maxIter = opts.sweepMaxIter ?? 50;
+      const s = await lm.scoreIds(sweepIds, { solver: { ...opts.solver, tol, stopMode: 'rel', maxIter } });
+      const sum = summarizeSolver(s);
+      let total = 0;
+      for (const v of s.logprobs) total += v;
+      sweep.push({ tol, maxIter, tokens: sweepIds.length, perplexity: Math.exp(-total / sweepIds.length), nfeMean: sum.meanIterations,
+        nfeMax: sum.maxIterations, notConverged: sum.notConverged, msPerToken: s.ms / sweepIds.length });
+      log(`sweep tol ${tol}: ppl ${sweep.at(-1)!.perplexity.toFixed(2)}, NFE mean ${sum.meanIterations.toFixed(1)}`);
+    }
     const o = lm.model.solverDefaults;
     const solver = { ...o, ...opts.solver };
     const report: BrownEvalReport = {
@@ -125,11 +156,12 @@ export async function evalBrown(bundleDir: string, opts: BrownEvalOptions = {}):
       kneserNey,
       knDiscounts: kn.discounts,
       knTrainMs,
+      sweep,
       machine: `${cpus()[0]?.model ?? 'cpu'}, ${availableParallelism()} cores, load average ${loadavg()[0].toFixed(1)} at the end, provider ${lm.model.provider}`,
     };
     if (opts.out) {
       await mkdir(dirname(opts.out), { recursive: true });
-      await writeFile(opts.out, brownMarkdown(report, bundleDir));
+      await writeFile(opts.out, brownMarkdown(report, bundleDir) + (opts.notes ? `\n${opts.notes.trim()}\n` : ''));
     }
     return report;
   } finally {
@@ -195,7 +227,15 @@ reach the tolerance is scored from its lowest-residual iterate; "diverged" count
 |---|---|---|---|---|---|---|---|---|---|
 ${nfeRows.join('\n')}
 
-## Reproduce
+${r.sweep.length ? `## Solver tolerance sweep
+
+The same scoring on the first ${r.sweep[0].tokens} validation tokens, Broyden, rel tolerance as given, at most ${r.sweep[0].maxIter} evaluations.
+
+| tol | ppl | NFE mean | NFE max | not converged | DEQ ms/token |
+|---|---|---|---|---|---|
+${r.sweep.map((w) => `| ${w.tol} | ${w.perplexity.toFixed(2)} | ${f1(w.nfeMean)} | ${w.nfeMax} | ${w.notConverged} | ${w.msPerToken.toFixed(3)} |`).join('\n')}
+
+` : ''}## Reproduce
 
 \`\`\`
 npm ci && npm run build
