@@ -1,5 +1,5 @@
 import { DeqError } from '../errors.js';
-import { resolveSolverOptions, solve, SolverWorkspace, type FixedPointFn, type ResolvedSolverOptions, type SolveResult, type SolverOptions } from '../solver/index.js';
+import { resolveSolverOptions, solve, SOLVER_DEFAULTS, SolverWorkspace, type FixedPointFn, type ResolvedSolverOptions, type SolveResult, type SolverOptions } from '../solver/index.js';
 import { loadBundle, type Bundle, type GraphRole } from './bundle.js';
 import type { Manifest } from './manifest.js';
 import { createTensor, DEFAULT_SESSION_CONFIG, OnnxGraph, type SessionConfig, type Tensor } from './onnx.js';
@@ -251,7 +251,8 @@ export function solverDefaults(m: Manifest): ResolvedSolverOptions {
     andersonLambda: s.anderson_lambda ?? 1e-4,
     andersonBeta: s.anderson_beta ?? 1,
     damping: s.damping ?? 1,
-    divergenceFactor: 1e4,
+    divergenceFactor: SOLVER_DEFAULTS.divergenceFactor,
+    restartFactor: SOLVER_DEFAULTS.restartFactor,
     trace: false,
   };
 }

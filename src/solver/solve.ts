@@ -35,7 +35,7 @@ export async function solve(
   const converged = new Uint8Array(batch);
   const diverged = new Uint8Array(batch);
   const trace = opts.trace ? Array.from({ length: batch }, () => new Float64Array(opts.maxIter)) : undefined;
-  const { tol, maxIter, divergenceFactor } = opts;
+  const { tol, maxIter, divergenceFactor, restartFactor } = opts;
   const rel = opts.stopMode === 'rel';
   const zc = ws.z, fz = ws.fz, g = ws.g, active = ws.active;
 
@@ -43,8 +43,10 @@ export async function solve(
   ws.count.fill(0);
   ws.head.fill(0);
   ws.alpha.fill(1);
+  ws.restart.fill(0);
   active.fill(1);
 
+  let residualNow = 0;
   // Scores the evaluation just made for sample i; keeps its best iterate in `z`.
   const measure = (i: number): Status => {
     const o = i * n;
@@ -60,6 +62,7 @@ export async function solve(
     const abs = Math.sqrt(gg);
     ws.gNorm[i] = abs;
     const r = rel ? abs / (Math.sqrt(ff) + 1e-9) : abs;
+    residualNow = r;
     if (trace) trace[i][iterations[i] - 1] = r;
     if (!Number.isFinite(r)) {
       diverged[i] = 1;
@@ -100,9 +103,19 @@ export async function solve(
         active[i] = 0;
         continue;
       }
+      const restarting = ws.restart[i] === 1;
+      ws.restart[i] = 0;
+      if (opts.method !== 'fixed-point' && !first && !restarting && residualNow > restartFactor * residual[i]) {
+        // Climbing away from the best point: drop the history, go back to the best iterate.
+        ws.count[i] = 0;
+        ws.head[i] = 0;
+        ws.restart[i] = 1;
+        copyRow(z, i * n, zc, i * n, n);
+        continue;
+      }
       switch (opts.method) {
         case 'broyden':
-          if (first) broydenStart(ws, i);
+          if (first || restarting) broydenStart(ws, i);
           else broydenNext(ws, i, opts.lineSearch);
           break;
         case 'anderson':
@@ -147,6 +160,7 @@ function validateOptions(o: ResolvedSolverOptions): void {
   if (!(o.andersonBeta > 0 && o.andersonBeta <= 1)) throw new RangeError(`andersonBeta must be in (0, 1] (got ${o.andersonBeta})`);
   if (!(o.andersonLambda >= 0)) throw new RangeError(`andersonLambda must be ≥ 0 (got ${o.andersonLambda})`);
   if (!(o.divergenceFactor > 1)) throw new RangeError(`divergenceFactor must be > 1 (got ${o.divergenceFactor})`);
+  if (!(o.restartFactor > 1)) throw new RangeError(`restartFactor must be > 1 (got ${o.restartFactor})`);
 }
 
 

@@ -33,6 +33,13 @@ export interface SolverOptions {
   damping?: number;
   /** A sample whose abs residual exceeds this factor × its starting residual is diverged. */
   divergenceFactor?: number;
+  /**
+   * Broyden/Anderson: when a sample's residual climbs past this factor × its best,
+   * its history is cleared and it restarts from its best iterate. Overwriting old
+   * Broyden updates in a ring can corrupt the inverse-Jacobian estimate on hard
+   * (nearly non-contractive) cells; this is the guard. Infinity disables it.
+   */
+  restartFactor?: number;
   /** Keep each sample's residual per evaluation (allocates; off for serving). */
   trace?: boolean;
   /** Polled between iterations; returning true stops the solve (deadlines). */
@@ -67,6 +74,7 @@ export const SOLVER_DEFAULTS: Readonly<Required<Omit<SolverOptions, 'shouldStop'
   andersonBeta: 1.0,
   damping: 1.0,
   divergenceFactor: 1e4,
+  restartFactor: 10,
   trace: false,
 });
 

@@ -38,6 +38,8 @@ export class SolverWorkspace {
   /** ‖g‖₂ at the current iterate, computed once per evaluation by the driver. */
   readonly gNorm: Float64Array;
   readonly active: Uint8Array;
+  /** 1 while a sample restarts from its best iterate (its history was cleared). */
+  readonly restart: Uint8Array;
   readonly abs0: Float64Array;
 
   constructor(method: SolverMethod, batch: number, n: number, history: number) {
@@ -67,6 +69,7 @@ export class SolverWorkspace {
     this.resPrev = new Float64Array(batch);
     this.gNorm = new Float64Array(batch);
     this.active = new Uint8Array(batch);
+    this.restart = new Uint8Array(batch);
     this.abs0 = new Float64Array(batch);
   }
 

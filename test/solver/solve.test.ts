@@ -99,6 +99,28 @@ describe('per-sample behaviour in a batch', () => {
   });
 });
 
+describe('restart guard', () => {
+  it('rescues ring-buffer Broyden on hard maps where overwriting old updates blows up', async () => {
+    // tanh maps with gain 1.9: locally contractive at the fixed point, but far from it
+    // the limited-memory inverse-Jacobian estimate goes bad once the ring wraps.
+    const n = 40;
+    const outcome = { withRestart: 0, without: 0, divergedWithout: 0 };
+    for (let seed = 1; seed <= 40; seed++) {
+      const W = randomMatrix(n, 1.9 * Math.sqrt(n / 3), seed);
+      const b = randomVector(n, seed + 1000);
+      for (const restartFactor of [10, Infinity]) {
+        const z = new Float32Array(n);
+        const res = await solve(batchedMap(W, b, n, Math.tanh), 1, n, z, { method: 'broyden', history: 4, tol: 1e-5, stopMode: 'abs', maxIter: 300, restartFactor });
+        if (restartFactor === 10) outcome.withRestart += res.converged[0];
+        else { outcome.without += res.converged[0]; outcome.divergedWithout += res.diverged[0]; }
+      }
+    }
+    expect(outcome.divergedWithout).toBeGreaterThan(0);
+    expect(outcome.withRestart).toBeGreaterThan(outcome.without);
+    expect(outcome.withRestart).toBeGreaterThanOrEqual(38);
+  });
+});
+
 describe('failure cases', () => {
   const n = 4;
   for (const method of METHODS) {
