@@ -368,6 +368,8 @@ def main():
         head_outputs=["logits"], output_roles={"logits": "logits"}, include_z_star=False,
         parity_cases=3)
     with open(log_path, "a") as fh:
+        if args.export_only:
+            fh.write("\nRe-exported from the final checkpoint with `--export-only`.")
         fh.write(f"\nTotal training wall time (incl. per-epoch evaluation): {wall:.0f} s. "
                  f"Exported bundle in {time.time() - t_exp:.0f} s; spectral radius at z* "
                  f"(parity inputs) {manifest['provenance']['spectral_radius']}.\n")
