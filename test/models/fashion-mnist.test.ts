@@ -1,0 +1,45 @@
+// The shipped Fashion-MNIST bundles, run through the TypeScript runtime on the
+// real test set (Debian's dataset-fashion-mnist, installed by .ci/run).
+import { resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { evaluateSet, type SetResult } from '../../src/cli/eval-image.js';
+import { readFashionMnist, type ImageSet } from '../../src/cli/fashion-mnist.js';
+import { checkParity, DeqModel } from '../../src/runtime/index.js';
+
+const MODELS = resolve(import.meta.dirname, '..', '..', 'models');
+const IMAGES = 500;
+
+describe('shipped Fashion-MNIST models', () => {
+  let set: ImageSet;
+  const models: Record<string, DeqModel> = {};
+  const results: Record<string, SetResult> = {};
+
+  beforeAll(async () => {
+    set = await readFashionMnist('test');
+    for (const name of ['fashion-mnist-jr', 'fashion-mnist-plain']) models[name] = await DeqModel.load(resolve(MODELS, name));
+  });
+  afterAll(async () => {
+    await Promise.all(Object.values(models).map((m) => m.release()));
+  });
+
+  for (const name of ['fashion-mnist-jr', 'fashion-mnist-plain']) {
+    it(`${name} passes parity against its PyTorch reference`, async () => {
+      const report = await checkParity(models[name]);
+      expect(report.passed).toBe(true);
+      expect(report.maxDeviation).toBeLessThanOrEqual(1e-3);
+    });
+
+    it(`${name} classifies the first ${IMAGES} test images well at its shipped solver defaults`, async () => {
+      const r = await evaluateSet(models[name], set, IMAGES, 50, {});
+      results[name] = r;
+      expect(r.accuracy).toBeGreaterThan(0.8);
+      expect(r.diverged).toBe(0);
+    }, 120_000);
+  }
+
+  it('the Jacobian-regularized model needs fewer solver steps than its unregularized twin', () => {
+    const jr = results['fashion-mnist-jr'], plain = results['fashion-mnist-plain'];
+    expect(jr && plain).toBeTruthy();
+    expect(jr.nfe.mean).toBeLessThan(plain.nfe.mean);
+  });
+});
