@@ -316,6 +316,7 @@ def main():
     ap.add_argument("--export-from", default="best", choices=["best", "latest"])
     ap.add_argument("--serve-tol", type=float, default=1e-2, help="manifest solver tol (rel)")
     ap.add_argument("--serve-max-iter", type=int, default=20, help="manifest solver max_iter")
+    ap.add_argument("--note", default="", help="free-text note stored as provenance.note at export")
     ap.add_argument("--fp32-embeddings", action="store_true",
                     help="store the embedding in fp32 (default: rounded to fp16 and stored as fp16, half the bundle size)")
     args = ap.parse_args()
@@ -488,6 +489,8 @@ def export(args, vocab, stats, valid):
                     if math.isfinite(st.get("best_val", float("inf"))) else {}),
         "data": stats,
     }
+    if args.note:
+        prov["note"] = args.note
     man = export_bundle(
         args.bundle_dir, model.inject, model.deq.cell, model.head,
         parity_inputs=xs, parity_extra={"targets": ts},
