@@ -64,6 +64,7 @@ def broyden(
     tol: float = 1e-3,
     stop_mode: str = "rel",
     m: int = 8,
+    restart: float = 0.0,
 ) -> Dict[str, object]:
     """Batched limited-memory good Broyden for g(z) = f(z) - z = 0.
 
@@ -72,6 +73,10 @@ def broyden(
     Each sample stops on its own (its step is frozen once its residual is
     below tol); the loop ends when all samples stopped or after max_iter
     function evaluations. Returns the lowest-residual iterate per sample.
+
+    restart > 0: a sample whose residual exceeds restart x its lowest so far (or is not
+    finite) goes back to its lowest-residual iterate with an empty memory (off by default;
+    the exporter's parity solve uses 10).
 
     Returns dict: result [B, D], nstep (f-evals until stop, per sample, long),
     lowest (best residual per sample, in stop_mode), abs/rel (residual at the
@@ -137,6 +142,19 @@ def broyden(
 
         z, g = z_new, g_new
         active = active & (res >= tol)
+        if restart > 0:
+            # restart a sample whose residual grew past restart x its best (or is not finite):
+            # back to its lowest-residual iterate, with an empty Broyden memory
+            bad = active & (~torch.isfinite(res) | (res > restart * best))
+            if bool(bad.any()):
+                z = torch.where(bad.unsqueeze(1), best_z, z)
+                fzb = f(z)
+                it += 1
+                nstep = nstep + active.long()
+                g = torch.where(bad.unsqueeze(1), fzb - z, g)
+                keep = (~bad).to(dt).view(B, 1, 1)
+                U.mul_(keep)
+                V.mul_(keep)
         dz = -jinv_mul(g)
 
     return {

@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from deq import broyden, spectral_radius  # noqa: E402
 
 OPSET = 17
+PARITY_RESTART = 10.0  # restart Broyden from its best iterate when the residual grows 10x
 PARITY_SOLVER = {"method": "broyden", "tol": 1e-5, "stop_mode": "rel", "max_iter": 200, "history": 30}
 
 
@@ -266,7 +267,7 @@ def export_bundle(
 
             res = broyden(f, torch.zeros(1, u[0].numel()), max_iter=PARITY_SOLVER["max_iter"],
                           tol=PARITY_SOLVER["tol"], stop_mode=PARITY_SOLVER["stop_mode"],
-                          m=PARITY_SOLVER["history"])
+                          m=PARITY_SOLVER["history"], restart=PARITY_RESTART)
             z_star = res["result"].view(shape)
             extra_i = [case_extra[k][i] for k in extra_names]
             outs = _head_outputs(head_m, head_outputs, z_star, extra_i)
