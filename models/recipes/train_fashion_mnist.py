@@ -7,19 +7,22 @@ Data: gzipped IDX files read directly from --data (default
 /usr/share/datasets/fashion-mnist, Debian package `dataset-fashion-mnist`).
 
 Model
-  inject  x [1,28,28] -> conv3x3(1->C/2) + GN + ReLU -> conv3x3 stride 2 (C/2->C) + GN -> u [C,14,14]
+  inject  x [1,28,28] -> conv3x3(1->C) + GN + ReLU -> conv3x3 stride 2 (C->C) + GN -> u [C,14,14]
   cell    f(z,u): MDEQ residual block with weight-normalized convs
             h = ReLU(GN1(conv1(z)))                (C -> H channels)
             h = GN2(conv2(h) + u)                  (H -> C, injection added inside)
             z' = GN3(ReLU(h + z))
-  head    z* -> avg-pool 2x2 (7x7) -> flatten -> linear -> 10 logits
+  head    z* -> conv3x3 stride 2 (C->2C, 7x7) + GN + ReLU -> flatten -> linear (->--head-hidden)
+          -> ReLU -> linear -> 10 logits. The head and inject run once per image, the cell once
+          per solver step, so width spent there costs little at inference.
 Training
   forward: Broyden (rel, tol 1e-3, cap --f-iter) without grad, one f re-evaluation
   with grad, implicit backward (adjoint Broyden, cap --b-iter, tol 1e-4).
   Jacobian regularization: Hutchinson estimate of ||J_f||_F^2/d at z*, added with
   weight --jr-weight on a random fraction --jr-freq of steps.
   Adam, lr --lr with linear warm-up then cosine decay; batch --batch.
-  Augmentation: random horizontal flip (--augment flip, default) or none.
+  Augmentation: random horizontal flip plus a random shift of up to 2 pixels (zero padded)
+  (--augment flip-shift, default), flip only, or none.
 Per epoch, appends to models/<name>/TRAINING.md and checkpoints to
 models/<name>/checkpoints/ (git-ignored; --resume continues from the last one).
 At the end exports the bundle (export.py) into models/<name>/.
@@ -80,6 +83,24 @@ def load_fashion_mnist(root: str):
             prep(out["test_x"]), torch.from_numpy(out["test_y"].astype(np.int64)))
 
 
+def augment(x: torch.Tensor, shift: int) -> torch.Tensor:
+    """Random horizontal flip (p = 0.5), then a random translation of up to `shift` pixels per axis.
+
+    Shifted-in pixels are background: the normalized value of a 0 pixel, not 0.
+    """
+    flip = torch.rand(x.shape[0]) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    if shift == 0:
+        return x
+    n, _, h, w = x.shape
+    padded = F.pad(x, (shift, shift, shift, shift), value=-MEAN / STD)
+    dy = torch.randint(0, 2 * shift + 1, (n,))
+    dx = torch.randint(0, 2 * shift + 1, (n,))
+    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None].expand(n, 1, h, w + 2 * shift)
+    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :].expand(n, 1, h, w)
+    return padded.gather(2, rows).gather(3, cols)
+
+
 # ----------------------------------------------------------------------------- model
 def groups(c: int) -> int:
     return 8 if c % 8 == 0 else (4 if c % 4 == 0 else 1)
@@ -88,7 +109,7 @@ def groups(c: int) -> int:
 class Inject(nn.Module):
     def __init__(self, C: int):
         super().__init__()
-        c1 = C // 2
+        c1 = C
         self.conv1 = nn.Conv2d(1, c1, 3, padding=1, bias=False)
         self.gn1 = nn.GroupNorm(groups(c1), c1)
         self.conv2 = nn.Conv2d(c1, C, 3, stride=2, padding=1, bias=False)
@@ -118,20 +139,24 @@ class Cell(nn.Module):
 
 
 class Head(nn.Module):
-    def __init__(self, C: int):
+    def __init__(self, C: int, hidden: int):
         super().__init__()
-        self.fc = nn.Linear(C * 49, 10)
+        self.conv = nn.Conv2d(C, 2 * C, 3, stride=2, padding=1, bias=False)
+        self.gn = nn.GroupNorm(groups(2 * C), 2 * C)
+        self.fc1 = nn.Linear(2 * C * 49, hidden)
+        self.fc2 = nn.Linear(hidden, 10)
 
     def forward(self, z):
-        return self.fc(F.avg_pool2d(z, 2).flatten(1))
+        h = F.relu(self.gn(self.conv(z)))
+        return self.fc2(F.relu(self.fc1(h.flatten(1))))
 
 
 class DEQClassifier(nn.Module):
-    def __init__(self, C: int, H: int, f_iter: int, b_iter: int):
+    def __init__(self, C: int, H: int, head_hidden: int, f_iter: int, b_iter: int):
         super().__init__()
         self.inject = Inject(C)
         self.cell = Cell(C, H)
-        self.head = Head(C)
+        self.head = Head(C, head_hidden)
         self.deq = DEQFixedPoint(self.cell, f_max_iter=f_iter, b_max_iter=b_iter,
                                  f_tol=1e-3, b_tol=1e-4, stop_mode="rel", history=8)
 
@@ -183,14 +208,17 @@ def main():
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--channels", type=int, default=32)
     ap.add_argument("--hidden", type=int, default=32, help="inner channels of the cell")
+    ap.add_argument("--head-hidden", type=int, default=128, help="width of the head's hidden layer")
     ap.add_argument("--f-iter", type=int, default=10, help="training forward Broyden cap")
     ap.add_argument("--b-iter", type=int, default=10, help="training backward Broyden cap")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--wd", type=float, default=0.0)
-    ap.add_argument("--augment", choices=["flip", "none"], default="flip")
+    ap.add_argument("--augment", choices=["flip-shift", "flip", "none"], default="flip-shift")
     ap.add_argument("--subset", type=int, default=0, help="train on the first N images only (timing)")
     ap.add_argument("--test-subset", type=int, default=0, help="evaluate on the first N test images only (timing)")
+    ap.add_argument("--eval-subset", type=int, default=0,
+                    help="per-epoch test metrics on the first N test images (the last epoch uses all)")
     ap.add_argument("--max-steps", type=int, default=0, help="stop each epoch after N steps (timing)")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--no-export", action="store_true")
@@ -214,7 +242,11 @@ def main():
     if args.test_subset:
         xte, yte = xte[:args.test_subset], yte[:args.test_subset]
 
-    model = DEQClassifier(args.channels, args.hidden, args.f_iter, args.b_iter)
+    ck_path = os.path.join(ck_dir, "last.pt")
+    if args.export_only:  # the architecture comes from the checkpoint, not from the command line
+        for k in ("channels", "hidden", "head_hidden", "f_iter", "b_iter"):
+            setattr(args, k, torch.load(ck_path)["args"].get(k, getattr(args, k)))
+    model = DEQClassifier(args.channels, args.hidden, args.head_hidden, args.f_iter, args.b_iter)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.wd)
     steps_per_epoch = math.ceil(xtr.shape[0] / args.batch)
     if args.max_steps:
@@ -229,7 +261,6 @@ def main():
         return args.lr * 0.5 * (1 + math.cos(math.pi * p))
 
     start_epoch, step, wall, history = 0, 0, 0.0, []
-    ck_path = os.path.join(ck_dir, "last.pt")
     if args.export_only:
         ck = torch.load(ck_path)
         model.load_state_dict(ck["model"])
@@ -266,12 +297,13 @@ def main():
             fh.write(f"# Training log: {args.name}\n\n")
             fh.write(f"Command: `{command}`\n\n")
             fh.write(f"torch {torch.__version__}, {args.threads} thread(s), seed {args.seed}, "
-                     f"channels {args.channels}, cell hidden {args.hidden}, batch {args.batch}, "
+                     f"channels {args.channels}, cell hidden {args.hidden}, head hidden {args.head_hidden}, "
+                     f"batch {args.batch}, "
                      f"Adam lr {args.lr} (warm-up {warm} steps, cosine), augment {args.augment}, "
                      f"train Broyden caps fwd {args.f_iter} / bwd {args.b_iter}, "
                      f"JR weight {args.jr_weight} on {args.jr_freq:.0%} of steps.\n\n")
             fh.write("Test columns use the shipped solver (Broyden, rel, tol 1e-3, max 30 iters, m 8) "
-                     "on the 10k test set; ||J||_F^2/d is the Hutchinson estimate on 200 test images, "
+                     "on the 10k test set (on the first N when the accuracy says `(N)`); ||J||_F^2/d is the Hutchinson estimate on 200 test images, "
                      "rho the power-iteration spectral radius on 32.\n\n")
             fh.write("| epoch | train loss | train acc | train fwd NFE | train fwd rel | JR term | "
                      "test acc | test NFE | test rel | ‖J‖_F²/d | ρ mean / max | epoch s |\n")
@@ -289,9 +321,8 @@ def main():
         for bi in range(steps_per_epoch):
             idx = perm[bi * args.batch:(bi + 1) * args.batch]
             xb, yb = xtr[idx], ytr[idx]
-            if args.augment == "flip":
-                flip = torch.rand(xb.shape[0]) < 0.5
-                xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
+            if args.augment != "none":
+                xb = augment(xb, shift=2 if args.augment == "flip-shift" else 0)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
             use_jr = args.jr_weight > 0 and random.random() < args.jr_freq
@@ -318,7 +349,10 @@ def main():
                       f"rel {model.deq.info['rel']:.2e} bnfe {model.deq.info.get('b_nstep', 0):.1f} "
                       f"jr {s_jr / max(1, n_jr):.3f} {time.time() - t0:.0f}s", flush=True)
         train_s = time.time() - t0
-        ev = evaluate(model, xte, yte)
+        last = epoch + 1 == args.epochs
+        n_ev = xte.shape[0] if last or not args.eval_subset else args.eval_subset
+        ev = evaluate(model, xte[:n_ev], yte[:n_ev])
+        ev["test_n"] = n_ev
         ep_s = time.time() - t0
         wall += ep_s
         rec = {"epoch": epoch + 1, "train_loss": s_loss / n_seen, "train_acc": s_acc / n_seen,
@@ -329,7 +363,7 @@ def main():
         with open(log_path, "a") as fh:
             fh.write(f"| {epoch + 1} | {rec['train_loss']:.4f} | {rec['train_acc']:.4f} | "
                      f"{rec['train_nfe']:.2f} | {rec['train_rel']:.2e} | "
-                     f"{rec['jr_term']:.4f} | {ev['test_acc']:.4f} | {ev['nfe']:.2f} | {ev['rel']:.2e} | "
+                     f"{rec['jr_term']:.4f} | {ev['test_acc']:.4f}{'' if n_ev == xte.shape[0] else f' ({n_ev})'} | {ev['nfe']:.2f} | {ev['rel']:.2e} | "
                      f"{ev['jr']:.4f} | {ev['rho_mean']:.3f} / {ev['rho_max']:.3f} | {ep_s:.0f} |\n")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch + 1,
                     "step": step, "wall": wall, "history": history, "args": vars(args),
@@ -359,7 +393,8 @@ def main():
             "command": command, "jr_weight": args.jr_weight,
             "jr_frequency": args.jr_freq if args.jr_weight > 0 else 0.0,
             "epochs": args.epochs, "seed": args.seed, "threads": args.threads,
-            "augmentation": "random horizontal flip" if args.augment == "flip" else "none",
+            "augmentation": {"flip-shift": "random horizontal flip, random shift up to 2 px",
+                             "flip": "random horizontal flip", "none": "none"}[args.augment],
             "train_wall_time_s": round(wall),
             "metrics": {"test_accuracy": final["test_acc"], "forward_nfe_mean": round(final["nfe"], 3),
                         "forward_rel_residual_mean": final["rel"], "jac_fro2_per_dim": final["jr"],
