@@ -168,6 +168,7 @@ def export_bundle(
     output_roles: Optional[Dict[str, str]] = None,
     parity_outputs: Optional[Sequence[str]] = None,
     parity_atol: float = 1e-3,
+    parity_tol: float = PARITY_SOLVER["tol"],
     parity_cases: Optional[int] = None,
     include_z_star: bool = True,
     seq_dynamic: Optional[bool] = None,
@@ -179,6 +180,10 @@ def export_bundle(
     parity_inputs: [N, ...] model inputs (float images, or int64 tokens [N, T]).
     parity_extra:  extra head inputs per case, e.g. {"targets": int64 [N, T]} (LM).
     head_outputs:  names of the head outputs, in the order the head returns them.
+    parity_tol:    rel residual both the reference solve and the runtime's parity check reach.
+                   The logits of two solves that stop anywhere below it differ by up to about
+                   tol * |z*| / (1 - rho) amplified by the head, so a model whose spectral
+                   radius is near 1 needs a tighter one than the default to meet parity_atol.
     parity_cases:  if set, parity_inputs are candidates: keep the first parity_cases whose
                    reference solve reaches the parity tol (others are skipped and counted in
                    provenance.parity_selection); useful for models that are not contractions.
@@ -252,6 +257,7 @@ def export_bundle(
         return s
 
     # ---- parity: reference Broyden at tight tolerance
+    psolver = {**PARITY_SOLVER, "tol": parity_tol}
     cases = []
     radii = []
     worst_rel = 0.0
@@ -265,9 +271,9 @@ def export_bundle(
             def f(zf, u=u, shape=shape):
                 return cell_m(zf.view(shape), u).reshape(1, -1)
 
-            res = broyden(f, torch.zeros(1, u[0].numel()), max_iter=PARITY_SOLVER["max_iter"],
-                          tol=PARITY_SOLVER["tol"], stop_mode=PARITY_SOLVER["stop_mode"],
-                          m=PARITY_SOLVER["history"], restart=PARITY_RESTART)
+            res = broyden(f, torch.zeros(1, u[0].numel()), max_iter=psolver["max_iter"],
+                          tol=psolver["tol"], stop_mode=psolver["stop_mode"],
+                          m=psolver["history"], restart=PARITY_RESTART)
             z_star = res["result"].view(shape)
             extra_i = [case_extra[k][i] for k in extra_names]
             outs = _head_outputs(head_m, head_outputs, z_star, extra_i)
@@ -288,7 +294,7 @@ def export_bundle(
         for k in (parity_outputs or head_outputs):
             t = outs[k]
             case["outputs"][k] = [int(v) for v in t.flatten()] if not t.is_floating_point() else _round(t.flatten())
-        cands.append((rel < PARITY_SOLVER["tol"], rel, rho, case))
+        cands.append((rel < psolver["tol"], rel, rho, case))
         if parity_cases and sum(c[0] for c in cands) >= parity_cases:
             break
     if parity_cases:
@@ -299,7 +305,7 @@ def export_bundle(
         chosen = (ok + bad)[:parity_cases]
         provenance["parity_selection"] = (
             f"kept {len(chosen)} of {len(cands)} candidate inputs tried; {len(cands) - len(ok)} tried "
-            f"candidate(s) whose reference Broyden solve did not reach rel {PARITY_SOLVER['tol']} were skipped"
+            f"candidate(s) whose reference Broyden solve did not reach rel {psolver['tol']} were skipped"
             + ("" if len(ok) >= parity_cases else " (too few converged: some cases kept anyway)"))
         provenance["spectral_radius_all_candidates"] = round(sum(c[2] for c in cands) / len(cands), 4)
     else:
@@ -307,10 +313,10 @@ def export_bundle(
     cases = [c[3] for c in chosen]
     radii = [c[2] for c in chosen]
     worst_rel = max(c[1] for c in chosen)
-    if worst_rel > PARITY_SOLVER["tol"]:
+    if worst_rel > psolver["tol"]:
         print(f"WARNING: parity solve reached only rel residual {worst_rel:.3g} "
-              f"(target {PARITY_SOLVER['tol']})", file=sys.stderr)
-    parity = {"solver": {k: PARITY_SOLVER[k] for k in ("method", "tol", "stop_mode", "max_iter", "history")},
+              f"(target {psolver['tol']})", file=sys.stderr)
+    parity = {"solver": {k: psolver[k] for k in ("method", "tol", "stop_mode", "max_iter", "history")},
               "cases": cases}
     with open(os.path.join(out_dir, "parity.json"), "w") as fh:
         json.dump(parity, fh, separators=(",", ":"))
