@@ -32,14 +32,16 @@ describe('shipped Fashion-MNIST models', () => {
     it(`${name} classifies the first ${IMAGES} test images well at its shipped solver defaults`, async () => {
       const r = await evaluateSet(models[name], set, IMAGES, 50, {});
       results[name] = r;
-      expect(r.accuracy).toBeGreaterThan(0.8);
+      // Measured on these 500 images: 94.0% for fashion-mnist-jr (92.97% on all 10,000).
+      expect(r.accuracy).toBeGreaterThan(name === 'fashion-mnist-jr' ? 0.92 : 0.85);
       expect(r.diverged).toBe(0);
     }, 120_000);
   }
 
-  it('the Jacobian-regularized model needs fewer solver steps than its unregularized twin', () => {
+  it('the Jacobian-regularized model needs at most half the solver steps of its unregularized twin', () => {
     const jr = results['fashion-mnist-jr'], plain = results['fashion-mnist-plain'];
     expect(jr && plain).toBeTruthy();
-    expect(jr.nfe.mean).toBeLessThan(plain.nfe.mean);
+    expect(jr.nfe.mean).toBeLessThanOrEqual(plain.nfe.mean / 2);
+    expect(jr.notConverged).toBe(0);
   });
 });
