@@ -2,6 +2,7 @@ import { DeqError } from '../errors.js';
 import { BrownTokenizer } from '../preprocess/tokenizer.js';
 import type { SolverOptions } from '../solver/index.js';
 import { DeqModel, type InferRequest } from './deq-model.js';
+import type { Manifest } from './manifest.js';
 import type { SessionConfig } from './onnx.js';
 
 export interface LanguageModelConfig {
@@ -122,24 +123,14 @@ export class LanguageModel {
     if (m.task !== 'language-model' || !tok || !model.bundle.vocab) {
       throw new DeqError('DEQ_ERR_WRONG_TASK', `${m.name} is not a language model with a tokenizer`);
     }
-    const out = m.outputs.target_logprobs;
-    const targets = m.graphs.head.inputs[1]?.name;
-    if (!out || !targets) throw new DeqError('DEQ_ERR_BUNDLE_INVALID', `${m.name}: a language-model head needs a targets input and a target_logprobs output (manifest.outputs)`);
+    const cfg = { ...LM_DEFAULTS, ...config };
+    if (!(Number.isInteger(cfg.maxChars) && cfg.maxChars > 0)) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `maxChars must be a positive integer (got ${cfg.maxChars})`);
     this.model = model;
     this.tokenizer = new BrownTokenizer(model.bundle.vocab, tok);
-    this.context = tok.context;
-    const cfg = { ...LM_DEFAULTS, ...config };
-    this.stride = cfg.stride ?? tok.stride ?? Math.max(1, Math.floor(tok.context / 2));
-    if (!(Number.isInteger(cfg.maxChars) && cfg.maxChars > 0)) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `maxChars must be a positive integer (got ${cfg.maxChars})`);
-    if (!(Number.isInteger(cfg.batch) && cfg.batch > 0)) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `batch must be a positive integer (got ${cfg.batch})`);
-    if (!(Number.isInteger(this.stride) && this.stride >= 1 && this.stride <= this.context)) {
-      throw new DeqError('DEQ_ERR_CONFIG_INVALID', `stride must be an integer in [1, ${this.context}] (got ${this.stride})`);
-    }
+    this.#windows = windowScoringOf(m, model.bundle.vocab, cfg);
+    this.context = this.#windows.context;
+    this.stride = this.#windows.stride;
     this.config = Object.freeze(cfg);
-    this.#windows = {
-      context: this.context, stride: this.stride, batch: cfg.batch, bosId: this.tokenizer.bosId,
-      vocabSize: this.tokenizer.vocab.length, targetsInput: targets, targetOutput: out, requireConvergence: cfg.requireConvergence,
-    };
   }
 
   static async load(dir: string, config: Partial<LanguageModelConfig> = {}, session: Partial<SessionConfig> = {}): Promise<LanguageModel> {
@@ -219,6 +210,33 @@ export interface WindowScoring {
   targetsInput: string;
   targetOutput: string;
   requireConvergence: boolean;
+}
+
+/**
+ * A language-model bundle's window layout, from its manifest: the tokenizer's context,
+ * `stride` (else the manifest's, else context/2), the head's targets input and
+ * target_logprobs output, and the vocabulary's bos id. Shared by LanguageModel and
+ * the server's /score route, so both score a text the same way.
+ */
+export function windowScoringOf(
+  m: Manifest,
+  vocab: readonly string[],
+  opts: { batch: number; stride?: number; requireConvergence: boolean },
+): WindowScoring {
+  const tok = m.tokenizer;
+  if (m.task !== 'language-model' || !tok) throw new DeqError('DEQ_ERR_WRONG_TASK', `${m.name} is not a language model with a tokenizer`);
+  const targetOutput = m.outputs.target_logprobs;
+  const targetsInput = m.graphs.head.inputs[1]?.name;
+  if (!targetOutput || !targetsInput) throw new DeqError('DEQ_ERR_BUNDLE_INVALID', `${m.name}: a language-model head needs a targets input and a target_logprobs output (manifest.outputs)`);
+  const bosId = vocab.indexOf(tok.bos);
+  if (bosId < 0) throw new DeqError('DEQ_ERR_BUNDLE_INVALID', `${m.name}: vocabulary has no bos symbol "${tok.bos}"`);
+  const context = tok.context;
+  const stride = opts.stride ?? tok.stride ?? Math.max(1, Math.floor(context / 2));
+  if (!(Number.isInteger(opts.batch) && opts.batch > 0)) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `batch must be a positive integer (got ${opts.batch})`);
+  if (!(Number.isInteger(stride) && stride >= 1 && stride <= context)) {
+    throw new DeqError('DEQ_ERR_CONFIG_INVALID', `stride must be an integer in [1, ${context}] (got ${stride})`);
+  }
+  return { context, stride, batch: opts.batch, bosId, vocabSize: vocab.length, targetsInput, targetOutput, requireConvergence: opts.requireConvergence };
 }
 
 /** What scoring needs of an inference result, whether it ran here or on a worker. */

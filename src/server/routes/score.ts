@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { DeqError } from '../../errors.js';
 import { findModel, type ServedModel } from '../models.js';
 import type { PoolResult } from '../pool.js';
-import { scoreStream, validateText, type StreamScores, type WindowScoring } from '../../runtime/language-model.js';
+import { scoreStream, validateText, windowScoringOf, type StreamScores, type WindowScoring } from '../../runtime/language-model.js';
 import { runSolve, SOLVER_SUMMARY_SCHEMA, type SolverSummary } from '../solve.js';
 import { parseSolverControl, type WireSolverOptions } from '../solver-options.js';
 import type { ServerState } from '../state.js';
@@ -54,6 +54,16 @@ const SCORE_RESPONSE = {
 /** POST /v1/models/:name/score: per-token log-probabilities of texts under a DEQ language model. */
 export const scoreRoutes: FastifyPluginAsync<{ state: ServerState; tokenizerFor: (m: ServedModel) => Promise<TextTokenizer> }> = async (app, { state, tokenizerFor }) => {
   const { config } = state;
+  // Window layout per model, derived once (it looks bos up in the vocabulary).
+  const layouts = new WeakMap<ServedModel, WindowScoring>();
+  const layoutOf = (m: ServedModel): WindowScoring => {
+    let l = layouts.get(m);
+    if (!l) {
+      l = windowScoringOf(m.manifest, m.vocab ?? [], { batch: config.maxBatch, requireConvergence: false });
+      layouts.set(m, l);
+    }
+    return l;
+  };
   app.post<{ Params: { name: string }; Body: ScoreBody }>('/v1/models/:name/score', {
     schema: { body: SCORE_BODY, response: { 200: SCORE_RESPONSE } },
   }, async (req) => {
@@ -79,7 +89,7 @@ export const scoreRoutes: FastifyPluginAsync<{ state: ServerState; tokenizerFor:
       if (e.ids.length === 0) throw new DeqError('DEQ_ERR_TEXT_INVALID', `texts[${i}] has no token to score`);
       return e;
     });
-    const spec = windowScoring(model, config.maxBatch);
+    const spec = layoutOf(model);
     // Texts are scored one after another, each in as few batched solves as its windows allow.
     const results = [];
     for (const e of encoded) {
@@ -119,25 +129,6 @@ function merge(list: SolverSummary[]): SolverSummary {
     converged: list.every((s) => s.converged),
     diverged: list.some((s) => s.diverged),
     deadline_exceeded: list.some((s) => s.deadline_exceeded),
-  };
-}
-
-/** The bundle's window layout; at most `maxBatch` windows share one solve. */
-function windowScoring(model: ServedModel, maxBatch: number): WindowScoring {
-  const man = model.manifest;
-  const tok = man.tokenizer!;
-  const vocab = model.vocab ?? [];
-  const bosId = vocab.indexOf(tok.bos);
-  if (bosId < 0) throw new DeqError('DEQ_ERR_BUNDLE_INVALID', `${model.name}: vocabulary has no bos symbol`);
-  return {
-    context: tok.context,
-    stride: tok.stride ?? Math.max(1, Math.floor(tok.context / 2)),
-    batch: maxBatch,
-    bosId,
-    vocabSize: vocab.length,
-    targetsInput: man.graphs.head.inputs[1].name,
-    targetOutput: man.outputs.target_logprobs,
-    requireConvergence: false,
   };
 }
 
