@@ -195,39 +195,3 @@ describe('Brown evaluation and score command (src/cli/lm-eval.ts)', () => {
     expect(await codeOf(evalBrown(TINY_LM, { limit: 100 }))).toBe('DEQ_ERR_INVALID_INPUT');
   }, 60_000);
 });
-
-describe('the shipped models/brown-lm-jr bundle', () => {
-  const BROWN = new URL('../../models/brown-lm-jr', import.meta.url).pathname;
-  let lm: LanguageModel;
-  beforeAll(async () => { lm = await LanguageModel.load(BROWN); });
-  afterAll(async () => { await lm?.release(); });
-
-  it('passes its parity vectors', async () => {
-    const { checkParity } = await import('../../src/runtime/parity.js');
-    const report = await checkParity(lm.model);
-    expect(report.cases.length).toBe(3);
-    expect(report.passed).toBe(true);
-  });
-
-  it('scores the issue example with Brown tokens, finite log-probs and a converged solve', async () => {
-    const r = await lm.score('"Don\'t panic," she said.');
-    expect(r.tokens.map((t) => t.token)).toEqual(['``', "Don't", 'panic', "''", ',', 'she', 'said', '.', '</s>']);
-    expect(r.unkCount).toBe(0);
-    for (const t of r.tokens) expect(Number.isFinite(t.logprob)).toBe(true);
-    expect(r.solver.notConverged).toBe(0);
-    expect(r.perplexity).toBeLessThan(14_116); // better than uniform
-  });
-
-  it('evaluates a prefix of the Brown split next to Kneser-Ney', async () => {
-    const { evalBrown } = await import('../../src/cli/lm-eval.js');
-    const r = await evalBrown(BROWN, { limit: 600 });
-    expect(r.vocabSize).toBe(14_116);
-    for (const d of r.deq) {
-      expect(d.tokens).toBe(600);
-      expect(d.windows).toBe(planWindows(600, 64, 32).length);
-      expect(Number.isFinite(d.perplexity)).toBe(true);
-      expect(d.perplexity).toBeLessThan(2000);
-    }
-    for (const k of r.kneserNey) expect(k.perplexity).toBeLessThan(1000);
-  }, 180_000);
-});
