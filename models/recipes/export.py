@@ -258,9 +258,6 @@ def export_bundle(
 
     # ---- parity: reference Broyden at tight tolerance
     psolver = {**PARITY_SOLVER, "tol": parity_tol}
-    cases = []
-    radii = []
-    worst_rel = 0.0
     cands = []
     for i in range(len(case_x)):
         xi = case_x[i]

@@ -243,9 +243,10 @@ def main():
         xte, yte = xte[:args.test_subset], yte[:args.test_subset]
 
     ck_path = os.path.join(ck_dir, "last.pt")
-    if args.export_only:  # the architecture comes from the checkpoint, not from the command line
+    ck = torch.load(ck_path) if args.export_only else None
+    if ck is not None:  # the architecture comes from the checkpoint, not from the command line
         for k in ("channels", "hidden", "head_hidden", "f_iter", "b_iter"):
-            setattr(args, k, torch.load(ck_path)["args"].get(k, getattr(args, k)))
+            setattr(args, k, ck["args"].get(k, getattr(args, k)))
     model = DEQClassifier(args.channels, args.hidden, args.head_hidden, args.f_iter, args.b_iter)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.wd)
     steps_per_epoch = math.ceil(xtr.shape[0] / args.batch)
@@ -261,8 +262,7 @@ def main():
         return args.lr * 0.5 * (1 + math.cos(math.pi * p))
 
     start_epoch, step, wall, history = 0, 0, 0.0, []
-    if args.export_only:
-        ck = torch.load(ck_path)
+    if ck is not None:
         model.load_state_dict(ck["model"])
         start_epoch, step, wall, history = ck["epoch"], ck["step"], ck["wall"], ck["history"]
         planned = ck["args"]["epochs"]
