@@ -68,7 +68,7 @@ const COMMANDS: Record<string, Command> = {
   async eval(args) {
     const { values, positionals } = parseArgs({
       args,
-      options: { ...MODEL_FLAGS, dataset: { type: 'string' }, limit: { type: 'string' }, tols: { type: 'string' }, batch: { type: 'string' }, out: { type: 'string' }, 'latency-images': { type: 'string' }, 'trace-images': { type: 'string' } },
+      options: { ...MODEL_FLAGS, dataset: { type: 'string' }, limit: { type: 'string' }, tols: { type: 'string' }, batch: { type: 'string' }, out: { type: 'string' }, 'latency-images': { type: 'string' }, 'trace-images': { type: 'string' }, 'data-dir': { type: 'string' } },
       allowPositionals: true,
     });
     if (positionals.length === 0) throw usage('eval needs at least one bundle');
@@ -97,6 +97,7 @@ const COMMANDS: Record<string, Command> = {
       solver: solverFlags(values),
       session: sessionFlags(values),
       out: values.out,
+      dataDir: values['data-dir'],
     });
     const brief = reports.map((r) => ({ model: r.name, accuracy: r.full.accuracy, nfe: r.full.nfe, not_converged: r.full.notConverged, ms_per_image_batch1: r.msPerImageBatch1, sweep: r.sweep.map((s) => ({ tol: s.tol, accuracy: s.accuracy, nfe_mean: s.nfe.mean })) }));
     process.stdout.write(JSON.stringify(brief, null, 2) + '\n');
