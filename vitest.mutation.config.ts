@@ -5,7 +5,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/solver/**/*.test.ts', 'test/runtime/deq-model.test.ts', 'test/runtime/batch-invariance.test.ts'],
-    testTimeout: 30_000,
+    testTimeout: 180_000, // instrumented code runs several times slower
     hookTimeout: 60_000,
   },
 });
