@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { isDeqError } from '../errors.js';
-import { MODEL_FLAGS, intFlag, numberFlag, sessionFlags, solverFlags, usage } from './options.js';
+import { MODEL_FLAGS, enumFlag, intFlag, numberFlag, sessionFlags, solverFlags, usage } from './options.js';
 
 const MODEL_OPTIONS = `Model options:
   --tol X  --max-iter N  --solver broyden|anderson|fixed-point  --stop-mode abs|rel  --history M
@@ -60,6 +60,12 @@ runs) and time in the TypeScript solver.
 
 ${MODEL_OPTIONS}
 
+deq-serve bench solve <bundle> [--batches 1,8,32] [--images 64] [--kernels js,wasm]
+                [--rss-max-iters 10,100,1000] [--out docs/results/bench-solve-<model>.md] [--json]
+    cell vs solver time per batch size and kernel; peak RSS
+deq-serve bench compare <bundle> [--batches 1,32] [--threads 1,2] [--images 64] [--rounds 3]
+                [--python /usr/bin/python3] [--out docs/results/bench-compare-<model>.md] [--json]
+    deq-serve vs the recipe's PyTorch model, alternating
 deq-serve bench http --help     load test of a running server (or of ours, --compare)`,
   },
 };
@@ -163,8 +169,10 @@ const COMMANDS: Record<string, Command> = {
     return 0;
   },
   async bench(args) {
-    // Subcommands first: `bench http …`.
+    // Subcommands first: `bench http|solve|compare …`.
     if (args[0] === 'http') return (await import('./bench-http.js')).benchHttpCommand(args.slice(1));
+    if (args[0] === 'solve') return benchSolveCommand(args.slice(1));
+    if (args[0] === 'compare') return benchCompareCommand(args.slice(1));
     const { values, positionals } = parseArgs({
       args,
       options: { ...MODEL_FLAGS, ...HELP_FLAG, batch: { type: 'string' }, runs: { type: 'string' }, warmup: { type: 'string' } },
@@ -183,6 +191,77 @@ const COMMANDS: Record<string, Command> = {
     return 0;
   },
 };
+
+async function benchSolveCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { ...MODEL_FLAGS, batches: { type: 'string' }, images: { type: 'string' }, kernels: { type: 'string' }, 'rss-max-iters': { type: 'string' }, out: { type: 'string' }, 'data-dir': { type: 'string' } },
+    allowPositionals: true,
+  });
+  const { benchSolve, benchSolveMarkdown, BENCH_SOLVE_DEFAULTS } = await import('../eval/bench-solve.js');
+  const bundle = onePositional(positionals, 'bundle');
+  const d = BENCH_SOLVE_DEFAULTS;
+  const report = await benchSolve(bundle, {
+    ...d,
+    batches: values.batches === undefined ? d.batches : intList('--batches', values.batches),
+    images: values.images === undefined ? d.images : intFlag('--images', values.images),
+    kernels: values.kernels === undefined ? d.kernels : values.kernels.split(',').map((k) => enumFlag('--kernels', k.trim(), ['js', 'wasm']) as 'js' | 'wasm'),
+    rssMaxIters: values['rss-max-iters'] === undefined ? d.rssMaxIters : values['rss-max-iters'] === '' ? [] : intList('--rss-max-iters', values['rss-max-iters']),
+    solver: solverFlags(values),
+    session: sessionFlags(values),
+    dataDir: values['data-dir'],
+  });
+  const out = values.out ?? `docs/results/bench-solve-${report.model}.md`;
+  await writeMarkdown(out, benchSolveMarkdown(report, `deq-serve bench solve ${['', ...args].join(' ').trim()}`));
+  process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : `${benchSolveMarkdown(report, `deq-serve bench solve ${args.join(' ')}`)}\nwritten to ${out}\n`);
+  return 0;
+}
+
+async function benchCompareCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { ...MODEL_FLAGS, batches: { type: 'string' }, images: { type: 'string' }, rounds: { type: 'string' }, python: { type: 'string' }, out: { type: 'string' }, 'data-dir': { type: 'string' } },
+    allowPositionals: true,
+  });
+  const { benchCompare, benchCompareMarkdown, BENCH_COMPARE_DEFAULTS, TorchUnavailable } = await import('../eval/bench-compare.js');
+  const bundle = onePositional(positionals, 'bundle');
+  const d = BENCH_COMPARE_DEFAULTS;
+  const { threads, ...rest } = values;
+  let report;
+  try {
+    report = await benchCompare(bundle, {
+      batches: values.batches === undefined ? d.batches : intList('--batches', values.batches),
+      threads: threads === undefined ? d.threads : intList('--threads', threads),
+      images: values.images === undefined ? d.images : intFlag('--images', values.images),
+      rounds: values.rounds === undefined ? d.rounds : intFlag('--rounds', values.rounds),
+      python: values.python ?? d.python,
+      session: sessionFlags(rest),
+      dataDir: values['data-dir'],
+    });
+  } catch (err) {
+    if (err instanceof TorchUnavailable) {
+      process.stderr.write(`deq-serve: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const out = values.out ?? `docs/results/bench-compare-${report.model}.md`;
+  const md = benchCompareMarkdown(report, `deq-serve bench compare ${args.join(' ')}`);
+  await writeMarkdown(out, md);
+  process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : `${md}\nwritten to ${out}\n`);
+  return 0;
+}
+
+function intList(name: string, raw: string): number[] {
+  return raw.split(',').map((x) => intFlag(name, x.trim()));
+}
+
+async function writeMarkdown(path: string, text: string): Promise<void> {
+  const { mkdir, writeFile } = await import('node:fs/promises');
+  const { dirname } = await import('node:path');
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, text);
+}
 
 function onePositional(positionals: string[], what: string): string {
   if (positionals.length !== 1) throw usage(`expected exactly one <${what}> argument (got ${positionals.length})`);

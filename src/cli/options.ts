@@ -50,7 +50,7 @@ export function intFlag(name: string, raw: unknown): number {
   return n;
 }
 
-function enumFlag(name: string, raw: unknown, allowed: readonly string[]): string {
+export function enumFlag(name: string, raw: unknown, allowed: readonly string[]): string {
   const s = String(raw);
   if (!allowed.includes(s)) throw usage(`${name} must be one of ${allowed.join(', ')} (got "${s}")`);
   return s;

@@ -65,7 +65,7 @@ export async function bench(dir: string, opts: BenchOptions): Promise<BenchRepor
 }
 
 /** A batch made of the bundle's first parity input, repeated. */
-function benchRequest(model: DeqModel, batch: number): InferRequest {
+export function benchRequest(model: DeqModel, batch: number): InferRequest {
   const c = model.bundle.parity?.cases[0];
   if (!c) throw new DeqError('DEQ_ERR_BUNDLE_INVALID', `${model.name}: bench needs a parity case for its input`);
   const spec = model.manifest.graphs.inject.inputs[0];

@@ -1,5 +1,5 @@
 import { DeqError } from '../errors.js';
-import { resolveSolverOptions, solve, SolverWorkspace, type FixedPointFn, type ResolvedSolverOptions, type SolveResult, type SolverOptions } from '../solver/index.js';
+import { defaultSolverKernel, resolveSolverOptions, solve, SolverWorkspace, type FixedPointFn, type ResolvedSolverOptions, type SolveResult, type SolverKernel, type SolverOptions } from '../solver/index.js';
 import { loadBundle, type Bundle, type GraphRole } from './bundle.js';
 import type { Manifest } from './manifest.js';
 import { createTensor, DEFAULT_SESSION_CONFIG, OnnxGraph, type SessionConfig, type Tensor } from './onnx.js';
@@ -57,6 +57,11 @@ export class DeqModel {
   readonly #graphs: Record<GraphRole, OnnxGraph>;
   readonly #defaults: ResolvedSolverOptions;
   readonly #freeWorkspaces = new Map<string, SolverWorkspace[]>();
+  /**
+   * Where the solver's row algebra runs: `wasm` (SIMD kernels, the default when they
+   * load) or `js` (the scalar reference). docs/solver.md has the measurements.
+   */
+  solverKernel: SolverKernel = defaultSolverKernel();
 
   private constructor(bundle: Bundle, graphs: Record<GraphRole, OnnxGraph>) {
     this.bundle = bundle;
@@ -230,12 +235,12 @@ export class DeqModel {
   }
 
   #takeWorkspace(o: ResolvedSolverOptions, batch: number, n: number): SolverWorkspace {
-    const key = `${o.method}:${batch}:${n}:${o.history}`;
-    return this.#freeWorkspaces.get(key)?.pop() ?? new SolverWorkspace(o.method, batch, n, o.history);
+    const key = `${o.method}:${batch}:${n}:${o.history}:${this.solverKernel}`;
+    return this.#freeWorkspaces.get(key)?.pop() ?? new SolverWorkspace(o.method, batch, n, o.history, this.solverKernel);
   }
 
   #returnWorkspace(ws: SolverWorkspace): void {
-    const key = `${ws.method}:${ws.batch}:${ws.n}:${ws.history}`;
+    const key = `${ws.method}:${ws.batch}:${ws.n}:${ws.history}:${ws.kernel}`;
     const list = this.#freeWorkspaces.get(key) ?? [];
     // A few spares per shape: enough for steady traffic, bounded for odd batch sizes.
     if (list.length < 2) list.push(ws);

@@ -48,7 +48,7 @@ export function andersonNext(ws: SolverWorkspace, i: number, lambda: number, bet
  * Solves [[0, 1ᵀ], [1, H + λI]] [ν; α] = [1; 0] by Gaussian elimination with
  * partial pivoting, writing α into ws.coeff. Returns false when singular.
  */
-function solveBordered(ws: SolverWorkspace, hb: number, k: number, lambda: number): boolean {
+export function solveBordered(ws: SolverWorkspace, hb: number, k: number, lambda: number): boolean {
   const m = ws.history, A = ws.system, H = ws.gram, alpha = ws.coeff;
   const size = k + 1, w = size + 1;
   let scale = 0;

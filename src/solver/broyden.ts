@@ -6,10 +6,10 @@ import type { SolverWorkspace } from './workspace.js';
 // code (which sizes U, V by the iteration cap) memory is fixed at 2·m·n per sample.
 
 /** Smallest |vᵀΔg| for which a rank-one update is applied; below it the update is skipped. */
-const MIN_DENOMINATOR = 1e-30;
+export const MIN_DENOMINATOR = 1e-30;
 /** Armijo constant and the smallest step the backtracking line search tries. */
-const ARMIJO_C = 1e-4;
-const MIN_ALPHA = 0.125;
+export const ARMIJO_C = 1e-4;
+export const MIN_ALPHA = 0.125;
 
 /** First step from z₀: J⁻¹ = −I, so p = g and z₁ = z₀ + g = f(z₀). */
 export function broydenStart(ws: SolverWorkspace, i: number): void {

@@ -4,6 +4,7 @@ import { allFinite, copyRow } from './vec.js';
 import { broydenNext, broydenStart } from './broyden.js';
 import { andersonNext } from './anderson.js';
 import { fixedPointNext } from './fixed-point.js';
+import { andersonNextWasm, broydenNextWasm, broydenStartWasm, fixedPointNextWasm } from './wasm-steps.js';
 
 /** Whether a sample keeps iterating after an evaluation. */
 const enum Status { Running, Done }
@@ -41,8 +42,12 @@ export async function solve(
   const { tol, maxIter, divergenceFactor, restartFactor } = opts;
   const rel = opts.stopMode === 'rel';
   const zc = ws.z, fz = ws.fz, g = ws.g, active = ws.active;
+  // The wasm kernel keeps the best iterates in its own memory (zBest) and hands them back at the end.
+  const w = ws.wasm;
+  const best = w ? w.zBestView : z;
 
   zc.set(z.subarray(0, batch * n));
+  if (w) best.set(zc);
   ws.count.fill(0);
   ws.head.fill(0);
   ws.alpha.fill(1);
@@ -54,7 +59,14 @@ export async function solve(
   const measure = (i: number): Status => {
     const o = i * n;
     iterations[i]++;
-    const fNorm = residualRow(zc, fz, g, o, n, ws.gNorm, i);
+    let fNorm: number;
+    if (w) {
+      w.k.residual(w.z + 4 * o, w.fz + 4 * o, w.g + 4 * o, n, w.out);
+      ws.gNorm[i] = Math.sqrt(w.outView[0]);
+      fNorm = Math.sqrt(w.outView[1]);
+    } else {
+      fNorm = residualRow(zc, fz, g, o, n, ws.gNorm, i);
+    }
     const abs = ws.gNorm[i];
     const r = rel ? abs / (fNorm + 1e-9) : abs;
     residualNow = r;
@@ -66,7 +78,8 @@ export async function solve(
     if (iterations[i] === 1) ws.abs0[i] = abs;
     if (r < residual[i]) {
       residual[i] = r;
-      copyRow(zc, o, z, o, n);
+      if (w) w.k.copy(w.zBest + 4 * o, w.z + 4 * o, 4 * n);
+      else copyRow(zc, o, z, o, n);
     }
     if (r < (sampleTol ? sampleTol[i] : tol)) {
       converged[i] = 1;
@@ -105,7 +118,27 @@ export async function solve(
         ws.count[i] = 0;
         ws.head[i] = 0;
         ws.restart[i] = 1;
-        copyRow(z, i * n, zc, i * n, n);
+        if (w) w.k.copy(w.z + 4 * i * n, w.zBest + 4 * i * n, 4 * n);
+        else copyRow(z, i * n, zc, i * n, n);
+        continue;
+      }
+      if (w) {
+        let zsum: number;
+        switch (opts.method) {
+          case 'broyden':
+            zsum = first || restarting ? broydenStartWasm(ws, i) : broydenNextWasm(ws, i, opts.lineSearch);
+            break;
+          case 'anderson':
+            zsum = andersonNextWasm(ws, i, opts.andersonLambda, opts.andersonBeta);
+            break;
+          case 'fixed-point':
+            zsum = fixedPointNextWasm(ws, i, opts.damping);
+            break;
+        }
+        if (!Number.isFinite(zsum)) {
+          diverged[i] = 1;
+          active[i] = 0;
+        }
         continue;
       }
       switch (opts.method) {
@@ -128,6 +161,7 @@ export async function solve(
     }
     first = false;
   }
+  if (w) z.set(best);
 
   const result: SolveResult = { iterations, residual, converged, diverged, calls, stopped };
   if (trace) result.trace = trace.map((t, i) => t.slice(0, iterations[i]));

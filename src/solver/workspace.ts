@@ -1,4 +1,43 @@
 import type { SolverMethod } from './types.js';
+import { instantiateKernels, kernelModule, type KernelExports } from './wasm-kernels.js';
+
+/**
+ * Where a workspace's row algebra runs. `js`: the scalar TypeScript reference.
+ * `wasm`: WebAssembly SIMD kernels over the same buffers, laid out in a
+ * WebAssembly memory (docs/solver.md has the measurements behind the default).
+ */
+export type SolverKernel = 'js' | 'wasm';
+
+/** The kernel new workspaces get unless told otherwise: wasm when it loads, else js. */
+export function defaultSolverKernel(): SolverKernel {
+  return kernelModule() ? 'wasm' : 'js';
+}
+
+/** Byte offsets of the wasm workspace's buffers in its memory, and the kernels bound to it. */
+export interface WasmState {
+  readonly k: KernelExports;
+  readonly z: number;
+  readonly fz: number;
+  readonly g: number;
+  readonly zPrev: number;
+  readonly gPrev: number;
+  readonly p: number;
+  readonly zBest: number;
+  readonly histA: number;
+  readonly histB: number;
+  readonly scratch: number;
+  /** Kernel results (a few float64). */
+  readonly out: number;
+  /** Per-update coefficients handed to kernels (2·m float64). */
+  readonly coef: number;
+  readonly outView: Float64Array;
+  readonly coefView: Float64Array;
+  /** Lowest-residual iterate per sample, batch × n (the JS kernel keeps it in the caller's z). */
+  readonly zBestView: Float32Array;
+}
+
+// Page 0 is left to the kernel module's own data; buffers start on page 1, 16-byte aligned.
+const WASM_BASE = 65536;
 
 /**
  * Every buffer a solve needs, allocated once. Sizes depend on the batch,
@@ -10,6 +49,7 @@ export class SolverWorkspace {
   readonly batch: number;
   readonly n: number;
   readonly history: number;
+  readonly kernel: SolverKernel;
   /** Current iterate, batch × n. */
   readonly z: Float32Array;
   /** f(z), batch × n. */
@@ -41,25 +81,62 @@ export class SolverWorkspace {
   /** 1 while a sample restarts from its best iterate (its history was cleared). */
   readonly restart: Uint8Array;
   readonly abs0: Float64Array;
+  /** Set for the wasm kernel: offsets and bound kernels. */
+  readonly wasm: WasmState | null;
 
-  constructor(method: SolverMethod, batch: number, n: number, history: number) {
+  constructor(method: SolverMethod, batch: number, n: number, history: number, kernel: SolverKernel = defaultSolverKernel()) {
     if (!(batch >= 1 && n >= 1 && history >= 1)) throw new RangeError(`workspace needs batch, n, history ≥ 1 (got ${batch}, ${n}, ${history})`);
     this.method = method;
     this.batch = batch;
     this.n = n;
     this.history = history;
+    this.kernel = kernel;
     const bn = batch * n;
     const usesHistory = method !== 'fixed-point';
     const m = usesHistory ? history : 0;
-    this.z = new Float32Array(bn);
-    this.fz = new Float32Array(bn);
-    this.g = new Float32Array(bn);
-    this.zPrev = new Float32Array(method === 'broyden' ? bn : 0);
-    this.gPrev = new Float32Array(method === 'broyden' ? bn : 0);
-    this.p = new Float32Array(method === 'broyden' ? bn : 0);
-    this.histA = new Float32Array(batch * m * n);
-    this.histB = new Float32Array(batch * m * n);
-    this.scratch = new Float64Array(usesHistory ? 2 * n : 0);
+    const broyden = method === 'broyden';
+    const sizes = {
+      z: bn * 4, fz: bn * 4, g: bn * 4,
+      zPrev: broyden ? bn * 4 : 0, gPrev: broyden ? bn * 4 : 0, p: broyden ? bn * 4 : 0,
+      histA: batch * m * n * 4, histB: batch * m * n * 4,
+      scratch: usesHistory ? 2 * n * 8 : 0,
+    };
+    let alloc: (name: keyof typeof sizes) => ArrayBuffer | [ArrayBuffer, number];
+    let wasm: WasmState | null = null;
+    if (kernel === 'wasm') {
+      const offsets: Record<string, number> = {};
+      let at = WASM_BASE;
+      const take = (bytes: number) => { const o = at; at += Math.ceil(bytes / 16) * 16; return o; };
+      const out = take(16 * 8), coef = take(Math.max(2 * m, 1) * 8), zBest = take(bn * 4);
+      for (const [name, bytes] of Object.entries(sizes)) offsets[name] = take(bytes);
+      const { buffer: buf, kernels } = instantiateKernels(at);
+      alloc = (name) => [buf, offsets[name]];
+      wasm = {
+        k: kernels,
+        z: offsets.z, fz: offsets.fz, g: offsets.g, zPrev: offsets.zPrev, gPrev: offsets.gPrev, p: offsets.p,
+        zBest, histA: offsets.histA, histB: offsets.histB, scratch: offsets.scratch, out, coef,
+        outView: new Float64Array(buf, out, 16),
+        coefView: new Float64Array(buf, coef, Math.max(2 * m, 1)),
+        zBestView: new Float32Array(buf, zBest, bn),
+      };
+    } else {
+      alloc = (name) => new ArrayBuffer(sizes[name]);
+    }
+    const f32 = (name: keyof typeof sizes) => {
+      const a = alloc(name);
+      return Array.isArray(a) ? new Float32Array(a[0], a[1], sizes[name] / 4) : new Float32Array(a);
+    };
+    this.z = f32('z');
+    this.fz = f32('fz');
+    this.g = f32('g');
+    this.zPrev = f32('zPrev');
+    this.gPrev = f32('gPrev');
+    this.p = f32('p');
+    this.histA = f32('histA');
+    this.histB = f32('histB');
+    const s = alloc('scratch');
+    this.scratch = Array.isArray(s) ? new Float64Array(s[0], s[1], sizes.scratch / 8) : new Float64Array(s);
+    this.wasm = wasm;
     this.gram = new Float64Array(method === 'anderson' ? batch * m * m : 0);
     this.system = new Float64Array(method === 'anderson' ? (m + 1) * (m + 2) : 0);
     this.coeff = new Float64Array(usesHistory ? m + 1 : 0);
@@ -73,12 +150,13 @@ export class SolverWorkspace {
     this.abs0 = new Float64Array(batch);
   }
 
-  /** Total bytes held by the workspace's buffers. */
+  /** Total bytes held by the workspace's buffers (for wasm, its whole memory). */
   get byteLength(): number {
     let total = 0;
     for (const v of Object.values(this)) {
-      if (ArrayBuffer.isView(v)) total += v.byteLength;
+      if (ArrayBuffer.isView(v) && !(this.wasm && v.buffer === this.z.buffer)) total += v.byteLength;
     }
+    if (this.wasm) total += this.z.buffer.byteLength;
     return total;
   }
 

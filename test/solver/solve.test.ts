@@ -212,12 +212,22 @@ describe('failure cases', () => {
 
 describe('constant memory', () => {
   it('workspace size depends on batch, n and history, not on the iteration cap', () => {
-    const a = new SolverWorkspace('broyden', 2, 1000, 8);
-    const b = new SolverWorkspace('broyden', 2, 1000, 16);
+    const a = new SolverWorkspace('broyden', 2, 1000, 8, 'js');
+    const b = new SolverWorkspace('broyden', 2, 1000, 16, 'js');
     // U and V: 2 · batch · m · n float32 values; doubling m adds exactly that.
     expect(b.byteLength - a.byteLength).toBe(2 * 2 * 8 * 1000 * 4 + 8 * 8);
     // …and nothing else in it scales with the problem beyond a fixed number of batch × n rows.
     expect(a.byteLength).toBeLessThan((6 + 2 * 8) * 2 * 1000 * 4 + 2 * 1000 * 8 + 4096);
+  });
+
+  it('the wasm workspace is one fixed memory whose size follows history, not the iteration cap', () => {
+    const a = new SolverWorkspace('broyden', 2, 1000, 8, 'wasm');
+    const b = new SolverWorkspace('broyden', 2, 1000, 16, 'wasm');
+    const grown = b.z.buffer.byteLength - a.z.buffer.byteLength;
+    // 2 · batch · Δm · n float32 of history, rounded to 64 KiB pages.
+    expect(grown).toBeGreaterThanOrEqual(2 * 2 * 8 * 1000 * 4);
+    expect(grown).toBeLessThan(2 * 2 * 8 * 1000 * 4 + 2 * 65536);
+    expect(a.histA.buffer).toBe(a.z.buffer);
   });
 
   it('peak buffer memory during a solve does not grow with maxIter', async () => {

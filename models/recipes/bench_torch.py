@@ -1,0 +1,123 @@
+"""PyTorch side of `deq-serve bench compare` (run by the CLI, not by hand).
+
+Builds the recipe's own model (train_fashion_mnist.py: Inject, Cell, Head) and loads
+the bundle's weights from its ONNX graphs (conv weights by name; GroupNorm affine
+parameters, exported as Mul/Add constants, in the order the graph uses them), then
+answers JSON-line commands on stdin so the CLI can alternate deq-serve and PyTorch runs:
+
+  {"cmd": "run", "batch": B, "threads": T, "inputs": "<float32 file>", "count": N}
+    -> {"ms_per_sample": .., "nfe": [..N], "logits": [..N*10]}
+
+The solve is deq.py's Broyden (or the bundle's method) with the bundle's solver settings.
+Exits 2 with a message on stderr when torch or onnx cannot be imported.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+
+try:
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+    import torch
+except ImportError as err:  # the CLI turns this into its own message
+    print(f"bench_torch: {err}", file=sys.stderr)
+    sys.exit(2)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from train_fashion_mnist import Cell, Head, Inject  # noqa: E402
+from deq import solve  # noqa: E402
+
+
+def initializers(path):
+    return {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()).float() for i in onnx.load(path).graph.initializer}
+
+
+def affine_pairs(inits):
+    """(weight, bias) per GroupNorm, in graph order: exported as onnx::Mul_k then onnx::Add_k+1."""
+    muls = sorted((int(re.search(r"(\d+)$", k).group(1)), v) for k, v in inits.items() if k.startswith("onnx::Mul_"))
+    adds = sorted((int(re.search(r"(\d+)$", k).group(1)), v) for k, v in inits.items() if k.startswith("onnx::Add_"))
+    return [(m.flatten(), a.flatten()) for (_, m), (_, a) in zip(muls, adds)]
+
+
+def load_module(module, inits, prefix=""):
+    gns = [m for m in module.modules() if isinstance(m, torch.nn.GroupNorm)]
+    pairs = affine_pairs(inits)
+    if len(gns) != len(pairs):
+        raise SystemExit(f"bench_torch: {len(gns)} GroupNorms but {len(pairs)} affine pairs in the graph")
+    with torch.no_grad():
+        for gn, (w, b) in zip(gns, pairs):
+            gn.weight.copy_(w)
+            gn.bias.copy_(b)
+        for name, p in module.named_parameters():
+            if isinstance(getattr(module, name.split(".")[0], None), torch.nn.GroupNorm):
+                continue
+            key = prefix + name
+            if key not in inits:
+                raise SystemExit(f"bench_torch: graph has no weight {key}")
+            p.copy_(inits[key].view_as(p))
+    return module.eval()
+
+
+def build(bundle):
+    with open(os.path.join(bundle, "manifest.json")) as fh:
+        manifest = json.load(fh)
+    inj = initializers(os.path.join(bundle, "inject.onnx"))
+    cel = initializers(os.path.join(bundle, "cell.onnx"))
+    hed = initializers(os.path.join(bundle, "head.onnx"))
+    C, H = cel["conv1.weight"].shape[1], cel["conv1.weight"].shape[0]
+    hidden = hed["head.fc1.weight"].shape[0]
+    inject = load_module(Inject(C), inj)
+    cell = Cell(C, H)
+    # The bundle holds weight-normed convolutions folded into plain weights.
+    torch.nn.utils.remove_weight_norm(cell.conv1)
+    torch.nn.utils.remove_weight_norm(cell.conv2)
+    cell = load_module(cell, cel)
+    head = load_module(Head(C, hidden), hed, prefix="head.")
+    return manifest, inject, cell, head
+
+
+def main():
+    bundle = sys.argv[1]
+    manifest, inject, cell, head = build(bundle)
+    s = manifest["solver"]
+    kw = dict(max_iter=s["max_iter"], tol=s["tol"], stop_mode=s["stop_mode"])
+    if s["method"] == "broyden":
+        kw["m"] = s.get("history", 8)
+    print(json.dumps({"ready": True, "torch": torch.__version__}), flush=True)
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["cmd"] == "quit":
+            break
+        torch.set_num_threads(int(cmd["threads"]))
+        x = torch.from_numpy(np.fromfile(cmd["inputs"], dtype=np.float32)).view(-1, 1, 28, 28)[: cmd["count"]]
+        B = int(cmd["batch"])
+        nfe, logits = [], []
+        with torch.no_grad():
+            start = time.perf_counter()
+            for first in range(0, x.shape[0], B):
+                xb = x[first:first + B]
+                u = inject(xb)
+                shape = u.shape
+
+                def f(zf, u=u, shape=shape):
+                    return cell(zf.view(shape), u).reshape(shape[0], -1)
+
+                out = solve(s["method"], f, torch.zeros(shape[0], u[0].numel()), **kw)
+                logits.append(head(out["result"].view(shape)))
+                nfe.append(out["nstep"])
+            ms = (time.perf_counter() - start) * 1000 / x.shape[0]
+        print(json.dumps({
+            "ms_per_sample": ms,
+            "nfe": torch.cat(nfe).tolist(),
+            "logits": torch.cat(logits).flatten().tolist(),
+        }), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+// The shipped Fashion-MNIST bundles solved with the wasm kernels and with the scalar
+// js reference: same z*, same iteration counts (±1), same logits, for all three methods.
+import { resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFashionMnist, type ImageSet } from '../../src/eval/fashion-mnist.js';
+import { normalizePixels } from '../../src/preprocess/normalize.js';
+import { DeqModel } from '../../src/runtime/index.js';
+import type { SolverKernel, SolverMethod } from '../../src/solver/index.js';
+import { FASHION_MNIST_SLICE } from '../helpers/fixtures.js';
+
+const BATCH = 6;
+
+function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0, m = 0;
+  for (let i = 0; i < b.length; i++) { d = Math.max(d, Math.abs(a[i] - b[i])); m = Math.max(m, Math.abs(b[i])); }
+  return d / Math.max(m, 1e-30);
+}
+
+for (const name of ['fashion-mnist-jr', 'fashion-mnist-plain']) {
+  describe(`${name}: wasm solver kernels reproduce the js reference`, () => {
+    let model: DeqModel;
+    let set: ImageSet;
+    beforeAll(async () => {
+      model = await DeqModel.load(resolve(import.meta.dirname, '..', '..', 'models', name));
+      set = await readFashionMnist('test', FASHION_MNIST_SLICE);
+    });
+    afterAll(async () => { await model?.release(); });
+
+    for (const method of ['broyden', 'anderson', 'fixed-point'] as SolverMethod[]) {
+      it(`${method}, batch ${BATCH}`, async () => {
+        const per = set.rows * set.cols;
+        const input = new Float32Array(BATCH * per);
+        for (let i = 0; i < BATCH; i++) normalizePixels(set.images.subarray((40 + i) * per, (41 + i) * per), model.manifest.preprocess!, input, i * per);
+        const runWith = async (kernel: SolverKernel) => {
+          model.solverKernel = kernel;
+          return model.infer({ input, batch: BATCH, returnState: true, solver: { method, maxIter: 25 } });
+        };
+        const js = await runWith('js');
+        const wasm = await runWith('wasm');
+        expect(relDiff(wasm.state!.data as Float32Array, js.state!.data as Float32Array)).toBeLessThanOrEqual(1e-5);
+        for (let i = 0; i < BATCH; i++) expect(Math.abs(wasm.solver.iterations[i] - js.solver.iterations[i])).toBeLessThanOrEqual(1);
+        expect(Array.from(wasm.solver.converged)).toEqual(Array.from(js.solver.converged));
+        const logits = Object.keys(js.outputs)[0];
+        expect(relDiff(wasm.outputs[logits].data as Float32Array, js.outputs[logits].data as Float32Array)).toBeLessThanOrEqual(1e-5);
+      });
+    }
+  });
+}
