@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { DeqError } from '../../errors.js';
-import type { TensorSpec } from '../../runtime/index.js';
+import { modelInputs, modelOutputs, type TensorSpec } from '../../runtime/index.js';
 import { findModel, type ServedModel } from '../models.js';
 import { runSolve } from '../solve.js';
 import { parseSolverControl, type WireSolverOptions } from '../solver-options.js';
@@ -95,8 +95,8 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
       name: m.name,
       versions: [m.manifest.version ?? '1'],
       platform: 'deq-onnx',
-      inputs: modelInputs(m).map(meta),
-      outputs: m.manifest.graphs.head.outputs.map(meta),
+      inputs: modelInputs(m.manifest).map(meta),
+      outputs: modelOutputs(m.manifest).map(meta),
     };
   });
 
@@ -112,7 +112,7 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
     const m = findModel(state.models, req.params.name);
     const body = req.body;
     const control = parseSolverControl(body.parameters ?? {}, state.config);
-    const specs = modelInputs(m);
+    const specs = modelInputs(m.manifest);
     const given = new Map<string, V2Tensor>();
     for (const t of body.inputs) {
       if (given.has(t.name)) throw invalid(`input ${t.name} appears twice`);
@@ -147,15 +147,12 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
     if (length !== undefined && m.manifest.tokenizer && length > m.manifest.tokenizer.context) {
       throw invalid(`sequence length must be ≤ the model context ${m.manifest.tokenizer.context} (got ${length})`);
     }
-    const headNames = m.manifest.graphs.head.outputs.map((o) => o.name);
+    const headNames = modelOutputs(m.manifest).map((o) => o.name);
     const wanted = body.outputs?.map((o) => o.name) ?? Object.values(m.manifest.outputs);
     for (const name of wanted) if (!headNames.includes(name)) throw invalid(`unknown output ${JSON.stringify(name)}; ${m.name} has ${headNames.join(', ')}`);
 
-    const injectName = m.manifest.graphs.inject.inputs[0].name;
-    const headInputs: Record<string, Float32Array | BigInt64Array> = {};
-    for (const h of m.manifest.graphs.head.inputs.slice(1)) headInputs[h.name] = arrays.get(h.name)!;
     const result = await runSolve(req, m, {
-      input: arrays.get(injectName)!, batch, length, headInputs, outputs: wanted,
+      inputs: Object.fromEntries(arrays), batch, length, outputs: wanted,
       solver: control.solver, deadline: control.deadline,
     });
     const s = result.solver;
@@ -180,11 +177,6 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
     };
   });
 };
-
-/** The tensors a v2 request supplies: the inject input, then the head's extra inputs (LM targets). */
-function modelInputs(m: ServedModel): TensorSpec[] {
-  return [m.manifest.graphs.inject.inputs[0], ...m.manifest.graphs.head.inputs.slice(1)];
-}
 
 function meta(t: TensorSpec) {
   return { name: t.name, datatype: V2_DATATYPE[t.dtype], shape: [-1, ...t.shape] };
