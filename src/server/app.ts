@@ -8,6 +8,7 @@ import { requestId, requestLogPlugin } from './plugins/request-log.js';
 import { classifyRoutes } from './routes/classify.js';
 import { healthRoutes } from './routes/health.js';
 import { modelRoutes } from './routes/models.js';
+import { predictRoutes } from './routes/predict.js';
 import { scoreRoutes } from './routes/score.js';
 import { v2Routes } from './routes/v2.js';
 import type { ServerState } from './state.js';
@@ -61,6 +62,7 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
   await app.register(async (scope) => {
     scope.addHook('preValidation', async (req) => { if (req.method === 'POST') await jsonOnly(req); });
     await scope.register(scoreRoutes, { state, tokenizerFor: tokenizerCache(opts.tokenizer) });
+    await scope.register(predictRoutes, { state });
     await scope.register(v2Routes, { state });
   });
   return app;

@@ -2,13 +2,15 @@ import multipart from '@fastify/multipart';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { DeqError } from '../../errors.js';
 import { imageToTensor } from '../../preprocess/image.js';
-import { findModel } from '../models.js';
+import { findModel, taskRoute } from '../models.js';
 import { runSolve, solverSummary, SOLVER_SUMMARY_SCHEMA } from '../solve.js';
 import { parseSolverControl, type WireSolverOptions } from '../solver-options.js';
 import type { ServerState } from '../state.js';
 
 interface ClassifyQuery extends WireSolverOptions {
   top_k?: string;
+  /** "true": also return the raw logits (every class, model order). */
+  logits?: string;
 }
 
 const SOLVER_QUERY = { tol: {}, max_iter: {}, solver: {}, stop_mode: {}, deadline_ms: {} };
@@ -23,6 +25,7 @@ const CLASSIFY_RESPONSE = {
       type: 'array',
       items: { type: 'object', required: ['label', 'index', 'probability'], properties: { label: { type: 'string' }, index: { type: 'integer' }, probability: { type: 'number' } } },
     },
+    logits: { type: 'array', items: { type: 'number' } },
     solver: SOLVER_SUMMARY_SCHEMA,
     timing: { type: 'object', properties: { queue_ms: { type: 'number' }, solve_ms: { type: 'number' }, total_ms: { type: 'number' } } },
   },
@@ -41,7 +44,7 @@ export const classifyRoutes: FastifyPluginAsync<{ state: ServerState }> = async 
   app.post<{ Params: { name: string }; Querystring: ClassifyQuery }>('/v1/models/:name/classify', {
     bodyLimit: config.imageLimitBytes,
     schema: {
-      querystring: { type: 'object', properties: { top_k: {}, ...SOLVER_QUERY } },
+      querystring: { type: 'object', properties: { top_k: {}, logits: {}, ...SOLVER_QUERY } },
       response: { 200: CLASSIFY_RESPONSE },
     },
   }, async (req) => {
@@ -49,9 +52,10 @@ export const classifyRoutes: FastifyPluginAsync<{ state: ServerState }> = async 
     const model = findModel(state.models, req.params.name);
     const man = model.manifest;
     if (man.task !== 'image-classification' || !man.preprocess || !man.labels) {
-      throw new DeqError('DEQ_ERR_WRONG_TASK', `${model.name} is a ${man.task} model; use /v1/models/${model.name}/score`);
+      throw new DeqError('DEQ_ERR_WRONG_TASK', `${model.name} is a ${man.task} model, not an image classifier; use ${taskRoute(model)}`);
     }
     const control = parseSolverControl(req.query, config);
+    const withLogits = flag(req.query.logits, 'logits');
     const bytes = await readImage(req);
     const input = await imageToTensor(bytes, man.preprocess, { maxPixels: config.maxImagePixels });
     const result = await runSolve(req, model, { input, batch: 1, solver: control.solver, deadline: control.deadline, outputs: [man.outputs.logits] });
@@ -64,6 +68,7 @@ export const classifyRoutes: FastifyPluginAsync<{ state: ServerState }> = async 
       model: model.name,
       label: labels[0].label,
       labels,
+      ...(withLogits ? { logits: Array.from(logits) } : {}),
       solver: solverSummary(result),
       timing: { queue_ms: result.queueMs, solve_ms: result.timing.solveMs, total_ms: performance.now() - t0 },
     };
@@ -82,6 +87,12 @@ async function readImage(req: FastifyRequest): Promise<Uint8Array> {
   }
   if (Buffer.isBuffer(req.body)) return req.body;
   throw new DeqError('DEQ_ERR_UNSUPPORTED_MEDIA_TYPE', 'send the image as multipart/form-data (field "image") or as a raw image/* body');
+}
+
+function flag(raw: string | undefined, name: string): boolean {
+  if (raw === undefined || raw === 'false' || raw === '0') return false;
+  if (raw === 'true' || raw === '1' || raw === '') return true;
+  throw new DeqError('DEQ_ERR_INVALID_INPUT', `${name} must be true or false (got ${JSON.stringify(raw.slice(0, 20))})`);
 }
 
 function topK(raw: string | undefined, fallback: number): number {

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { DeqError } from '../../errors.js';
-import { findModel, type ServedModel } from '../models.js';
+import { findModel, taskRoute, type ServedModel } from '../models.js';
 import type { PoolResult } from '../pool.js';
 import { scoreStream, validateText, windowScoringOf, type StreamScores, type WindowScoring } from '../../runtime/language-model.js';
 import { runSolve, SOLVER_SUMMARY_SCHEMA, type SolverSummary } from '../solve.js';
@@ -70,7 +70,7 @@ export const scoreRoutes: FastifyPluginAsync<{ state: ServerState; tokenizerFor:
     const model = findModel(state.models, req.params.name);
     const man = model.manifest;
     if (man.task !== 'language-model' || !man.tokenizer) {
-      throw new DeqError('DEQ_ERR_WRONG_TASK', `${model.name} is an ${man.task} model; use /v1/models/${model.name}/classify`);
+      throw new DeqError('DEQ_ERR_WRONG_TASK', `${model.name} is a ${man.task} model, not a language model; use ${taskRoute(model)}`);
     }
     const texts = req.body.texts ?? [req.body.text!];
     if (texts.length > config.maxTexts) throw new DeqError('DEQ_ERR_INVALID_INPUT', `at most ${config.maxTexts} texts per request (got ${texts.length})`);

@@ -1,12 +1,12 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { DeqError } from '../../errors.js';
+import { tensorInputs, V2_DATATYPE } from '../../pipelines/tensor.js';
 import { modelInputs, modelOutputs, type TensorSpec } from '../../runtime/index.js';
 import { findModel, type ServedModel } from '../models.js';
 import { runSolve } from '../solve.js';
 import { parseSolverControl, type WireSolverOptions } from '../solver-options.js';
 import { isReady, type ServerState } from '../state.js';
 
-const V2_DATATYPE = { float32: 'FP32', int64: 'INT64' } as const;
 
 interface V2Tensor {
   name: string;
@@ -112,47 +112,15 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
     const m = findModel(state.models, req.params.name);
     const body = req.body;
     const control = parseSolverControl(body.parameters ?? {}, state.config);
-    const specs = modelInputs(m.manifest);
-    const given = new Map<string, V2Tensor>();
-    for (const t of body.inputs) {
-      if (given.has(t.name)) throw invalid(`input ${t.name} appears twice`);
-      if (!specs.some((s) => s.name === t.name)) throw invalid(`unknown input ${JSON.stringify(t.name)}; ${m.name} takes ${specs.map((s) => s.name).join(', ')}`);
-      given.set(t.name, t);
-    }
-    let batch = -1;
-    let length: number | undefined;
-    const arrays = new Map<string, Float32Array | BigInt64Array>();
-    for (const spec of specs) {
-      const t = given.get(spec.name);
-      if (!t) throw invalid(`missing input ${spec.name}`);
-      const want = V2_DATATYPE[spec.dtype];
-      if (t.datatype !== want) throw invalid(`input ${spec.name} must have datatype ${want} (got ${JSON.stringify(t.datatype)})`);
-      const shape = t.shape;
-      if (shape.length !== spec.shape.length + 1) throw invalid(`input ${spec.name} must have shape [batch, ${spec.shape.join(', ')}] (got [${shape.join(', ')}])`);
-      if (batch === -1) batch = shape[0];
-      if (shape[0] !== batch) throw invalid(`every input needs the same batch size (${batch}); ${spec.name} has ${shape[0]}`);
-      for (let d = 0; d < spec.shape.length; d++) {
-        const expect = spec.shape[d];
-        if (expect === -1) {
-          if (length === undefined) length = shape[d + 1];
-          if (shape[d + 1] !== length || length < 1) throw invalid(`input ${spec.name} dim ${d + 1} must be the sequence length (${length}), ≥ 1`);
-        } else if (shape[d + 1] !== expect) {
-          throw invalid(`input ${spec.name} must have shape [batch, ${spec.shape.join(', ')}] (got [${shape.join(', ')}])`);
-        }
-      }
-      const count = shape.reduce((a, b) => a * b, 1);
-      arrays.set(spec.name, toTyped(spec, t.data, count, m));
-    }
-    if (batch < 1 || batch > state.config.maxBatch) throw invalid(`batch size must be in [1, ${state.config.maxBatch}] (got ${batch})`);
-    if (length !== undefined && m.manifest.tokenizer && length > m.manifest.tokenizer.context) {
-      throw invalid(`sequence length must be ≤ the model context ${m.manifest.tokenizer.context} (got ${length})`);
-    }
+    const { inputs, batch, length } = tensorInputs(m.manifest, body.inputs, {
+      maxBatch: state.config.maxBatch, vocabSize: m.vocab?.length, context: m.manifest.tokenizer?.context,
+    });
     const headNames = modelOutputs(m.manifest).map((o) => o.name);
     const wanted = body.outputs?.map((o) => o.name) ?? Object.values(m.manifest.outputs);
     for (const name of wanted) if (!headNames.includes(name)) throw invalid(`unknown output ${JSON.stringify(name)}; ${m.name} has ${headNames.join(', ')}`);
 
     const result = await runSolve(req, m, {
-      inputs: Object.fromEntries(arrays), batch, length, outputs: wanted,
+      inputs, batch, length, outputs: wanted,
       solver: control.solver, deadline: control.deadline,
     });
     const s = result.solver;
@@ -186,28 +154,3 @@ function invalid(message: string): DeqError {
   return new DeqError('DEQ_ERR_INVALID_INPUT', message);
 }
 
-/** Flattens nested or flat row-major data, checking count, finiteness, and (int64) range. */
-function toTyped(spec: TensorSpec, data: unknown, count: number, m: ServedModel): Float32Array | BigInt64Array {
-  const flat = (data as unknown[]).flat(8);
-  if (flat.length !== count) throw invalid(`input ${spec.name} has ${flat.length} values; its shape needs ${count}`);
-  if (spec.dtype === 'float32') {
-    const out = new Float32Array(count);
-    for (let i = 0; i < count; i++) {
-      const v = flat[i];
-      if (typeof v !== 'number' || !Number.isFinite(v)) throw invalid(`input ${spec.name}[${i}] must be a finite number (got ${JSON.stringify(v)?.slice(0, 20)})`);
-      out[i] = v;
-    }
-    return out;
-  }
-  // Token ids index an embedding: out of range would fail inside ONNX Runtime.
-  const limit = m.vocab?.length ?? Number.MAX_SAFE_INTEGER;
-  const out = new BigInt64Array(count);
-  for (let i = 0; i < count; i++) {
-    const v = flat[i];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v >= limit) {
-      throw invalid(`input ${spec.name}[${i}] must be an integer in [0, ${limit - 1}] (got ${JSON.stringify(v)?.slice(0, 20)})`);
-    }
-    out[i] = BigInt(v);
-  }
-  return out;
-}
