@@ -74,10 +74,16 @@ def fold_norms(module: nn.Module) -> nn.Module:
                 torch.nn.utils.remove_weight_norm(sub, hook.name)
             elif cls == "SpectralNorm":
                 torch.nn.utils.remove_spectral_norm(sub, hook.name)
-        if hasattr(sub, "parametrizations"):
-            import torch.nn.utils.parametrize as P
-            for name in list(sub.parametrizations.keys()):
-                P.remove_parametrizations(sub, name, leave_parametrized=True)
+        if "parametrizations" in sub._modules:
+            # Not torch's remove_parametrizations: it deletes the property from the generated
+            # Parametrized<Module> class, which the deep copy shares with the caller's module,
+            # and so breaks the caller's model. Swap this instance back to its plain class.
+            with torch.no_grad():
+                values = {name: getattr(sub, name).detach().clone() for name in sub.parametrizations.keys()}
+            sub.__class__ = sub.__class__.__bases__[0]
+            del sub._modules["parametrizations"]
+            for name, value in values.items():
+                sub.register_parameter(name, nn.Parameter(value, requires_grad=False))
     for p in m.parameters():
         p.requires_grad_(False)
     return m
@@ -536,15 +542,20 @@ def stability_check(solver: dict, flat_fns, rho_max: float) -> dict:
     report = {"default": {"method": solver["method"], "converged": default_ok, "of": n}}
     if default_ok == n:
         return report
-    tries = []
-    base = {k: solver[k] for k in ("tol", "stop_mode", "max_iter")}
-    for method, extra in (("fixed-point", {}), ("anderson", {"history": 6}), ("broyden", {"history": solver.get("history", 8)})):
-        if method != solver["method"]:
-            tries.append({**base, "method": method, **extra})
-    tries.append({**solver, "max_iter": int(solver["max_iter"]) * 4})
+    base = {k: solver[k] for k in ("tol", "stop_mode")}
+    cap = int(solver["max_iter"])
     alternatives = []
-    for s in tries:
-        alternatives.append({"solver": s, "converged": run(s), "of": n})
+    for method, extra in (("fixed-point", {}), ("anderson", {"history": 6}),
+                          ("broyden", {"history": solver.get("history", 8)})):
+        settings = dict(solver) if method == solver["method"] else {**base, "method": method, **extra}
+        for max_iter in (cap, 4 * cap):
+            if method == solver["method"] and max_iter == cap:
+                continue  # that is the default, already run
+            s = {**settings, "max_iter": max_iter}
+            ok = run(s)
+            alternatives.append({"solver": s, "converged": ok, "of": n})
+            if ok == n:
+                break  # the smaller cap is enough for this method
     report["alternatives"] = alternatives
     works = [a for a in alternatives if a["converged"] == n]
     best = works[0]["solver"] if works else None
@@ -558,8 +569,8 @@ def stability_check(solver: dict, flat_fns, rho_max: float) -> dict:
     if best:
         lines.append(f"  Suggested manifest solver: {json.dumps(best)} (pass it as solver=...).")
     else:
-        lines.append(f"  No solver tried converges on every input: the cell is probably not a contraction "
-                     f"(estimated spectral radius up to {rho_max}). Train with Jacobian regularization or a "
-                     "spectral-norm parametrization.")
+        lines.append(f"  No solver tried converges on every input (estimated spectral radius of J_f at z* up to "
+                     f"{rho_max}{'; the cell is not a contraction there' if rho_max >= 1 else ''}). Train with "
+                     "Jacobian regularization or a spectral-norm parametrization, or loosen tol.")
     print("\n".join(lines), file=sys.stderr)
     return report
