@@ -54,7 +54,13 @@ function warmupJob(m: Manifest): InferJob {
     const n = t.shape.reduce((a, d) => a * (d === -1 ? length! : d), 1);
     inputs[t.name] = t.dtype === 'int64' ? new BigInt64Array(n) : new Float32Array(n);
   }
-  return { inputs, batch: 1, length, solver: {}, deadline: Date.now() + 60_000 };
+  return {
+    inputs,
+    batch: 1,
+    length,
+    solver: { method: m.solver.method, tol: m.solver.tol, stopMode: m.solver.stop_mode, maxIter: m.solver.max_iter },
+    deadline: Date.now() + 60_000,
+  };
 }
 
 async function start(): Promise<void> {

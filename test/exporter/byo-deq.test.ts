@@ -17,6 +17,8 @@ import { postJson, ROOT } from '../server/helpers.js';
 import { loadConfig, startServer, type RunningServer } from '../../dist/server/index.js';
 
 const PYTHON = '/usr/bin/python3';
+// Response.json() is typed unknown; these tests read fields freely.
+const json = (r: Response): Promise<any> => r.json();
 
 function run(cmd: string, args: string[], env: Record<string, string> = {}, timeout = 300_000): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((done) => {
@@ -91,7 +93,7 @@ describe('bring your own DEQ: export → inspect → serve', () => {
   it('vec-tanh over v2 infer and /predict matches PyTorch to 1e-4', async () => {
     const ref = reference['vec-tanh'];
     const x = ref.inputs.x as number[][];
-    const meta = await (await fetch(`${server!.url}/v2/models/vec-tanh`)).json();
+    const meta = await json(await fetch(`${server!.url}/v2/models/vec-tanh`));
     expect(meta.inputs).toEqual([{ name: 'x', datatype: 'FP32', shape: [-1, 20] }]);
     expect(meta.outputs).toEqual([{ name: 'y', datatype: 'FP32', shape: [-1, 3] }]);
 
@@ -99,7 +101,7 @@ describe('bring your own DEQ: export → inspect → serve', () => {
       id: 'byo-1', inputs: [{ name: 'x', datatype: 'FP32', shape: [x.length, 20], data: x.flat() }],
     });
     expect(v2.status).toBe(200);
-    const body = await v2.json();
+    const body = await json(v2);
     expect(body.id).toBe('byo-1');
     expect(body.parameters.all_converged).toBe(true);
     expect(body.outputs[0].shape).toEqual([x.length, 3]);
@@ -107,12 +109,12 @@ describe('bring your own DEQ: export → inspect → serve', () => {
 
     const batched = await postJson(`${server!.url}/v1/models/vec-tanh/predict`, { inputs: { x } });
     expect(batched.status).toBe(200);
-    const b = await batched.json();
+    const b = await json(batched);
     expect(b.shapes.y).toEqual([x.length, 3]);
     expect(b.solver.converged).toBe(true);
     expect(maxDiff(b.outputs.y, ref.outputs.y)).toBeLessThanOrEqual(1e-4);
 
-    const single = await (await postJson(`${server!.url}/v1/models/vec-tanh/predict`, { inputs: { x: x[2] } })).json();
+    const single = await json(await postJson(`${server!.url}/v1/models/vec-tanh/predict`, { inputs: { x: x[2] } }));
     expect(single.shapes.y).toEqual([3]);
     expect(maxDiff(single.outputs.y, (ref.outputs.y as number[][])[2])).toBeLessThanOrEqual(1e-4);
   });
@@ -127,14 +129,14 @@ describe('bring your own DEQ: export → inspect → serve', () => {
       ],
     });
     expect(v2.status).toBe(200);
-    const body = await v2.json();
+    const body = await json(v2);
     const out = Object.fromEntries(body.outputs.map((o: { name: string }) => [o.name, o]));
     expect(out.first.shape).toEqual([3, 4]);
     expect(out.rest.shape).toEqual([3, 2, 4]);
     expect(maxDiff(out.first.data, ref.outputs.first)).toBeLessThanOrEqual(1e-4);
     expect(maxDiff(out.rest.data, ref.outputs.rest)).toBeLessThanOrEqual(1e-4);
 
-    const p = await (await postJson(`${server!.url}/v1/models/fzx-two-input/predict`, { inputs: { x, ids }, outputs: ['rest'] })).json();
+    const p = await json(await postJson(`${server!.url}/v1/models/fzx-two-input/predict`, { inputs: { x, ids }, outputs: ['rest'] }));
     expect(Object.keys(p.outputs)).toEqual(['rest']);
     expect(maxDiff(p.outputs.rest, ref.outputs.rest)).toBeLessThanOrEqual(1e-4);
   });
@@ -143,19 +145,19 @@ describe('bring your own DEQ: export → inspect → serve', () => {
     const url = server!.url;
     const wrongShape = await postJson(`${url}/v1/models/vec-tanh/predict`, { inputs: { x: [[1, 2, 3]] } });
     expect(wrongShape.status).toBe(400);
-    expect((await wrongShape.json()).error).toMatch(/shape/);
+    expect((await json(wrongShape)).error).toMatch(/shape/);
     const ragged = await postJson(`${url}/v1/models/vec-tanh/predict`, { inputs: { x: [Array(20).fill(0), [1]] } });
     expect(ragged.status).toBe(400);
     const missing = await postJson(`${url}/v1/models/fzx-two-input/predict`, { inputs: { x: [Array(6).fill(0)] } });
     expect(missing.status).toBe(400);
-    expect((await missing.json()).error).toMatch(/missing input ids/);
+    expect((await json(missing)).error).toMatch(/missing input ids/);
     const fractionalId = await postJson(`${url}/v2/models/fzx-two-input/infer`, {
       inputs: [{ name: 'ids', datatype: 'INT64', shape: [1, 3], data: [1, 2.5, 3] }, { name: 'x', datatype: 'FP32', shape: [1, 6], data: Array(6).fill(0) }],
     });
     expect(fractionalId.status).toBe(400);
     const classify = await fetch(`${url}/v1/models/vec-tanh/classify`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array([0x89, 0x50, 0x4e, 0x47]) });
     expect(classify.status).toBe(400);
-    const err = await classify.json();
+    const err = await json(classify);
     expect(err.code).toBe('DEQ_ERR_WRONG_TASK');
     expect(err.error).toContain('/v1/models/vec-tanh/predict');
   });

@@ -4,7 +4,8 @@ import { nestedInputs, nestedOutput, tensorInputs } from '../../pipelines/tensor
 import { modelOutputs } from '../../runtime/index.js';
 import { findModel } from '../models.js';
 import { runSolve, solverSummary, SOLVER_SUMMARY_SCHEMA } from '../solve.js';
-import { parseSolverControl, type WireSolverOptions } from '../solver-options.js';
+import { requestControl, solverParamsSchema, type WireSolverOptions } from '../solver-options.js';
+import type { ServerConfig } from '../config.js';
 import type { ServerState } from '../state.js';
 
 interface PredictBody {
@@ -13,16 +14,17 @@ interface PredictBody {
   parameters?: WireSolverOptions;
 }
 
-const PREDICT_BODY = {
+const predictBody = (config: Readonly<ServerConfig>) => ({
   type: 'object',
   required: ['inputs'],
   additionalProperties: false,
   properties: {
     inputs: { type: 'object', minProperties: 1, maxProperties: 16, additionalProperties: { type: 'array' } },
     outputs: { type: 'array', maxItems: 16, items: { type: 'string', maxLength: 128 } },
-    parameters: { type: 'object', additionalProperties: { type: ['string', 'number', 'boolean'] } },
+    // Solver settings, typed with the server caps as ranges (as v2 `parameters`); nothing else.
+    parameters: { type: 'object', additionalProperties: false, properties: solverParamsSchema(config) },
   },
-} as const;
+} as const);
 
 const PREDICT_RESPONSE = {
   type: 'object',
@@ -44,12 +46,12 @@ const PREDICT_RESPONSE = {
  */
 export const predictRoutes: FastifyPluginAsync<{ state: ServerState }> = async (app, { state }) => {
   app.post<{ Params: { name: string }; Body: PredictBody }>('/v1/models/:name/predict', {
-    schema: { body: PREDICT_BODY, response: { 200: PREDICT_RESPONSE } },
+    schema: { body: predictBody(state.config), response: { 200: PREDICT_RESPONSE } },
   }, async (req) => {
     const t0 = performance.now();
     const model = findModel(state.models, req.params.name);
     const m = model.manifest;
-    const control = parseSolverControl(req.body.parameters ?? {}, state.config);
+    const control = requestControl(model, req.body.parameters ?? {}, state.config);
     const { tensors, unbatched } = nestedInputs(m, req.body.inputs);
     const batch = tensorInputs(m, tensors, { maxBatch: state.config.maxBatch, vocabSize: model.vocab?.length, context: m.tokenizer?.context });
     const available = modelOutputs(m).map((o) => o.name);
