@@ -1,4 +1,5 @@
 import type { ParityCase, ParityFile, ParityTensor } from './bundle.js';
+import type { SolverOptions } from '../solver/index.js';
 import type { DeqModel } from './deq-model.js';
 import { modelInputs, modelOutputs, type Manifest } from './manifest.js';
 
@@ -29,12 +30,13 @@ export interface ParityReport {
 
 /**
  * Re-runs the bundle's parity cases through the TypeScript solver and ONNX
- * Runtime with the solver settings the exporter used, and compares outputs.
- * A case passes only if both solves converged and the outputs agree within
- * atol (and, for classifiers, the argmax): two solves stopped at the same
- * unconverged iterate agree without being the fixed point.
+ * Runtime with the solver settings the exporter used (or `overrides` of them, as
+ * `deq-serve inspect --solver …` asks), and compares outputs. A case passes only
+ * if both solves converged and the outputs agree within atol (and, for
+ * classifiers, the argmax): two solves stopped at the same unconverged iterate
+ * agree without being the fixed point.
  */
-export async function checkParity(model: DeqModel): Promise<ParityReport> {
+export async function checkParity(model: DeqModel, overrides: Partial<SolverOptions> = {}): Promise<ParityReport> {
   const parity = model.bundle.parity;
   const atol = model.manifest.parity?.atol ?? 1e-3;
   if (!parity) return { atol, passed: false, maxDeviation: NaN, cases: [] };
@@ -59,6 +61,7 @@ export async function checkParity(model: DeqModel): Promise<ParityReport> {
         ...(parity.solver.anderson_lambda !== undefined ? { andersonLambda: parity.solver.anderson_lambda } : {}),
         ...(parity.solver.anderson_beta !== undefined ? { andersonBeta: parity.solver.anderson_beta } : {}),
         ...(parity.solver.damping !== undefined ? { damping: parity.solver.damping } : {}),
+        ...overrides,
       },
     });
     let maxDeviation = 0, worstOutput = '';
