@@ -447,7 +447,7 @@ def main():
 
 # ----------------------------------------------------------------------------- export
 def export(args, vocab, stats, valid):
-    from export import export_bundle
+    from deq_serve_export import export_bundle  # on sys.path via deq (or pip-installed)
 
     path = os.path.join(args.ckpt_dir, f"{args.export_from}.pt")
     if not os.path.exists(path):

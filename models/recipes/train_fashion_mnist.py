@@ -25,7 +25,7 @@ Training
   (--augment flip-shift, default), flip only, or none.
 Per epoch, appends to models/<name>/TRAINING.md and checkpoints to
 models/<name>/checkpoints/ (git-ignored; --resume continues from the last one).
-At the end exports the bundle (export.py) into models/<name>/.
+At the end exports the bundle (deq_serve_export, in exporter/) into models/<name>/.
 """
 from __future__ import annotations
 
@@ -372,7 +372,7 @@ def main():
 
     if args.no_export:
         return
-    from export import export_bundle
+    from deq_serve_export import export_bundle  # on sys.path via deq (or pip-installed)
     final = history[-1]
     model.eval()
     # parity candidates: the first 50 test images, in order; the exporter keeps the first 3

@@ -1,5 +1,5 @@
 import { checkParity, DeqModel, type ParityReport } from '../runtime/index.js';
-import type { SessionConfig } from '../runtime/index.js';
+import { modelInputs, modelOutputs, type SessionConfig, type TensorSpec } from '../runtime/index.js';
 import type { SolverOptions } from '../solver/index.js';
 
 /**
@@ -20,11 +20,15 @@ export async function inspect(dir: string, session: Partial<SessionConfig>, json
         `${m.name} (version ${m.version ?? '-'}): ${m.task}`,
         m.description ? `  ${m.description}` : '',
         `  provider       ${model.provider}`,
+        `  inputs         ${modelInputs(m).map(io).join(', ')}`,
+        `  outputs        ${modelOutputs(m).map(io).join(', ')}`,
+        `  graphs         ${(['inject', 'cell', 'head'] as const).filter((g) => m.graphs[g]).join(', ')}`,
         `  state shape    [${m.state.shape.join(', ')}]`,
         `  solver         ${d.method}, tol ${d.tol} (${d.stopMode}), max_iter ${d.maxIter}, history ${d.history}`,
         m.labels ? `  labels         ${m.labels.join(', ')}` : '',
         m.tokenizer ? `  tokenizer      ${m.tokenizer.kind}, |V| ${model.bundle.vocab?.length}, context ${m.tokenizer.context}` : '',
         m.provenance ? `  provenance     ${provenanceLine(m.provenance)}` : '',
+        stabilityLine(m.provenance?.stability),
         overridden ? `  parity solver  overridden by flags: ${JSON.stringify(overridden)}` : '',
         parityLines(report),
       ];
@@ -36,8 +40,22 @@ export async function inspect(dir: string, session: Partial<SessionConfig>, json
   }
 }
 
+/** The exporter's check of the manifest's default solver on the parity inputs (deq_serve_export). */
+function stabilityLine(s: unknown): string {
+  const st = s as { default?: { method: string; converged: number; of: number }; suggestion?: unknown } | undefined;
+  if (!st?.default) return '';
+  const d = st.default;
+  const ok = d.converged === d.of;
+  return `  stability      ${ok ? 'ok' : 'WARNING'}: the default solver (${d.method}) converged on ${d.converged} of ${d.of} parity inputs at export` +
+    (!ok && st.suggestion ? `; the exporter suggests solver ${JSON.stringify(st.suggestion)}` : '');
+}
+
+function io(t: TensorSpec): string {
+  return `${t.name} ${t.dtype}[${t.shape.join(', ')}]`;
+}
+
 function provenanceLine(p: Record<string, unknown>): string {
-  const keys = ['dataset', 'jr_weight', 'epochs', 'spectral_radius'];
+  const keys = ['dataset', 'jr_weight', 'epochs', 'spectral_radius', 'parity_selection'];
   const parts = keys.filter((k) => p[k] !== undefined).map((k) => `${k}=${JSON.stringify(p[k])}`);
   if (p.metrics && typeof p.metrics === 'object') parts.push(`metrics=${JSON.stringify(p.metrics)}`);
   return parts.join(' ');
@@ -46,6 +64,10 @@ function provenanceLine(p: Record<string, unknown>): string {
 function parityLines(r: ParityReport): string {
   if (r.cases.length === 0) return '  parity         FAIL: the bundle ships no parity vectors';
   const rows = r.cases.map((c) => `    case ${c.index}: max |Δ| ${c.maxDeviation.toExponential(2)} (${c.worstOutput})` +
-    `${c.argmaxMatch === undefined ? '' : `, argmax ${c.argmaxMatch ? 'same' : 'DIFFERENT'}`}, ${c.iterations} evals, residual ${c.residual.toExponential(2)}`);
-  return [`  parity         ${r.passed ? 'PASS' : 'FAIL'}: max |Δ| ${r.maxDeviation.toExponential(2)} (tolerance ${r.atol}) over ${r.cases.length} cases`, ...rows].join('\n');
+    `${c.argmaxMatch === undefined ? '' : `, argmax ${c.argmaxMatch ? 'same' : 'DIFFERENT'}`}, ${c.iterations} evals, residual ${c.residual.toExponential(2)}` +
+    `${c.converged ? '' : ', NOT CONVERGED (TypeScript)'}${c.referenceConverged ? '' : ', NOT CONVERGED (reference)'}` +
+    `${c.failure ? ` -> FAIL: ${c.failure}` : ''}`);
+  const failed = r.cases.filter((c) => c.failure).length;
+  return [`  parity         ${r.passed ? 'PASS' : 'FAIL'}: max |Δ| ${r.maxDeviation.toExponential(2)} (tolerance ${r.atol}) over ${r.cases.length} cases` +
+    (failed ? `, ${failed} failed (a case passes only if both solves converged and agree)` : ''), ...rows].join('\n');
 }

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { DeqError } from '../errors.js';
-import { DeqModel, type SessionConfig } from '../runtime/index.js';
+import { DeqModel, modelInputs, type SessionConfig } from '../runtime/index.js';
 import type { SolverOptions } from '../solver/index.js';
 import { fromNested, parseNpy, type NdArray } from './npy.js';
 
@@ -13,7 +13,7 @@ export async function runFile(dir: string, inputFile: string, session: Partial<S
   const model = await DeqModel.load(dir, session);
   try {
     const { input, targets } = await readInput(inputFile);
-    const spec = model.manifest.graphs.inject.inputs[0];
+    const spec = modelInputs(model.manifest)[0];
     const batched = input.shape.length === spec.shape.length + 1;
     if (!batched && input.shape.length !== spec.shape.length) {
       throw new DeqError('DEQ_ERR_INVALID_INPUT', `${inputFile}: input has rank ${input.shape.length}; the model takes [${spec.shape}] per sample, optionally with a leading batch dimension`);

@@ -1,6 +1,6 @@
 import { availableParallelism, cpus } from 'node:os';
 import { DeqError } from '../errors.js';
-import { DeqModel, type InferRequest, type SessionConfig } from '../runtime/index.js';
+import { caseInputs, DeqModel, modelInputs, toTyped, type InferRequest, type SessionConfig } from '../runtime/index.js';
 import type { SolverOptions } from '../solver/index.js';
 import { summarize } from './stats.js';
 
@@ -64,26 +64,23 @@ export async function bench(dir: string, opts: BenchOptions): Promise<BenchRepor
   }
 }
 
-/** A batch made of the bundle's first parity input, repeated. */
+/** A batch made of the bundle's first parity case, repeated. */
 export function benchRequest(model: DeqModel, batch: number): InferRequest {
   const c = model.bundle.parity?.cases[0];
   if (!c) throw new DeqError('DEQ_ERR_BUNDLE_INVALID', `${model.name}: bench needs a parity case for its input`);
-  const spec = model.manifest.graphs.inject.inputs[0];
-  const repeat = <T extends Float32Array | BigInt64Array>(make: (n: number) => T, one: T): T => {
-    const out = make(one.length * batch);
+  const given = caseInputs(model.manifest, c);
+  const inputs: Record<string, Float32Array | BigInt64Array> = {};
+  let length: number | undefined;
+  for (const spec of modelInputs(model.manifest)) {
+    const t = given[spec.name];
+    if (!t) throw new DeqError('DEQ_ERR_BUNDLE_INVALID', `${model.name}: parity case 0 lacks input "${spec.name}"`);
+    const sym = spec.shape.indexOf(-1);
+    if (sym >= 0) length = t.shape[sym];
+    const one = toTyped(t);
+    const out = one instanceof BigInt64Array ? new BigInt64Array(one.length * batch) : new Float32Array(one.length * batch);
     for (let i = 0; i < batch; i++) out.set(one as never, i * one.length);
-    return out;
-  };
-  const sym = spec.shape.indexOf(-1);
-  const length = sym >= 0 ? c.input.shape[sym] : undefined;
-  if (spec.dtype === 'int64') {
-    const tokens = BigInt64Array.from(c.input.data, BigInt);
-    const targets = BigInt64Array.from(c.extra_inputs?.targets?.data ?? c.input.data, BigInt);
-    return {
-      input: repeat((n) => new BigInt64Array(n), tokens), batch, length,
-      headInputs: { targets: repeat((n) => new BigInt64Array(n), targets) },
-      outputs: [model.manifest.outputs.target_logprobs],
-    };
+    inputs[spec.name] = out;
   }
-  return { input: repeat((n) => new Float32Array(n), Float32Array.from(c.input.data)), batch, length };
+  const lm = model.manifest.task === 'language-model';
+  return { inputs, batch, length, ...(lm ? { outputs: [model.manifest.outputs.target_logprobs] } : {}) };
 }

@@ -77,7 +77,7 @@ export function windowScoringOf(
   const tok = m.tokenizer;
   if (m.task !== 'language-model' || !tok) throw new DeqError('DEQ_ERR_WRONG_TASK', `${m.name} is not a language model with a tokenizer`);
   const targetOutput = m.outputs.target_logprobs;
-  const targetsInput = m.graphs.head.inputs[1]?.name;
+  const targetsInput = m.graphs.head?.inputs[1]?.name;
   if (!targetOutput || !targetsInput) throw new DeqError('DEQ_ERR_BUNDLE_INVALID', `${m.name}: a language-model head needs a targets input and a target_logprobs output (manifest.outputs)`);
   const bosId = vocab.indexOf(tok.bos);
   if (bosId < 0) throw new DeqError('DEQ_ERR_BUNDLE_INVALID', `${m.name}: vocabulary has no bos symbol "${tok.bos}"`);

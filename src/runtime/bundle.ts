@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import { DeqError } from '../errors.js';
-import type { Manifest, TensorSpec } from './manifest.js';
+import { modelInputs, modelOutputs, stateOutputs, type Manifest, type TensorSpec } from './manifest.js';
 import { MANIFEST_SCHEMA } from './manifest-schema.js';
 
 const GRAPH_ROLES = ['inject', 'cell', 'head'] as const;
@@ -13,8 +13,8 @@ export type GraphRole = (typeof GRAPH_ROLES)[number];
 export interface Bundle {
   dir: string;
   manifest: Manifest;
-  /** The verified bytes of each graph, handed to ONNX Runtime without a second read. */
-  graphs: Record<GraphRole, Uint8Array>;
+  /** The verified bytes of each graph the bundle has, handed to ONNX Runtime without a second read. */
+  graphs: Partial<Record<GraphRole, Uint8Array>> & { cell: Uint8Array };
   /** Language models: token strings, index = id. */
   vocab?: string[];
   /** Parity cases, when the bundle ships them. */
@@ -28,15 +28,25 @@ export interface ParityTensor {
 }
 
 export interface ParityCase {
-  input: ParityTensor;
+  /** Every model input by name (exporter since issue #13). */
+  inputs?: Record<string, ParityTensor>;
+  /** Older bundles: the single inject input, plus the head's extra inputs. */
+  input?: ParityTensor;
   extra_inputs?: Record<string, ParityTensor>;
+  /** The exporter's reference solve; a case whose reference did not converge cannot pass. */
+  reference?: { method?: string; converged: boolean; nstep?: number; residual?: number };
+  /** Older bundles: the reference solve's final relative residual. */
+  solver_rel_residual?: number;
   z_star_norm?: number;
   z_star?: number[];
   outputs: Record<string, number[]>;
 }
 
 export interface ParityFile {
-  solver: { method: Manifest['solver']['method']; tol: number; stop_mode: 'abs' | 'rel'; max_iter: number; history?: number };
+  solver: {
+    method: Manifest['solver']['method']; tol: number; stop_mode: 'abs' | 'rel'; max_iter: number; history?: number;
+    anderson_lambda?: number; anderson_beta?: number; damping?: number;
+  };
   cases: ParityCase[];
 }
 
@@ -50,10 +60,10 @@ const validateManifest = ajv.compile<Manifest>(MANIFEST_SCHEMA);
 export async function loadBundle(dir: string): Promise<Bundle> {
   const manifest = await readManifest(dir);
   checkConsistency(manifest);
-  const graphs = {} as Record<GraphRole, Uint8Array>;
+  const graphs = {} as Bundle['graphs'];
   for (const role of GRAPH_ROLES) {
     const spec = manifest.graphs[role];
-    graphs[role] = await readVerified(dir, spec.file, spec.sha256, `graphs.${role}.sha256`);
+    if (spec) graphs[role] = await readVerified(dir, spec.file, spec.sha256, `graphs.${role}.sha256`);
   }
   const bundle: Bundle = { dir, manifest, graphs };
   if (manifest.tokenizer) {
@@ -86,40 +96,60 @@ async function readManifest(dir: string): Promise<Manifest> {
 function checkConsistency(m: Manifest): void {
   const { inject, cell, head } = m.graphs;
   const state = m.state.shape;
-  if (cell.inputs.length !== 2) throw invalid(`manifest.json: graphs.cell.inputs must list exactly [state, injection] (has ${cell.inputs.length})`);
+  if (cell.inputs.length < 2) throw invalid(`manifest.json: graphs.cell.inputs must list the state, then at least one input (has ${cell.inputs.length})`);
   if (cell.outputs.length !== 1) throw invalid('manifest.json: graphs.cell.outputs must list exactly one tensor');
-  if (inject.outputs.length !== 1) throw invalid('manifest.json: graphs.inject.outputs must list exactly one tensor');
   const sameShape = (a: number[], b: number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
-  const checks: [TensorSpec, string][] = [
-    [inject.outputs[0], 'graphs.inject.outputs[0]'],
+  const stateChecks: [TensorSpec, string][] = [
     [cell.inputs[0], 'graphs.cell.inputs[0]'],
-    [cell.inputs[1], 'graphs.cell.inputs[1]'],
     [cell.outputs[0], 'graphs.cell.outputs[0]'],
-    [head.inputs[0], 'graphs.head.inputs[0]'],
   ];
-  for (const [spec, field] of checks) {
+  if (head) stateChecks.push([head.inputs[0], 'graphs.head.inputs[0]']);
+  for (const [spec, field] of stateChecks) {
     if (!sameShape(spec.shape, state)) throw invalid(`manifest.json: ${field}.shape [${spec.shape}] differs from state.shape [${state}]`);
     if (spec.dtype !== 'float32') throw invalid(`manifest.json: ${field}.dtype must be float32`);
   }
-  const headOutputs = new Set(head.outputs.map((o) => o.name));
+  // The cell's inputs after z come from inject's outputs (by name), or are the raw inputs.
+  if (inject) {
+    for (const [i, spec] of cell.inputs.slice(1).entries()) {
+      const from = inject.outputs.find((o) => o.name === spec.name);
+      if (!from) throw invalid(`manifest.json: graphs.cell.inputs[${i + 1}] "${spec.name}" is not an output of graphs.inject (${inject.outputs.map((o) => o.name).join(', ')})`);
+      if (!sameShape(from.shape, spec.shape) || from.dtype !== spec.dtype) throw invalid(`manifest.json: graphs.cell.inputs[${i + 1}] "${spec.name}" differs from the inject output of that name`);
+    }
+  }
+  const inputNames = modelInputs(m).map((t) => t.name);
+  const dup = inputNames.find((n, i) => inputNames.indexOf(n) !== i);
+  if (dup) throw invalid(`manifest.json: input name "${dup}" is declared twice`);
+  if (!head) {
+    const n = state.includes(-1) ? -1 : state.reduce((a, b) => a * b, 1);
+    const slices = stateOutputs(m);
+    for (const [i, s] of slices.entries()) {
+      if (s.shape.includes(-1) || n === -1) {
+        if (s.offset !== 0 || !sameShape(s.shape, state)) throw invalid(`manifest.json: state_outputs[${i}]: a state with a symbolic dim is served whole (offset 0, shape [${state}])`);
+        continue;
+      }
+      const size = s.shape.reduce((a, b) => a * b, 1);
+      if (s.offset + size > n) throw invalid(`manifest.json: state_outputs[${i}] "${s.name}" (offset ${s.offset}, ${size} values) runs past the state's ${n} values`);
+    }
+  }
+  const outputNames = new Set(modelOutputs(m).map((o) => o.name));
   for (const [role, name] of Object.entries(m.outputs)) {
-    if (!headOutputs.has(name)) throw invalid(`manifest.json: outputs.${role} names "${name}", which graphs.head.outputs does not declare`);
+    if (!outputNames.has(name)) throw invalid(`manifest.json: outputs.${role} names "${name}", which ${head ? 'graphs.head.outputs' : 'state_outputs'} does not declare`);
   }
   if (m.task === 'image-classification') {
     const logits = m.outputs.logits;
     if (!logits) throw invalid('manifest.json: outputs.logits is required for image-classification');
-    const spec = head.outputs.find((o) => o.name === logits)!;
+    const spec = head!.outputs.find((o) => o.name === logits)!;
     const classes = spec.shape[spec.shape.length - 1];
     if (m.labels!.length !== classes) throw invalid(`manifest.json: labels has ${m.labels!.length} entries but the logits output has ${classes}`);
     const p = m.preprocess!;
     if (p.mean.length !== p.channels || p.std.length !== p.channels) throw invalid(`manifest.json: preprocess.mean and preprocess.std need ${p.channels} entries (one per channel)`);
-    const input = inject.inputs[0].shape;
-    if (input.length !== 3 || input[0] !== p.channels || input[1] !== p.height || input[2] !== p.width) {
-      throw invalid(`manifest.json: graphs.inject.inputs[0].shape [${input}] does not match preprocess [${p.channels}, ${p.height}, ${p.width}]`);
+    const input = inject!.inputs[0].shape;
+    if (inject!.inputs.length !== 1 || input.length !== 3 || input[0] !== p.channels || input[1] !== p.height || input[2] !== p.width) {
+      throw invalid(`manifest.json: graphs.inject.inputs must be one image tensor matching preprocess [${p.channels}, ${p.height}, ${p.width}] (got [${input}])`);
     }
-  } else {
+  } else if (m.task === 'language-model') {
     if (!m.outputs.target_logprobs) throw invalid('manifest.json: outputs.target_logprobs is required for language-model');
-    if (head.inputs.length < 2) throw invalid('manifest.json: graphs.head.inputs must list [state, targets] for language-model');
+    if (head!.inputs.length < 2) throw invalid('manifest.json: graphs.head.inputs must list [state, targets] for language-model');
   }
 }
 

@@ -1,7 +1,7 @@
 import { DeqError } from '../errors.js';
 import { defaultSolverKernel, resolveSolverOptions, solve, SolverWorkspace, type FixedPointFn, type ResolvedSolverOptions, type SolveResult, type SolverKernel, type SolverOptions } from '../solver/index.js';
 import { loadBundle, type Bundle, type GraphRole } from './bundle.js';
-import type { Manifest } from './manifest.js';
+import { modelInputs, modelOutputs, stateOutputs, type Manifest, type TensorSpec } from './manifest.js';
 import { createTensor, DEFAULT_SESSION_CONFIG, OnnxGraph, type SessionConfig, type Tensor } from './onnx.js';
 
 /** A dense tensor as it crosses the runtime boundary. */
@@ -12,14 +12,16 @@ export interface TensorValue {
 }
 
 export interface InferRequest {
-  /** Batched model input, row-major: batch × per-sample input shape. */
-  input: Float32Array | BigInt64Array;
+  /** Batched model input, row-major: batch × per-sample input shape (the first model input). */
+  input?: Float32Array | BigInt64Array;
+  /** Every model input by name (see modelInputs), row-major, batch first. */
+  inputs?: Record<string, Float32Array | BigInt64Array>;
   batch: number;
   /** Length of the symbolic (-1) input dimension, e.g. sequence length. */
   length?: number;
   /** Extra head inputs by name (language models: `targets`, batch × length int64). */
   headInputs?: Record<string, Float32Array | BigInt64Array>;
-  /** Head outputs to fetch; defaults to every output role in the manifest. */
+  /** Outputs to fetch (head outputs, or state slices without a head); defaults to every output role in the manifest. */
   outputs?: readonly string[];
   /** Overrides of the manifest's solver defaults for this call. */
   solver?: Partial<SolverOptions>;
@@ -46,6 +48,9 @@ export interface InferResult {
   timing: InferTiming;
 }
 
+/** The open graphs: the cell always, inject and head when the bundle has them. */
+type Graphs = Partial<Record<GraphRole, OnnxGraph>> & { cell: OnnxGraph };
+
 /**
  * A loaded DEQ: inject → solve(cell) → head over a batch, on ONNX Runtime.
  * Safe to call concurrently; each call takes its own solver workspace.
@@ -54,7 +59,7 @@ export class DeqModel {
   readonly bundle: Bundle;
   readonly manifest: Manifest;
   readonly provider: string;
-  readonly #graphs: Record<GraphRole, OnnxGraph>;
+  readonly #graphs: Graphs;
   readonly #defaults: ResolvedSolverOptions;
   readonly #freeWorkspaces = new Map<string, SolverWorkspace[]>();
   /**
@@ -63,7 +68,7 @@ export class DeqModel {
    */
   solverKernel: SolverKernel = defaultSolverKernel();
 
-  private constructor(bundle: Bundle, graphs: Record<GraphRole, OnnxGraph>) {
+  private constructor(bundle: Bundle, graphs: Graphs) {
     this.bundle = bundle;
     this.manifest = bundle.manifest;
     this.#graphs = graphs;
@@ -80,9 +85,11 @@ export class DeqModel {
     const config: SessionConfig = { ...DEFAULT_SESSION_CONFIG, ...session };
     const opened: OnnxGraph[] = [];
     try {
-      const graphs = {} as Record<GraphRole, OnnxGraph>;
+      const graphs = {} as Graphs;
       for (const role of ['inject', 'cell', 'head'] as const) {
-        const g = await OnnxGraph.load(bundle.graphs[role], bundle.manifest.graphs[role].file, config);
+        const bytes = bundle.graphs[role], spec = bundle.manifest.graphs[role];
+        if (!bytes || !spec) continue;
+        const g = await OnnxGraph.load(bytes, spec.file, config);
         opened.push(g);
         checkGraph(bundle.manifest, role, g);
         graphs[role] = g;
@@ -109,23 +116,21 @@ export class DeqModel {
     const m = this.manifest;
     const { batch } = req;
     if (!Number.isInteger(batch) || batch < 1) throw new DeqError('DEQ_ERR_INVALID_INPUT', `batch must be a positive integer (got ${batch})`);
-    const injectIn = m.graphs.inject.inputs[0];
-    const inDims = [batch, ...resolveDims(injectIn.shape, req.length)];
-    const expected = inDims.reduce((a, b) => a * b, 1);
-    if (req.input.length !== expected) {
-      throw new DeqError('DEQ_ERR_INVALID_INPUT', `input "${injectIn.name}" has ${req.input.length} values, expected ${expected} for shape [${inDims.join(', ')}]`);
-    }
-    const wantType = injectIn.dtype === 'int64' ? BigInt64Array : Float32Array;
-    if (!(req.input instanceof wantType)) throw new DeqError('DEQ_ERR_INVALID_INPUT', `input "${injectIn.name}" must be ${injectIn.dtype}`);
+    const feedsByName = this.#modelFeeds(req);
+    const inject = m.graphs.inject;
 
-    const injected = await this.#graphs.inject.run(
-      { [injectIn.name]: createTensor(injectIn.dtype, req.input, inDims) },
-      { [m.graphs.inject.outputs[0].name]: null },
-    );
-    const uT = injected[m.graphs.inject.outputs[0].name];
-    const u = uT.data as Float32Array;
-    const stateDims = uT.dims.slice();
-    const n = u.length / batch;
+    // The cell's inputs after z: inject's outputs, or (no inject graph) the raw inputs.
+    let cellArgs: Record<string, Tensor> = feedsByName;
+    if (inject) {
+      const fetches: Record<string, null> = {};
+      for (const o of inject.outputs) fetches[o.name] = null;
+      const feeds: Record<string, Tensor> = {};
+      for (const t of inject.inputs) feeds[t.name] = feedsByName[t.name];
+      cellArgs = await this.#graphs.inject!.run(feeds, fetches);
+    }
+    const args = m.graphs.cell.inputs.slice(1).map((spec) => cellArgs[spec.name]);
+    const stateDims = [batch, ...resolveDims(m.state.shape, req.length)];
+    const n = stateDims.slice(1).reduce((a, b) => a * b, 1);
     const t1 = performance.now();
 
     let options: ResolvedSolverOptions;
@@ -135,7 +140,7 @@ export class DeqModel {
       throw new DeqError('DEQ_ERR_INVALID_SOLVER_OPTION', (err as Error).message);
     }
     const z = new Float32Array(batch * n);
-    const cell = this.#cellFn(u, stateDims, n);
+    const cell = this.#cellFn(args, stateDims, n);
     const ws = this.#takeWorkspace(options, batch, n);
     let result: SolveResult;
     try {
@@ -145,26 +150,25 @@ export class DeqModel {
     }
     const t2 = performance.now();
 
-    const head = m.graphs.head;
-    const feeds: Record<string, Tensor> = { [head.inputs[0].name]: createTensor('float32', z, stateDims) };
-    for (const spec of head.inputs.slice(1)) {
-      const data = req.headInputs?.[spec.name];
-      if (!data) throw new DeqError('DEQ_ERR_INVALID_INPUT', `head input "${spec.name}" is required`);
-      const dims = [batch, ...resolveDims(spec.shape, req.length)];
-      if (data.length !== dims.reduce((a, b) => a * b, 1)) throw new DeqError('DEQ_ERR_INVALID_INPUT', `head input "${spec.name}" must have shape [${dims.join(', ')}]`);
-      feeds[spec.name] = createTensor(spec.dtype, data, dims);
-    }
+    const available = modelOutputs(m).map((o) => o.name);
     const wanted = req.outputs ?? Object.values(m.outputs);
-    const fetches: Record<string, null> = {};
     for (const name of wanted) {
-      if (!this.#graphs.head.outputNames.includes(name)) throw new DeqError('DEQ_ERR_INVALID_INPUT', `unknown output "${name}" (model has ${this.#graphs.head.outputNames.join(', ')})`);
-      fetches[name] = null;
+      if (!available.includes(name)) throw new DeqError('DEQ_ERR_INVALID_INPUT', `unknown output "${name}" (model has ${available.join(', ')})`);
     }
-    const headOut = await this.#graphs.head.run(feeds, fetches);
     const outputs: Record<string, TensorValue> = {};
-    for (const name of wanted) {
-      const t = headOut[name];
-      outputs[name] = { type: t.type as TensorValue['type'], data: t.data as TensorValue['data'], dims: t.dims.slice() };
+    const head = m.graphs.head;
+    if (head) {
+      const feeds: Record<string, Tensor> = { [head.inputs[0].name]: createTensor('float32', z, stateDims) };
+      for (const spec of head.inputs.slice(1)) feeds[spec.name] = feedsByName[spec.name];
+      const fetches: Record<string, null> = {};
+      for (const name of wanted) fetches[name] = null;
+      const headOut = await this.#graphs.head!.run(feeds, fetches);
+      for (const name of wanted) {
+        const t = headOut[name];
+        outputs[name] = { type: t.type as TensorValue['type'], data: t.data as TensorValue['data'], dims: t.dims.slice() };
+      }
+    } else {
+      for (const s of stateOutputs(m)) if (wanted.includes(s.name)) outputs[s.name] = sliceState(z, batch, n, s.offset, s.shape, stateDims);
     }
     const t3 = performance.now();
     return {
@@ -176,25 +180,48 @@ export class DeqModel {
     };
   }
 
+  // Every model input as an ORT tensor, checked against the manifest: name, dtype, size.
+  #modelFeeds(req: InferRequest): Record<string, Tensor> {
+    const specs = modelInputs(this.manifest);
+    const given: Record<string, Float32Array | BigInt64Array | undefined> = { ...req.headInputs, ...req.inputs };
+    if (req.input) given[specs[0].name] = req.input;
+    const feeds: Record<string, Tensor> = {};
+    for (const spec of specs) {
+      const data = given[spec.name];
+      if (!data) throw new DeqError('DEQ_ERR_INVALID_INPUT', `input "${spec.name}" is required`);
+      const dims = [req.batch, ...resolveDims(spec.shape, req.length)];
+      const expected = dims.reduce((a, b) => a * b, 1);
+      if (data.length !== expected) throw new DeqError('DEQ_ERR_INVALID_INPUT', `input "${spec.name}" has ${data.length} values, expected ${expected} for shape [${dims.join(', ')}]`);
+      const wantType = spec.dtype === 'int64' ? BigInt64Array : Float32Array;
+      if (!(data instanceof wantType)) throw new DeqError('DEQ_ERR_INVALID_INPUT', `input "${spec.name}" must be ${spec.dtype}`);
+      feeds[spec.name] = createTensor(spec.dtype, data, dims);
+    }
+    return feeds;
+  }
+
   /** Releases every native session. */
   async release(): Promise<void> {
     await Promise.allSettled(Object.values(this.#graphs).map((g) => g.release()));
   }
 
   // f(z) over the cell graph. Finished samples are compacted out of the batch
-  // so the graph only runs on rows still iterating.
-  #cellFn(u: Float32Array, stateDims: number[], n: number): { f: FixedPointFn; elapsed: () => number } {
+  // so the graph only runs on rows still iterating. `args` are the cell's inputs
+  // after z (inject outputs or raw inputs), any shape and dtype, batch first.
+  #cellFn(args: Tensor[], stateDims: number[], n: number): { f: FixedPointFn; elapsed: () => number } {
     const cell = this.#graphs.cell;
     const spec = this.manifest.graphs.cell;
-    const zName = spec.inputs[0].name, uName = spec.inputs[1].name, outName = spec.outputs[0].name;
+    const zName = spec.inputs[0].name, outName = spec.outputs[0].name;
+    const argNames = spec.inputs.slice(1).map((t) => t.name);
     const batch = stateDims[0];
     const tail = stateDims.slice(1);
     let elapsed = 0;
-    const uFull = createTensor('float32', u, stateDims);
+    const fullFeeds: Record<string, Tensor> = {};
+    for (const [i, name] of argNames.entries()) fullFeeds[name] = args[i];
     // The solver hands over the same two buffers every call: wrap them once.
     let zFull: Tensor | null = null, outFull: Tensor | null = null;
     // Compaction buffers are made on first need: a batch that converges in step uses none.
-    let zc: Float32Array | null = null, uc: Float32Array | null = null, oc: Float32Array | null = null;
+    let zc: Float32Array | null = null, oc: Float32Array | null = null;
+    let argc: { data: Float32Array | BigInt64Array; per: number; tail: number[] }[] | null = null;
     const lastMask = new Uint8Array(batch);
     let lastCount = -1;
     const f: FixedPointFn = async (z, out, active) => {
@@ -204,25 +231,37 @@ export class DeqModel {
       if (count === batch) {
         if (zFull?.data !== z) zFull = createTensor('float32', z, stateDims);
         if (outFull?.data !== out) outFull = createTensor('float32', out, stateDims);
-        await cell.run({ [zName]: zFull, [uName]: uFull }, { [outName]: outFull });
+        fullFeeds[zName] = zFull;
+        await cell.run(fullFeeds, { [outName]: outFull });
       } else {
-        if (!zc) { zc = new Float32Array(batch * n); uc = new Float32Array(batch * n); oc = new Float32Array(batch * n); }
+        if (!zc) {
+          zc = new Float32Array(batch * n); oc = new Float32Array(batch * n);
+          argc = args.map((t) => {
+            const data = t.data as Float32Array | BigInt64Array;
+            const per = data.length / batch;
+            return { data: new (data.constructor as Float32ArrayConstructor | BigInt64ArrayConstructor)(data.length), per, tail: t.dims.slice(1) };
+          });
+        }
         let same = count === lastCount;
         for (let i = 0; same && i < batch; i++) same = lastMask[i] === active[i];
         for (let i = 0, r = 0; i < batch; i++) {
           if (!active[i]) continue;
           zc.set(z.subarray(i * n, (i + 1) * n), r * n);
-          if (!same) uc!.set(u.subarray(i * n, (i + 1) * n), r * n);
+          if (!same) {
+            for (let a = 0; a < args.length; a++) copyRow(argc![a].data, args[a].data as Float32Array | BigInt64Array, argc![a].per, i, r);
+          }
           r++;
         }
         lastMask.set(active);
         lastCount = count;
         const dims = [count, ...tail];
         const len = count * n;
-        await cell.run(
-          { [zName]: createTensor('float32', zc.subarray(0, len), dims), [uName]: createTensor('float32', uc!.subarray(0, len), dims) },
-          { [outName]: createTensor('float32', oc!.subarray(0, len), dims) },
-        );
+        const feeds: Record<string, Tensor> = { [zName]: createTensor('float32', zc.subarray(0, len), dims) };
+        for (const [a, name] of argNames.entries()) {
+          const c = argc![a];
+          feeds[name] = createTensor(args[a].type as 'float32' | 'int64', c.data.subarray(0, count * c.per), [count, ...c.tail]);
+        }
+        await cell.run(feeds, { [outName]: createTensor('float32', oc!.subarray(0, len), dims) });
         for (let i = 0, r = 0; i < batch; i++) {
           if (!active[i]) continue;
           out.set(oc!.subarray(r * n, (r + 1) * n), i * n);
@@ -263,7 +302,7 @@ export function solverDefaults(m: Manifest): ResolvedSolverOptions {
   });
 }
 
-function resolveDims(shape: readonly number[], length: number | undefined): number[] {
+export function resolveDims(shape: readonly number[], length: number | undefined): number[] {
   return shape.map((d) => {
     if (d !== -1) return d;
     if (length === undefined || !Number.isInteger(length) || length < 1) throw new DeqError('DEQ_ERR_INVALID_INPUT', 'this model needs a sequence length');
@@ -271,9 +310,24 @@ function resolveDims(shape: readonly number[], length: number | undefined): numb
   });
 }
 
+/** Copies row `from` of src into row `to` of dst (rows of `per` values, same element type). */
+function copyRow(dst: Float32Array | BigInt64Array, src: Float32Array | BigInt64Array, per: number, from: number, to: number): void {
+  if (dst instanceof Float32Array) dst.set(src.subarray(from * per, (from + 1) * per) as Float32Array, to * per);
+  else dst.set(src.subarray(from * per, (from + 1) * per) as BigInt64Array, to * per);
+}
+
+/** One state slice of every row of z (batch × n) as a tensor of the slice's shape. */
+function sliceState(z: Float32Array, batch: number, n: number, offset: number, shape: number[], stateDims: number[]): TensorValue {
+  if (shape.includes(-1)) return { type: 'float32', data: z, dims: stateDims.slice() };
+  const size = shape.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(batch * size);
+  for (let b = 0; b < batch; b++) data.set(z.subarray(b * n + offset, b * n + offset + size), b * size);
+  return { type: 'float32', data, dims: [batch, ...shape] };
+}
+
 // The graph must take the inputs the manifest declares, or every request would fail later.
 function checkGraph(m: Manifest, role: GraphRole, g: OnnxGraph): void {
-  const spec = m.graphs[role];
+  const spec = m.graphs[role]!;
   for (const t of spec.inputs) {
     if (!g.inputNames.includes(t.name)) {
       throw new DeqError('DEQ_ERR_BUNDLE_INVALID', `${spec.file}: graph has no input "${t.name}" (manifest.graphs.${role}.inputs; graph inputs are ${g.inputNames.join(', ')})`);

@@ -1,9 +1,10 @@
 export { loadBundle } from './bundle.js';
 export type { Bundle, GraphRole, ParityCase, ParityFile } from './bundle.js';
-export { DeqModel, solverDefaults } from './deq-model.js';
+export { DeqModel, resolveDims, solverDefaults } from './deq-model.js';
 export type { InferRequest, InferResult, InferTiming, TensorValue } from './deq-model.js';
-export type { Manifest, GraphSpec, ImagePreprocess, TensorSpec, TokenizerSpec, Task } from './manifest.js';
+export { modelInputs, modelOutputs, stateOutputs } from './manifest.js';
+export type { Manifest, GraphSpec, ImagePreprocess, StateOutput, TensorSpec, TokenizerSpec, Task } from './manifest.js';
 export { bundledProviders, DEFAULT_SESSION_CONFIG, EXECUTION_PROVIDERS } from './onnx.js';
 export type { ExecutionProvider, GraphOptimization, SessionConfig } from './onnx.js';
-export { argmax, checkParity } from './parity.js';
+export { argmax, caseInputs, checkParity, toTyped } from './parity.js';
 export type { ParityCaseReport, ParityReport } from './parity.js';

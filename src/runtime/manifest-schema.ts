@@ -1,4 +1,4 @@
-// JSON Schema for manifest.json, format version 1 (docs/bundle-format.md).
+// JSON Schema for manifest.json, format version 1 (docs/bundle-format.md, docs/exporting.md).
 // Unknown fields are allowed so newer writers stay readable.
 
 const tensorSpec = {
@@ -33,12 +33,27 @@ export const MANIFEST_SCHEMA = {
     format_version: { const: 1 },
     name: { type: 'string', pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' },
     version: { type: 'string' },
-    task: { enum: ['image-classification', 'language-model'] },
+    task: { enum: ['image-classification', 'language-model', 'tensor'] },
     description: { type: 'string' },
     graphs: {
       type: 'object',
-      required: ['inject', 'cell', 'head'],
+      // inject and head are optional (task "tensor"): the cell then takes the raw inputs, and
+      // the outputs are z* or the slices listed in state_outputs.
+      required: ['cell'],
       properties: { inject: graph(1), cell: graph(2), head: graph(1) },
+    },
+    state_outputs: {
+      type: 'array', minItems: 1,
+      items: {
+        type: 'object',
+        required: ['name', 'dtype', 'shape', 'offset'],
+        properties: {
+          name: { type: 'string', minLength: 1 },
+          dtype: { const: 'float32' },
+          shape: { type: 'array', items: { type: 'integer', minimum: -1 } },
+          offset: { type: 'integer', minimum: 0 },
+        },
+      },
     },
     state: {
       type: 'object',
@@ -100,11 +115,11 @@ export const MANIFEST_SCHEMA = {
   allOf: [
     {
       if: { properties: { task: { const: 'image-classification' } } },
-      then: { required: ['preprocess', 'labels'] },
+      then: { required: ['preprocess', 'labels'], properties: { graphs: { required: ['inject', 'cell', 'head'] } } },
     },
     {
       if: { properties: { task: { const: 'language-model' } } },
-      then: { required: ['tokenizer'] },
+      then: { required: ['tokenizer'], properties: { graphs: { required: ['inject', 'cell', 'head'] } } },
     },
   ],
 } as const;

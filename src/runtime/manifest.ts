@@ -14,7 +14,15 @@ export interface GraphSpec {
   outputs: TensorSpec[];
 }
 
-export type Task = 'image-classification' | 'language-model';
+/** `tensor`: named float32/int64 inputs and outputs of any shape, served by /predict and v2. */
+export type Task = 'image-classification' | 'language-model' | 'tensor';
+
+/** A named slice of the flattened fixed point z*, served as an output when the bundle has no head. */
+export interface StateOutput extends TensorSpec {
+  dtype: 'float32';
+  /** Offset into the flattened per-sample state. */
+  offset: number;
+}
 
 export interface ImagePreprocess {
   kind: 'image';
@@ -60,8 +68,11 @@ export interface Manifest {
   version?: string;
   task: Task;
   description?: string;
-  graphs: { inject: GraphSpec; cell: GraphSpec; head: GraphSpec };
+  /** inject and head are optional (task "tensor"); image and language models have all three. */
+  graphs: { inject?: GraphSpec; cell: GraphSpec; head?: GraphSpec };
   state: { shape: number[] };
+  /** Without a head: the outputs (default: all of z* as "z_star"). */
+  state_outputs?: StateOutput[];
   solver: ManifestSolver;
   preprocess?: ImagePreprocess;
   tokenizer?: TokenizerSpec;
@@ -69,4 +80,24 @@ export interface Manifest {
   outputs: Record<string, string>;
   provenance?: Record<string, unknown>;
   parity?: { file: string; sha256: string; atol: number };
+}
+
+/**
+ * The tensors a caller supplies, in order: inject's inputs (or, without inject, the cell's
+ * inputs after z), then the head's extra inputs (a language model's targets).
+ */
+export function modelInputs(m: Manifest): TensorSpec[] {
+  const first = m.graphs.inject ? m.graphs.inject.inputs : m.graphs.cell.inputs.slice(1);
+  return [...first, ...(m.graphs.head?.inputs.slice(1) ?? [])];
+}
+
+/** The tensors the model can return: the head's outputs, or slices of z* without a head. */
+export function modelOutputs(m: Manifest): TensorSpec[] {
+  if (m.graphs.head) return m.graphs.head.outputs;
+  return stateOutputs(m);
+}
+
+/** Without a head: the declared state slices, or all of z* as "z_star". */
+export function stateOutputs(m: Manifest): StateOutput[] {
+  return m.state_outputs ?? [{ name: 'z_star', dtype: 'float32', shape: m.state.shape, offset: 0 }];
 }

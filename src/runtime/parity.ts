@@ -1,6 +1,7 @@
-import type { ParityCase, ParityTensor } from './bundle.js';
+import type { ParityCase, ParityFile, ParityTensor } from './bundle.js';
 import type { SolverOptions } from '../solver/index.js';
 import type { DeqModel } from './deq-model.js';
+import { modelInputs, modelOutputs, type Manifest } from './manifest.js';
 
 export interface ParityCaseReport {
   index: number;
@@ -12,7 +13,12 @@ export interface ParityCaseReport {
   argmaxMatch?: boolean;
   iterations: number;
   residual: number;
+  /** The TypeScript solve reached the parity tolerance. */
   converged: boolean;
+  /** The exporter's reference solve reached it (false when the bundle does not say). */
+  referenceConverged: boolean;
+  /** Why the case failed; absent when it passed. */
+  failure?: string;
 }
 
 export interface ParityReport {
@@ -25,22 +31,26 @@ export interface ParityReport {
 /**
  * Re-runs the bundle's parity cases through the TypeScript solver and ONNX
  * Runtime with the solver settings the exporter used (or `overrides` of them, as
- * `deq-serve inspect --solver …` asks), and compares outputs.
+ * `deq-serve inspect --solver …` asks), and compares outputs. A case passes only
+ * if both solves converged and the outputs agree within atol (and, for
+ * classifiers, the argmax): two solves stopped at the same unconverged iterate
+ * agree without being the fixed point.
  */
 export async function checkParity(model: DeqModel, overrides: Partial<SolverOptions> = {}): Promise<ParityReport> {
   const parity = model.bundle.parity;
   const atol = model.manifest.parity?.atol ?? 1e-3;
   if (!parity) return { atol, passed: false, maxDeviation: NaN, cases: [] };
-  const floatOutputs = new Set(model.manifest.graphs.head.outputs.filter((o) => o.dtype === 'float32').map((o) => o.name));
-  const logits = model.manifest.task === 'image-classification' ? model.manifest.outputs.logits : undefined;
+  const m = model.manifest;
+  const floatOutputs = new Set(modelOutputs(m).filter((o) => o.dtype === 'float32').map((o) => o.name));
+  const logits = m.task === 'image-classification' ? m.outputs.logits : undefined;
   const cases: ParityCaseReport[] = [];
   for (const [index, c] of parity.cases.entries()) {
     const names = Object.keys(c.outputs).filter((k) => floatOutputs.has(k));
+    const given = caseInputs(m, c);
     const res = await model.infer({
-      input: toTyped(c.input),
+      inputs: Object.fromEntries(Object.entries(given).map(([k, t]) => [k, toTyped(t)])),
       batch: 1,
-      length: symbolicLength(model, c),
-      headInputs: c.extra_inputs ? Object.fromEntries(Object.entries(c.extra_inputs).map(([k, t]) => [k, toTyped(t)])) : undefined,
+      length: symbolicLength(m, given),
       outputs: names,
       solver: {
         method: parity.solver.method,
@@ -48,6 +58,9 @@ export async function checkParity(model: DeqModel, overrides: Partial<SolverOpti
         stopMode: parity.solver.stop_mode,
         maxIter: parity.solver.max_iter,
         history: parity.solver.history ?? model.solverDefaults.history,
+        ...(parity.solver.anderson_lambda !== undefined ? { andersonLambda: parity.solver.anderson_lambda } : {}),
+        ...(parity.solver.anderson_beta !== undefined ? { andersonBeta: parity.solver.anderson_beta } : {}),
+        ...(parity.solver.damping !== undefined ? { damping: parity.solver.damping } : {}),
         ...overrides,
       },
     });
@@ -65,22 +78,47 @@ export async function checkParity(model: DeqModel, overrides: Partial<SolverOpti
     const report: ParityCaseReport = {
       index, maxDeviation, worstOutput,
       iterations: res.solver.iterations[0], residual: res.solver.residual[0], converged: res.solver.converged[0] === 1,
+      referenceConverged: referenceConverged(parity, c),
     };
     if (logits && c.outputs[logits]) report.argmaxMatch = argmax(res.outputs[logits].data as Float32Array) === argmax(c.outputs[logits]);
+    const why = [
+      report.referenceConverged ? '' : 'reference solve did not converge',
+      report.converged ? '' : 'TypeScript solve did not converge',
+      maxDeviation <= atol ? '' : `max |Δ| ${maxDeviation.toExponential(2)} > ${atol}`,
+      report.argmaxMatch === false ? 'argmax differs' : '',
+    ].filter(Boolean);
+    if (why.length) report.failure = why.join('; ');
     cases.push(report);
   }
   const maxDeviation = Math.max(0, ...cases.map((c) => c.maxDeviation));
-  const passed = cases.length > 0 && maxDeviation <= atol && cases.every((c) => c.argmaxMatch !== false);
+  const passed = cases.length > 0 && cases.every((c) => c.failure === undefined);
   return { atol, passed, maxDeviation, cases };
 }
 
-function symbolicLength(model: DeqModel, c: ParityCase): number | undefined {
-  const shape = model.manifest.graphs.inject.inputs[0].shape;
-  const i = shape.indexOf(-1);
-  return i < 0 ? undefined : c.input.shape[i];
+/** Whether the exporter's reference solve of a case converged, from what the bundle records. */
+function referenceConverged(p: ParityFile, c: ParityCase): boolean {
+  if (c.reference) return c.reference.converged === true;
+  // Older exporter: only the final relative residual was written.
+  if (c.solver_rel_residual !== undefined && p.solver.stop_mode === 'rel') return c.solver_rel_residual < p.solver.tol;
+  return false;
 }
 
-function toTyped(t: ParityTensor): Float32Array | BigInt64Array {
+/** A parity case's tensors by model-input name (new `inputs`, or the older `input` + `extra_inputs`). */
+export function caseInputs(m: Manifest, c: ParityCase): Record<string, ParityTensor> {
+  if (c.inputs) return c.inputs;
+  const first = modelInputs(m)[0].name;
+  return { ...c.extra_inputs, ...(c.input ? { [first]: c.input } : {}) };
+}
+
+function symbolicLength(m: Manifest, given: Record<string, ParityTensor>): number | undefined {
+  for (const spec of modelInputs(m)) {
+    const i = spec.shape.indexOf(-1);
+    if (i >= 0 && given[spec.name]) return given[spec.name].shape[i];
+  }
+  return undefined;
+}
+
+export function toTyped(t: ParityTensor): Float32Array | BigInt64Array {
   return t.dtype === 'int64' ? BigInt64Array.from(t.data, (v) => BigInt(v)) : Float32Array.from(t.data);
 }
 

@@ -9,6 +9,7 @@ import { requestId, requestLogPlugin } from './plugins/request-log.js';
 import { classifyRoutes } from './routes/classify.js';
 import { healthRoutes } from './routes/health.js';
 import { modelRoutes } from './routes/models.js';
+import { predictRoutes } from './routes/predict.js';
 import { scoreRoutes } from './routes/score.js';
 import { v2Routes } from './routes/v2.js';
 import type { ServerState } from './state.js';
@@ -55,7 +56,9 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
   // JSON endpoints refuse other content types up front (415), rather than failing schema checks.
   const jsonOnly = async (req: FastifyRequest) => {
     const type = req.headers['content-type'] ?? '';
-    if (!/^application\/json\s*(;|$)/i.test(type)) {
+    // v2 binary tensor extension: JSON header + raw tensor bytes (parsed by the v2 routes).
+    const binary = /^application\/octet-stream\s*(;|$)/i.test(type) && req.headers['inference-header-content-length'] !== undefined;
+    if (!binary && !/^application\/json\s*(;|$)/i.test(type)) {
       throw new DeqError('DEQ_ERR_UNSUPPORTED_MEDIA_TYPE', `send Content-Type: application/json (got ${JSON.stringify(type.slice(0, 60))})`);
     }
   };
@@ -65,6 +68,7 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
   await app.register(async (scope) => {
     scope.addHook('preValidation', async (req) => { if (req.method === 'POST') await jsonOnly(req); });
     await scope.register(scoreRoutes, { state });
+    await scope.register(predictRoutes, { state });
     await scope.register(v2Routes, { state });
   });
   return app;

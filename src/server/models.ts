@@ -78,3 +78,9 @@ export function findModel(models: ReadonlyMap<string, ServedModel>, name: string
   if (!m) throw new DeqError('DEQ_ERR_MODEL_NOT_FOUND', `no model named ${JSON.stringify(name.slice(0, 64))}`);
   return m;
 }
+
+/** The route that serves a model's task, for wrong-task errors. */
+export function taskRoute(m: ServedModel): string {
+  const route = { 'image-classification': 'classify', 'language-model': 'score', tensor: 'predict' }[m.manifest.task];
+  return `/v1/models/${m.name}/${route} (or /v2/models/${m.name}/infer)`;
+}

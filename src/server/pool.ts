@@ -282,8 +282,9 @@ export class WorkerPool {
     p.dispatchedAt = performance.now();
     slot.busy = p;
     const { job } = p;
-    const transfer: ArrayBuffer[] = [job.input.buffer as ArrayBuffer];
-    for (const v of Object.values(job.headInputs ?? {})) if (!transfer.includes(v.buffer as ArrayBuffer)) transfer.push(v.buffer as ArrayBuffer);
+    const transfer: ArrayBuffer[] = [];
+    const arrays = [...(job.input ? [job.input] : []), ...Object.values(job.inputs ?? {}), ...Object.values(job.headInputs ?? {})];
+    for (const v of arrays) if (!transfer.includes(v.buffer as ArrayBuffer)) transfer.push(v.buffer as ArrayBuffer);
     const msg: ToWorker = { type: 'infer', id: p.id, model: p.model, job };
     slot.worker.postMessage(msg, transfer);
     this.events.emit('dispatch', p.model);

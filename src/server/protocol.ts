@@ -19,7 +19,9 @@ export interface RequestSolver {
 }
 
 export interface InferJob {
-  input: Float32Array | BigInt64Array;
+  /** The first model input (image, tokens); or every input by name in `inputs`. */
+  input?: Float32Array | BigInt64Array;
+  inputs?: Record<string, Float32Array | BigInt64Array>;
   batch: number;
   length?: number;
   headInputs?: Record<string, Float32Array | BigInt64Array>;

@@ -3,7 +3,7 @@
 // calling thread (microsoft/onnxruntime#19611), hence a thread per worker.
 import { parentPort, workerData } from 'node:worker_threads';
 import { DeqError, isDeqError, type ErrorCode } from '../errors.js';
-import { DeqModel, type ExecutionProvider, type Manifest } from '../runtime/index.js';
+import { DeqModel, modelInputs, type ExecutionProvider, type Manifest } from '../runtime/index.js';
 import type { FromWorker, InferJob, SerializedError, ToWorker, WorkerInit } from './protocol.js';
 
 const port = parentPort!;
@@ -27,6 +27,7 @@ async function run(name: string, job: InferJob) {
   const { deadline } = job;
   const result = await model.infer({
     input: job.input,
+    inputs: job.inputs,
     batch: job.batch,
     length: job.length,
     headInputs: job.headInputs,
@@ -46,19 +47,17 @@ async function run(name: string, job: InferJob) {
 
 /** A zero input of the model's shape: the first run at each shape is the slow one. */
 function warmupJob(m: Manifest): InferJob {
-  const spec = m.graphs.inject.inputs[0];
-  const length = spec.shape.includes(-1) ? Math.min(m.tokenizer?.context ?? 8, 8) : undefined;
-  const size = spec.shape.reduce((a, d) => a * (d === -1 ? length! : d), 1);
-  const headInputs: Record<string, Float32Array | BigInt64Array> = {};
-  for (const h of m.graphs.head.inputs.slice(1)) {
-    const n = h.shape.reduce((a, d) => a * (d === -1 ? length! : d), 1);
-    headInputs[h.name] = h.dtype === 'int64' ? new BigInt64Array(n) : new Float32Array(n);
+  const symbolic = modelInputs(m).some((t) => t.shape.includes(-1)) || m.state.shape.includes(-1);
+  const length = symbolic ? Math.min(m.tokenizer?.context ?? 8, 8) : undefined;
+  const inputs: Record<string, Float32Array | BigInt64Array> = {};
+  for (const t of modelInputs(m)) {
+    const n = t.shape.reduce((a, d) => a * (d === -1 ? length! : d), 1);
+    inputs[t.name] = t.dtype === 'int64' ? new BigInt64Array(n) : new Float32Array(n);
   }
   return {
-    input: spec.dtype === 'int64' ? new BigInt64Array(size) : new Float32Array(size),
+    inputs,
     batch: 1,
     length,
-    headInputs,
     solver: { method: m.solver.method, tol: m.solver.tol, stopMode: m.solver.stop_mode, maxIter: m.solver.max_iter },
     deadline: Date.now() + 60_000,
   };

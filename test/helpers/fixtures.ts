@@ -5,6 +5,8 @@ import { join, resolve } from 'node:path';
 export const FIXTURES = resolve(import.meta.dirname, '..', 'fixtures');
 export const TINY_IMAGE = join(FIXTURES, 'tiny-image');
 export const TINY_LM = join(FIXTURES, 'tiny-lm');
+/** f(z, x, ids) as one graph: no inject, no head, a float32 and an int64 input (task tensor). */
+export const TINY_TENSOR = join(FIXTURES, 'tiny-tensor');
 /** The first 1,000 Fashion-MNIST test images and labels (IDX, gzipped): tests need no system package. */
 export const FASHION_MNIST_SLICE = join(FIXTURES, 'fashion-mnist');
 

@@ -50,8 +50,8 @@ describe('TextScoringPipeline on the tiny-lm fixture', () => {
   it('reproduces the parity target log-probabilities of a full window', async () => {
     const c = lm.model.bundle.parity!.cases[0];
     const targets = Int32Array.from(c.extra_inputs!.targets.data);
-    expect(c.input.data[0]).toBe(lm.tokenizer.bosId); // the recipe's window: [bos, t0 … t_{L-2}]
-    expect(Array.from(targets.subarray(0, -1))).toEqual(c.input.data.slice(1));
+    expect(c.input!.data[0]).toBe(lm.tokenizer.bosId); // the recipe's window: [bos, t0 … t_{L-2}]
+    expect(Array.from(targets.subarray(0, -1))).toEqual(c.input!.data.slice(1));
     const s = await lm.scoreIds(targets, { solver: { tol: 1e-5, maxIter: 100 } });
     expectClose(s.logprobs, c.outputs.target_logprobs, 1e-3);
   });

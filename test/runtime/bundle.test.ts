@@ -87,10 +87,11 @@ describe('loadBundle', () => {
   });
 
   it('a graph whose inputs differ from the manifest fails at model load and leaves nothing open', async () => {
-    const dir = await damaged(TINY_IMAGE, (d) => editManifest(d, (m) => { m.graphs.cell.inputs[1].name = 'injection'; }));
+    // (renaming the cell's injection input is caught earlier: it must name an inject output)
+    const dir = await damaged(TINY_IMAGE, (d) => editManifest(d, (m) => { m.graphs.cell.inputs[0].name = 'state'; }));
     const err = await DeqModel.load(dir).then(() => null, (e: unknown) => e);
     expect(err).toBeInstanceOf(DeqError);
     expect((err as DeqError).code).toBe('DEQ_ERR_BUNDLE_INVALID');
-    expect((err as DeqError).message).toMatch(/cell\.onnx.*injection/);
+    expect((err as DeqError).message).toMatch(/cell\.onnx.*"state"/);
   });
 });

@@ -20,7 +20,7 @@ describe('DeqModel on the tiny image fixture', () => {
 
   it('gives each sample of a batch the same answer it gets alone', async () => {
     const parity = model.bundle.parity!;
-    const inputs = parity.cases.map((c) => Float32Array.from(c.input.data));
+    const inputs = parity.cases.map((c) => Float32Array.from(c.input!.data));
     const per = inputs[0].length;
     const batched = new Float32Array(per * inputs.length);
     inputs.forEach((x, i) => batched.set(x, i * per));
@@ -37,7 +37,7 @@ describe('DeqModel on the tiny image fixture', () => {
   });
 
   it('honours per-call solver overrides', async () => {
-    const x = Float32Array.from(model.bundle.parity!.cases[0].input.data);
+    const x = Float32Array.from(model.bundle.parity!.cases[0].input!.data);
     const capped = await model.infer({ input: x, batch: 1, solver: { tol: 1e-9, maxIter: 3 } });
     expect(capped.solver.iterations[0]).toBe(3);
     expect(capped.solver.converged[0]).toBe(0);
@@ -82,7 +82,7 @@ describe('DeqModel on the tiny language-model fixture', () => {
 
   it('fetches only the outputs asked for', async () => {
     const c = model.bundle.parity!.cases[0];
-    const tokens = BigInt64Array.from(c.input.data, BigInt);
+    const tokens = BigInt64Array.from(c.input!.data, BigInt);
     const targets = BigInt64Array.from(c.extra_inputs!.targets.data, BigInt);
     const r = await model.infer({ input: tokens, batch: 1, length: tokens.length, headInputs: { targets }, outputs: ['target_logprobs'] });
     expect(Object.keys(r.outputs)).toEqual(['target_logprobs']);

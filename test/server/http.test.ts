@@ -55,7 +55,7 @@ describe('health and metadata', () => {
   });
 
   it('serves v2 server and model metadata', async () => {
-    expect(await json(await get('/v2'))).toMatchObject({ name: 'deq-serve', extensions: [] });
+    expect(await json(await get('/v2'))).toMatchObject({ name: 'deq-serve', extensions: ['binary_tensor_data'] });
     const m = await json(await get('/v2/models/tiny-image'));
     expect(m).toMatchObject({ name: 'tiny-image', inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 1, 8, 8] }], outputs: [{ name: 'logits', datatype: 'FP32', shape: [-1, 3] }] });
     const lm = await json(await get('/v2/models/tiny-lm'));

@@ -2,13 +2,15 @@ import multipart from '@fastify/multipart';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { DeqError } from '../../errors.js';
 import { ImageClassifier } from '../../pipelines/image-classification.js';
-import { findModel, type ServedModel } from '../models.js';
+import { findModel, taskRoute, type ServedModel } from '../models.js';
 import { runSolve, solverSummary, SOLVER_SUMMARY_SCHEMA } from '../solve.js';
 import { requestControl, solverParamsSchema, type WireSolverOptions } from '../solver-options.js';
 import type { ServerState } from '../state.js';
 
 interface ClassifyQuery extends WireSolverOptions {
   top_k?: number;
+  /** Also return the raw logits (every class, in model order). */
+  logits?: boolean;
 }
 
 const CLASSIFY_RESPONSE = {
@@ -21,6 +23,7 @@ const CLASSIFY_RESPONSE = {
       type: 'array',
       items: { type: 'object', required: ['label', 'index', 'probability'], properties: { label: { type: 'string' }, index: { type: 'integer' }, probability: { type: 'number' } } },
     },
+    logits: { type: 'array', items: { type: 'number' } },
     solver: SOLVER_SUMMARY_SCHEMA,
     timing: { type: 'object', properties: { queue_ms: { type: 'number' }, solve_ms: { type: 'number' }, total_ms: { type: 'number' } } },
   },
@@ -42,7 +45,11 @@ export const classifyRoutes: FastifyPluginAsync<{ state: ServerState }> = async 
       querystring: {
         type: 'object',
         additionalProperties: false,
-        properties: { top_k: { type: 'integer', minimum: 1, description: 'an integer ≥ 1' }, ...solverParamsSchema(config) },
+        properties: {
+          top_k: { type: 'integer', minimum: 1, description: 'an integer ≥ 1' },
+          logits: { type: 'boolean', description: 'true or false' },
+          ...solverParamsSchema(config),
+        },
       },
       response: { 200: CLASSIFY_RESPONSE },
     },
@@ -54,11 +61,12 @@ export const classifyRoutes: FastifyPluginAsync<{ state: ServerState }> = async 
     const bytes = await readImage(req);
     const input = await classifier.preprocess(bytes, { maxPixels: config.maxImagePixels });
     const result = await runSolve(req, model, { input, batch: 1, solver: control.solver, deadline: control.deadline, outputs: [classifier.logitsOutput] });
-    const { label, labels } = classifier.postprocess(result.outputs[classifier.logitsOutput].data as Float32Array, req.query.top_k ?? config.topK);
+    const { label, labels, logits } = classifier.postprocess(result.outputs[classifier.logitsOutput].data as Float32Array, req.query.top_k ?? config.topK);
     return {
       model: model.name,
       label,
       labels,
+      ...(req.query.logits ? { logits: Array.from(logits) } : {}),
       solver: solverSummary(result),
       timing: { queue_ms: result.queueMs, solve_ms: result.timing.solveMs, total_ms: performance.now() - t0 },
     };
@@ -71,7 +79,7 @@ function classifierOf(model: ServedModel): ImageClassifier {
   let c = classifiers.get(model);
   if (!c) {
     if (model.manifest.task !== 'image-classification') {
-      throw new DeqError('DEQ_ERR_WRONG_TASK', `${model.name} is a ${model.manifest.task} model; use /v1/models/${model.name}/score`);
+      throw new DeqError('DEQ_ERR_WRONG_TASK', `${model.name} is a ${model.manifest.task} model, not an image classifier; use ${taskRoute(model)}`);
     }
     c = new ImageClassifier(model.manifest);
     classifiers.set(model, c);

@@ -15,7 +15,7 @@ export const modelRoutes: FastifyPluginAsync<{ state: ServerState }> = async (ap
       description: man.description ?? '',
       ready: isReady(state),
       provider: state.pool.modelInfo.get(m.name)?.provider ?? null,
-      endpoint: man.task === 'image-classification' ? `/v1/models/${m.name}/classify` : `/v1/models/${m.name}/score`,
+      endpoint: `/v1/models/${m.name}/${{ 'image-classification': 'classify', 'language-model': 'score', tensor: 'predict' }[man.task]}`,
       labels: man.labels,
       preprocess: man.preprocess,
       tokenizer: man.tokenizer && { kind: man.tokenizer.kind, context: man.tokenizer.context, stride: man.tokenizer.stride ?? null, vocab_size: m.vocab?.length ?? 0 },

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { DeqError } from '../../errors.js';
 import { TextScorer } from '../../pipelines/text-scoring.js';
-import { findModel, type ServedModel } from '../models.js';
+import { findModel, taskRoute, type ServedModel } from '../models.js';
 import { mergeSummaries, runSolve, SOLVER_SUMMARY_SCHEMA, wireSummary } from '../solve.js';
 import { requestControl, solverParamsSchema, type WireSolverOptions } from '../solver-options.js';
 import type { ServerState } from '../state.js';
@@ -62,7 +62,7 @@ export const scoreRoutes: FastifyPluginAsync<{ state: ServerState }> = async (ap
     let s = scorers.get(m);
     if (!s) {
       if (m.manifest.task !== 'language-model') {
-        throw new DeqError('DEQ_ERR_WRONG_TASK', `${m.name} is an ${m.manifest.task} model; use /v1/models/${m.name}/classify`);
+        throw new DeqError('DEQ_ERR_WRONG_TASK', `${m.name} is a ${m.manifest.task} model, not a language model; use ${taskRoute(m)}`);
       }
       s = new TextScorer(m.manifest, m.vocab, { maxChars: config.maxTextChars, batch: config.maxBatch, requireConvergence: false });
       scorers.set(m, s);

@@ -1,13 +1,14 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { DeqError } from '../../errors.js';
-import type { TensorSpec } from '../../runtime/index.js';
+import { tensorInputs, V2_DATATYPE } from '../../pipelines/tensor.js';
+import { modelInputs, modelOutputs, type TensorSpec } from '../../runtime/index.js';
 import { findModel, type ServedModel } from '../models.js';
 import { runSolve } from '../solve.js';
 import { requestControl, solverParamsSchema, type WireSolverOptions } from '../solver-options.js';
 import type { ServerConfig } from '../config.js';
 import { isReady, type ServerState } from '../state.js';
+import { attachBinaryInputs, encodeBinaryResponse, HEADER_LENGTH, splitBody } from '../v2-binary.js';
 
-const V2_DATATYPE = { float32: 'FP32', int64: 'INT64' } as const;
 
 interface V2Tensor {
   name: string;
@@ -38,7 +39,8 @@ const inferBody = (config: Readonly<ServerConfig>) => ({
       type: 'array', minItems: 1, maxItems: 16,
       items: {
         type: 'object',
-        required: ['name', 'shape', 'datatype', 'data'],
+        // data, or parameters.binary_data_size with the bytes after the JSON (binary extension)
+        required: ['name', 'shape', 'datatype'],
         properties: {
           name: { type: 'string', maxLength: 128 },
           shape: { type: 'array', maxItems: 8, items: { type: 'integer', minimum: 0 } },
@@ -90,103 +92,115 @@ const INFER_RESPONSE = {
 
 /** Open Inference Protocol v2 (KServe / Triton REST): metadata, readiness, JSON-tensor inference. */
 export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, { state }) => {
-  app.get('/v2', async () => ({ name: 'deq-serve', version: process.env.npm_package_version ?? '0.1.0', extensions: [] }));
+  app.get('/v2', async () => ({ name: 'deq-serve', version: process.env.npm_package_version ?? '0.1.0', extensions: ['binary_tensor_data'] }));
 
-  app.get<{ Params: { name: string } }>('/v2/models/:name', { schema: { response: { 200: MODEL_METADATA } } }, async (req) => {
-    const m = findModel(state.models, req.params.name);
-    return {
-      name: m.name,
-      versions: [m.manifest.version ?? '1'],
-      platform: 'deq-onnx',
-      inputs: modelInputs(m).map(meta),
-      outputs: m.manifest.graphs.head.outputs.map(meta),
-    };
-  });
-
-  app.get<{ Params: { name: string } }>('/v2/models/:name/ready', async (req, reply) => {
-    findModel(state.models, req.params.name);
-    const ready = isReady(state);
-    return reply.code(ready ? 200 : 503).send({ name: req.params.name, ready });
-  });
-
-  app.post<{ Params: { name: string }; Body: V2InferBody }>('/v2/models/:name/infer', {
-    schema: { body: inferBody(state.config), response: { 200: INFER_RESPONSE } },
-  }, async (req) => {
-    const m = findModel(state.models, req.params.name);
-    const body = req.body;
-    const control = requestControl(m, body.parameters ?? {}, state.config);
-    const specs = modelInputs(m);
-    const given = new Map<string, V2Tensor>();
-    for (const t of body.inputs) {
-      if (given.has(t.name)) throw invalid(`input ${t.name} appears twice`);
-      if (!specs.some((s) => s.name === t.name)) throw invalid(`unknown input ${JSON.stringify(t.name)}; ${m.name} takes ${specs.map((s) => s.name).join(', ')}`);
-      given.set(t.name, t);
+  // Binary tensor data extension: with Inference-Header-Content-Length, the body is that many
+  // bytes of JSON, then the binary inputs; the JSON is parsed by fastify's own parser (with
+  // its prototype-poisoning checks) and the tail kept for the handler.
+  const tails = new WeakMap<FastifyRequest, Buffer>();
+  const jsonParser = app.getDefaultJsonParser('error', 'error');
+  const parseBody = (binaryOnly: boolean) => (req: FastifyRequest, body: Buffer, done: (err: Error | null, body?: unknown) => void) => {
+    let parts: ReturnType<typeof splitBody>;
+    try {
+      parts = splitBody(body, req.headers[HEADER_LENGTH]);
+      if (!parts && binaryOnly) throw new DeqError('DEQ_ERR_INVALID_INPUT', 'an application/octet-stream body needs the Inference-Header-Content-Length header');
+    } catch (err) {
+      done(err as Error);
+      return;
     }
-    let batch = -1;
-    let length: number | undefined;
-    const arrays = new Map<string, Float32Array | BigInt64Array>();
-    for (const spec of specs) {
-      const t = given.get(spec.name);
-      if (!t) throw invalid(`missing input ${spec.name}`);
-      const want = V2_DATATYPE[spec.dtype];
-      if (t.datatype !== want) throw invalid(`input ${spec.name} must have datatype ${want} (got ${JSON.stringify(t.datatype)})`);
-      const shape = t.shape;
-      if (shape.length !== spec.shape.length + 1) throw invalid(`input ${spec.name} must have shape [batch, ${spec.shape.join(', ')}] (got [${shape.join(', ')}])`);
-      if (batch === -1) batch = shape[0];
-      if (shape[0] !== batch) throw invalid(`every input needs the same batch size (${batch}); ${spec.name} has ${shape[0]}`);
-      for (let d = 0; d < spec.shape.length; d++) {
-        const expect = spec.shape[d];
-        if (expect === -1) {
-          if (length === undefined) length = shape[d + 1];
-          if (shape[d + 1] !== length || length < 1) throw invalid(`input ${spec.name} dim ${d + 1} must be the sequence length (${length}), ≥ 1`);
-        } else if (shape[d + 1] !== expect) {
-          throw invalid(`input ${spec.name} must have shape [batch, ${spec.shape.join(', ')}] (got [${shape.join(', ')}])`);
-        }
-      }
-      const count = shape.reduce((a, b) => a * b, 1);
-      arrays.set(spec.name, toTyped(spec, t.data, count, m));
-    }
-    if (batch < 1 || batch > state.config.maxBatch) throw invalid(`batch size must be in [1, ${state.config.maxBatch}] (got ${batch})`);
-    if (length !== undefined && m.manifest.tokenizer && length > m.manifest.tokenizer.context) {
-      throw invalid(`sequence length must be ≤ the model context ${m.manifest.tokenizer.context} (got ${length})`);
-    }
-    const headNames = m.manifest.graphs.head.outputs.map((o) => o.name);
-    const wanted = body.outputs?.map((o) => o.name) ?? Object.values(m.manifest.outputs);
-    for (const name of wanted) if (!headNames.includes(name)) throw invalid(`unknown output ${JSON.stringify(name)}; ${m.name} has ${headNames.join(', ')}`);
+    if (parts) tails.set(req, parts.tail);
+    jsonParser(req, (parts?.json ?? body).toString('utf8'), done);
+  };
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, parseBody(false));
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, parseBody(true));
 
-    const injectName = m.manifest.graphs.inject.inputs[0].name;
-    const headInputs: Record<string, Float32Array | BigInt64Array> = {};
-    for (const h of m.manifest.graphs.head.inputs.slice(1)) headInputs[h.name] = arrays.get(h.name)!;
-    const result = await runSolve(req, m, {
-      input: arrays.get(injectName)!, batch, length, headInputs, outputs: wanted,
-      solver: control.solver, deadline: control.deadline,
+  // Every model route also answers under /versions/{version} (the protocol's optional
+  // segment); a version the bundle does not have is a 404 in the v2 error shape.
+  for (const base of ['/v2/models/:name', '/v2/models/:name/versions/:version']) {
+    app.get<{ Params: ModelParams }>(base, { schema: { response: { 200: MODEL_METADATA } } }, async (req) => {
+      const m = findVersion(state, req.params);
+      return {
+        name: m.name,
+        versions: [m.manifest.version ?? '1'],
+        platform: 'deq-onnx',
+        inputs: modelInputs(m.manifest).map(meta),
+        outputs: modelOutputs(m.manifest).map(meta),
+      };
     });
-    const s = result.solver;
-    return {
-      model_name: m.name,
-      model_version: m.manifest.version ?? '1',
-      ...(body.id !== undefined ? { id: body.id } : {}),
-      parameters: {
-        solver: result.options.method, tol: result.options.tol, max_iter: result.options.maxIter, stop_mode: result.options.stopMode,
-        iterations: Array.from(s.iterations),
-        residual: Array.from(s.residual, (r) => (Number.isFinite(r) ? r : null)),
-        converged: Array.from(s.converged, (c) => c === 1),
-        diverged: Array.from(s.diverged, (c) => c === 1),
-        all_converged: s.converged.every((c) => c === 1),
-        deadline_exceeded: s.stopped,
-        queue_ms: result.queueMs, solve_ms: result.timing.solveMs,
-      },
-      outputs: wanted.map((name) => {
-        const t = result.outputs[name];
-        return { name, datatype: V2_DATATYPE[t.type], shape: t.dims, data: t.type === 'int64' ? Array.from(t.data as BigInt64Array, Number) : Array.from(t.data as Float32Array) };
-      }),
-    };
-  });
+
+    app.get<{ Params: ModelParams }>(`${base}/ready`, async (req, reply) => {
+      findVersion(state, req.params);
+      const ready = isReady(state);
+      return reply.code(ready ? 200 : 503).send({ name: req.params.name, ready });
+    });
+
+    app.post<{ Params: ModelParams; Body: V2InferBody }>(`${base}/infer`, {
+      schema: { body: inferBody(state.config), response: { 200: INFER_RESPONSE } },
+    }, async (req, reply) => {
+      const m = findVersion(state, req.params);
+      const body = req.body;
+      const control = requestControl(m, body.parameters ?? {}, state.config);
+      attachBinaryInputs(body.inputs, tails.get(req));
+      const { inputs, batch, length } = tensorInputs(m.manifest, body.inputs, {
+        maxBatch: state.config.maxBatch, vocabSize: m.vocab?.length, context: m.manifest.tokenizer?.context,
+      });
+      const headNames = modelOutputs(m.manifest).map((o) => o.name);
+      const wanted = body.outputs?.map((o) => o.name) ?? Object.values(m.manifest.outputs);
+      for (const name of wanted) if (!headNames.includes(name)) throw invalid(`unknown output ${JSON.stringify(name)}; ${m.name} has ${headNames.join(', ')}`);
+
+      const result = await runSolve(req, m, {
+        inputs, batch, length, outputs: wanted,
+        solver: control.solver, deadline: control.deadline,
+      });
+      const s = result.solver;
+      const allBinary = body.parameters?.binary_data_output === true;
+      const binaryOut = new Set((body.outputs ?? []).filter((o) => o.parameters?.binary_data === true).map((o) => o.name));
+      const binaries: (Float32Array | BigInt64Array)[] = [];
+      const response = {
+        model_name: m.name,
+        model_version: m.manifest.version ?? '1',
+        ...(body.id !== undefined ? { id: body.id } : {}),
+        parameters: {
+          solver: result.options.method, tol: result.options.tol, max_iter: result.options.maxIter, stop_mode: result.options.stopMode,
+          iterations: Array.from(s.iterations),
+          residual: Array.from(s.residual, (r) => (Number.isFinite(r) ? r : null)),
+          converged: Array.from(s.converged, (c) => c === 1),
+          diverged: Array.from(s.diverged, (c) => c === 1),
+          all_converged: s.converged.every((c) => c === 1),
+          deadline_exceeded: s.stopped,
+          queue_ms: result.queueMs, solve_ms: result.timing.solveMs,
+        },
+        outputs: wanted.map((name) => {
+          const t = result.outputs[name];
+          const meta = { name, datatype: V2_DATATYPE[t.type], shape: t.dims };
+          if (allBinary || binaryOut.has(name)) {
+            binaries.push(t.data);
+            return { ...meta, parameters: { binary_data_size: t.data.byteLength } };
+          }
+          return { ...meta, data: t.type === 'int64' ? Array.from(t.data as BigInt64Array, Number) : Array.from(t.data as Float32Array) };
+        }),
+      };
+      if (binaries.length === 0) return response;
+      const { body: bytes, headerLength } = encodeBinaryResponse(response, binaries);
+      return reply.header('Inference-Header-Content-Length', headerLength).type('application/octet-stream').send(bytes);
+    });
+  }
 };
 
-/** The tensors a v2 request supplies: the inject input, then the head's extra inputs (LM targets). */
-function modelInputs(m: ServedModel): TensorSpec[] {
-  return [m.manifest.graphs.inject.inputs[0], ...m.manifest.graphs.head.inputs.slice(1)];
+interface ModelParams {
+  name: string;
+  version?: string;
+}
+
+/** The model, checked against the requested version when the route names one. */
+function findVersion(state: ServerState, p: ModelParams): ServedModel {
+  const m = findModel(state.models, p.name);
+  const have = m.manifest.version ?? '1';
+  if (p.version !== undefined && p.version !== have) {
+    throw new DeqError('DEQ_ERR_MODEL_NOT_FOUND', `model ${m.name} has no version ${JSON.stringify(p.version.slice(0, 64))}; it serves version ${JSON.stringify(have)}`);
+  }
+  return m;
 }
 
 function meta(t: TensorSpec) {
@@ -197,28 +211,3 @@ function invalid(message: string): DeqError {
   return new DeqError('DEQ_ERR_INVALID_INPUT', message);
 }
 
-/** Flattens nested or flat row-major data, checking count, finiteness, and (int64) range. */
-function toTyped(spec: TensorSpec, data: unknown, count: number, m: ServedModel): Float32Array | BigInt64Array {
-  const flat = (data as unknown[]).flat(8);
-  if (flat.length !== count) throw invalid(`input ${spec.name} has ${flat.length} values; its shape needs ${count}`);
-  if (spec.dtype === 'float32') {
-    const out = new Float32Array(count);
-    for (let i = 0; i < count; i++) {
-      const v = flat[i];
-      if (typeof v !== 'number' || !Number.isFinite(v)) throw invalid(`input ${spec.name}[${i}] must be a finite number (got ${JSON.stringify(v)?.slice(0, 20)})`);
-      out[i] = v;
-    }
-    return out;
-  }
-  // Token ids index an embedding: out of range would fail inside ONNX Runtime.
-  const limit = m.vocab?.length ?? Number.MAX_SAFE_INTEGER;
-  const out = new BigInt64Array(count);
-  for (let i = 0; i < count; i++) {
-    const v = flat[i];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v >= limit) {
-      throw invalid(`input ${spec.name}[${i}] must be an integer in [0, ${limit - 1}] (got ${JSON.stringify(v)?.slice(0, 20)})`);
-    }
-    out[i] = BigInt(v);
-  }
-  return out;
-}

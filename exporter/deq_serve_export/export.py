@@ -1,0 +1,576 @@
+"""Export a PyTorch DEQ as a deq-serve bundle (format v1, docs/bundle-format.md).
+
+A bundle is up to three ONNX graphs and a manifest:
+
+  inject(x...) -> u...     optional; without it the cell takes the raw model inputs
+  cell(z, u...) -> z_next  required; z has the manifest's state shape
+  head(z, extra...) -> y   optional; without it the outputs are z* or named slices of it
+
+export_bundle() folds weight/spectral norm into plain weights, exports the graphs (opset 17,
+dynamic batch axis, optional dynamic sequence axis), solves every parity input to a tight
+tolerance with the bundle's own solver method, records whether each reference solve
+converged (no input is ever dropped for being hard), estimates the spectral radius of J_f at
+z*, runs the manifest's default solver on the parity inputs to warn when it fails where
+another solver succeeds, writes parity.json and manifest.json (sha256 of every file), and
+checks every graph with onnx.checker and strict shape inference. docs/exporting.md walks
+through it.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import sys
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from .solvers import anderson, broyden, fixed_point, residuals, spectral_radius
+
+OPSET = 17
+PARITY_TOL = 1e-5
+PARITY_MIN_ITER = 200
+PARITY_RESTART = 10.0  # Broyden restarts from its best iterate when the residual grows 10x (as the TS runtime)
+TASKS = ("image-classification", "language-model", "tensor")
+DEFAULT_SOLVER = {"method": "broyden", "tol": 1e-3, "stop_mode": "rel", "max_iter": 30, "history": 8}
+
+Inputs = Union[torch.Tensor, Sequence[torch.Tensor], Mapping[str, Union[torch.Tensor, Sequence[torch.Tensor]]]]
+
+
+class ExportError(RuntimeError):
+    """The model cannot be exported as asked; the message says what to change."""
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fold_norms(module: nn.Module) -> nn.Module:
+    """Return an eval-mode deep copy with weight/spectral norm folded into plain weights.
+
+    Handles torch.nn.utils.weight_norm / spectral_norm hooks and torch.nn.utils.parametrize
+    parametrizations (parametrizations.weight_norm / spectral_norm, or your own). A norm
+    computed inside forward() (e.g. torch.linalg.matrix_norm(W, ord=2)) is not foldable and
+    does not export: move it into a parametrization (docs/exporting.md).
+    """
+    # weight_norm leaves a computed (non-leaf) `weight` attribute that deepcopy refuses;
+    # refresh it as a detached tensor first (the pre-hook recomputes it on every forward).
+    with torch.no_grad():
+        for sub in module.modules():
+            for hook in list(getattr(sub, "_forward_pre_hooks", {}).values()):
+                if type(hook).__name__ == "WeightNorm":
+                    setattr(sub, hook.name, hook.compute_weight(sub).detach())
+    m = copy.deepcopy(module).eval()
+    for sub in m.modules():
+        for hook in list(getattr(sub, "_forward_pre_hooks", {}).values()):
+            cls = type(hook).__name__
+            if cls == "WeightNorm":
+                torch.nn.utils.remove_weight_norm(sub, hook.name)
+            elif cls == "SpectralNorm":
+                torch.nn.utils.remove_spectral_norm(sub, hook.name)
+        if "parametrizations" in sub._modules:
+            # Not torch's remove_parametrizations: it deletes the property from the generated
+            # Parametrized<Module> class, which the deep copy shares with the caller's module,
+            # and so breaks the caller's model. Swap this instance back to its plain class.
+            with torch.no_grad():
+                values = {name: getattr(sub, name).detach().clone() for name in sub.parametrizations.keys()}
+            sub.__class__ = sub.__class__.__bases__[0]
+            del sub._modules["parametrizations"]
+            for name, value in values.items():
+                sub.register_parameter(name, nn.Parameter(value, requires_grad=False))
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def _round(xs, nd=7):
+    return [float(f"{float(v):.{nd}g}") for v in xs]
+
+
+def _io(name, dtype, shape):
+    return {"name": name, "dtype": dtype, "shape": [int(s) for s in shape]}
+
+
+def _dtype(t: torch.Tensor) -> str:
+    try:
+        return {torch.float32: "float32", torch.int64: "int64"}[t.dtype]
+    except KeyError:
+        raise ExportError(f"tensors must be float32 or int64 (got {t.dtype}); cast them in the model") from None
+
+
+def _data(t: torch.Tensor):
+    return _round(t.flatten()) if t.is_floating_point() else [int(v) for v in t.flatten()]
+
+
+def _tensor_json(t: torch.Tensor) -> dict:
+    return {"dtype": _dtype(t), "shape": list(t.shape[1:]), "data": _data(t)}
+
+
+class _Tupled(nn.Module):
+    """A module whose outputs come back as a tuple in a fixed name order (for ONNX output names)."""
+
+    def __init__(self, inner, names):
+        super().__init__()
+        self.inner, self.names = inner, list(names)
+
+    def forward(self, *args):
+        return _as_tuple(self.inner(*args), self.names)
+
+
+def _as_tuple(out, names) -> Tuple[torch.Tensor, ...]:
+    if isinstance(out, dict):
+        return tuple(out[n] for n in names)
+    if isinstance(out, (tuple, list)):
+        return tuple(out)
+    return (out,)
+
+
+def _cases(inputs: Inputs, default_name: str) -> Tuple[List[str], List[Dict[str, torch.Tensor]]]:
+    """Normalizes parity inputs to (names, [ {name: [1, ...] tensor} per case ])."""
+    named = dict(inputs) if isinstance(inputs, Mapping) else {default_name: inputs}
+    names = list(named)
+    per: Dict[str, List[torch.Tensor]] = {}
+    for k, v in named.items():
+        per[k] = [v[i:i + 1] for i in range(v.shape[0])] if isinstance(v, torch.Tensor) else list(v)
+    counts = {len(v) for v in per.values()}
+    if len(counts) != 1:
+        raise ExportError(f"every parity input needs the same number of cases (got {dict((k, len(v)) for k, v in per.items())})")
+    n = counts.pop()
+    if n == 0:
+        raise ExportError("parity_inputs is empty: give at least one input case")
+    return names, [{k: per[k][i] for k in names} for i in range(n)]
+
+
+def _solver_fn(method: str):
+    return {"broyden": broyden, "anderson": anderson, "fixed-point": fixed_point}[method]
+
+
+def run_solver(settings: dict, f, z0: torch.Tensor, restart: float = 0.0) -> dict:
+    """Runs one of the reference solvers with manifest-style settings; adds `converged` per sample."""
+    method = settings["method"]
+    kw = dict(max_iter=int(settings["max_iter"]), tol=float(settings["tol"]), stop_mode=settings["stop_mode"])
+    if method == "broyden":
+        kw.update(m=int(settings.get("history", 8)), restart=restart)
+    elif method == "anderson":
+        kw.update(m=int(settings.get("history", 6)), lam=float(settings.get("anderson_lambda", 1e-4)),
+                  beta=float(settings.get("anderson_beta", 1.0)))
+    elif method == "fixed-point":
+        kw.update(damping=float(settings.get("damping", 1.0)))
+    else:
+        raise ExportError(f"unknown solver method {method!r} (broyden, anderson, fixed-point)")
+    res = _solver_fn(method)(f, z0, **kw)
+    lowest = res["lowest"]
+    res["converged"] = torch.isfinite(lowest) & (lowest < kw["tol"])
+    return res
+
+
+def parity_solver_for(solver: dict, parity_tol: float = PARITY_TOL) -> dict:
+    """The parity solve: the bundle's own method and method settings, at a tolerance tight enough
+    that two converged solves agree to well under the parity atol, with room to get there."""
+    s = {k: v for k, v in solver.items() if k in ("method", "stop_mode", "history", "anderson_lambda",
+                                                    "anderson_beta", "damping")}
+    s["tol"] = min(float(solver["tol"]), parity_tol)
+    s["max_iter"] = max(int(solver["max_iter"]), PARITY_MIN_ITER)
+    return s
+
+
+def store_fp16(path: str, min_elements: int) -> None:
+    """Rewrite large float32 initializers of an ONNX file as float16 + Cast(to=float32)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    model = onnx.load(path)
+    g = model.graph
+    casts = []
+    for init in list(g.initializer):
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        arr = numpy_helper.to_array(init)
+        if arr.size < min_elements:
+            continue
+        half = numpy_helper.from_array(arr.astype(np.float16), init.name + "_fp16")
+        g.initializer.remove(init)
+        g.initializer.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
+                                      name=init.name + "_to_fp32"))
+    if casts:
+        nodes = casts + list(g.node)
+        del g.node[:]
+        g.node.extend(nodes)
+        onnx.save(model, path)
+
+
+def check_onnx(path: str) -> None:
+    import onnx
+    model = onnx.load(path)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+
+
+def _export(module, args, path, in_names, out_names, dyn):
+    try:
+        torch.onnx.export(module, tuple(args), path, input_names=list(in_names), output_names=list(out_names),
+                          dynamic_axes=dyn, opset_version=OPSET, do_constant_folding=True, export_params=True)
+    except Exception as err:  # torch raises many types; name the graph and the usual causes
+        raise ExportError(
+            f"torch.onnx.export failed for {os.path.basename(path)}: {err}\n"
+            "Common causes: a norm computed inside forward() (use torch.nn.utils.parametrize or "
+            "parametrizations.spectral_norm, which fold_norms removes), data-dependent Python control "
+            "flow, or an iterative solver inside the module (export the single cell f(z, x), not the "
+            "DEQ layer). See docs/exporting.md.") from err
+
+
+def export_bundle(
+    out_dir: str,
+    inject: Optional[nn.Module],
+    cell: nn.Module,
+    head: Optional[nn.Module],
+    *,
+    parity_inputs: Inputs,
+    name: str,
+    task: str,
+    description: str = "",
+    version: str = "1",
+    solver: Optional[dict] = None,
+    parity_solver: Optional[dict] = None,
+    provenance: Optional[dict] = None,
+    labels: Optional[Sequence[str]] = None,
+    preprocess: Optional[dict] = None,
+    tokenizer: Optional[dict] = None,
+    vocab: Optional[List[str]] = None,
+    parity_extra: Optional[Dict[str, torch.Tensor]] = None,
+    inject_outputs: Sequence[str] = ("u",),
+    state_shape: Optional[Sequence[int]] = None,
+    state_outputs: Optional[Mapping[str, Tuple[int, Sequence[int]]]] = None,
+    head_outputs: Sequence[str] = ("logits",),
+    output_roles: Optional[Dict[str, str]] = None,
+    parity_outputs: Optional[Sequence[str]] = None,
+    parity_atol: float = 1e-3,
+    parity_tol: float = PARITY_TOL,
+    parity_cases: Optional[int] = None,
+    include_z_star: bool = True,
+    seq_dynamic: Optional[bool] = None,
+    spectral_iters: int = 60,
+    fp16_min_elements: int = 0,
+    strict: bool = False,
+) -> dict:
+    """Write a bundle into out_dir and return the manifest dict (see docs/exporting.md).
+
+    inject, head:  optional modules (None: the cell takes the raw inputs / the outputs are z*).
+    parity_inputs: model inputs [N, ...]: one tensor (named "x", or "tokens" for a language
+                   model), or {name: tensor} for several named inputs (float32 or int64). A list
+                   of [1, ...] tensors per case is accepted where cases differ in length.
+    parity_extra:  extra head inputs per case, e.g. {"targets": int64 [N, T]} (LM).
+    inject_outputs: names of inject's outputs, in the order it returns them; the cell is
+                   called as cell(z, *inject_outputs), or cell(z, *inputs) without inject.
+    state_shape:   per-sample shape of z (-1 = the sequence axis); defaults to the shape of
+                   inject's single output. Required without inject or with several outputs.
+    state_outputs: without a head: {name: (offset, shape)} slices of the flattened z*;
+                   default one output "z_star" of the state's shape.
+    solver:        the manifest's default solver (method, tol, stop_mode, max_iter, history...).
+    parity_solver: the reference solve; default: the solver's method and settings at
+                   tol min(solver.tol, parity_tol), max_iter >= 200.
+    parity_cases:  if set, only the first parity_cases inputs are used (in order; none is
+                   left out for being hard, and provenance.parity_selection says so).
+    strict:        raise ExportError when a reference solve does not converge (else warn).
+    """
+    if task not in TASKS:
+        raise ExportError(f"task must be one of {', '.join(TASKS)} (got {task!r}); a model that is not an "
+                          "image classifier or a language model is a 'tensor' model")
+    if task != "tensor" and (inject is None or head is None):
+        raise ExportError(f"a {task} bundle needs inject and head graphs; use task='tensor' for f(z, x) without them")
+    is_lm = task == "language-model"
+    if seq_dynamic is None:
+        seq_dynamic = is_lm
+    os.makedirs(out_dir, exist_ok=True)
+    inject_m = fold_norms(inject) if inject is not None else None
+    cell_m = fold_norms(cell)
+    head_m = fold_norms(head) if head is not None else None
+
+    solver = dict(solver or DEFAULT_SOLVER)
+    psolver = dict(parity_solver) if parity_solver else parity_solver_for(solver, parity_tol)
+    provenance = dict(provenance or {})
+    provenance.setdefault("framework", f"torch {torch.__version__.split('a')[0]}")
+    extra_names = list((parity_extra or {}).keys())
+    head_outputs = list(head_outputs)
+    inject_outputs = list(inject_outputs)
+
+    in_names, cases_in = _cases(parity_inputs, "tokens" if is_lm else "x")
+    if parity_extra:
+        extra_names, cases_extra = _cases(parity_extra, "")
+        if len(cases_extra) != len(cases_in):
+            raise ExportError("parity_extra needs one entry per parity input case")
+    else:
+        cases_extra = [{} for _ in cases_in]
+    n_candidates = len(cases_in)
+    if parity_cases:
+        cases_in, cases_extra = cases_in[:parity_cases], cases_extra[:parity_cases]
+    provenance["parity_selection"] = (
+        f"{len(cases_in)} of {n_candidates} candidate inputs used, the first {len(cases_in)} in order"
+        + (" (parity_cases cap)" if len(cases_in) < n_candidates else "")
+        + "; none left out for being hard to solve")
+
+    def injected(xs: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, ...]:
+        if inject_m is None:
+            return tuple(xs[k] for k in in_names)
+        return _as_tuple(inject_m(*[xs[k] for k in in_names]), inject_outputs)
+
+    cell_arg_names = inject_outputs if inject_m is not None else in_names
+
+    def seq_len(xs: Dict[str, torch.Tensor]) -> Optional[int]:
+        first = xs[in_names[0]]
+        return int(first.shape[1]) if seq_dynamic and first.dim() >= 2 else None
+
+    def state_dims(xs, u) -> List[int]:
+        if state_shape is None:
+            if inject_m is None or len(u) != 1:
+                raise ExportError("state_shape is required when there is no inject graph or it has several outputs")
+            return list(u[0].shape[1:])
+        return [seq_len(xs) if d == -1 else int(d) for d in state_shape]
+
+    x_ex, extra_ex = cases_in[0], [cases_extra[0][k] for k in extra_names]
+    with torch.no_grad():
+        u_ex = injected(x_ex)
+    if inject_m is not None and len(u_ex) != len(inject_outputs):
+        raise ExportError(f"inject returns {len(u_ex)} tensors but inject_outputs names {len(inject_outputs)}")
+    z_ex = torch.zeros(1, *state_dims(x_ex, u_ex))
+    with torch.no_grad():
+        zn = cell_m(z_ex, *u_ex)
+    if tuple(zn.shape) != tuple(z_ex.shape):
+        raise ExportError(f"cell(z, ...) must return z's shape {list(z_ex.shape)} (got {list(zn.shape)})")
+    n_state = z_ex[0].numel()
+
+    if head_m is None:
+        slices = dict(state_outputs or {"z_star": (0, list(state_shape) if state_shape else list(z_ex.shape[1:]))})
+        for k, (off, shp) in slices.items():
+            if -1 in shp:
+                ok = off == 0 and len(slices) == 1  # a dynamic state is served whole
+            else:
+                size = 1
+                for d in shp:
+                    size *= d
+                ok = off >= 0 and size >= 1 and off + size <= n_state
+            if not ok:
+                raise ExportError(f"state_outputs[{k!r}] = ({off}, {list(shp)}) does not fit the state of {n_state} values")
+        out_names = list(slices)
+    else:
+        out_names = head_outputs
+
+    def outputs_of(z: torch.Tensor, extra: List[torch.Tensor]) -> Dict[str, torch.Tensor]:
+        if head_m is None:
+            flat = z.reshape(1, -1)
+            res = {}
+            for k, (off, shp) in slices.items():
+                if -1 in shp:
+                    res[k] = z
+                else:
+                    size = 1
+                    for d in shp:
+                        size *= d
+                    res[k] = flat[:, off:off + size].reshape(1, *shp)
+            return res
+        return dict(zip(head_outputs, _as_tuple(head_m(z, *extra), head_outputs)))
+
+    with torch.no_grad():
+        h_ex = outputs_of(z_ex, extra_ex)
+
+    def dyn(t: torch.Tensor) -> Dict[int, str]:
+        d = {0: "batch"}
+        if seq_dynamic and t.dim() >= 2:
+            d[1] = "seq"
+        return d
+
+    def per_sample_shape(t: torch.Tensor) -> List[int]:
+        s = list(t.shape[1:])
+        if seq_dynamic and t.dim() >= 2:
+            s[0] = -1
+        return s
+
+    files = {"cell": "cell.onnx"}
+    if inject_m is not None:
+        files["inject"] = "inject.onnx"
+    if head_m is not None:
+        files["head"] = "head.onnx"
+    path = {k: os.path.join(out_dir, v) for k, v in files.items()}
+    for stale in ("inject.onnx", "head.onnx"):
+        if stale not in files.values() and os.path.exists(os.path.join(out_dir, stale)):
+            os.remove(os.path.join(out_dir, stale))
+    with torch.no_grad():
+        if inject_m is not None:
+            dax = {k: dyn(x_ex[k]) for k in in_names}
+            dax.update({k: dyn(t) for k, t in zip(inject_outputs, u_ex)})
+            _export(_Tupled(inject_m, inject_outputs), [x_ex[k] for k in in_names], path["inject"],
+                    in_names, inject_outputs, dax)
+        dax = {"z": dyn(z_ex), "z_next": dyn(z_ex)}
+        dax.update({k: dyn(t) for k, t in zip(cell_arg_names, u_ex)})
+        _export(cell_m, [z_ex, *u_ex], path["cell"], ["z", *cell_arg_names], ["z_next"], dax)
+        if head_m is not None:
+            dax = {"z": dyn(z_ex)}
+            dax.update({k: dyn(t) for k, t in zip(extra_names, extra_ex)})
+            dax.update({k: dyn(t) for k, t in h_ex.items()})
+            _export(_Tupled(head_m, head_outputs), [z_ex, *extra_ex], path["head"], ["z", *extra_names],
+                    head_outputs, dax)
+
+    # ---- parity: the reference solve, every case kept, convergence recorded
+    cases, radii, unconverged = [], [], []
+    flat_fns = []
+    for i, (xs, ex) in enumerate(zip(cases_in, cases_extra)):
+        with torch.no_grad():
+            u = injected(xs)
+            z0 = torch.zeros(1, *state_dims(xs, u))
+            shape = z0.shape
+
+            def f(zf, u=u, shape=shape):
+                return cell_m(zf.view(shape), *u).reshape(zf.shape[0], -1)
+
+            flat_fns.append((f, z0.reshape(1, -1)))
+            res = run_solver(psolver, f, z0.reshape(1, -1), restart=PARITY_RESTART)
+            z_star = res["result"].view(shape)
+            extra_i = [ex[k] for k in extra_names]
+            outs = outputs_of(z_star, extra_i)
+            a, r = residuals(f(res["result"]), res["result"])
+        converged = bool(res["converged"][0])
+        if not converged:
+            unconverged.append(i)
+        radii.append(float(spectral_radius(lambda z, u=u: cell_m(z, *u), z_star, n_iters=spectral_iters)[0]))
+        case = {"inputs": {k: _tensor_json(xs[k]) for k in in_names}}
+        if extra_names:
+            case["extra_inputs"] = {k: _tensor_json(t) for k, t in zip(extra_names, extra_i)}
+        case["z_star_norm"] = float(z_star.norm())
+        case["reference"] = {"method": psolver["method"], "converged": converged, "nstep": int(res["nstep"][0]),
+                             "residual": float(res["lowest"][0]), "abs_residual": float(a[0]), "rel_residual": float(r[0])}
+        if include_z_star:
+            case["z_star"] = _round(z_star.flatten())
+        case["outputs"] = {k: _data(outs[k]) for k in (parity_outputs or out_names)}
+        cases.append(case)
+    if unconverged:
+        msg = (f"PARITY FAIL: the reference {psolver['method']} solve (tol {psolver['tol']}, {psolver['stop_mode']}, "
+               f"max_iter {psolver['max_iter']}) did not converge on parity case(s) {unconverged} of {len(cases)}; "
+               "the bundle will fail `deq-serve inspect`. Pass parity_solver= with a solver that converges on this "
+               "model (see the stability note), or make the cell contractive (spectral radius < 1).")
+        if strict:
+            raise ExportError(msg)
+        print(f"WARNING: {msg}", file=sys.stderr)
+    parity = {"solver": {k: psolver[k] for k in ("method", "tol", "stop_mode", "max_iter") },
+              "cases": cases}
+    parity["solver"].update({k: psolver[k] for k in ("history", "anderson_lambda", "anderson_beta", "damping") if k in psolver})
+    with open(os.path.join(out_dir, "parity.json"), "w") as fh:
+        json.dump(parity, fh, separators=(",", ":"))
+    provenance["spectral_radius"] = round(sum(radii) / len(radii), 4)
+    provenance["spectral_radius_max"] = round(max(radii), 4)
+    provenance["stability"] = stability_check(solver, flat_fns, provenance["spectral_radius_max"])
+
+    if fp16_min_elements > 0:
+        for p in path.values():
+            store_fp16(p, fp16_min_elements)
+
+    # ---- manifest
+    in_specs = [_io(k, _dtype(x_ex[k]), per_sample_shape(x_ex[k])) for k in in_names]
+    state_spec = list(state_shape) if state_shape is not None else per_sample_shape(u_ex[0])
+    graphs = {}
+    if inject_m is not None:
+        graphs["inject"] = {"file": files["inject"], "sha256": sha256_file(path["inject"]), "inputs": in_specs,
+                            "outputs": [_io(k, _dtype(t), per_sample_shape(t)) for k, t in zip(inject_outputs, u_ex)]}
+    graphs["cell"] = {"file": files["cell"], "sha256": sha256_file(path["cell"]),
+                      "inputs": [_io("z", "float32", state_spec)]
+                      + ([_io(k, _dtype(t), per_sample_shape(t)) for k, t in zip(inject_outputs, u_ex)]
+                         if inject_m is not None else in_specs),
+                      "outputs": [_io("z_next", "float32", state_spec)]}
+    if head_m is not None:
+        graphs["head"] = {"file": files["head"], "sha256": sha256_file(path["head"]),
+                          "inputs": [_io("z", "float32", state_spec)]
+                          + [_io(k, _dtype(t), per_sample_shape(t)) for k, t in zip(extra_names, extra_ex)],
+                          "outputs": [_io(k, _dtype(h_ex[k]), per_sample_shape(h_ex[k])) for k in head_outputs]}
+    manifest = {
+        "format": "deq-bundle",
+        "format_version": 1,
+        "name": name,
+        "version": version,
+        "task": task,
+        "description": description,
+        "graphs": graphs,
+        "state": {"shape": state_spec},
+        "solver": solver,
+    }
+    if head_m is None:
+        manifest["state_outputs"] = [{"name": k, "dtype": "float32", "shape": list(shp), "offset": int(off)}
+                                     for k, (off, shp) in slices.items()]
+    if preprocess is not None:
+        manifest["preprocess"] = preprocess
+    if tokenizer is not None:
+        tok = dict(tokenizer)
+        vf = tok.get("vocab_file", "vocab.json")
+        tok["vocab_file"] = vf
+        if vocab is not None:
+            with open(os.path.join(out_dir, vf), "w") as fh:
+                json.dump(list(vocab), fh, ensure_ascii=False)
+        tok["sha256"] = sha256_file(os.path.join(out_dir, vf))
+        manifest["tokenizer"] = tok
+    if labels is not None:
+        manifest["labels"] = list(labels)
+    manifest["outputs"] = output_roles or {k: k for k in out_names}
+    manifest["provenance"] = provenance
+    manifest["parity"] = {"file": "parity.json", "sha256": sha256_file(os.path.join(out_dir, "parity.json")),
+                          "atol": parity_atol}
+    with open(os.path.join(out_dir, "manifest.json"), "w") as fh:
+        json.dump(manifest, fh, indent=2)
+        fh.write("\n")
+
+    for p in path.values():
+        check_onnx(p)
+    return manifest
+
+
+def stability_check(solver: dict, flat_fns, rho_max: float) -> dict:
+    """Runs the manifest's default solver on every parity input, and the other solvers with the same
+    tol and max_iter; warns (stderr) when the default fails where another succeeds."""
+    def run(settings):
+        ok = 0
+        for f, z0 in flat_fns:
+            with torch.no_grad():
+                ok += int(bool(run_solver(settings, f, z0, restart=PARITY_RESTART)["converged"][0]))
+        return ok
+
+    n = len(flat_fns)
+    default_ok = run(solver)
+    report = {"default": {"method": solver["method"], "converged": default_ok, "of": n}}
+    if default_ok == n:
+        return report
+    base = {k: solver[k] for k in ("tol", "stop_mode")}
+    cap = int(solver["max_iter"])
+    alternatives = []
+    for method, extra in (("fixed-point", {}), ("anderson", {"history": 6}),
+                          ("broyden", {"history": solver.get("history", 8)})):
+        settings = dict(solver) if method == solver["method"] else {**base, "method": method, **extra}
+        for max_iter in (cap, 4 * cap):
+            if method == solver["method"] and max_iter == cap:
+                continue  # that is the default, already run
+            s = {**settings, "max_iter": max_iter}
+            ok = run(s)
+            alternatives.append({"solver": s, "converged": ok, "of": n})
+            if ok == n:
+                break  # the smaller cap is enough for this method
+    report["alternatives"] = alternatives
+    works = [a for a in alternatives if a["converged"] == n]
+    best = works[0]["solver"] if works else None
+    report["suggestion"] = best
+    lines = [f"WARNING (stability): the default solver ({solver['method']}, tol {solver['tol']} {solver['stop_mode']}, "
+             f"max_iter {solver['max_iter']}) converges on only {default_ok} of {n} parity inputs, so served "
+             "outputs for such inputs are not the model's fixed point."]
+    for a in alternatives:
+        s = a["solver"]
+        lines.append(f"  {s['method']:<11} max_iter {s['max_iter']:<4}: converges on {a['converged']} of {n}")
+    if best:
+        lines.append(f"  Suggested manifest solver: {json.dumps(best)} (pass it as solver=...).")
+    else:
+        lines.append(f"  No solver tried converges on every input (estimated spectral radius of J_f at z* up to "
+                     f"{rho_max}{'; the cell is not a contraction there' if rho_max >= 1 else ''}). Train with "
+                     "Jacobian regularization or a spectral-norm parametrization, or loosen tol.")
+    print("\n".join(lines), file=sys.stderr)
+    return report
