@@ -2,7 +2,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyRequest } fro
 import type { DestinationStream } from 'pino';
 import { DeqError } from '../errors.js';
 import { authPlugin } from './plugins/auth.js';
-import { errorsPlugin } from './plugins/errors.js';
+import { clientErrorHandler, errorsPlugin, expectationFailed, frameworkErrors } from './plugins/errors.js';
 import { metricsPlugin } from './plugins/metrics.js';
 import { requestId, requestLogPlugin } from './plugins/request-log.js';
 import { classifyRoutes } from './routes/classify.js';
@@ -39,10 +39,17 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
     // requestTimeout covers receiving the request only (slow clients); solves have their own deadline.
     requestTimeout: 60_000,
     routerOptions: { maxParamLength: 200 },
+    frameworkErrors,
+    clientErrorHandler,
     // No type coercion: {"text": 42} is an error, not "42". Query values are parsed by the routes.
     ajv: { customOptions: { allowUnionTypes: true, coerceTypes: false } },
   });
   app.decorate('deq', state);
+  app.server.on('checkExpectation', expectationFailed);
+  // Every response, errors included: a JSON body that quotes client input is never sniffed as HTML.
+  app.addHook('onSend', async (_req, reply) => {
+    reply.header('x-content-type-options', 'nosniff');
+  });
   await app.register(errorsPlugin);
   await app.register(requestLogPlugin, { state });
   await app.register(authPlugin, { apiKeys: config.apiKeys, openHealth: config.openHealth });

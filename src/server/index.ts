@@ -42,6 +42,8 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
     workers: config.workers,
     providers: config.providers,
     intraOpThreads: config.intraOpThreads,
+    cpuMemArena: config.ortMemArena,
+    memPattern: config.ortMemPattern,
     queueSize: config.queueSize,
     retryAfterS: config.retryAfterS,
   });

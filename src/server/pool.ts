@@ -16,6 +16,9 @@ export interface PoolOptions {
   workers: number;
   providers: readonly string[];
   intraOpThreads: number;
+  /** ONNX Runtime CPU arena and memory patterns (default off: RSS returns after a large request). */
+  cpuMemArena?: boolean;
+  memPattern?: boolean;
   /** Requests allowed to wait per model; one more is refused with DEQ_ERR_QUEUE_FULL. */
   queueSize: number;
   retryAfterS?: number;
@@ -193,6 +196,8 @@ export class WorkerPool {
       models: this.#opts.models,
       providers: [...this.#opts.providers],
       intraOpThreads: this.#opts.intraOpThreads,
+      cpuMemArena: this.#opts.cpuMemArena ?? false,
+      memPattern: this.#opts.memPattern ?? false,
     };
     const worker = new Worker(WORKER_URL, { workerData: init, name: 'deq-solver' });
     const slot: Slot = { index: this.#nextIndex++, worker, ready: false, busy: null };

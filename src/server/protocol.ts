@@ -8,6 +8,8 @@ export interface WorkerInit {
   models: { name: string; dir: string }[];
   providers: string[];
   intraOpThreads: number;
+  cpuMemArena: boolean;
+  memPattern: boolean;
 }
 
 /** The solver settings a request may choose; everything else comes from the manifest. */

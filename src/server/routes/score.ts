@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { DeqError } from '../../errors.js';
 import { findModel, type ServedModel } from '../models.js';
 import type { PoolResult } from '../pool.js';
-import { scoreStream, validateText, windowScoringOf, type StreamScores, type WindowScoring } from '../../runtime/language-model.js';
+import { planWindows, scoreStream, validateText, windowScoringOf, type StreamScores, type WindowScoring } from '../../runtime/language-model.js';
 import { runSolve, SOLVER_SUMMARY_SCHEMA, type SolverSummary } from '../solve.js';
 import { parseSolverControl, type WireSolverOptions } from '../solver-options.js';
 import type { ServerState } from '../state.js';
@@ -59,7 +59,7 @@ export const scoreRoutes: FastifyPluginAsync<{ state: ServerState; tokenizerFor:
   const layoutOf = (m: ServedModel): WindowScoring => {
     let l = layouts.get(m);
     if (!l) {
-      l = windowScoringOf(m.manifest, m.vocab ?? [], { batch: config.maxBatch, requireConvergence: false });
+      l = windowScoringOf(m.manifest, m.vocab ?? [], { batch: config.scoreBatch, requireConvergence: false });
       layouts.set(m, l);
     }
     return l;
@@ -90,6 +90,7 @@ export const scoreRoutes: FastifyPluginAsync<{ state: ServerState; tokenizerFor:
       return e;
     });
     const spec = layoutOf(model);
+    admitByCost(encoded.map((e) => e.ids.length), spec, config.maxScoreWindows);
     // Texts are scored one after another, each in as few batched solves as its windows allow.
     const results = [];
     for (const e of encoded) {
@@ -119,6 +120,23 @@ export const scoreRoutes: FastifyPluginAsync<{ state: ServerState; tokenizerFor:
     return { model: model.name, results, solver: merge(results.map((r) => r.solver)) };
   });
 };
+
+/**
+ * Admission by cost: a request's solver work grows with its context windows, not
+ * its bytes (32 × 10,000 one-letter words are 640 KB and ~10,000 windows, half a
+ * minute of a worker). Refused before any solving, with what it would have cost.
+ */
+function admitByCost(tokenCounts: readonly number[], spec: WindowScoring, maxWindows: number): void {
+  let windows = 0, tokens = 0;
+  for (const n of tokenCounts) {
+    windows += planWindows(n, spec.context, spec.stride).length;
+    tokens += n;
+  }
+  if (windows > maxWindows) {
+    throw new DeqError('DEQ_ERR_TOO_COSTLY',
+      `this request needs ${windows} context windows (${tokenCounts.length} text(s), ${tokens} tokens; ${spec.context}-token windows every ${spec.stride}), over the ${maxWindows}-window limit per request (--max-score-windows); send fewer or shorter texts`);
+  }
+}
 
 function merge(list: SolverSummary[]): SolverSummary {
   const first = list[0];

@@ -1,7 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { DeqError } from '../../errors.js';
+import { DeqError, quote } from '../../errors.js';
 import type { TensorSpec } from '../../runtime/index.js';
 import { findModel, type ServedModel } from '../models.js';
+import { elementCount, jsonTensorStream } from '../json-stream.js';
 import { runSolve } from '../solve.js';
 import { parseSolverControl, type WireSolverOptions } from '../solver-options.js';
 import { isReady, type ServerState } from '../state.js';
@@ -108,7 +109,7 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
 
   app.post<{ Params: { name: string }; Body: V2InferBody }>('/v2/models/:name/infer', {
     schema: { body: INFER_BODY, response: { 200: INFER_RESPONSE } },
-  }, async (req) => {
+  }, async (req, reply) => {
     const m = findModel(state.models, req.params.name);
     const body = req.body;
     const control = parseSolverControl(body.parameters ?? {}, state.config);
@@ -116,7 +117,7 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
     const given = new Map<string, V2Tensor>();
     for (const t of body.inputs) {
       if (given.has(t.name)) throw invalid(`input ${t.name} appears twice`);
-      if (!specs.some((s) => s.name === t.name)) throw invalid(`unknown input ${JSON.stringify(t.name)}; ${m.name} takes ${specs.map((s) => s.name).join(', ')}`);
+      if (!specs.some((s) => s.name === t.name)) throw invalid(`unknown input ${quote(t.name)}; ${m.name} takes ${specs.map((s) => s.name).join(', ')}`);
       given.set(t.name, t);
     }
     let batch = -1;
@@ -126,7 +127,7 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
       const t = given.get(spec.name);
       if (!t) throw invalid(`missing input ${spec.name}`);
       const want = V2_DATATYPE[spec.dtype];
-      if (t.datatype !== want) throw invalid(`input ${spec.name} must have datatype ${want} (got ${JSON.stringify(t.datatype)})`);
+      if (t.datatype !== want) throw invalid(`input ${spec.name} must have datatype ${want} (got ${quote(String(t.datatype))})`);
       const shape = t.shape;
       if (shape.length !== spec.shape.length + 1) throw invalid(`input ${spec.name} must have shape [batch, ${spec.shape.join(', ')}] (got [${shape.join(', ')}])`);
       if (batch === -1) batch = shape[0];
@@ -149,7 +150,8 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
     }
     const headNames = m.manifest.graphs.head.outputs.map((o) => o.name);
     const wanted = body.outputs?.map((o) => o.name) ?? Object.values(m.manifest.outputs);
-    for (const name of wanted) if (!headNames.includes(name)) throw invalid(`unknown output ${JSON.stringify(name)}; ${m.name} has ${headNames.join(', ')}`);
+    for (const name of wanted) if (!headNames.includes(name)) throw invalid(`unknown output ${quote(name)}; ${m.name} has ${headNames.join(', ')}`);
+    checkOutputSize(m, wanted, batch, length, state.config.maxOutputElements);
 
     const injectName = m.manifest.graphs.inject.inputs[0].name;
     const headInputs: Record<string, Float32Array | BigInt64Array> = {};
@@ -158,8 +160,11 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
       input: arrays.get(injectName)!, batch, length, headInputs, outputs: wanted,
       solver: control.solver, deadline: control.deadline,
     });
+    if (Date.now() > control.deadline) {
+      throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed after the solve (queue ${Math.round(result.queueMs)} ms, worker ${Math.round(result.timing.totalMs)} ms), before the response was written`);
+    }
     const s = result.solver;
-    return {
+    const head = {
       model_name: m.name,
       model_version: m.manifest.version ?? '1',
       ...(body.id !== undefined ? { id: body.id } : {}),
@@ -173,11 +178,13 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
         deadline_exceeded: s.stopped,
         queue_ms: result.queueMs, solve_ms: result.timing.solveMs,
       },
-      outputs: wanted.map((name) => {
-        const t = result.outputs[name];
-        return { name, datatype: V2_DATATYPE[t.type], shape: t.dims, data: t.type === 'int64' ? Array.from(t.data as BigInt64Array, Number) : Array.from(t.data as Float32Array) };
-      }),
     };
+    // Streamed in chunks: a large tensor never holds the event loop (docs/reliability.md).
+    const outputs = wanted.map((name) => {
+      const t = result.outputs[name];
+      return { name, datatype: V2_DATATYPE[t.type], shape: t.dims, data: t.data };
+    });
+    return reply.type('application/json; charset=utf-8').send(jsonTensorStream(head, outputs));
   });
 };
 
@@ -188,6 +195,22 @@ function modelInputs(m: ServedModel): TensorSpec[] {
 
 function meta(t: TensorSpec) {
   return { name: t.name, datatype: V2_DATATYPE[t.dtype], shape: [-1, ...t.shape] };
+}
+
+/** Refuses, before any solving, a request whose outputs would exceed the response cap. */
+function checkOutputSize(m: ServedModel, wanted: readonly string[], batch: number, length: number | undefined, cap: number): void {
+  let total = 0;
+  const parts: string[] = [];
+  for (const name of wanted) {
+    const spec = m.manifest.graphs.head.outputs.find((o) => o.name === name)!;
+    const dims = [batch, ...spec.shape.map((d) => (d === -1 ? length ?? 1 : d))];
+    total += elementCount(dims);
+    parts.push(`${name} [${dims.join('×')}]`);
+  }
+  if (total > cap) {
+    throw new DeqError('DEQ_ERR_OUTPUT_TOO_LARGE',
+      `the requested outputs hold ${total} values (${parts.join(', ')}), over the ${cap}-value limit (--max-output-elements); ask for fewer outputs or a smaller batch`);
+  }
 }
 
 function invalid(message: string): DeqError {
@@ -202,8 +225,10 @@ function toTyped(spec: TensorSpec, data: unknown, count: number, m: ServedModel)
     const out = new Float32Array(count);
     for (let i = 0; i < count; i++) {
       const v = flat[i];
-      if (typeof v !== 'number' || !Number.isFinite(v)) throw invalid(`input ${spec.name}[${i}] must be a finite number (got ${JSON.stringify(v)?.slice(0, 20)})`);
-      out[i] = v;
+      // 1e39 is finite as a double but Infinity in float32: the model would see Infinity.
+      const f = typeof v === 'number' ? Math.fround(v) : NaN;
+      if (!Number.isFinite(f)) throw invalid(`input ${spec.name}[${i}] must be a number that is finite in float32, |x| ≤ 3.4028235e38 (got ${JSON.stringify(v)?.slice(0, 20)})`);
+      out[i] = f;
     }
     return out;
   }
