@@ -52,7 +52,9 @@ export const requestLogPlugin = global('deq-request-log', async (app, opts: { st
       code: reply.getHeader('x-deq-error-code'),
       ...req.logFields,
     };
-    if (status >= 500) req.log.error(line, 'request');
+    // A readiness 503 (starting up, shutting down) is the probe working as designed, not an error.
+    const expected = status === 503 && req.routeOptions.config?.open === true;
+    if (status >= 500 && !expected) req.log.error(line, 'request');
     else req.log.info(line, 'request');
   });
 });

@@ -101,7 +101,8 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
     };
   });
 
-  app.get<{ Params: { name: string } }>('/v2/models/:name/ready', async (req, reply) => {
+  // A health route (docs/server.md, --open-health): no key needed when health is open.
+  app.get<{ Params: { name: string } }>('/v2/models/:name/ready', { config: { open: true } }, async (req, reply) => {
     findModel(state.models, req.params.name);
     const ready = isReady(state);
     return reply.code(ready ? 200 : 503).send({ name: req.params.name, ready });
