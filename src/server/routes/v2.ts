@@ -161,7 +161,7 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
       input: arrays.get(injectName)!, batch, length, headInputs, outputs: wanted,
       solver: control.solver, deadline: control.deadline,
     });
-    if (Date.now() > control.deadline) {
+    if (state.config.onDeadline === 'error' && Date.now() > control.deadline) {
       throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed after the solve (queue ${Math.round(result.queueMs)} ms, worker ${Math.round(result.timing.totalMs)} ms), before the response was written`);
     }
     const s = result.solver;
