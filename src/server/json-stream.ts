@@ -9,11 +9,12 @@ export interface JsonTensor {
 }
 
 /**
- * Numbers serialized per event-loop turn. 16,384 float32 values take about
- * 3–6 ms to format on the dev box (AMD EPYC, 2 shared cores), well under the
- * 50 ms a turn may hold the HTTP thread; a 1 Mi-element response is ~64 turns.
+ * Numbers serialized per event-loop turn. Measured on the dev box (AMD EPYC,
+ * 2 cores shared with other jobs): 1.3 M float32 values take ~210 ms in all;
+ * the longest turn was 38 ms at 16,384 values per turn and 23 ms at 4,096, well
+ * under the 50 ms a turn may hold the HTTP thread.
  */
-export const NUMBERS_PER_TURN = 16_384;
+export const NUMBERS_PER_TURN = 4096;
 
 /**
  * Streams `{...head, outputs: [{name, datatype, shape, data}]}` as JSON text,
