@@ -28,6 +28,13 @@ export const ERROR_CATALOGUE = Object.freeze({
   DEQ_ERR_NOT_FOUND: { status: 404, summary: 'no such route' },
   DEQ_ERR_SHUTTING_DOWN: { status: 503, summary: 'server is shutting down' },
   DEQ_ERR_INTERNAL: { status: 500, summary: 'internal error' },
+  DEQ_ERR_OUTPUT_TOO_LARGE: { status: 413, summary: 'the requested outputs would exceed the response size limit' },
+  DEQ_ERR_TOO_COSTLY: { status: 413, summary: 'the request would cost more solver work than one request may' },
+  DEQ_ERR_URI_TOO_LONG: { status: 414, summary: 'request URL or path segment too long' },
+  DEQ_ERR_HEADERS_TOO_LARGE: { status: 431, summary: 'request headers too large' },
+  DEQ_ERR_EXPECTATION_FAILED: { status: 417, summary: 'unsupported Expect header' },
+  DEQ_ERR_REQUEST_TIMEOUT: { status: 408, summary: 'the request was not received in time' },
+  DEQ_ERR_BAD_REQUEST: { status: 400, summary: 'malformed HTTP request' },
   DEQ_ERR_WORKER_FAILED: { status: 500, summary: 'the solver worker failed while running the request' },
 } as const);
 
@@ -49,6 +56,16 @@ export class DeqError extends Error {
   get statusCode(): number {
     return ERROR_CATALOGUE[this.code].status;
   }
+}
+
+/**
+ * Client input quoted in an error message: JSON-quoted, cut to `max` characters,
+ * and with <, > and & escaped, so a reflected model name, field name or id can
+ * never read as markup, whatever a client does with the body.
+ */
+export function quote(value: string, max = 64): string {
+  const cut = value.length > max ? `${value.slice(0, max)}…` : value;
+  return JSON.stringify(cut).replace(/[<>&]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** True for a DeqError, also one rebuilt from a worker message (where `instanceof` fails). */

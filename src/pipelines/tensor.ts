@@ -157,8 +157,10 @@ export function toTyped(spec: TensorSpec, data: unknown, count: number, vocabSiz
     const out = new Float32Array(count);
     for (let i = 0; i < count; i++) {
       const v = flat[i];
-      if (typeof v !== 'number' || !Number.isFinite(v)) throw invalid(`input ${spec.name}[${i}] must be a finite number (got ${JSON.stringify(v)?.slice(0, 20)})`);
-      out[i] = v;
+      // 1e39 is finite as a double but Infinity in float32: the model would see Infinity.
+      const f = typeof v === 'number' ? Math.fround(v) : NaN;
+      if (!Number.isFinite(f)) throw invalid(`input ${spec.name}[${i}] must be a number that is finite in float32, |x| ≤ 3.4028235e38 (got ${JSON.stringify(v)?.slice(0, 20)})`);
+      out[i] = f;
     }
     return out;
   }

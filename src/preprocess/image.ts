@@ -1,6 +1,7 @@
 import sharp from 'sharp';
 import { DeqError } from '../errors.js';
 import type { ImagePreprocess } from '../runtime/manifest.js';
+import { incompleteImage } from './image-complete.js';
 import { normalizePixels } from './normalize.js';
 
 /** Formats an untrusted upload may be in (sharp's `metadata().format` names). */
@@ -39,7 +40,7 @@ export interface ImageLimits {
 export async function imageToTensor(bytes: Uint8Array, p: ImagePreprocess, limits: ImageLimits, out?: Float32Array, offset = 0): Promise<Float32Array> {
   restrictImageLoaders();
   if (bytes.length === 0) throw new DeqError('DEQ_ERR_IMAGE_DECODE', 'the image is empty');
-  const options: sharp.SharpOptions = { limitInputPixels: limits.maxPixels, failOn: 'truncated', sequentialRead: true };
+  const options: sharp.SharpOptions = { limitInputPixels: limits.maxPixels, failOn: 'error', sequentialRead: true };
   let meta: sharp.Metadata;
   try {
     meta = await sharp(bytes, options).metadata();
@@ -49,6 +50,8 @@ export async function imageToTensor(bytes: Uint8Array, p: ImagePreprocess, limit
   if (!meta.format || !IMAGE_FORMATS.includes(meta.format)) {
     throw new DeqError('DEQ_ERR_UNSUPPORTED_MEDIA_TYPE', `image format ${meta.format ?? 'unknown'} is not accepted (JPEG, PNG, WebP, GIF, TIFF, AVIF)`);
   }
+  const incomplete = incompleteImage(bytes, meta.format);
+  if (incomplete) throw new DeqError('DEQ_ERR_IMAGE_DECODE', `the image is truncated: ${incomplete}`);
   // Headers can lie; libvips enforces limitInputPixels too, this gives the clearer message first.
   if ((meta.width ?? 0) * (meta.height ?? 0) > limits.maxPixels) {
     throw new DeqError('DEQ_ERR_PAYLOAD_TOO_LARGE', `image is ${meta.width}×${meta.height}, over the ${limits.maxPixels}-pixel limit`);

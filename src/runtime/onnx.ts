@@ -20,6 +20,14 @@ export interface SessionConfig {
   graphOptimization: GraphOptimization;
   /** CUDA/WebGPU device ordinal. */
   deviceId?: number;
+  /**
+   * ONNX Runtime's CPU memory arena. On, it pools memory and keeps the pool at
+   * the largest shape seen; off, each run's buffers go back to the allocator
+   * (docs/reliability.md has the RSS and latency measured both ways).
+   */
+  cpuMemArena?: boolean;
+  /** Allocation plans cached per input shape (memory grows with the shapes seen). */
+  memPattern?: boolean;
 }
 
 export const DEFAULT_SESSION_CONFIG: Readonly<SessionConfig> = Object.freeze({
@@ -124,6 +132,8 @@ function sessionOptions(provider: ExecutionProvider, config: SessionConfig): ort
     interOpNumThreads: config.interOpThreads,
     graphOptimizationLevel: OPT_LEVEL[config.graphOptimization],
     executionMode: 'sequential',
+    ...(config.cpuMemArena !== undefined ? { enableCpuMemArena: config.cpuMemArena } : {}),
+    ...(config.memPattern !== undefined ? { enableMemPattern: config.memPattern } : {}),
     // 3 = error: a failed provider attempt is reported by us, not as native stderr noise.
     logSeverityLevel: 3,
   };

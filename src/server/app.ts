@@ -3,7 +3,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyRequest } fro
 import type { DestinationStream } from 'pino';
 import { DeqError } from '../errors.js';
 import { authPlugin } from './plugins/auth.js';
-import { errorsPlugin } from './plugins/errors.js';
+import { clientErrorHandler, errorsPlugin, expectationFailed, frameworkErrors } from './plugins/errors.js';
 import { metricsPlugin } from './plugins/metrics.js';
 import { requestId, requestLogPlugin } from './plugins/request-log.js';
 import { classifyRoutes } from './routes/classify.js';
@@ -41,6 +41,8 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
     // requestTimeout covers receiving the request only (slow clients); solves have their own deadline.
     requestTimeout: 60_000,
     routerOptions: { maxParamLength: 200 },
+    frameworkErrors,
+    clientErrorHandler,
   });
   // JSON bodies are taken as typed ({"tol": "1e-3"} is an error); query strings are
   // text, so only their schemas coerce. Unknown parameters are refused, not dropped.
@@ -48,6 +50,11 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
   const query = new Ajv({ ...AJV_OPTIONS, coerceTypes: true });
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'querystring' ? query : body).compile(schema));
   app.decorate('deq', state);
+  app.server.on('checkExpectation', expectationFailed);
+  // Every response, errors included: a JSON body that quotes client input is never sniffed as HTML.
+  app.addHook('onSend', async (_req, reply) => {
+    reply.header('x-content-type-options', 'nosniff');
+  });
   await app.register(errorsPlugin);
   await app.register(requestLogPlugin, { state });
   await app.register(authPlugin, { apiKeys: config.apiKeys, openHealth: config.openHealth });

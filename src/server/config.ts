@@ -26,6 +26,11 @@ export interface ServerConfig {
   maxTextChars: number;
   maxTexts: number;
   maxBatch: number;
+  maxOutputElements: number;
+  maxScoreWindows: number;
+  scoreBatch: number;
+  ortMemArena: boolean;
+  ortMemPattern: boolean;
   topK: number;
   apiKeys: string[];
   openHealth: boolean;
@@ -70,6 +75,11 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   maxTextChars: 20_000,
   maxTexts: 32,
   maxBatch: 64,
+  maxOutputElements: 1 << 20,
+  maxScoreWindows: 512,
+  scoreBatch: 4,
+  ortMemArena: true,
+  ortMemPattern: true,
   topK: 5,
   apiKeys: [],
   openHealth: true,
@@ -98,6 +108,11 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   { key: 'maxTextChars', flag: '--max-text-chars', env: 'DEQ_MAX_TEXT_CHARS', kind: 'int', help: 'longest text /score accepts, in characters' },
   { key: 'maxTexts', flag: '--max-texts', env: 'DEQ_MAX_TEXTS', kind: 'int', help: 'most texts in one /score request' },
   { key: 'maxBatch', flag: '--max-batch', env: 'DEQ_MAX_BATCH', kind: 'int', help: 'largest batch dimension in one v2 infer request' },
+  { key: 'maxOutputElements', flag: '--max-output-elements', env: 'DEQ_MAX_OUTPUT_ELEMENTS', kind: 'int', help: 'most tensor elements one v2 response may hold (checked before solving: 413 DEQ_ERR_OUTPUT_TOO_LARGE)' },
+  { key: 'maxScoreWindows', flag: '--max-score-windows', env: 'DEQ_MAX_SCORE_WINDOWS', kind: 'int', help: 'most context windows one /score request may cost, over all its texts (413 DEQ_ERR_TOO_COSTLY)' },
+  { key: 'scoreBatch', flag: '--score-batch', env: 'DEQ_SCORE_BATCH', kind: 'int', help: 'windows /score solves together in one worker call' },
+  { key: 'ortMemArena', flag: '--ort-mem-arena', env: 'DEQ_ORT_MEM_ARENA', kind: 'bool', help: 'ONNX Runtime CPU memory arena (on: keeps memory at the largest shape seen)' },
+  { key: 'ortMemPattern', flag: '--ort-mem-pattern', env: 'DEQ_ORT_MEM_PATTERN', kind: 'bool', help: 'ONNX Runtime memory patterns (allocation plans cached per input shape)' },
   { key: 'topK', flag: '--top-k', env: 'DEQ_TOP_K', kind: 'int', help: 'labels returned by /classify unless the request asks (top_k)' },
   { key: 'apiKeys', flag: '--api-keys', env: 'DEQ_API_KEYS', kind: 'list', help: 'comma-separated bearer keys; empty = no authentication' },
   { key: 'openHealth', flag: '--open-health', env: 'DEQ_OPEN_HEALTH', kind: 'bool', help: 'health and /metrics need no API key' },
@@ -131,6 +146,11 @@ const CONFIG_SCHEMA = {
     maxTextChars: positiveInt,
     maxTexts: positiveInt,
     maxBatch: positiveInt,
+    maxOutputElements: positiveInt,
+    maxScoreWindows: positiveInt,
+    scoreBatch: { type: 'integer', minimum: 1, maximum: 4096 },
+    ortMemArena: { type: 'boolean' },
+    ortMemPattern: { type: 'boolean' },
     topK: positiveInt,
     apiKeys: { type: 'array', items: { type: 'string', minLength: 16, pattern: '^[\\x21-\\x7e]+$' } },
     openHealth: { type: 'boolean' },

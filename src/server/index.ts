@@ -1,14 +1,17 @@
-import closeWithGrace from 'close-with-grace';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, type AppOptions } from './app.js';
 import { describeConfig, type ServerConfig } from './config.js';
 import { discoverModels } from './models.js';
 import { WorkerPool } from './pool.js';
+import { installSignalHandlers } from './signals.js';
 import type { ServerState } from './state.js';
 
 export { DEFAULT_CONFIG, SETTINGS, describeConfig, loadConfig } from './config.js';
 export type { DeadlinePolicy, ServerConfig } from './config.js';
 export type { AppOptions } from './app.js';
+
+/** After the grace period, how long the 503s to aborted requests get to reach their clients. */
+const FLUSH_MS = 2000;
 
 export interface StartOptions extends AppOptions {
   /**
@@ -41,6 +44,8 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
     workers: config.workers,
     providers: config.providers,
     intraOpThreads: config.intraOpThreads,
+    cpuMemArena: config.ortMemArena,
+    memPattern: config.ortMemPattern,
     queueSize: config.queueSize,
     retryAfterS: config.retryAfterS,
   });
@@ -65,8 +70,16 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
       const graceOver = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), config.shutdownGraceMs); });
       const drained = app.close();
       if ((await Promise.race([drained, graceOver])) === 'timeout') {
-        log.warn({ graceMs: config.shutdownGraceMs }, 'grace period over; closing remaining connections');
-        app.server.closeAllConnections();
+        // Queued and running requests are answered 503 DEQ_ERR_SHUTTING_DOWN first
+        // (a running solve stops at its next iteration); only connections still
+        // open after that are closed, so no request sees a bare reset.
+        log.warn({ graceMs: config.shutdownGraceMs }, 'grace period over; failing queued and running requests');
+        pool.abortAll();
+        const flushed = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), FLUSH_MS); });
+        if ((await Promise.race([drained, flushed])) === 'timeout') {
+          log.warn('closing remaining connections');
+          app.server.closeAllConnections();
+        }
       }
       await drained;
       clearTimeout(timer);
@@ -82,13 +95,7 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}`;
 
-  if (opts.handleSignals) {
-    closeWithGrace({ delay: config.shutdownGraceMs + 5000, logger: log }, async ({ signal, err }) => {
-      if (err) log.error({ err }, 'fatal error; shutting down');
-      else log.info({ signal }, 'shutting down');
-      await close();
-    });
-  }
+  if (opts.handleSignals) installSignalHandlers({ close, pool, log, graceMs: config.shutdownGraceMs });
 
   try {
     const t0 = performance.now();

@@ -1,6 +1,6 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { DeqError } from '../errors.js';
+import { DeqError, quote } from '../errors.js';
 import { loadBundle, solverDefaults, type Manifest } from '../runtime/index.js';
 import type { ResolvedSolverOptions } from '../solver/index.js';
 import type { ServerConfig } from './config.js';
@@ -75,7 +75,7 @@ export async function discoverModels(modelsDir: string, caps: SolverCaps): Promi
 /** Looks a request's model name up in the loaded set; the name never reaches the file system. */
 export function findModel(models: ReadonlyMap<string, ServedModel>, name: string): ServedModel {
   const m = MODEL_NAME.test(name) ? models.get(name) : undefined;
-  if (!m) throw new DeqError('DEQ_ERR_MODEL_NOT_FOUND', `no model named ${JSON.stringify(name.slice(0, 64))}`);
+  if (!m) throw new DeqError('DEQ_ERR_MODEL_NOT_FOUND', `no model named ${quote(name)}`);
   return m;
 }
 

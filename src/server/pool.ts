@@ -17,6 +17,9 @@ export interface PoolOptions {
   workers: number;
   providers: readonly string[];
   intraOpThreads: number;
+  /** ONNX Runtime CPU arena and memory patterns (default off: RSS returns after a large request). */
+  cpuMemArena?: boolean;
+  memPattern?: boolean;
   /** Requests allowed to wait per model; one more is refused with DEQ_ERR_QUEUE_FULL. */
   queueSize: number;
   retryAfterS?: number;
@@ -37,6 +40,8 @@ interface Pending {
   resolve: (r: PoolResult) => void;
   reject: (e: Error) => void;
   dispatchedAt?: number;
+  /** Told to stop at its next iteration because the server is shutting down. */
+  aborted?: boolean;
 }
 
 interface Slot {
@@ -59,6 +64,8 @@ export class WorkerPool {
   /** Where worker start/exit events are logged; settable once the server's logger exists. */
   logger: PoolLogger;
   readonly #slots: Slot[] = [];
+  /** Every worker thread not yet exited, including those close() left running a native call. */
+  readonly #live = new Set<Slot>();
   readonly #queues = new Map<string, Pending[]>();
   readonly #running = new Map<string, number>();
   #nextId = 1;
@@ -168,13 +175,52 @@ export class WorkerPool {
       }
     }
     const busy = this.#slots.filter((s) => s.busy);
-    for (const s of busy) s.worker.postMessage({ type: 'abort' } satisfies ToWorker);
+    for (const s of busy) {
+      if (s.busy) s.busy.aborted = true;
+      s.worker.postMessage({ type: 'abort' } satisfies ToWorker);
+    }
     await Promise.all(busy.map((s) => this.#idle(s, timeoutMs)));
     const idle = this.#slots.filter((s) => !s.busy);
     for (const s of this.#slots) if (s.busy) s.worker.unref();
     await Promise.all(idle.map((s) => this.#release(s, timeoutMs)));
     this.#slots.splice(0);
     await Promise.allSettled(idle.map((s) => s.worker.terminate()));
+  }
+
+  /**
+   * Shutdown past its grace period: fails every queued request with
+   * DEQ_ERR_SHUTTING_DOWN and tells running solves to stop at their next
+   * iteration (they then fail with DEQ_ERR_SHUTTING_DOWN too), so each gets a
+   * 503 rather than a reset connection. Keeps the pool usable for nothing new.
+   */
+  abortAll(): void {
+    this.#closing = true;
+    for (const q of this.#queues.values()) {
+      for (const p of q.splice(0)) {
+        this.#finish(p);
+        p.reject(new DeqError('DEQ_ERR_SHUTTING_DOWN', 'the server shut down before this request reached a worker'));
+      }
+    }
+    for (const s of this.#live) {
+      if (s.busy) {
+        s.busy.aborted = true;
+        s.worker.postMessage({ type: 'abort' } satisfies ToWorker);
+      }
+    }
+  }
+
+  /**
+   * Resolves once no worker is inside a solve (or after `timeoutMs`; false then).
+   * Exiting the process while a worker is in a native ONNX Runtime call aborts
+   * it (exit 134, "terminate called after throwing Napi::Error"), so every exit waits here.
+   */
+  async settle(timeoutMs: number): Promise<boolean> {
+    const until = Date.now() + timeoutMs;
+    while ([...this.#live].some((s) => s.busy)) {
+      if (Date.now() >= until) return false;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return true;
   }
 
   /** @internal Test hook: makes every busy worker crash. Returns how many. */
@@ -201,10 +247,13 @@ export class WorkerPool {
       models: this.#opts.models,
       providers: [...this.#opts.providers],
       intraOpThreads: this.#opts.intraOpThreads,
+      cpuMemArena: this.#opts.cpuMemArena ?? false,
+      memPattern: this.#opts.memPattern ?? false,
     };
     const worker = new Worker(WORKER_URL, { workerData: init, name: 'deq-solver' });
     const slot: Slot = { index: this.#nextIndex++, worker, ready: false, busy: null };
     this.#slots.push(slot);
+    this.#live.add(slot);
     return new Promise<void>((resolve, reject) => {
       let settled = false;
       worker.on('message', (msg: FromWorker) => {
@@ -243,6 +292,7 @@ export class WorkerPool {
   }
 
   #onExit(slot: Slot, code: number): void {
+    this.#live.delete(slot);
     const i = this.#slots.indexOf(slot);
     if (i !== -1) this.#slots.splice(i, 1);
     const p = slot.busy;
@@ -271,7 +321,8 @@ export class WorkerPool {
     if (!p || p.id !== msg.id) return;
     slot.busy = null;
     this.#finish(p);
-    if (msg.type === 'result') p.resolve({ ...msg.reply, queueMs: (p.dispatchedAt ?? p.enqueuedAt) - p.enqueuedAt });
+    if (msg.type === 'result' && p.aborted && msg.reply.solver.stopped) p.reject(new DeqError('DEQ_ERR_SHUTTING_DOWN', 'the server shut down during this solve'));
+    else if (msg.type === 'result') p.resolve({ ...msg.reply, queueMs: (p.dispatchedAt ?? p.enqueuedAt) - p.enqueuedAt });
     else p.reject(new DeqError(msg.error.code, msg.error.message));
     this.#pump();
   }

@@ -8,6 +8,8 @@ export interface WorkerInit {
   models: { name: string; dir: string }[];
   providers: string[];
   intraOpThreads: number;
+  cpuMemArena: boolean;
+  memPattern: boolean;
 }
 
 /** The solver settings a request runs with, resolved on the HTTP thread; the rest (history…) comes from the manifest. */

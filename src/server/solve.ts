@@ -31,7 +31,23 @@ export interface SolverSummary {
 export async function runSolve(req: FastifyRequest, model: ServedModel, job: InferJob): Promise<PoolResult> {
   const { deq, metrics } = req.server;
   req.logFields = { ...req.logFields, model: model.name, batch: job.batch };
-  const result = await deq.pool.submit(model.name, job);
+  let spent = SPENT.get(req);
+  if (!spent) SPENT.set(req, spent = { solves: 0, queueMs: 0, workerMs: 0 });
+  // A request of several solves (/score windows) may reach its deadline between them
+  // ("best-effort" still runs them: each stops at once with its best iterate).
+  if (deq.config.onDeadline === 'error' && Date.now() >= job.deadline) throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed ${whereTimeWent(req, spent)}, before its next solve was queued`);
+  let result: PoolResult;
+  try {
+    result = await deq.pool.submit(model.name, job);
+  } catch (err) {
+    if (err instanceof DeqError && err.code === 'DEQ_ERR_DEADLINE_EXCEEDED') {
+      throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed ${whereTimeWent(req, spent)}; ${err.message.replace(/^the deadline passed /, 'the last solve waited ')}`);
+    }
+    throw err;
+  }
+  spent.solves++;
+  spent.queueMs += result.queueMs;
+  spent.workerMs += result.timing.totalMs;
   metrics.observeSolve(model.name, result);
   const s = result.solver;
   const sum = summarizeSolve(s);
@@ -41,7 +57,7 @@ export async function runSolve(req: FastifyRequest, model: ServedModel, job: Inf
     queue_ms: round(result.queueMs), solve_ms: round(result.timing.solveMs), total_ms: round(result.timing.totalMs),
   };
   if (s.stopped && deq.config.onDeadline === 'error') {
-    throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed during the solve (after ${sum.maxIterations} iterations, residual ${sum.maxResidual.toPrecision(3)})`);
+    throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed during a solve (after ${sum.maxIterations} iterations, residual ${sum.maxResidual.toPrecision(3)}); ${whereTimeWent(req, spent)}`);
   }
   return result;
 }
@@ -94,6 +110,14 @@ export const SOLVER_SUMMARY_SCHEMA = {
     deadline_exceeded: { type: 'boolean' },
   },
 } as const;
+
+/** Worker and queue time per request, so a deadline message can say where the time went. */
+const SPENT = new WeakMap<FastifyRequest, { solves: number; queueMs: number; workerMs: number }>();
+
+function whereTimeWent(req: FastifyRequest, s: { solves: number; queueMs: number; workerMs: number }): string {
+  const total = Math.round(performance.now() - req.startedAt);
+  return `${total} ms into the request: ${s.solves} solve(s) done, ${Math.round(s.workerMs)} ms on a worker and ${Math.round(s.queueMs)} ms queued for one`;
+}
 
 function round(ms: number): number {
   return Math.round(ms * 100) / 100;

@@ -71,6 +71,8 @@ async function start(): Promise<void> {
         providers: init.providers as ExecutionProvider[],
         intraOpThreads: init.intraOpThreads,
         interOpThreads: 1,
+        cpuMemArena: init.cpuMemArena,
+        memPattern: init.memPattern,
       });
       models.set(name, model);
       const t0 = performance.now();

@@ -1,5 +1,7 @@
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { DeqError, ERROR_CATALOGUE, isDeqError, type ErrorCode } from '../../errors.js';
+import { DeqError, ERROR_CATALOGUE, isDeqError, quote, type ErrorCode } from '../../errors.js';
 import { global } from './plugin.js';
 
 /** What a client is told: catalogue code, its status, and a message without internals. */
@@ -23,6 +25,14 @@ const FRAMEWORK_CODES: Readonly<Record<string, ErrorCode>> = Object.freeze({
   FST_ERR_CTP_EMPTY_JSON_BODY: 'DEQ_ERR_INVALID_INPUT',
   FST_ERR_CTP_INVALID_JSON_BODY: 'DEQ_ERR_INVALID_INPUT',
   FST_PROTO_VIOLATION: 'DEQ_ERR_INVALID_INPUT',
+  FST_ERR_BAD_URL: 'DEQ_ERR_INVALID_INPUT',
+  FST_ERR_MAX_PARAM_LENGTH: 'DEQ_ERR_URI_TOO_LONG',
+});
+
+/** Messages for framework errors whose own message would reflect the request (the raw path). */
+const FIXED_MESSAGES: Readonly<Record<string, string>> = Object.freeze({
+  FST_ERR_BAD_URL: 'the URL path is not valid percent-encoded UTF-8',
+  FST_ERR_MAX_PARAM_LENGTH: 'a path segment (model name) is longer than 200 characters',
 });
 
 /** Maps any thrown value to what the client may see. Unknown errors say only "internal error". */
@@ -36,7 +46,8 @@ export function toClientError(err: unknown): ClientError {
   if (fe && fe.validation) return validationError(fe.validation, fe.validationContext, fe.message);
   const mapped = fe && typeof fe.code === 'string' ? FRAMEWORK_CODES[fe.code] : undefined;
   if (mapped) {
-    const message = mapped === 'DEQ_ERR_INVALID_INPUT' && /JSON/i.test(fe.code ?? '') ? `malformed JSON body: ${fe.message ?? ''}` : fe.message ?? ERROR_CATALOGUE[mapped].summary;
+    const message = FIXED_MESSAGES[fe.code!] ??
+      (mapped === 'DEQ_ERR_INVALID_INPUT' && /JSON/i.test(fe.code ?? '') ? `malformed JSON body: ${fe.message ?? ''}` : fe.message ?? ERROR_CATALOGUE[mapped].summary);
     return { status: ERROR_CATALOGUE[mapped].status, code: mapped, message };
   }
   if (err instanceof SyntaxError && fe.statusCode === 400) return { status: 400, code: 'DEQ_ERR_INVALID_INPUT', message: `malformed JSON body: ${err.message}` };
@@ -86,10 +97,57 @@ export function sendError(req: FastifyRequest, reply: FastifyReply, e: ClientErr
   req.server.metrics?.countError(e.code);
   reply.code(e.status);
   reply.header('x-deq-error-code', e.code);
+  reply.header('x-content-type-options', 'nosniff');
   if (e.retryAfterS !== undefined) reply.header('retry-after', String(e.retryAfterS));
   if (e.code === 'DEQ_ERR_UNAUTHORIZED') reply.header('www-authenticate', 'Bearer');
   const v2 = req.url.startsWith('/v2');
   return reply.type('application/json; charset=utf-8').send(v2 ? { error: e.message } : { error: e.message, code: e.code });
+}
+
+/**
+ * Errors fastify raises before routing (bad percent-encoding, an over-long
+ * path parameter): answered like every other error.
+ */
+export function frameworkErrors(err: Error, req: FastifyRequest, reply: FastifyReply): void {
+  sendError(req, reply, toClientError(err));
+}
+
+/** Writes a catalogue-shaped error straight to a socket or raw response (before fastify has a request). */
+function rawError(code: ErrorCode, message: string): { status: number; headers: Record<string, string | number>; body: string } {
+  const status = ERROR_CATALOGUE[code].status;
+  const body = JSON.stringify({ error: message, code });
+  return {
+    status,
+    headers: {
+      'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body),
+      'x-deq-error-code': code, 'x-content-type-options': 'nosniff', connection: 'close',
+    },
+    body,
+  };
+}
+
+/** Node's HTTP parser errors (header overflow, request timeout, garbage): answered in the catalogue's shape. */
+export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [code, message]: [ErrorCode, string] =
+    err.code === 'HPE_HEADER_OVERFLOW' ? ['DEQ_ERR_HEADERS_TOO_LARGE', 'request headers exceed the size limit']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? ['DEQ_ERR_REQUEST_TIMEOUT', 'the request was not received in time']
+        : ['DEQ_ERR_BAD_REQUEST', 'malformed HTTP request'];
+  if (!socket.writable) {
+    socket.destroy(err);
+    return;
+  }
+  const r = rawError(code, message);
+  const head = Object.entries(r.headers).map(([k, v]) => `${k}: ${v}`).join('\r\n');
+  socket.end(`HTTP/1.1 ${r.status} ${STATUS_CODES[r.status]}\r\n${head}\r\n\r\n${r.body}`);
+}
+
+/** An Expect header other than 100-continue: 417 with a body, not Node's empty default. */
+export function expectationFailed(req: IncomingMessage, res: ServerResponse): void {
+  const r = rawError('DEQ_ERR_EXPECTATION_FAILED', `unsupported Expect header (only 100-continue is understood)`);
+  res.writeHead(r.status, r.headers);
+  res.end(r.body);
+  req.resume();
 }
 
 /** One error handler and one 404 handler for the whole server. No stack trace leaves the process. */
@@ -101,6 +159,6 @@ export const errorsPlugin = global('deq-errors', async (app) => {
     return sendError(req, reply, e);
   });
   app.setNotFoundHandler((req, reply) => {
-    sendError(req, reply, { status: 404, code: 'DEQ_ERR_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0].slice(0, 100)}` });
+    sendError(req, reply, { status: 404, code: 'DEQ_ERR_NOT_FOUND', message: `no route ${req.method} ${quote(req.url.split('?')[0], 100)}` });
   });
 });

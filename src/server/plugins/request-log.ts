@@ -16,6 +16,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Fields the route adds to the request's single log line (model, solver summary). */
     logFields?: Record<string, unknown>;
+    /** performance.now() when the request arrived (deadline messages say where the time went). */
+    startedAt: number;
   }
 }
 
@@ -25,7 +27,9 @@ declare module 'fastify' {
  */
 export const requestLogPlugin = global('deq-request-log', async (app, opts: { state: ServerState }) => {
   const shuttingDown = new DeqError('DEQ_ERR_SHUTTING_DOWN', 'the server is shutting down');
+  app.decorateRequest('startedAt', 0);
   app.addHook('onRequest', async (req, reply) => {
+    req.startedAt = performance.now();
     reply.header('x-request-id', req.id);
     if (opts.state.closing && !req.routeOptions.config?.open) {
       reply.header('connection', 'close');
@@ -48,7 +52,9 @@ export const requestLogPlugin = global('deq-request-log', async (app, opts: { st
       code: reply.getHeader('x-deq-error-code'),
       ...req.logFields,
     };
-    if (status >= 500) req.log.error(line, 'request');
+    // A readiness 503 (starting up, shutting down) is the probe working as designed, not an error.
+    const expected = status === 503 && req.routeOptions.config?.open === true;
+    if (status >= 500 && !expected) req.log.error(line, 'request');
     else req.log.info(line, 'request');
   });
 });

@@ -1,7 +1,8 @@
 import multipart from '@fastify/multipart';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { DeqError } from '../../errors.js';
+import { DeqError, isDeqError, quote } from '../../errors.js';
 import { ImageClassifier } from '../../pipelines/image-classification.js';
+import { parseMediaType } from '../media-type.js';
 import { findModel, taskRoute, type ServedModel } from '../models.js';
 import { runSolve, solverSummary, SOLVER_SUMMARY_SCHEMA } from '../solve.js';
 import { requestControl, solverParamsSchema, type WireSolverOptions } from '../solver-options.js';
@@ -32,9 +33,26 @@ const CLASSIFY_RESPONSE = {
 /** POST /v1/models/:name/classify: an image as multipart field `image` or as a raw image/* body. */
 export const classifyRoutes: FastifyPluginAsync<{ state: ServerState }> = async (app, { state }) => {
   const { config } = state;
+  // Text fields besides the file are skipped (a few, small); the file must be named "image".
   await app.register(multipart, {
-    limits: { fileSize: config.imageLimitBytes, files: 1, fields: 0, parts: 2, headerPairs: 50 },
+    limits: { fileSize: config.imageLimitBytes, files: 1, fields: 4, fieldSize: 1024, parts: 5, headerPairs: 50 },
     throwFileSizeLimit: true,
+  });
+  // Decided from the header alone, before any body byte is read: a 10 MB JSON
+  // body is never parsed only to be refused. Parameters on image types
+  // (`image/png; charset=binary`) mean nothing to a decoder, so they are dropped.
+  app.addHook('onRequest', async (req) => {
+    if (req.method !== 'POST') return;
+    const media = parseMediaType(req.headers['content-type']);
+    if (media?.type === 'multipart/form-data') {
+      if (!media.params.boundary) throw new DeqError('DEQ_ERR_INVALID_INPUT', 'multipart/form-data needs a boundary parameter');
+      return;
+    }
+    if (media?.type.startsWith('image/')) {
+      req.headers['content-type'] = media.type;
+      return;
+    }
+    throw new DeqError('DEQ_ERR_UNSUPPORTED_MEDIA_TYPE', `send the image as multipart/form-data (field "image") or as a raw image/* body (got ${quote(req.headers['content-type'] ?? '', 60)})`);
   });
   // Raw uploads: the body stays bytes; sharp decides what it really is.
   app.addContentTypeParser(/^image\/[a-z0-9.+-]+$/i, { parseAs: 'buffer', bodyLimit: config.imageLimitBytes }, (_req, body, done) => done(null, body));
@@ -89,14 +107,33 @@ function classifierOf(model: ServedModel): ImageClassifier {
 
 async function readImage(req: FastifyRequest): Promise<Uint8Array> {
   if (req.isMultipart()) {
-    const part = await req.file();
-    if (!part) throw new DeqError('DEQ_ERR_INVALID_INPUT', 'multipart body has no file; send the image in field "image"');
-    if (part.fieldname !== 'image') {
-      part.file.resume(); // an unconsumed stream would hang the request
-      throw new DeqError('DEQ_ERR_INVALID_INPUT', `multipart field must be named "image" (got ${JSON.stringify(part.fieldname.slice(0, 40))})`);
+    try {
+      for await (const part of req.parts()) {
+        if (part.type === 'field') {
+          if (part.fieldname === 'image') throw new DeqError('DEQ_ERR_INVALID_INPUT', 'field "image" must be a file upload, not a text field (curl -F image=@photo.png)');
+          continue; // other text fields are skipped, as docs/server.md says
+        }
+        if (part.fieldname !== 'image') {
+          part.file.resume(); // an unconsumed stream would hang the request
+          throw new DeqError('DEQ_ERR_INVALID_INPUT', `multipart file field must be named "image" (got ${quote(part.fieldname, 40)})`);
+        }
+        return await part.toBuffer();
+      }
+    } catch (err) {
+      throw multipartError(err);
     }
-    return part.toBuffer();
+    throw new DeqError('DEQ_ERR_INVALID_INPUT', 'multipart body has no file; send the image in field "image"');
   }
   if (Buffer.isBuffer(req.body)) return req.body;
   throw new DeqError('DEQ_ERR_UNSUPPORTED_MEDIA_TYPE', 'send the image as multipart/form-data (field "image") or as a raw image/* body');
 }
+
+/** Busboy reports a malformed body (no closing boundary, truncated part) with plain Errors: they are the client's. */
+function multipartError(err: unknown): unknown {
+  if (isDeqError(err)) return err;
+  const e = err as { code?: string; message?: string };
+  if (typeof e?.code === 'string' && e.code.startsWith('FST_')) return err; // limits: mapped by the errors plugin
+  const msg = typeof e?.message === 'string' ? e.message : String(err);
+  return new DeqError('DEQ_ERR_INVALID_INPUT', `malformed multipart body: ${msg.split('\n')[0].slice(0, 120)}`);
+}
+

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { DeqError } from '../../errors.js';
-import { TextScorer } from '../../pipelines/text-scoring.js';
+import { planWindows, TextScorer, type WindowScoring } from '../../pipelines/text-scoring.js';
 import { findModel, taskRoute, type ServedModel } from '../models.js';
 import { mergeSummaries, runSolve, SOLVER_SUMMARY_SCHEMA, wireSummary } from '../solve.js';
 import { requestControl, solverParamsSchema, type WireSolverOptions } from '../solver-options.js';
@@ -64,7 +64,7 @@ export const scoreRoutes: FastifyPluginAsync<{ state: ServerState }> = async (ap
       if (m.manifest.task !== 'language-model') {
         throw new DeqError('DEQ_ERR_WRONG_TASK', `${m.name} is a ${m.manifest.task} model, not a language model; use ${taskRoute(m)}`);
       }
-      s = new TextScorer(m.manifest, m.vocab, { maxChars: config.maxTextChars, batch: config.maxBatch, requireConvergence: false });
+      s = new TextScorer(m.manifest, m.vocab, { maxChars: config.maxTextChars, batch: config.scoreBatch, requireConvergence: false });
       scorers.set(m, s);
     }
     return s;
@@ -85,6 +85,7 @@ export const scoreRoutes: FastifyPluginAsync<{ state: ServerState }> = async (ap
         throw err;
       }
     });
+    admitByCost(encoded.map((e) => e.ids.length), scorer.layout, config.maxScoreWindows);
     const control = requestControl(model, req.body, config);
     const run = (r: Parameters<typeof runSolve>[2]) => runSolve(req, model, r);
     // Texts are scored one after another, each in as few batched solves as its windows allow.
@@ -104,3 +105,20 @@ export const scoreRoutes: FastifyPluginAsync<{ state: ServerState }> = async (ap
     return { model: model.name, results, solver: mergeSummaries(results.map((r) => r.solver)) };
   });
 };
+
+/**
+ * Admission by cost: a request's solver work grows with its context windows, not
+ * its bytes (32 × 10,000 one-letter words are 640 KB and ~10,000 windows, half a
+ * minute of a worker). Refused before any solving, with what it would have cost.
+ */
+function admitByCost(tokenCounts: readonly number[], spec: WindowScoring, maxWindows: number): void {
+  let windows = 0, tokens = 0;
+  for (const n of tokenCounts) {
+    windows += planWindows(n, spec.context, spec.stride).length;
+    tokens += n;
+  }
+  if (windows > maxWindows) {
+    throw new DeqError('DEQ_ERR_TOO_COSTLY',
+      `this request needs ${windows} context windows (${tokenCounts.length} text(s), ${tokens} tokens; ${spec.context}-token windows every ${spec.stride}), over the ${maxWindows}-window limit per request (--max-score-windows); send fewer or shorter texts`);
+  }
+}

@@ -1,8 +1,9 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { DeqError } from '../../errors.js';
+import { DeqError, quote } from '../../errors.js';
 import { tensorInputs, V2_DATATYPE } from '../../pipelines/tensor.js';
 import { modelInputs, modelOutputs, type TensorSpec } from '../../runtime/index.js';
 import { findModel, type ServedModel } from '../models.js';
+import { elementCount, jsonTensorStream } from '../json-stream.js';
 import { runSolve } from '../solve.js';
 import { requestControl, solverParamsSchema, type WireSolverOptions } from '../solver-options.js';
 import type { ServerConfig } from '../config.js';
@@ -129,7 +130,8 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
       };
     });
 
-    app.get<{ Params: ModelParams }>(`${base}/ready`, async (req, reply) => {
+    // A health route (docs/server.md, --open-health): no key needed when health is open.
+    app.get<{ Params: ModelParams }>(`${base}/ready`, { config: { open: true } }, async (req, reply) => {
       findVersion(state, req.params);
       const ready = isReady(state);
       return reply.code(ready ? 200 : 503).send({ name: req.params.name, ready });
@@ -147,12 +149,16 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
       });
       const headNames = modelOutputs(m.manifest).map((o) => o.name);
       const wanted = body.outputs?.map((o) => o.name) ?? Object.values(m.manifest.outputs);
-      for (const name of wanted) if (!headNames.includes(name)) throw invalid(`unknown output ${JSON.stringify(name)}; ${m.name} has ${headNames.join(', ')}`);
+      for (const name of wanted) if (!headNames.includes(name)) throw invalid(`unknown output ${quote(name)}; ${m.name} has ${headNames.join(', ')}`);
+      checkOutputSize(m, wanted, batch, length, state.config.maxOutputElements);
 
       const result = await runSolve(req, m, {
         inputs, batch, length, outputs: wanted,
         solver: control.solver, deadline: control.deadline,
       });
+      if (state.config.onDeadline === 'error' && Date.now() > control.deadline) {
+        throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed after the solve (queue ${Math.round(result.queueMs)} ms, worker ${Math.round(result.timing.totalMs)} ms), before the response was written`);
+      }
       const s = result.solver;
       const allBinary = body.parameters?.binary_data_output === true;
       const binaryOut = new Set((body.outputs ?? []).filter((o) => o.parameters?.binary_data === true).map((o) => o.name));
@@ -178,10 +184,14 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
             binaries.push(t.data);
             return { ...meta, parameters: { binary_data_size: t.data.byteLength } };
           }
-          return { ...meta, data: t.type === 'int64' ? Array.from(t.data as BigInt64Array, Number) : Array.from(t.data as Float32Array) };
+          return { ...meta, data: t.data };
         }),
       };
-      if (binaries.length === 0) return response;
+      // JSON tensors are streamed in chunks: a large one never holds the event loop (docs/reliability.md).
+      if (binaries.length === 0) {
+        const { outputs, ...rest } = response;
+        return reply.type('application/json; charset=utf-8').send(jsonTensorStream(rest, outputs as { name: string; datatype: string; shape: number[]; data: Float32Array | BigInt64Array }[]));
+      }
       const { body: bytes, headerLength } = encodeBinaryResponse(response, binaries);
       return reply.header('Inference-Header-Content-Length', headerLength).type('application/octet-stream').send(bytes);
     });
@@ -205,6 +215,22 @@ function findVersion(state: ServerState, p: ModelParams): ServedModel {
 
 function meta(t: TensorSpec) {
   return { name: t.name, datatype: V2_DATATYPE[t.dtype], shape: [-1, ...t.shape] };
+}
+
+/** Refuses, before any solving, a request whose outputs would exceed the response cap. */
+function checkOutputSize(m: ServedModel, wanted: readonly string[], batch: number, length: number | undefined, cap: number): void {
+  let total = 0;
+  const parts: string[] = [];
+  for (const name of wanted) {
+    const spec = modelOutputs(m.manifest).find((o) => o.name === name)!;
+    const dims = [batch, ...spec.shape.map((d) => (d === -1 ? length ?? 1 : d))];
+    total += elementCount(dims);
+    parts.push(`${name} [${dims.join('×')}]`);
+  }
+  if (total > cap) {
+    throw new DeqError('DEQ_ERR_OUTPUT_TOO_LARGE',
+      `the requested outputs hold ${total} values (${parts.join(', ')}), over the ${cap}-value limit (--max-output-elements); ask for fewer outputs or a smaller batch`);
+  }
 }
 
 function invalid(message: string): DeqError {
