@@ -1,6 +1,6 @@
 // The generic tensor pipeline: named float32/int64 tensors in (v2 infer, /predict),
 // checked against the manifest's model inputs, and model outputs back as tensors.
-import { DeqError } from '../errors.js';
+import { DeqError, quote } from '../errors.js';
 import { modelInputs, type Manifest, type TensorSpec, type TensorValue } from '../runtime/index.js';
 
 /** One input tensor as a client sent it: row-major data (flat or nested), batch first. */
@@ -41,7 +41,7 @@ export function tensorInputs(m: Manifest, given: readonly ProvidedTensor[], limi
   const byName = new Map<string, ProvidedTensor>();
   for (const t of given) {
     if (byName.has(t.name)) throw invalid(`input ${t.name} appears twice`);
-    if (!specs.some((s) => s.name === t.name)) throw invalid(`unknown input ${JSON.stringify(t.name)}; ${m.name} takes ${specs.map((s) => s.name).join(', ')}`);
+    if (!specs.some((s) => s.name === t.name)) throw invalid(`unknown input ${quote(t.name)}; ${m.name} takes ${specs.map((s) => s.name).join(', ')}`);
     byName.set(t.name, t);
   }
   let batch = -1;
@@ -51,7 +51,7 @@ export function tensorInputs(m: Manifest, given: readonly ProvidedTensor[], limi
     const t = byName.get(spec.name);
     if (!t) throw invalid(`missing input ${spec.name}`);
     if (t.datatype !== undefined && t.datatype !== V2_DATATYPE[spec.dtype]) {
-      throw invalid(`input ${spec.name} must have datatype ${V2_DATATYPE[spec.dtype]} (got ${JSON.stringify(t.datatype)})`);
+      throw invalid(`input ${spec.name} must have datatype ${V2_DATATYPE[spec.dtype]} (got ${quote(String(t.datatype))})`);
     }
     const shape = t.shape;
     if (shape.length !== spec.shape.length + 1) throw invalid(`input ${spec.name} must have shape [batch, ${spec.shape.join(', ')}] (got [${shape.join(', ')}])`);
@@ -112,7 +112,7 @@ export function nestedInputs(m: Manifest, body: Record<string, unknown>): { tens
   let unbatched: boolean | undefined;
   for (const [name, data] of Object.entries(body)) {
     const spec = specs.get(name);
-    if (!spec) throw invalid(`unknown input ${JSON.stringify(name.slice(0, 64))}; ${m.name} takes ${[...specs.keys()].join(', ')}`);
+    if (!spec) throw invalid(`unknown input ${quote(name)}; ${m.name} takes ${[...specs.keys()].join(', ')}`);
     let shape = nestedShape(name, data, spec.shape.length + 1);
     const single = shape.length === spec.shape.length;
     if (unbatched !== undefined && unbatched !== single) throw invalid('send every input with a leading batch dim, or none of them without');
@@ -159,7 +159,7 @@ export function toTyped(spec: TensorSpec, data: unknown, count: number, vocabSiz
       const v = flat[i];
       // 1e39 is finite as a double but Infinity in float32: the model would see Infinity.
       const f = typeof v === 'number' ? Math.fround(v) : NaN;
-      if (!Number.isFinite(f)) throw invalid(`input ${spec.name}[${i}] must be a number that is finite in float32, |x| ≤ 3.4028235e38 (got ${JSON.stringify(v)?.slice(0, 20)})`);
+      if (!Number.isFinite(f)) throw invalid(`input ${spec.name}[${i}] must be a number that is finite in float32, |x| ≤ 3.4028235e38 (got ${quote(String(JSON.stringify(v)), 20)})`);
       out[i] = f;
     }
     return out;
@@ -169,7 +169,7 @@ export function toTyped(spec: TensorSpec, data: unknown, count: number, vocabSiz
   for (let i = 0; i < count; i++) {
     const v = flat[i];
     if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
-      throw invalid(`input ${spec.name}[${i}] must be an integer in [${lo}, ${hi}] (got ${JSON.stringify(v)?.slice(0, 20)})`);
+      throw invalid(`input ${spec.name}[${i}] must be an integer in [${lo}, ${hi}] (got ${quote(String(JSON.stringify(v)), 20)})`);
     }
     out[i] = BigInt(v);
   }

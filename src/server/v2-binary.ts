@@ -2,7 +2,7 @@
 // of `Inference-Header-Content-Length` bytes, then each binary tensor's raw little-endian
 // bytes, row-major, in the order the header lists them, each `binary_data_size` bytes long.
 import { endianness } from 'node:os';
-import { DeqError } from '../errors.js';
+import { DeqError, quote } from '../errors.js';
 
 /** The header's name, lower case as Node presents request headers. */
 export const HEADER_LENGTH = 'inference-header-content-length';
@@ -19,7 +19,7 @@ export function splitBody(body: Buffer, header: string | string[] | undefined): 
   const raw = Array.isArray(header) ? header[0] : header;
   const n = /^\d{1,12}$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
   if (!Number.isSafeInteger(n) || n < 1 || n > body.length) {
-    throw invalid(`Inference-Header-Content-Length must be an integer in [1, ${body.length}] (the body's length; got ${JSON.stringify(raw.slice(0, 20))})`);
+    throw invalid(`Inference-Header-Content-Length must be an integer in [1, ${body.length}] (the body's length; got ${quote(String(raw), 20)})`);
   }
   return { json: body.subarray(0, n), tail: body.subarray(n) };
 }
@@ -49,7 +49,7 @@ export function attachBinaryInputs(inputs: BinaryInput[], tail: Buffer | undefin
     if (!tail) throw invalid(`input ${t.name} has parameters.binary_data_size but the request has no Inference-Header-Content-Length header`);
     if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw invalid(`input ${t.name}: binary_data_size must be a non-negative integer`);
     const width = ELEMENT_BYTES[t.datatype];
-    if (!width) throw invalid(`input ${t.name}: binary data of datatype ${JSON.stringify(t.datatype)} is not served (FP32, INT64)`);
+    if (!width) throw invalid(`input ${t.name}: binary data of datatype ${quote(String(t.datatype))} is not served (FP32, INT64)`);
     const count = t.shape.reduce((a, b) => a * b, 1);
     if (size !== count * width) throw invalid(`input ${t.name}: binary_data_size ${size} does not match shape [${t.shape.join(', ')}] of ${t.datatype} (${count * width} bytes)`);
     if (offset + size > tail.length) throw invalid(`input ${t.name}: the body ends ${offset + size - tail.length} bytes before its binary data does`);

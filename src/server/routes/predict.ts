@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { DeqError } from '../../errors.js';
+import { DeqError, quote } from '../../errors.js';
 import { nestedInputs, nestedOutput, tensorInputs } from '../../pipelines/tensor.js';
 import { modelOutputs } from '../../runtime/index.js';
 import { findModel } from '../models.js';
@@ -57,7 +57,7 @@ export const predictRoutes: FastifyPluginAsync<{ state: ServerState }> = async (
     const available = modelOutputs(m).map((o) => o.name);
     const wanted = req.body.outputs ?? Object.values(m.outputs);
     for (const name of wanted) {
-      if (!available.includes(name)) throw new DeqError('DEQ_ERR_INVALID_INPUT', `unknown output ${JSON.stringify(name)}; ${model.name} has ${available.join(', ')}`);
+      if (!available.includes(name)) throw new DeqError('DEQ_ERR_INVALID_INPUT', `unknown output ${quote(name)}; ${model.name} has ${available.join(', ')}`);
     }
     const result = await runSolve(req, model, { ...batch, outputs: wanted, solver: control.solver, deadline: control.deadline });
     const outputs: Record<string, unknown> = {};

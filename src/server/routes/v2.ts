@@ -208,7 +208,7 @@ function findVersion(state: ServerState, p: ModelParams): ServedModel {
   const m = findModel(state.models, p.name);
   const have = m.manifest.version ?? '1';
   if (p.version !== undefined && p.version !== have) {
-    throw new DeqError('DEQ_ERR_MODEL_NOT_FOUND', `model ${m.name} has no version ${JSON.stringify(p.version.slice(0, 64))}; it serves version ${JSON.stringify(have)}`);
+    throw new DeqError('DEQ_ERR_MODEL_NOT_FOUND', `model ${m.name} has no version ${quote(p.version)}; it serves version ${quote(have)}`);
   }
   return m;
 }
