@@ -9,5 +9,7 @@
  */
 export * from './solver/index.js';
 export * from './runtime/index.js';
+export * from './pipelines/index.js';
+export { validateText } from './preprocess/text.js';
 export { DeqError, ERROR_CATALOGUE, isDeqError } from './errors.js';
 export type { ErrorCode } from './errors.js';

@@ -44,7 +44,7 @@ const COMMANDS: Record<string, Command> = {
   async score(args) {
     const { values, positionals } = parseArgs({ args, options: { ...MODEL_FLAGS, text: { type: 'string' }, 'max-chars': { type: 'string' } }, allowPositionals: true });
     if (values.text === undefined) throw usage('score needs --text "..."');
-    const { scoreCommand } = await import('./lm-eval.js');
+    const { scoreCommand } = await import('./score.js');
     const { output } = await scoreCommand(onePositional(positionals, 'bundle'), values.text, {
       solver: solverFlags(values),
       session: sessionFlags(values),
@@ -73,7 +73,7 @@ const COMMANDS: Record<string, Command> = {
     });
     if (positionals.length === 0) throw usage('eval needs at least one bundle');
     if (values.dataset === 'brown') {
-      const { evalBrown } = await import('./lm-eval.js');
+      const { evalBrown } = await import('../eval/brown-eval.js');
       const report = await evalBrown(onePositional(positionals, 'bundle'), {
         limit: values.limit === undefined ? undefined : intFlag('--limit', values.limit),
         batch: values.batch === undefined ? undefined : intFlag('--batch', values.batch),
@@ -86,7 +86,7 @@ const COMMANDS: Record<string, Command> = {
       return 0;
     }
     if (values.dataset !== 'fashion-mnist') throw usage(`eval --dataset must be fashion-mnist or brown (got "${values.dataset ?? ''}")`);
-    const { evalFashionMnist } = await import('./eval-image.js');
+    const { evalFashionMnist } = await import('../eval/image-eval.js');
     const reports = await evalFashionMnist(positionals, {
       limit: values.limit === undefined ? undefined : intFlag('--limit', values.limit),
       tols: (values.tols ?? '1e-2,1e-3,1e-4').split(',').map((t) => numberFlag('--tols', t)),
@@ -108,7 +108,7 @@ const COMMANDS: Record<string, Command> = {
       options: { ...MODEL_FLAGS, batch: { type: 'string' }, runs: { type: 'string' }, warmup: { type: 'string' } },
       allowPositionals: true,
     });
-    const { bench } = await import('./bench.js');
+    const { bench } = await import('../eval/bench.js');
     const report = await bench(onePositional(positionals, 'bundle'), {
       batch: values.batch === undefined ? 1 : intFlag('--batch', values.batch),
       runs: values.runs === undefined ? 200 : intFlag('--runs', values.runs),

@@ -1,3 +1,4 @@
+import { DeqError } from '../errors.js';
 import type { TokenizerSpec } from '../runtime/manifest.js';
 
 /** Token ids, surface tokens and unknown-word flags of one text. */
@@ -169,5 +170,28 @@ export class BrownTokenizer {
 
   #key(w: string): string {
     return this.spec.lowercase ? w.toLowerCase() : w;
+  }
+}
+
+/** What scoring needs of a tokenizer: ids, token strings and unk flags, index-aligned, `eos` after each sentence, no `bos`. */
+export interface TextTokenizer {
+  readonly vocab: readonly string[];
+  readonly spec: TokenizerSpec;
+  readonly unkId: number;
+  readonly bosId: number;
+  readonly eosId: number;
+  encode(text: string): Encoded;
+}
+
+/**
+ * The one tokenizer factory: the tokenizer a bundle's manifest names, over its vocabulary.
+ * Throws DEQ_ERR_BUNDLE_INVALID for an unknown kind or a vocabulary without the spec's symbols.
+ */
+export function createTokenizer(vocab: string[], spec: TokenizerSpec): TextTokenizer {
+  if (spec.kind !== 'brown-words') throw new DeqError('DEQ_ERR_BUNDLE_INVALID', `unknown tokenizer kind ${JSON.stringify(spec.kind)}`);
+  try {
+    return new BrownTokenizer(vocab, spec);
+  } catch (err) {
+    throw new DeqError('DEQ_ERR_BUNDLE_INVALID', (err as Error).message);
   }
 }

@@ -1,5 +1,5 @@
 import { DeqError } from '../errors.js';
-import { resolveSolverOptions, solve, SOLVER_DEFAULTS, SolverWorkspace, type FixedPointFn, type ResolvedSolverOptions, type SolveResult, type SolverOptions } from '../solver/index.js';
+import { resolveSolverOptions, solve, SolverWorkspace, type FixedPointFn, type ResolvedSolverOptions, type SolveResult, type SolverOptions } from '../solver/index.js';
 import { loadBundle, type Bundle, type GraphRole } from './bundle.js';
 import type { Manifest } from './manifest.js';
 import { createTensor, DEFAULT_SESSION_CONFIG, OnnxGraph, type SessionConfig, type Tensor } from './onnx.js';
@@ -238,23 +238,19 @@ export class DeqModel {
   }
 }
 
-/** The manifest's solver block as solver options. */
+/** The manifest's solver block as solver options; what it leaves out comes from SOLVER_DEFAULTS. */
 export function solverDefaults(m: Manifest): ResolvedSolverOptions {
   const s = m.solver;
-  return {
+  return resolveSolverOptions({
     method: s.method,
     tol: s.tol,
     stopMode: s.stop_mode,
     maxIter: s.max_iter,
-    history: s.history ?? 8,
-    lineSearch: false,
-    andersonLambda: s.anderson_lambda ?? 1e-4,
-    andersonBeta: s.anderson_beta ?? 1,
-    damping: s.damping ?? 1,
-    divergenceFactor: SOLVER_DEFAULTS.divergenceFactor,
-    restartFactor: SOLVER_DEFAULTS.restartFactor,
-    trace: false,
-  };
+    history: s.history,
+    andersonLambda: s.anderson_lambda,
+    andersonBeta: s.anderson_beta,
+    damping: s.damping,
+  });
 }
 
 function resolveDims(shape: readonly number[], length: number | undefined): number[] {

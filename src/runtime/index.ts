@@ -7,6 +7,3 @@ export { bundledProviders, DEFAULT_SESSION_CONFIG, EXECUTION_PROVIDERS } from '.
 export type { ExecutionProvider, GraphOptimization, SessionConfig } from './onnx.js';
 export { argmax, checkParity } from './parity.js';
 export type { ParityCaseReport, ParityReport } from './parity.js';
-export { LanguageModel, LM_DEFAULTS, planWindows, scoreStream, validateText, windowScoringOf } from './language-model.js';
-export type { LanguageModelConfig, ScoreOptions, StreamScores, TextScore, TokenScore, WindowPlan, WindowRunner, WindowScoring } from './language-model.js';
-export { KneserNeyTrigram } from './kneser-ney.js';

@@ -1,3 +1,4 @@
+import { Ajv, type Options as AjvOptions } from 'ajv';
 import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { DestinationStream } from 'pino';
 import { DeqError } from '../errors.js';
@@ -11,14 +12,14 @@ import { modelRoutes } from './routes/models.js';
 import { scoreRoutes } from './routes/score.js';
 import { v2Routes } from './routes/v2.js';
 import type { ServerState } from './state.js';
-import { tokenizerCache, type TokenizerFactory } from './tokenizers.js';
 
 export interface AppOptions {
   /** Where log lines go (default stdout). */
   logStream?: DestinationStream;
-  /** Overrides the brown-words tokenizer (tests). */
-  tokenizer?: TokenizerFactory;
 }
+
+// verbose: errors carry the failing schema and value, so a 400 can say what was expected.
+const AJV_OPTIONS: AjvOptions = { allErrors: false, allowUnionTypes: true, removeAdditional: false, useDefaults: true, verbose: true, strict: false };
 
 /** Secrets never reach a log line, even if a header object is logged by mistake. */
 const REDACT = ['req.headers.authorization', 'headers.authorization', 'req.headers.cookie', 'headers.cookie', 'config.apiKeys'];
@@ -39,9 +40,12 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
     // requestTimeout covers receiving the request only (slow clients); solves have their own deadline.
     requestTimeout: 60_000,
     routerOptions: { maxParamLength: 200 },
-    // No type coercion: {"text": 42} is an error, not "42". Query values are parsed by the routes.
-    ajv: { customOptions: { allowUnionTypes: true, coerceTypes: false } },
   });
+  // JSON bodies are taken as typed ({"tol": "1e-3"} is an error); query strings are
+  // text, so only their schemas coerce. Unknown parameters are refused, not dropped.
+  const body = new Ajv({ ...AJV_OPTIONS, coerceTypes: false });
+  const query = new Ajv({ ...AJV_OPTIONS, coerceTypes: true });
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'querystring' ? query : body).compile(schema));
   app.decorate('deq', state);
   await app.register(errorsPlugin);
   await app.register(requestLogPlugin, { state });
@@ -60,7 +64,7 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
   await app.register(classifyRoutes, { state });
   await app.register(async (scope) => {
     scope.addHook('preValidation', async (req) => { if (req.method === 'POST') await jsonOnly(req); });
-    await scope.register(scoreRoutes, { state, tokenizerFor: tokenizerCache(opts.tokenizer) });
+    await scope.register(scoreRoutes, { state });
     await scope.register(v2Routes, { state });
   });
   return app;

@@ -8,7 +8,6 @@ import type { ServerState } from './state.js';
 
 export { DEFAULT_CONFIG, SETTINGS, describeConfig, loadConfig } from './config.js';
 export type { DeadlinePolicy, ServerConfig } from './config.js';
-export type { TextTokenizer, TokenizerFactory } from './tokenizers.js';
 export type { AppOptions } from './app.js';
 
 export interface StartOptions extends AppOptions {
@@ -36,7 +35,7 @@ export interface RunningServer {
  * A bad bundle or configuration rejects with a DeqError after cleaning up.
  */
 export async function startServer(config: Readonly<ServerConfig>, opts: StartOptions = {}): Promise<RunningServer> {
-  const models = await discoverModels(config.modelsDir);
+  const models = await discoverModels(config.modelsDir, config);
   const pool = new WorkerPool({
     models: [...models.values()].map((m) => ({ name: m.name, dir: m.dir })),
     workers: config.workers,
@@ -50,6 +49,9 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
   const log = app.log;
   pool.logger = log;
   log.info({ config: describeConfig(config), models: [...models.keys()] }, 'effective configuration');
+  for (const m of models.values()) {
+    if (m.clamped.length) log.warn({ model: m.name, clamped: m.clamped }, 'manifest solver defaults exceed the server caps; clamped');
+  }
   const cores = (describeConfig(config).cores as number);
   if (config.workers * config.intraOpThreads > cores) {
     log.warn({ workers: config.workers, threads: config.intraOpThreads, cores }, 'workers × threads exceeds the cores: solves will contend for CPU');

@@ -1,7 +1,9 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { DeqError } from '../errors.js';
-import { loadBundle, type Manifest } from '../runtime/index.js';
+import { loadBundle, solverDefaults, type Manifest } from '../runtime/index.js';
+import type { ResolvedSolverOptions } from '../solver/index.js';
+import type { ServerConfig } from './config.js';
 
 /** Model names as the bundle format allows them; anything else is never looked up. */
 export const MODEL_NAME = /^[a-z0-9][a-z0-9._-]{0,127}$/;
@@ -12,6 +14,34 @@ export interface ServedModel {
   dir: string;
   manifest: Manifest;
   vocab?: string[];
+  /** The solver defaults a request starts from: the manifest's, clamped to the server caps. */
+  solver: ResolvedSolverOptions;
+  /** Manifest defaults that the caps changed, as `setting: manifest → effective` (logged at startup). */
+  clamped: string[];
+}
+
+/** The server caps a model's solver defaults are clamped to. */
+export type SolverCaps = Pick<ServerConfig, 'maxIterCap' | 'tolMin' | 'tolMax'>;
+
+/**
+ * A manifest's solver defaults under the server caps. A bundle asking for 1000
+ * iterations on a server capped at 500 gets 500, as a request asking for 1000 would
+ * be refused; the change is reported so startup can warn about it.
+ */
+export function effectiveSolver(m: Manifest, caps: SolverCaps): { solver: ResolvedSolverOptions; clamped: string[] } {
+  const base = solverDefaults(m);
+  const solver = { ...base };
+  const clamped: string[] = [];
+  if (solver.maxIter > caps.maxIterCap) {
+    solver.maxIter = caps.maxIterCap;
+    clamped.push(`max_iter: ${base.maxIter} → ${solver.maxIter}`);
+  }
+  const tol = Math.min(Math.max(solver.tol, caps.tolMin), caps.tolMax);
+  if (tol !== solver.tol) {
+    solver.tol = tol;
+    clamped.push(`tol: ${base.tol} → ${tol}`);
+  }
+  return { solver: Object.freeze(solver), clamped };
 }
 
 /**
@@ -19,7 +49,7 @@ export interface ServedModel {
  * it (schema, checksums). Fails on a bad bundle or a duplicate name: a server
  * that silently drops a model is worse than one that does not start.
  */
-export async function discoverModels(modelsDir: string): Promise<Map<string, ServedModel>> {
+export async function discoverModels(modelsDir: string, caps: SolverCaps): Promise<Map<string, ServedModel>> {
   const root = resolve(modelsDir);
   let entries: string[];
   try {
@@ -36,7 +66,7 @@ export async function discoverModels(modelsDir: string): Promise<Map<string, Ser
     if (!MODEL_NAME.test(name)) throw new DeqError('DEQ_ERR_BUNDLE_INVALID', `${dir}/manifest.json: name ${JSON.stringify(name)} is not a valid model name`);
     const other = models.get(name);
     if (other) throw new DeqError('DEQ_ERR_BUNDLE_INVALID', `model name ${name} is used by both ${other.dir} and ${dir}`);
-    models.set(name, { name, dir, manifest: bundle.manifest, vocab: bundle.vocab });
+    models.set(name, { name, dir, manifest: bundle.manifest, vocab: bundle.vocab, ...effectiveSolver(bundle.manifest, caps) });
   }
   if (models.size === 0) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting --models-dir: no bundle (subfolder with a manifest.json) in ${root}`, { setting: 'modelsDir' });
   return models;

@@ -10,12 +10,12 @@ export interface WorkerInit {
   intraOpThreads: number;
 }
 
-/** The solver settings a request may choose; everything else comes from the manifest. */
+/** The solver settings a request runs with, resolved on the HTTP thread; the rest (history…) comes from the manifest. */
 export interface RequestSolver {
-  method?: SolverMethod;
-  tol?: number;
-  stopMode?: StopMode;
-  maxIter?: number;
+  method: SolverMethod;
+  tol: number;
+  stopMode: StopMode;
+  maxIter: number;
 }
 
 export interface InferJob {

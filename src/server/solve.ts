@@ -1,5 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import { DeqError } from '../errors.js';
+import { summarizeSolve, type SolveSummary } from '../solver/index.js';
+import type { RunOptions } from '../pipelines/text-scoring.js';
 import type { ServedModel } from './models.js';
 import type { PoolResult } from './pool.js';
 import type { InferJob } from './protocol.js';
@@ -32,43 +34,47 @@ export async function runSolve(req: FastifyRequest, model: ServedModel, job: Inf
   const result = await deq.pool.submit(model.name, job);
   metrics.observeSolve(model.name, result);
   const s = result.solver;
-  let maxIter = 0, maxRes = 0, converged = 0;
-  for (let i = 0; i < s.iterations.length; i++) {
-    maxIter = Math.max(maxIter, s.iterations[i]);
-    maxRes = Math.max(maxRes, s.residual[i]);
-    converged += s.converged[i];
-  }
+  const sum = summarizeSolve(s);
   req.logFields.solve = {
-    method: result.options.method, iterations_max: maxIter, residual_max: maxRes,
-    converged: `${converged}/${s.iterations.length}`, stopped: s.stopped,
+    method: result.options.method, iterations_max: sum.maxIterations, residual_max: sum.maxResidual,
+    converged: `${sum.converged}/${sum.rows}`, stopped: s.stopped,
     queue_ms: round(result.queueMs), solve_ms: round(result.timing.solveMs), total_ms: round(result.timing.totalMs),
   };
   if (s.stopped && deq.config.onDeadline === 'error') {
-    throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed during the solve (after ${maxIter} iterations, residual ${maxRes.toPrecision(3)})`);
+    throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed during the solve (after ${sum.maxIterations} iterations, residual ${sum.maxResidual.toPrecision(3)})`);
   }
   return result;
 }
 
-export function solverSummary(r: PoolResult, rows?: readonly number[]): SolverSummary {
-  const s = r.solver;
-  const idx = rows ?? Array.from(s.iterations, (_, i) => i);
-  let iterations = 0, residual = 0, converged = true, diverged = false;
-  for (const i of idx) {
-    iterations = Math.max(iterations, s.iterations[i]);
-    residual = Math.max(residual, s.residual[i]);
-    converged &&= s.converged[i] === 1;
-    diverged ||= s.diverged[i] === 1;
-  }
+/** The wire summary of a solve's rows (all, or `rows`), with the settings it ran with. */
+export function solverSummary(r: Pick<PoolResult, 'solver' | 'options'>, rows?: Iterable<number>): SolverSummary {
+  return wireSummary(summarizeSolve(r.solver, rows), r.options, r.solver.stopped);
+}
+
+/** A SolveSummary as the `solver` object of a response. */
+export function wireSummary(s: SolveSummary, o: RunOptions, stopped: boolean): SolverSummary {
   return {
-    method: r.options.method,
-    tol: r.options.tol,
-    max_iter: r.options.maxIter,
-    stop_mode: r.options.stopMode,
-    iterations,
-    residual: Number.isFinite(residual) ? residual : null,
-    converged,
-    diverged,
-    deadline_exceeded: s.stopped,
+    method: o.method,
+    tol: o.tol,
+    max_iter: o.maxIter,
+    stop_mode: o.stopMode,
+    iterations: s.maxIterations,
+    residual: Number.isFinite(s.maxResidual) ? s.maxResidual : null,
+    converged: s.converged === s.rows,
+    diverged: s.diverged > 0,
+    deadline_exceeded: stopped,
+  };
+}
+
+/** Several responses' summaries as one: the worst of each (a multi-text /score request). */
+export function mergeSummaries(list: readonly SolverSummary[]): SolverSummary {
+  return {
+    ...list[0],
+    iterations: Math.max(...list.map((s) => s.iterations)),
+    residual: list.some((s) => s.residual === null) ? null : Math.max(...list.map((s) => s.residual as number)),
+    converged: list.every((s) => s.converged),
+    diverged: list.some((s) => s.diverged),
+    deadline_exceeded: list.some((s) => s.deadline_exceeded),
   };
 }
 

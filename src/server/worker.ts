@@ -59,7 +59,7 @@ function warmupJob(m: Manifest): InferJob {
     batch: 1,
     length,
     headInputs,
-    solver: {},
+    solver: { method: m.solver.method, tol: m.solver.tol, stopMode: m.solver.stop_mode, maxIter: m.solver.max_iter },
     deadline: Date.now() + 60_000,
   };
 }

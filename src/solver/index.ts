@@ -2,3 +2,5 @@ export { resolveSolverOptions, solve } from './solve.js';
 export { SolverWorkspace } from './workspace.js';
 export { SOLVER_DEFAULTS, SOLVER_METHODS, STOP_MODES } from './types.js';
 export type { FixedPointFn, ResolvedSolverOptions, SolveResult, SolverMethod, SolverOptions, StopMode } from './types.js';
+export { summarizeSolve } from './summary.js';
+export type { SolveRows, SolveSummary } from './summary.js';

@@ -2,8 +2,8 @@
 // real test set (Debian's dataset-fashion-mnist, installed by .ci/run).
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { evaluateSet, type SetResult } from '../../src/cli/eval-image.js';
-import { readFashionMnist, type ImageSet } from '../../src/cli/fashion-mnist.js';
+import { evaluateSet, type SetResult } from '../../src/eval/image-eval.js';
+import { readFashionMnist, type ImageSet } from '../../src/eval/fashion-mnist.js';
 import { checkParity, DeqModel } from '../../src/runtime/index.js';
 
 const MODELS = resolve(import.meta.dirname, '..', '..', 'models');

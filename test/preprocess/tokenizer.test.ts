@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { brownCorpusDir, buildBrownVocab, readBrownSplits, streamSha256, type BrownSplits } from '../../src/preprocess/brown-corpus.js';
+import { brownCorpusDir, buildBrownVocab, readBrownSplits, streamSha256, type BrownSplits } from '../../src/eval/brown-corpus.js';
 import { BrownTokenizer, brownSentences } from '../../src/preprocess/tokenizer.js';
 import type { TokenizerSpec } from '../../src/runtime/manifest.js';
 
@@ -83,7 +83,7 @@ describe('Brown corpus split (must match models/recipes/brown.py)', () => {
   });
 
   it('gives the same id streams as the Python recipe (sha256 recorded by brown.py)', async () => {
-    const { encodeStream } = await import('../../src/preprocess/brown-corpus.js');
+    const { encodeStream } = await import('../../src/eval/brown-corpus.js');
     expect(streamSha256(encodeStream(splits.valid, vocab))).toBe('3df72194d3e198369f0b30a4ce6dc7c63bad8799fe5d378831ed358cf95aa2d0');
     expect(streamSha256(encodeStream(splits.test, vocab))).toBe('f4309e0827276fd4f5bad44cc37ec4abd6e4e85920011877ed5f7f0f361fe3ca');
   });

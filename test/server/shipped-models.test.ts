@@ -2,7 +2,7 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, startServer, type RunningServer } from '../../dist/server/index.js';
-import { readFashionMnist, type ImageSet } from '../../src/cli/fashion-mnist.js';
+import { readFashionMnist, type ImageSet } from '../../src/eval/fashion-mnist.js';
 import { postJson, ROOT } from './helpers.js';
 
 describe('serving the shipped models', () => {

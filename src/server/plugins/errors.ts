@@ -32,8 +32,8 @@ export function toClientError(err: unknown): ClientError {
     const retry = e.details?.retryAfterS;
     return { status: ERROR_CATALOGUE[e.code].status, code: e.code, message: e.message, ...(typeof retry === 'number' ? { retryAfterS: retry } : {}) };
   }
-  const fe = err as { code?: string; statusCode?: number; validation?: unknown; message?: string };
-  if (fe && fe.validation) return { status: 400, code: 'DEQ_ERR_INVALID_INPUT', message: fe.message ?? 'invalid request' };
+  const fe = err as { code?: string; statusCode?: number; validation?: SchemaError[]; validationContext?: string; message?: string };
+  if (fe && fe.validation) return validationError(fe.validation, fe.validationContext, fe.message);
   const mapped = fe && typeof fe.code === 'string' ? FRAMEWORK_CODES[fe.code] : undefined;
   if (mapped) {
     const message = mapped === 'DEQ_ERR_INVALID_INPUT' && /JSON/i.test(fe.code ?? '') ? `malformed JSON body: ${fe.message ?? ''}` : fe.message ?? ERROR_CATALOGUE[mapped].summary;
@@ -44,6 +44,41 @@ export function toClientError(err: unknown): ClientError {
     return { status: 400, code: 'DEQ_ERR_INVALID_INPUT', message: fe.message ?? 'invalid request' };
   }
   return { status: 500, code: 'DEQ_ERR_INTERNAL', message: 'internal error' };
+}
+
+/** What ajv reports (verbose: the failing schema and value are included). */
+interface SchemaError {
+  instancePath: string;
+  keyword: string;
+  message?: string;
+  params?: Record<string, unknown>;
+  parentSchema?: { description?: string };
+  data?: unknown;
+}
+
+const SOLVER_PARAM_NAMES = new Set(['tol', 'max_iter', 'solver', 'stop_mode', 'deadline_ms']);
+
+/**
+ * A schema failure as a client error that names the parameter: an unknown one is
+ * listed as such, a solver knob out of range gets DEQ_ERR_INVALID_SOLVER_OPTION and
+ * what it must be (the schema's `description`).
+ */
+function validationError(errors: SchemaError[], context: string | undefined, fallback: string | undefined): ClientError {
+  const e = errors[0];
+  if (!e) return { status: 400, code: 'DEQ_ERR_INVALID_INPUT', message: fallback ?? 'invalid request' };
+  const where = context === 'querystring' ? 'query parameter' : 'field';
+  if (e.keyword === 'additionalProperties') {
+    const name = String(e.params?.additionalProperty ?? '').slice(0, 64);
+    return { status: 400, code: 'DEQ_ERR_INVALID_INPUT', message: `unknown ${where} ${JSON.stringify(name)}${e.instancePath ? ` in ${e.instancePath}` : ''}` };
+  }
+  const name = e.instancePath.split('/').filter(Boolean).pop() ?? '';
+  const must = e.parentSchema?.description;
+  if (must && e.keyword !== 'required') {
+    const got = JSON.stringify(e.data)?.slice(0, 40) ?? String(e.data);
+    const code = SOLVER_PARAM_NAMES.has(name) ? 'DEQ_ERR_INVALID_SOLVER_OPTION' : 'DEQ_ERR_INVALID_INPUT';
+    return { status: 400, code, message: `${name} must be ${must} (got ${got})` };
+  }
+  return { status: 400, code: 'DEQ_ERR_INVALID_INPUT', message: fallback ?? `${context ?? 'request'}${e.instancePath} ${e.message ?? 'is invalid'}` };
 }
 
 /** v2 (Open Inference Protocol) routes answer `{ error }`; the rest `{ error, code }`. */

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ErrorCode } from '../../errors.js';
+import { summarizeSolve } from '../../solver/index.js';
 import type { PoolResult } from '../pool.js';
 import type { ServerState } from '../state.js';
 import { global } from './plugin.js';
@@ -65,15 +66,14 @@ export class ServerMetrics {
     this.solveDuration.observe({ model }, r.timing.totalMs / 1000);
     const s = r.solver;
     this.samples.inc({ model }, s.iterations.length);
-    let notConverged = 0, diverged = 0;
+    // Histograms take every sample; the counts come from the shared reduction.
     for (let i = 0; i < s.iterations.length; i++) {
       this.iterations.observe({ model, method }, s.iterations[i]);
       if (Number.isFinite(s.residual[i])) this.residual.observe({ model, method }, s.residual[i]);
-      if (!s.converged[i]) notConverged++;
-      if (s.diverged[i]) diverged++;
     }
-    if (notConverged) this.notConverged.inc({ model }, notConverged);
-    if (diverged) this.diverged.inc({ model }, diverged);
+    const sum = summarizeSolve(s);
+    if (sum.rows > sum.converged) this.notConverged.inc({ model }, sum.rows - sum.converged);
+    if (sum.diverged) this.diverged.inc({ model }, sum.diverged);
     if (s.stopped) this.deadlineStops.inc({ model });
   }
 

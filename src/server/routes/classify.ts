@@ -1,17 +1,15 @@
 import multipart from '@fastify/multipart';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { DeqError } from '../../errors.js';
-import { imageToTensor } from '../../preprocess/image.js';
-import { findModel } from '../models.js';
+import { ImageClassifier } from '../../pipelines/image-classification.js';
+import { findModel, type ServedModel } from '../models.js';
 import { runSolve, solverSummary, SOLVER_SUMMARY_SCHEMA } from '../solve.js';
-import { parseSolverControl, type WireSolverOptions } from '../solver-options.js';
+import { requestControl, solverParamsSchema, type WireSolverOptions } from '../solver-options.js';
 import type { ServerState } from '../state.js';
 
 interface ClassifyQuery extends WireSolverOptions {
-  top_k?: string;
+  top_k?: number;
 }
-
-const SOLVER_QUERY = { tol: {}, max_iter: {}, solver: {}, stop_mode: {}, deadline_ms: {} };
 
 const CLASSIFY_RESPONSE = {
   type: 'object',
@@ -41,34 +39,45 @@ export const classifyRoutes: FastifyPluginAsync<{ state: ServerState }> = async 
   app.post<{ Params: { name: string }; Querystring: ClassifyQuery }>('/v1/models/:name/classify', {
     bodyLimit: config.imageLimitBytes,
     schema: {
-      querystring: { type: 'object', properties: { top_k: {}, ...SOLVER_QUERY } },
+      querystring: {
+        type: 'object',
+        additionalProperties: false,
+        properties: { top_k: { type: 'integer', minimum: 1, description: 'an integer ≥ 1' }, ...solverParamsSchema(config) },
+      },
       response: { 200: CLASSIFY_RESPONSE },
     },
   }, async (req) => {
     const t0 = performance.now();
     const model = findModel(state.models, req.params.name);
-    const man = model.manifest;
-    if (man.task !== 'image-classification' || !man.preprocess || !man.labels) {
-      throw new DeqError('DEQ_ERR_WRONG_TASK', `${model.name} is a ${man.task} model; use /v1/models/${model.name}/score`);
-    }
-    const control = parseSolverControl(req.query, config);
+    const classifier = classifierOf(model);
+    const control = requestControl(model, req.query, config);
     const bytes = await readImage(req);
-    const input = await imageToTensor(bytes, man.preprocess, { maxPixels: config.maxImagePixels });
-    const result = await runSolve(req, model, { input, batch: 1, solver: control.solver, deadline: control.deadline, outputs: [man.outputs.logits] });
-    const logits = result.outputs[man.outputs.logits].data as Float32Array;
-    const probs = softmax(logits);
-    const k = Math.min(topK(req.query.top_k, config.topK), probs.length);
-    const order = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a]).slice(0, k);
-    const labels = order.map((i) => ({ label: man.labels![i], index: i, probability: probs[i] }));
+    const input = await classifier.preprocess(bytes, { maxPixels: config.maxImagePixels });
+    const result = await runSolve(req, model, { input, batch: 1, solver: control.solver, deadline: control.deadline, outputs: [classifier.logitsOutput] });
+    const { label, labels } = classifier.postprocess(result.outputs[classifier.logitsOutput].data as Float32Array, req.query.top_k ?? config.topK);
     return {
       model: model.name,
-      label: labels[0].label,
+      label,
       labels,
       solver: solverSummary(result),
       timing: { queue_ms: result.queueMs, solve_ms: result.timing.solveMs, total_ms: performance.now() - t0 },
     };
   });
 };
+
+// One classifier per model, built on first use; a model of another task is refused.
+const classifiers = new WeakMap<ServedModel, ImageClassifier>();
+function classifierOf(model: ServedModel): ImageClassifier {
+  let c = classifiers.get(model);
+  if (!c) {
+    if (model.manifest.task !== 'image-classification') {
+      throw new DeqError('DEQ_ERR_WRONG_TASK', `${model.name} is a ${model.manifest.task} model; use /v1/models/${model.name}/score`);
+    }
+    c = new ImageClassifier(model.manifest);
+    classifiers.set(model, c);
+  }
+  return c;
+}
 
 async function readImage(req: FastifyRequest): Promise<Uint8Array> {
   if (req.isMultipart()) {
@@ -82,21 +91,4 @@ async function readImage(req: FastifyRequest): Promise<Uint8Array> {
   }
   if (Buffer.isBuffer(req.body)) return req.body;
   throw new DeqError('DEQ_ERR_UNSUPPORTED_MEDIA_TYPE', 'send the image as multipart/form-data (field "image") or as a raw image/* body');
-}
-
-function topK(raw: string | undefined, fallback: number): number {
-  if (raw === undefined) return fallback;
-  const k = Number(raw);
-  if (!Number.isInteger(k) || k < 1) throw new DeqError('DEQ_ERR_INVALID_INPUT', `top_k must be an integer ≥ 1 (got ${JSON.stringify(raw.slice(0, 20))})`);
-  return k;
-}
-
-function softmax(logits: Float32Array): Float64Array {
-  let max = -Infinity;
-  for (const v of logits) max = Math.max(max, v);
-  const out = new Float64Array(logits.length);
-  let sum = 0;
-  for (let i = 0; i < logits.length; i++) sum += out[i] = Math.exp(logits[i] - max);
-  for (let i = 0; i < out.length; i++) out[i] /= sum;
-  return out;
 }

@@ -19,7 +19,9 @@ export const modelRoutes: FastifyPluginAsync<{ state: ServerState }> = async (ap
       labels: man.labels,
       preprocess: man.preprocess,
       tokenizer: man.tokenizer && { kind: man.tokenizer.kind, context: man.tokenizer.context, stride: man.tokenizer.stride ?? null, vocab_size: m.vocab?.length ?? 0 },
-      solver_defaults: { method: man.solver.method, tol: man.solver.tol, stop_mode: man.solver.stop_mode, max_iter: man.solver.max_iter, history: man.solver.history ?? 8 },
+      // Effective: the manifest's defaults clamped to the caps (what a request without overrides runs with).
+      solver_defaults: { method: m.solver.method, tol: m.solver.tol, stop_mode: m.solver.stopMode, max_iter: m.solver.maxIter, history: m.solver.history },
+      ...(m.clamped.length ? { solver_defaults_clamped: m.clamped } : {}),
       caps: {
         tol: [c.tolMin, c.tolMax],
         max_iter: [1, c.maxIterCap],

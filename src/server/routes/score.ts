@@ -1,27 +1,29 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { DeqError } from '../../errors.js';
+import { TextScorer } from '../../pipelines/text-scoring.js';
 import { findModel, type ServedModel } from '../models.js';
-import type { PoolResult } from '../pool.js';
-import { scoreStream, validateText, windowScoringOf, type StreamScores, type WindowScoring } from '../../runtime/language-model.js';
-import { runSolve, SOLVER_SUMMARY_SCHEMA, type SolverSummary } from '../solve.js';
-import { parseSolverControl, type WireSolverOptions } from '../solver-options.js';
+import { mergeSummaries, runSolve, SOLVER_SUMMARY_SCHEMA, wireSummary } from '../solve.js';
+import { requestControl, solverParamsSchema, type WireSolverOptions } from '../solver-options.js';
 import type { ServerState } from '../state.js';
-import type { TextTokenizer } from '../tokenizers.js';
+import type { ServerConfig } from '../config.js';
 
 interface ScoreBody extends WireSolverOptions {
   text?: string;
   texts?: string[];
 }
 
-const SCORE_BODY = {
-  type: 'object',
-  properties: {
-    text: { type: 'string' },
-    texts: { type: 'array', minItems: 1, items: { type: 'string' } },
-    tol: {}, max_iter: {}, solver: {}, stop_mode: {}, deadline_ms: {},
-  },
-  oneOf: [{ required: ['text'], not: { required: ['texts'] } }, { required: ['texts'], not: { required: ['text'] } }],
-} as const;
+function scoreBody(config: Readonly<ServerConfig>) {
+  return {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      text: { type: 'string' },
+      texts: { type: 'array', minItems: 1, items: { type: 'string' } },
+      ...solverParamsSchema(config),
+    },
+    oneOf: [{ required: ['text'], not: { required: ['texts'] } }, { required: ['texts'], not: { required: ['text'] } }],
+  } as const;
+}
 
 const TOKEN = {
   type: 'object',
@@ -52,95 +54,53 @@ const SCORE_RESPONSE = {
 } as const;
 
 /** POST /v1/models/:name/score: per-token log-probabilities of texts under a DEQ language model. */
-export const scoreRoutes: FastifyPluginAsync<{ state: ServerState; tokenizerFor: (m: ServedModel) => Promise<TextTokenizer> }> = async (app, { state, tokenizerFor }) => {
+export const scoreRoutes: FastifyPluginAsync<{ state: ServerState }> = async (app, { state }) => {
   const { config } = state;
-  // Window layout per model, derived once (it looks bos up in the vocabulary).
-  const layouts = new WeakMap<ServedModel, WindowScoring>();
-  const layoutOf = (m: ServedModel): WindowScoring => {
-    let l = layouts.get(m);
-    if (!l) {
-      l = windowScoringOf(m.manifest, m.vocab ?? [], { batch: config.maxBatch, requireConvergence: false });
-      layouts.set(m, l);
+  // Tokenizer and window layout per model, built once (the layout looks bos up in the vocabulary).
+  const scorers = new WeakMap<ServedModel, TextScorer>();
+  const scorerOf = (m: ServedModel): TextScorer => {
+    let s = scorers.get(m);
+    if (!s) {
+      if (m.manifest.task !== 'language-model') {
+        throw new DeqError('DEQ_ERR_WRONG_TASK', `${m.name} is an ${m.manifest.task} model; use /v1/models/${m.name}/classify`);
+      }
+      s = new TextScorer(m.manifest, m.vocab, { maxChars: config.maxTextChars, batch: config.maxBatch, requireConvergence: false });
+      scorers.set(m, s);
     }
-    return l;
+    return s;
   };
   app.post<{ Params: { name: string }; Body: ScoreBody }>('/v1/models/:name/score', {
-    schema: { body: SCORE_BODY, response: { 200: SCORE_RESPONSE } },
+    schema: { body: scoreBody(config), response: { 200: SCORE_RESPONSE } },
   }, async (req) => {
     const model = findModel(state.models, req.params.name);
-    const man = model.manifest;
-    if (man.task !== 'language-model' || !man.tokenizer) {
-      throw new DeqError('DEQ_ERR_WRONG_TASK', `${model.name} is an ${man.task} model; use /v1/models/${model.name}/classify`);
-    }
+    const scorer = scorerOf(model);
     const texts = req.body.texts ?? [req.body.text!];
     if (texts.length > config.maxTexts) throw new DeqError('DEQ_ERR_INVALID_INPUT', `at most ${config.maxTexts} texts per request (got ${texts.length})`);
-    for (const [i, t] of texts.entries()) {
+    // Every text is checked before any is scored: a bad last text costs no solve.
+    const encoded = texts.map((t, i) => {
       try {
-        validateText(t, config.maxTextChars);
+        return scorer.encode(t);
       } catch (err) {
         if (err instanceof DeqError) err.message = `texts[${i}]: ${err.message}`;
         throw err;
       }
-    }
-    const control = parseSolverControl(req.body, config);
-    const tokenizer = await tokenizerFor(model);
-    const encoded = texts.map((t, i) => {
-      const e = tokenizer.encode(t);
-      if (e.ids.length === 0) throw new DeqError('DEQ_ERR_TEXT_INVALID', `texts[${i}] has no token to score`);
-      return e;
     });
-    const spec = layoutOf(model);
+    const control = requestControl(model, req.body, config);
+    const run = (r: Parameters<typeof runSolve>[2]) => runSolve(req, model, r);
     // Texts are scored one after another, each in as few batched solves as its windows allow.
     const results = [];
     for (const e of encoded) {
-      let last: PoolResult | undefined;
-      let stopped = false;
-      const scores = await scoreStream(e.ids, spec, async (r) => {
-        last = await runSolve(req, model, { ...r, outputs: r.outputs ? [...r.outputs] : undefined, solver: control.solver, deadline: control.deadline });
-        stopped ||= last.solver.stopped;
-        return last;
-      }, undefined);
-      let total = 0, unk = 0;
-      const tokens = Array.from(scores.logprobs, (v, p) => {
-        total += v;
-        unk += e.unk[p];
-        return { token: e.tokens[p], id: e.ids[p], logprob: v, unk: e.unk[p] === 1 };
-      });
+      const s = await scorer.scoreEncoded(e, (r) => run({ ...r, outputs: r.outputs ? [...r.outputs] : undefined, solver: control.solver, deadline: control.deadline }));
       results.push({
-        tokens,
-        token_count: tokens.length,
-        unk_count: unk,
-        total_logprob: total,
-        perplexity: Math.exp(-total / tokens.length),
-        windows: scores.windows,
-        solver: windowSummary(last!, scores, stopped),
+        tokens: s.tokens,
+        token_count: s.tokens.length,
+        unk_count: s.unkCount,
+        total_logprob: s.totalLogprob,
+        perplexity: s.perplexity,
+        windows: s.windows,
+        solver: wireSummary(s.solver, s.options, s.solver.stopped),
       });
     }
-    return { model: model.name, results, solver: merge(results.map((r) => r.solver)) };
+    return { model: model.name, results, solver: mergeSummaries(results.map((r) => r.solver)) };
   });
 };
-
-function merge(list: SolverSummary[]): SolverSummary {
-  const first = list[0];
-  return {
-    ...first,
-    iterations: Math.max(...list.map((s) => s.iterations)),
-    residual: list.some((s) => s.residual === null) ? null : Math.max(...list.map((s) => s.residual as number)),
-    converged: list.every((s) => s.converged),
-    diverged: list.some((s) => s.diverged),
-    deadline_exceeded: list.some((s) => s.deadline_exceeded),
-  };
-}
-
-/** A text's solver summary over its windows: the worst window's iterations and residual. */
-function windowSummary(last: PoolResult, s: StreamScores, stopped: boolean): SolverSummary {
-  const o = last.options;
-  return {
-    method: o.method, tol: o.tol, max_iter: o.maxIter, stop_mode: o.stopMode,
-    iterations: Math.max(...s.iterations),
-    residual: Math.max(...s.residuals),
-    converged: s.converged.every((c) => c === 1),
-    diverged: s.diverged.some((d) => d === 1),
-    deadline_exceeded: stopped,
-  };
-}

@@ -3,7 +3,8 @@ import { DeqError } from '../../errors.js';
 import type { TensorSpec } from '../../runtime/index.js';
 import { findModel, type ServedModel } from '../models.js';
 import { runSolve } from '../solve.js';
-import { parseSolverControl, type WireSolverOptions } from '../solver-options.js';
+import { requestControl, solverParamsSchema, type WireSolverOptions } from '../solver-options.js';
+import type { ServerConfig } from '../config.js';
 import { isReady, type ServerState } from '../state.js';
 
 const V2_DATATYPE = { float32: 'FP32', int64: 'INT64' } as const;
@@ -25,12 +26,14 @@ interface V2InferBody {
 
 const PARAMS_SCHEMA = { type: 'object', additionalProperties: { type: ['string', 'number', 'boolean'] } } as const;
 
-const INFER_BODY = {
+// Solver settings ride in the request `parameters` (typed, with the server caps as
+// ranges); other parameters are allowed, as the protocol lets clients send their own.
+const inferBody = (config: Readonly<ServerConfig>) => ({
   type: 'object',
   required: ['inputs'],
   properties: {
     id: { type: 'string', maxLength: 256 },
-    parameters: PARAMS_SCHEMA,
+    parameters: { ...PARAMS_SCHEMA, properties: solverParamsSchema(config) },
     inputs: {
       type: 'array', minItems: 1, maxItems: 16,
       items: {
@@ -47,7 +50,7 @@ const INFER_BODY = {
     },
     outputs: { type: 'array', maxItems: 16, items: { type: 'object', required: ['name'], properties: { name: { type: 'string' }, parameters: PARAMS_SCHEMA } } },
   },
-} as const;
+} as const);
 
 const TENSOR_META = { type: 'object', properties: { name: { type: 'string' }, datatype: { type: 'string' }, shape: { type: 'array', items: { type: 'integer' } } } } as const;
 
@@ -107,11 +110,11 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
   });
 
   app.post<{ Params: { name: string }; Body: V2InferBody }>('/v2/models/:name/infer', {
-    schema: { body: INFER_BODY, response: { 200: INFER_RESPONSE } },
+    schema: { body: inferBody(state.config), response: { 200: INFER_RESPONSE } },
   }, async (req) => {
     const m = findModel(state.models, req.params.name);
     const body = req.body;
-    const control = parseSolverControl(body.parameters ?? {}, state.config);
+    const control = requestControl(m, body.parameters ?? {}, state.config);
     const specs = modelInputs(m);
     const given = new Map<string, V2Tensor>();
     for (const t of body.inputs) {

@@ -2,8 +2,8 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeqError } from '../../src/errors.js';
 import { DeqModel } from '../../src/runtime/deq-model.js';
-import { KneserNeyTrigram } from '../../src/runtime/kneser-ney.js';
-import { LanguageModel, planWindows } from '../../src/runtime/language-model.js';
+import { KneserNeyTrigram } from '../../src/eval/kneser-ney.js';
+import { TextScoringPipeline, planWindows } from '../../src/pipelines/text-scoring.js';
 import { expectClose, rng } from '../helpers/float.js';
 import { TINY_IMAGE, TINY_LM } from '../helpers/fixtures.js';
 
@@ -42,9 +42,9 @@ describe('planWindows', () => {
   });
 });
 
-describe('LanguageModel on the tiny-lm fixture', () => {
-  let lm: LanguageModel;
-  beforeAll(async () => { lm = await LanguageModel.load(TINY_LM, { maxChars: 200, batch: 3 }); });
+describe('TextScoringPipeline on the tiny-lm fixture', () => {
+  let lm: TextScoringPipeline;
+  beforeAll(async () => { lm = await TextScoringPipeline.load(TINY_LM, { maxChars: 200, batch: 3 }); });
   afterAll(async () => { await lm.release(); });
 
   it('reproduces the parity target log-probabilities of a full window', async () => {
@@ -79,7 +79,8 @@ describe('LanguageModel on the tiny-lm fixture', () => {
     expect(res.totalLogprob).toBeCloseTo(total, 9);
     expect(res.perplexity).toBeCloseTo(Math.exp(-total / res.tokens.length), 6);
     for (const t of res.tokens) expect(t.logprob).toBeLessThanOrEqual(0);
-    expect(res.solver.windows).toBe(planWindows(19, 16, 8).length);
+    expect(res.windows).toBe(planWindows(19, 16, 8).length);
+    expect(res.solver.rows).toBe(res.windows);
     expect(res.solver.meanIterations).toBeGreaterThan(0);
     expect(res.stride).toBe(8);
   });
@@ -116,14 +117,14 @@ describe('LanguageModel on the tiny-lm fixture', () => {
   });
 
   it('can insist on convergence', async () => {
-    const strict = new LanguageModel(lm.model, { requireConvergence: true });
+    const strict = new TextScoringPipeline(lm.model, { requireConvergence: true });
     expect(await codeOf(strict.score('the of and', { solver: { tol: 1e-12, maxIter: 2 } }))).toBe('DEQ_ERR_NOT_CONVERGED');
   });
 
   it('refuses a bundle that is not a language model', async () => {
     const image = await DeqModel.load(TINY_IMAGE);
     try {
-      expect(() => new LanguageModel(image)).toThrow(expect.objectContaining({ code: 'DEQ_ERR_WRONG_TASK' }));
+      expect(() => new TextScoringPipeline(image)).toThrow(expect.objectContaining({ code: 'DEQ_ERR_WRONG_TASK' }));
     } finally {
       await image.release();
     }
@@ -179,7 +180,7 @@ describe('KneserNeyTrigram', () => {
 
 describe('Brown evaluation and score command (src/cli/lm-eval.ts)', () => {
   it('scoreCommand prints per-token log-probs, the total and the perplexity', async () => {
-    const { scoreCommand } = await import('../../src/cli/lm-eval.js');
+    const { scoreCommand } = await import('../../src/cli/score.js');
     const { score, output } = await scoreCommand(TINY_LM, 'the man said it.');
     expect(score.tokens.map((t) => t.token)).toEqual(['the', 'man', 'said', 'it', '.', '</s>']);
     expect(output).toMatch(/^token\s+logprob\n/);
@@ -191,7 +192,7 @@ describe('Brown evaluation and score command (src/cli/lm-eval.ts)', () => {
   });
 
   it('evalBrown refuses a bundle whose vocabulary is not the Brown train vocabulary', async () => {
-    const { evalBrown } = await import('../../src/cli/lm-eval.js');
+    const { evalBrown } = await import('../../src/eval/brown-eval.js');
     expect(await codeOf(evalBrown(TINY_LM, { limit: 100 }))).toBe('DEQ_ERR_INVALID_INPUT');
   }, 60_000);
 });

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { readFashionMnist } from '../../src/cli/fashion-mnist.js';
+import { readFashionMnist } from '../../src/eval/fashion-mnist.js';
 import { DeqError } from '../../src/errors.js';
 
 function idx(dims: number[], body: Uint8Array): Buffer {

@@ -1,0 +1,4 @@
+export { ImageClassificationPipeline, ImageClassifier, softmax, topK } from './image-classification.js';
+export type { Classification, ClassifyOptions, LabelScore } from './image-classification.js';
+export { planWindows, scoreStream, TEXT_SCORING_DEFAULTS, TextScorer, TextScoringPipeline, windowScoringOf } from './text-scoring.js';
+export type { RunOptions, ScoreOptions, StreamScores, TextScore, TextScoringConfig, TokenScore, WindowPlan, WindowResult, WindowRunner, WindowScoring } from './text-scoring.js';
