@@ -30,13 +30,16 @@ FROM ${NODE_IMAGE} AS deps
 ARG VARIANT
 WORKDIR /app
 # .npmrc keeps onnxruntime-node-install=skip: CPU (and WebGPU) ship in the package.
-# For cuda the environment variable overrides it and fetches the CUDA 12 provider.
+# For cuda, onnxruntime-node's install script is run explicitly, with the CUDA 12
+# choice: npm 11 runs a dependency's install script only once approved, so
+# `npm ci` alone would not fetch the provider with every npm.
 # onnxruntime-node ships native builds for every OS and CPU (~290 MB); only this
 # platform's stays (the image drops from 578 MB to about 330 MB).
 COPY package.json package-lock.json .npmrc ./
 RUN case "$VARIANT" in \
       cpu) npm ci --omit=dev --no-audit --no-fund ;; \
-      cuda) ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci --omit=dev --no-audit --no-fund ;; \
+      cuda) npm ci --omit=dev --no-audit --no-fund --ignore-scripts \
+            && ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js ;; \
       *) echo "VARIANT must be cpu or cuda (got $VARIANT)" >&2; exit 1 ;; \
     esac \
  && npm cache clean --force \
