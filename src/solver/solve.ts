@@ -26,6 +26,9 @@ export async function solve(
 ): Promise<SolveResult> {
   const opts = resolveSolverOptions(options);
   if (z.length !== batch * n) throw new RangeError(`z has ${z.length} values, expected batch × n = ${batch * n}`);
+  const { sampleTol, sampleMaxIter } = opts;
+  if (sampleTol && sampleTol.length !== batch) throw new RangeError(`sampleTol has ${sampleTol.length} values, expected one per sample (${batch})`);
+  if (sampleMaxIter && sampleMaxIter.length !== batch) throw new RangeError(`sampleMaxIter has ${sampleMaxIter.length} values, expected one per sample (${batch})`);
   const ws = workspace && workspace.fits(opts.method, batch, n, opts.history)
     ? workspace
     : new SolverWorkspace(opts.method, batch, n, opts.history);
@@ -65,7 +68,7 @@ export async function solve(
       residual[i] = r;
       copyRow(zc, o, z, o, n);
     }
-    if (r < tol) {
+    if (r < (sampleTol ? sampleTol[i] : tol)) {
       converged[i] = 1;
       return Status.Done;
     }
@@ -73,7 +76,7 @@ export async function solve(
       diverged[i] = 1;
       return Status.Done;
     }
-    return iterations[i] >= maxIter ? Status.Done : Status.Running;
+    return iterations[i] >= (sampleMaxIter ? sampleMaxIter[i] : maxIter) ? Status.Done : Status.Running;
   };
 
   let calls = 0;
@@ -169,6 +172,8 @@ function validateOptions(o: ResolvedSolverOptions): void {
   if (!(o.andersonLambda >= 0)) throw new RangeError(`andersonLambda must be ≥ 0 (got ${o.andersonLambda})`);
   if (!(o.divergenceFactor > 1)) throw new RangeError(`divergenceFactor must be > 1 (got ${o.divergenceFactor})`);
   if (!(o.restartFactor > 1)) throw new RangeError(`restartFactor must be > 1 (got ${o.restartFactor})`);
+  if (o.sampleTol) for (const t of Array.from(o.sampleTol)) if (!(t > 0) || !Number.isFinite(t)) throw new RangeError(`sampleTol values must be positive finite numbers (got ${t})`);
+  if (o.sampleMaxIter) for (const k of Array.from(o.sampleMaxIter)) if (!Number.isInteger(k) || k < 1) throw new RangeError(`sampleMaxIter values must be integers ≥ 1 (got ${k})`);
 }
 
 

@@ -40,6 +40,12 @@ export interface SolverOptions {
    * (nearly non-contractive) cells; this is the guard. Infinity disables it.
    */
   restartFactor?: number;
+  /**
+   * Per-sample tolerance and cap, overriding `tol` and `maxIter` row by row: requests
+   * batched together each keep their own. Lengths must equal the batch.
+   */
+  sampleTol?: ArrayLike<number>;
+  sampleMaxIter?: ArrayLike<number>;
   /** Keep each sample's residual per evaluation (allocates; off for serving). */
   trace?: boolean;
   /** Polled between iterations; returning true stops the solve (deadlines). */
@@ -63,7 +69,10 @@ export interface SolveResult {
   trace?: Float64Array[];
 }
 
-export const SOLVER_DEFAULTS: Readonly<Required<Omit<SolverOptions, 'shouldStop'>>> = Object.freeze({
+/** Options that have no default: they are per call. */
+type PerCall = 'shouldStop' | 'sampleTol' | 'sampleMaxIter';
+
+export const SOLVER_DEFAULTS: Readonly<Required<Omit<SolverOptions, PerCall>>> = Object.freeze({
   method: 'broyden',
   tol: 1e-3,
   stopMode: 'rel',
@@ -79,4 +88,4 @@ export const SOLVER_DEFAULTS: Readonly<Required<Omit<SolverOptions, 'shouldStop'
 });
 
 /** Options with every default filled in. */
-export type ResolvedSolverOptions = Required<Omit<SolverOptions, 'shouldStop'>> & Pick<SolverOptions, 'shouldStop'>;
+export type ResolvedSolverOptions = Required<Omit<SolverOptions, PerCall>> & Pick<SolverOptions, PerCall>;

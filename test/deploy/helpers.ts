@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { readFashionMnist } from '../../src/eval/fashion-mnist.js';
+import { FASHION_MNIST_SLICE } from '../helpers/fixtures.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -66,9 +67,9 @@ export async function waitFor200(url: string, timeoutMs: number, stepMs = 50): P
 
 export const FASHION_LABELS = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 
-/** The first `n` Fashion-MNIST test images as PNG bytes, with their true labels. */
+/** The first `n` Fashion-MNIST test images (the shipped slice) as PNG bytes, with their true labels. */
 export async function fashionPngs(n: number): Promise<{ png: Buffer; label: string }[]> {
-  const set = await readFashionMnist('test');
+  const set = await readFashionMnist('test', FASHION_MNIST_SLICE);
   const out: { png: Buffer; label: string }[] = [];
   for (let i = 0; i < n; i++) {
     const png = await sharp(Buffer.from(set.images.subarray(i * 784, (i + 1) * 784)), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();

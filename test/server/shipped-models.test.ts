@@ -4,12 +4,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, startServer, type RunningServer } from '../../dist/server/index.js';
 import { readFashionMnist, type ImageSet } from '../../src/eval/fashion-mnist.js';
 import { postJson, ROOT } from './helpers.js';
+import { FASHION_MNIST_SLICE } from '../helpers/fixtures.js';
 
 describe('serving the shipped models', () => {
   let s: RunningServer;
   let set: ImageSet;
   beforeAll(async () => {
-    set = await readFashionMnist('test');
+    set = await readFashionMnist('test', FASHION_MNIST_SLICE);
     s = await startServer(loadConfig([], {}, { port: 0, host: '127.0.0.1', modelsDir: `${ROOT}models`, workers: 1, logLevel: 'silent' }));
   }, 120_000);
   afterAll(async () => { await s?.close(); });

@@ -164,6 +164,34 @@ describe('failure cases', () => {
     expectClose(z, [3, 3, 3, 3], 1e-6);
   });
 
+  it('anderson falls back to a plain step when its bordered system really is singular', async () => {
+    // One state element and a window of 3: from the third stored pair on, GGᵀ is 3×3 of rank one,
+    // and with λ = 0 the bordered system is singular in exact arithmetic. Without the fallback
+    // the step is NaN and the sample is marked diverged.
+    const f: FixedPointFn = (z, out) => { out[0] = Math.cos(z[0]); };
+    const z = new Float32Array(1);
+    const res = await solve(f, 1, 1, z, { method: 'anderson', history: 3, tol: 1e-6, stopMode: 'abs', maxIter: 60, andersonLambda: 0, trace: true });
+    expect(res.diverged[0]).toBe(0);
+    expect(res.converged[0]).toBe(1);
+    expect(res.iterations[0]).toBeGreaterThan(3); // the solve ran into the singular systems
+    expect(Math.abs(z[0] - 0.7390851332)).toBeLessThan(1e-5);
+  });
+
+  it('per-sample tolerances and caps stop each row on its own', async () => {
+    const W = randomMatrix(n, 0.5, 11), b = randomVector(n, 12);
+    const f = batchedMap(W, b, n, Math.tanh);
+    const z = new Float32Array(3 * n);
+    const res = await solve(f, 3, n, z, { method: 'broyden', tol: 1e-9, stopMode: 'abs', sampleTol: [1e-1, 1e-6, 1e-6], sampleMaxIter: [50, 50, 2], trace: true });
+    expect(res.converged[0]).toBe(1);
+    expect(res.converged[1]).toBe(1);
+    expect(res.iterations[0]).toBeLessThan(res.iterations[1]);
+    expect(res.residual[1]).toBeLessThan(1e-6);
+    expect(res.iterations[2]).toBe(2);
+    expect(res.converged[2]).toBe(0);
+    await expect(solve(f, 3, n, new Float32Array(3 * n), { sampleTol: [1e-3] })).rejects.toThrow(/sampleTol has 1 values/);
+    await expect(solve(f, 3, n, new Float32Array(3 * n), { sampleMaxIter: [1, 0, 2] })).rejects.toThrow(RangeError);
+  });
+
   it('shouldStop ends the solve between iterations', async () => {
     const f: FixedPointFn = (z, out) => { for (let i = 0; i < z.length; i++) out[i] = z[i] + 1; };
     let polls = 0;
