@@ -4,3 +4,5 @@ export { SOLVER_DEFAULTS, SOLVER_METHODS, STOP_MODES } from './types.js';
 export type { FixedPointFn, ResolvedSolverOptions, SolveResult, SolverMethod, SolverOptions, StopMode } from './types.js';
 export { summarizeSolve } from './summary.js';
 export type { SolveRows, SolveSummary } from './summary.js';
+export { RowEnd, SolveSession } from './session.js';
+export type { RowOptions } from './session.js';

@@ -1,13 +1,6 @@
 import { SOLVER_DEFAULTS, type FixedPointFn, type ResolvedSolverOptions, type SolveResult, type SolverOptions } from './types.js';
 import { SolverWorkspace } from './workspace.js';
-import { allFinite, copyRow } from './vec.js';
-import { broydenNext, broydenStart } from './broyden.js';
-import { andersonNext } from './anderson.js';
-import { fixedPointNext } from './fixed-point.js';
-import { andersonNextWasm, broydenNextWasm, broydenStartWasm, fixedPointNextWasm } from './wasm-steps.js';
-
-/** Whether a sample keeps iterating after an evaluation. */
-const enum Status { Running, Done }
+import { SolveSession } from './session.js';
 
 /**
  * Finds z* = f(z*) for every sample of a batch.
@@ -15,7 +8,8 @@ const enum Status { Running, Done }
  * `z` holds the initial guess on entry (zeros for a DEQ) and the lowest-residual
  * iterate of each sample on return. Samples stop independently: one that
  * converges (or diverges, or hits maxIter) is no longer evaluated while the
- * rest go on, and `f` is told which rows are still active.
+ * rest go on, and `f` is told which rows are still active. A SolveSession with
+ * every sample admitted at the start.
  */
 export async function solve(
   f: FixedPointFn,
@@ -33,155 +27,28 @@ export async function solve(
   const ws = workspace && workspace.fits(opts.method, batch, n, opts.history)
     ? workspace
     : new SolverWorkspace(opts.method, batch, n, opts.history);
-
-  const iterations = new Int32Array(batch);
-  const residual = new Float64Array(batch).fill(Infinity);
-  const converged = new Uint8Array(batch);
-  const diverged = new Uint8Array(batch);
-  const trace = opts.trace ? Array.from({ length: batch }, () => new Float64Array(opts.maxIter)) : undefined;
-  const { tol, maxIter, divergenceFactor, restartFactor } = opts;
-  const rel = opts.stopMode === 'rel';
-  const zc = ws.z, fz = ws.fz, g = ws.g, active = ws.active;
-  // The wasm kernel keeps the best iterates in its own memory (zBest) and hands them back at the end.
-  const w = ws.wasm;
-  const best = w ? w.zBestView : z;
-
-  zc.set(z.subarray(0, batch * n));
-  if (w) best.set(zc);
-  ws.count.fill(0);
-  ws.head.fill(0);
-  ws.alpha.fill(1);
-  ws.restart.fill(0);
-  active.fill(1);
-
-  let residualNow = 0;
-  // Scores the evaluation just made for sample i; keeps its best iterate in `z`.
-  const measure = (i: number): Status => {
-    const o = i * n;
-    iterations[i]++;
-    let fNorm: number;
-    if (w) {
-      w.k.residual(w.z + 4 * o, w.fz + 4 * o, w.g + 4 * o, n, w.out);
-      ws.gNorm[i] = Math.sqrt(w.outView[0]);
-      fNorm = Math.sqrt(w.outView[1]);
-    } else {
-      fNorm = residualRow(zc, fz, g, o, n, ws.gNorm, i);
-    }
-    const abs = ws.gNorm[i];
-    const r = rel ? abs / (fNorm + 1e-9) : abs;
-    residualNow = r;
-    if (trace) trace[i][iterations[i] - 1] = r;
-    if (!Number.isFinite(r)) {
-      diverged[i] = 1;
-      return Status.Done;
-    }
-    if (iterations[i] === 1) ws.abs0[i] = abs;
-    if (r < residual[i]) {
-      residual[i] = r;
-      if (w) w.k.copy(w.zBest + 4 * o, w.z + 4 * o, 4 * n);
-      else copyRow(zc, o, z, o, n);
-    }
-    if (r < (sampleTol ? sampleTol[i] : tol)) {
-      converged[i] = 1;
-      return Status.Done;
-    }
-    if (abs > divergenceFactor * Math.max(ws.abs0[i], 1e-12)) {
-      diverged[i] = 1;
-      return Status.Done;
-    }
-    return iterations[i] >= (sampleMaxIter ? sampleMaxIter[i] : maxIter) ? Status.Done : Status.Running;
-  };
+  const session = new SolveSession(ws, opts);
+  for (let i = 0; i < batch; i++) {
+    session.admit(i, { tol: sampleTol ? sampleTol[i] : opts.tol, maxIter: sampleMaxIter ? sampleMaxIter[i] : opts.maxIter, stopMode: opts.stopMode }, z.subarray(i * n, (i + 1) * n));
+  }
 
   let calls = 0;
   let stopped = false;
-  let first = true;
-  for (;;) {
-    let any = 0;
-    for (let i = 0; i < batch; i++) any |= active[i];
-    if (!any) break;
-    if (!first && opts.shouldStop?.()) {
+  while (session.activeCount > 0) {
+    if (calls > 0 && opts.shouldStop?.()) {
       stopped = true;
       break;
     }
-    await f(zc, fz, active);
+    await f(ws.z, ws.fz, ws.active);
     calls++;
-    for (let i = 0; i < batch; i++) {
-      if (!active[i]) continue;
-      if (measure(i) === Status.Done) {
-        active[i] = 0;
-        continue;
-      }
-      const restarting = ws.restart[i] === 1;
-      ws.restart[i] = 0;
-      if (opts.method !== 'fixed-point' && !first && !restarting && residualNow > restartFactor * residual[i]) {
-        // Climbing away from the best point: drop the history, go back to the best iterate.
-        ws.count[i] = 0;
-        ws.head[i] = 0;
-        ws.restart[i] = 1;
-        if (w) w.k.copy(w.z + 4 * i * n, w.zBest + 4 * i * n, 4 * n);
-        else copyRow(z, i * n, zc, i * n, n);
-        continue;
-      }
-      if (w) {
-        let zsum: number;
-        switch (opts.method) {
-          case 'broyden':
-            zsum = first || restarting ? broydenStartWasm(ws, i) : broydenNextWasm(ws, i, opts.lineSearch);
-            break;
-          case 'anderson':
-            zsum = andersonNextWasm(ws, i, opts.andersonLambda, opts.andersonBeta);
-            break;
-          case 'fixed-point':
-            zsum = fixedPointNextWasm(ws, i, opts.damping);
-            break;
-        }
-        if (!Number.isFinite(zsum)) {
-          diverged[i] = 1;
-          active[i] = 0;
-        }
-        continue;
-      }
-      switch (opts.method) {
-        case 'broyden':
-          if (first || restarting) broydenStart(ws, i);
-          else broydenNext(ws, i, opts.lineSearch);
-          break;
-        case 'anderson':
-          andersonNext(ws, i, opts.andersonLambda, opts.andersonBeta);
-          break;
-        case 'fixed-point':
-          fixedPointNext(ws, i, opts.damping);
-          break;
-      }
-      if (!allFinite(zc, i * n, n)) {
-        // The update itself blew up (e.g. a singular step); the best iterate is kept.
-        diverged[i] = 1;
-        active[i] = 0;
-      }
-    }
-    first = false;
+    session.advance();
   }
-  if (w) z.set(best);
+  for (let i = 0; i < batch; i++) z.set(session.bestRow(i), i * n);
 
+  const { iterations, residual, converged, diverged } = session;
   const result: SolveResult = { iterations, residual, converged, diverged, calls, stopped };
-  if (trace) result.trace = trace.map((t, i) => t.slice(0, iterations[i]));
+  if (opts.trace) result.trace = session.trace.map((t, i) => t!.slice(0, iterations[i]));
   return result;
-}
-
-// g = f(z) − z for one row; stores ‖g‖ in gNorm[i] and returns ‖f(z)‖. A module-level
-// function rather than a closure in solve(): V8 keeps it monomorphic, and it measured
-// 3× faster per element than the closure on the Fashion-MNIST cell (n = 6272).
-function residualRow(z: Float32Array, fz: Float32Array, g: Float32Array, o: number, n: number, gNorm: Float64Array, i: number): number {
-  let gg = 0, ff = 0;
-  for (let k = o, end = o + n; k < end; k++) {
-    const fk = fz[k];
-    const gk = fk - z[k];
-    g[k] = gk;
-    gg += gk * gk;
-    ff += fk * fk;
-  }
-  gNorm[i] = Math.sqrt(gg);
-  return Math.sqrt(ff);
 }
 
 /**
