@@ -1,7 +1,8 @@
 import { DeqError } from '../errors.js';
-import { defaultSolverKernel, resolveSolverOptions, solve, SolverWorkspace, type FixedPointFn, type ResolvedSolverOptions, type SolveResult, type SolverKernel, type SolverOptions } from '../solver/index.js';
+import { defaultSolverKernel, resolveSolverOptions, solve, SolverWorkspace, type ResolvedSolverOptions, type SolveResult, type SolverKernel, type SolverOptions } from '../solver/index.js';
 import { loadBundle, type Bundle, type GraphRole } from './bundle.js';
 import { modelInputs, modelOutputs, stateOutputs, type Manifest, type TensorSpec } from './manifest.js';
+import { CellBatch } from './cell-batch.js';
 import { createTensor, DEFAULT_SESSION_CONFIG, OnnxGraph, type SessionConfig, type Tensor } from './onnx.js';
 
 /** A dense tensor as it crosses the runtime boundary. */
@@ -46,6 +47,20 @@ export interface InferResult {
   solver: SolveResult;
   options: ResolvedSolverOptions;
   timing: InferTiming;
+}
+
+/** A request after its injection: every input, the cell's inputs after z, the state layout and the solver options. */
+export interface Prepared {
+  batch: number;
+  length?: number;
+  /** Every model input (head extras included) as a tensor. */
+  feeds: Record<string, Tensor>;
+  /** The cell's inputs after z, batch-first, in the cell graph's order. */
+  cellArgs: Tensor[];
+  stateDims: number[];
+  /** Values per sample of the state. */
+  n: number;
+  options: ResolvedSolverOptions;
 }
 
 /** The open graphs: the cell always, inject and head when the bundle has them. */
@@ -110,74 +125,104 @@ export class DeqModel {
     return this.#defaults;
   }
 
-  /** Runs the model on a batch. */
+  /** Runs the model on a batch: prepare (inject) → solve over the cell → finish (head). */
   async infer(req: InferRequest): Promise<InferResult> {
     const t0 = performance.now();
+    const prep = await this.prepare(req);
+    const { batch, n } = prep;
+    const t1 = performance.now();
+    const cells = this.cellBatch(prep, batch);
+    for (let i = 0; i < batch; i++) cells.setRow(i, prep.cellArgs, i);
+    const z = new Float32Array(batch * n);
+    const ws = this.#takeWorkspace(prep.options, batch, n);
+    let result: SolveResult;
+    try {
+      result = await solve((zz, out, active) => cells.run(zz, out, active), batch, n, z, prep.options, ws);
+    } finally {
+      this.#returnWorkspace(ws);
+    }
+    const t2 = performance.now();
+    const outputs = await this.finish(prep, z, req.outputs);
+    const t3 = performance.now();
+    return {
+      outputs,
+      ...(req.returnState ? { state: { type: 'float32' as const, data: z, dims: prep.stateDims } } : {}),
+      solver: result,
+      options: prep.options,
+      timing: { injectMs: t1 - t0, solveMs: t2 - t1, cellMs: cells.elapsed, headMs: t3 - t2, totalMs: t3 - t0 },
+    };
+  }
+
+  /**
+   * The first phase of an inference: checks the inputs, resolves the solver
+   * options and runs the inject graph. What it returns is all the cell and the
+   * head need later, so a scheduler can solve its rows together with others'.
+   */
+  async prepare(req: InferRequest): Promise<Prepared> {
     const m = this.manifest;
     const { batch } = req;
     if (!Number.isInteger(batch) || batch < 1) throw new DeqError('DEQ_ERR_INVALID_INPUT', `batch must be a positive integer (got ${batch})`);
-    const feedsByName = this.#modelFeeds(req);
-    const inject = m.graphs.inject;
-
-    // The cell's inputs after z: inject's outputs, or (no inject graph) the raw inputs.
-    let cellArgs: Record<string, Tensor> = feedsByName;
-    if (inject) {
-      const fetches: Record<string, null> = {};
-      for (const o of inject.outputs) fetches[o.name] = null;
-      const feeds: Record<string, Tensor> = {};
-      for (const t of inject.inputs) feeds[t.name] = feedsByName[t.name];
-      cellArgs = await this.#graphs.inject!.run(feeds, fetches);
-    }
-    const args = m.graphs.cell.inputs.slice(1).map((spec) => cellArgs[spec.name]);
-    const stateDims = [batch, ...resolveDims(m.state.shape, req.length)];
-    const n = stateDims.slice(1).reduce((a, b) => a * b, 1);
-    const t1 = performance.now();
-
     let options: ResolvedSolverOptions;
     try {
       options = resolveSolverOptions(req.solver ?? {}, this.#defaults);
     } catch (err) {
       throw new DeqError('DEQ_ERR_INVALID_SOLVER_OPTION', (err as Error).message);
     }
-    const z = new Float32Array(batch * n);
-    const cell = this.#cellFn(args, stateDims, n);
-    const ws = this.#takeWorkspace(options, batch, n);
-    let result: SolveResult;
-    try {
-      result = await solve(cell.f, batch, n, z, options, ws);
-    } finally {
-      this.#returnWorkspace(ws);
-    }
-    const t2 = performance.now();
-
     const available = modelOutputs(m).map((o) => o.name);
-    const wanted = req.outputs ?? Object.values(m.outputs);
-    for (const name of wanted) {
+    for (const name of req.outputs ?? []) {
       if (!available.includes(name)) throw new DeqError('DEQ_ERR_INVALID_INPUT', `unknown output "${name}" (model has ${available.join(', ')})`);
     }
-    const outputs: Record<string, TensorValue> = {};
+    const feeds = this.#modelFeeds(req);
+    const inject = m.graphs.inject;
+    // The cell's inputs after z: inject's outputs, or (no inject graph) the raw inputs.
+    let cellArgs: Record<string, Tensor> = feeds;
+    if (inject) {
+      const fetches: Record<string, null> = {};
+      for (const o of inject.outputs) fetches[o.name] = null;
+      const injectFeeds: Record<string, Tensor> = {};
+      for (const t of inject.inputs) injectFeeds[t.name] = feeds[t.name];
+      cellArgs = await this.#graphs.inject!.run(injectFeeds, fetches);
+    }
+    const stateDims = [batch, ...resolveDims(m.state.shape, req.length)];
+    return {
+      batch, length: req.length, feeds, options, stateDims,
+      n: stateDims.slice(1).reduce((a, b) => a * b, 1),
+      cellArgs: m.graphs.cell.inputs.slice(1).map((spec) => cellArgs[spec.name]),
+    };
+  }
+
+  /** Cell evaluation over `capacity` slots laid out for prepared requests of this shape. */
+  cellBatch(prep: Prepared, capacity: number): CellBatch {
+    const spec = this.manifest.graphs.cell;
+    return new CellBatch(
+      this.#graphs.cell,
+      { z: spec.inputs[0].name, out: spec.outputs[0].name, args: spec.inputs.slice(1).map((t) => t.name) },
+      capacity, prep.stateDims.slice(1),
+      prep.cellArgs.map((t) => ({ type: t.type as 'float32' | 'int64', tail: t.dims.slice(1) })),
+    );
+  }
+
+  /** The last phase: the head on z* (batch × n), or slices of z* when the bundle has no head. */
+  async finish(prep: Prepared, z: Float32Array, outputs?: readonly string[]): Promise<Record<string, TensorValue>> {
+    const m = this.manifest;
+    const { batch, n, stateDims } = prep;
+    const wanted = outputs ?? Object.values(m.outputs);
+    const result: Record<string, TensorValue> = {};
     const head = m.graphs.head;
     if (head) {
       const feeds: Record<string, Tensor> = { [head.inputs[0].name]: createTensor('float32', z, stateDims) };
-      for (const spec of head.inputs.slice(1)) feeds[spec.name] = feedsByName[spec.name];
+      for (const spec of head.inputs.slice(1)) feeds[spec.name] = prep.feeds[spec.name];
       const fetches: Record<string, null> = {};
       for (const name of wanted) fetches[name] = null;
       const headOut = await this.#graphs.head!.run(feeds, fetches);
       for (const name of wanted) {
         const t = headOut[name];
-        outputs[name] = { type: t.type as TensorValue['type'], data: t.data as TensorValue['data'], dims: t.dims.slice() };
+        result[name] = { type: t.type as TensorValue['type'], data: t.data as TensorValue['data'], dims: t.dims.slice() };
       }
     } else {
-      for (const s of stateOutputs(m)) if (wanted.includes(s.name)) outputs[s.name] = sliceState(z, batch, n, s.offset, s.shape, stateDims);
+      for (const s of stateOutputs(m)) if (wanted.includes(s.name)) result[s.name] = sliceState(z, batch, n, s.offset, s.shape, stateDims);
     }
-    const t3 = performance.now();
-    return {
-      outputs,
-      ...(req.returnState ? { state: { type: 'float32' as const, data: z, dims: stateDims } } : {}),
-      solver: result,
-      options,
-      timing: { injectMs: t1 - t0, solveMs: t2 - t1, cellMs: cell.elapsed(), headMs: t3 - t2, totalMs: t3 - t0 },
-    };
+    return result;
   }
 
   // Every model input as an ORT tensor, checked against the manifest: name, dtype, size.
@@ -202,75 +247,6 @@ export class DeqModel {
   /** Releases every native session. */
   async release(): Promise<void> {
     await Promise.allSettled(Object.values(this.#graphs).map((g) => g.release()));
-  }
-
-  // f(z) over the cell graph. Finished samples are compacted out of the batch
-  // so the graph only runs on rows still iterating. `args` are the cell's inputs
-  // after z (inject outputs or raw inputs), any shape and dtype, batch first.
-  #cellFn(args: Tensor[], stateDims: number[], n: number): { f: FixedPointFn; elapsed: () => number } {
-    const cell = this.#graphs.cell;
-    const spec = this.manifest.graphs.cell;
-    const zName = spec.inputs[0].name, outName = spec.outputs[0].name;
-    const argNames = spec.inputs.slice(1).map((t) => t.name);
-    const batch = stateDims[0];
-    const tail = stateDims.slice(1);
-    let elapsed = 0;
-    const fullFeeds: Record<string, Tensor> = {};
-    for (const [i, name] of argNames.entries()) fullFeeds[name] = args[i];
-    // The solver hands over the same two buffers every call: wrap them once.
-    let zFull: Tensor | null = null, outFull: Tensor | null = null;
-    // Compaction buffers are made on first need: a batch that converges in step uses none.
-    let zc: Float32Array | null = null, oc: Float32Array | null = null;
-    let argc: { data: Float32Array | BigInt64Array; per: number; tail: number[] }[] | null = null;
-    const lastMask = new Uint8Array(batch);
-    let lastCount = -1;
-    const f: FixedPointFn = async (z, out, active) => {
-      let count = 0;
-      for (let i = 0; i < batch; i++) count += active[i];
-      const start = performance.now();
-      if (count === batch) {
-        if (zFull?.data !== z) zFull = createTensor('float32', z, stateDims);
-        if (outFull?.data !== out) outFull = createTensor('float32', out, stateDims);
-        fullFeeds[zName] = zFull;
-        await cell.run(fullFeeds, { [outName]: outFull });
-      } else {
-        if (!zc) {
-          zc = new Float32Array(batch * n); oc = new Float32Array(batch * n);
-          argc = args.map((t) => {
-            const data = t.data as Float32Array | BigInt64Array;
-            const per = data.length / batch;
-            return { data: new (data.constructor as Float32ArrayConstructor | BigInt64ArrayConstructor)(data.length), per, tail: t.dims.slice(1) };
-          });
-        }
-        let same = count === lastCount;
-        for (let i = 0; same && i < batch; i++) same = lastMask[i] === active[i];
-        for (let i = 0, r = 0; i < batch; i++) {
-          if (!active[i]) continue;
-          zc.set(z.subarray(i * n, (i + 1) * n), r * n);
-          if (!same) {
-            for (let a = 0; a < args.length; a++) copyRow(argc![a].data, args[a].data as Float32Array | BigInt64Array, argc![a].per, i, r);
-          }
-          r++;
-        }
-        lastMask.set(active);
-        lastCount = count;
-        const dims = [count, ...tail];
-        const len = count * n;
-        const feeds: Record<string, Tensor> = { [zName]: createTensor('float32', zc.subarray(0, len), dims) };
-        for (const [a, name] of argNames.entries()) {
-          const c = argc![a];
-          feeds[name] = createTensor(args[a].type as 'float32' | 'int64', c.data.subarray(0, count * c.per), [count, ...c.tail]);
-        }
-        await cell.run(feeds, { [outName]: createTensor('float32', oc!.subarray(0, len), dims) });
-        for (let i = 0, r = 0; i < batch; i++) {
-          if (!active[i]) continue;
-          out.set(oc!.subarray(r * n, (r + 1) * n), i * n);
-          r++;
-        }
-      }
-      elapsed += performance.now() - start;
-    };
-    return { f, elapsed: () => elapsed };
   }
 
   #takeWorkspace(o: ResolvedSolverOptions, batch: number, n: number): SolverWorkspace {
@@ -308,12 +284,6 @@ export function resolveDims(shape: readonly number[], length: number | undefined
     if (length === undefined || !Number.isInteger(length) || length < 1) throw new DeqError('DEQ_ERR_INVALID_INPUT', 'this model needs a sequence length');
     return length;
   });
-}
-
-/** Copies row `from` of src into row `to` of dst (rows of `per` values, same element type). */
-function copyRow(dst: Float32Array | BigInt64Array, src: Float32Array | BigInt64Array, per: number, from: number, to: number): void {
-  if (dst instanceof Float32Array) dst.set(src.subarray(from * per, (from + 1) * per) as Float32Array, to * per);
-  else dst.set(src.subarray(from * per, (from + 1) * per) as BigInt64Array, to * per);
 }
 
 /** One state slice of every row of z (batch × n) as a tensor of the slice's shape. */
