@@ -36,6 +36,7 @@ export const ERROR_CATALOGUE = Object.freeze({
   DEQ_ERR_REQUEST_TIMEOUT: { status: 408, summary: 'the request was not received in time' },
   DEQ_ERR_BAD_REQUEST: { status: 400, summary: 'malformed HTTP request' },
   DEQ_ERR_WORKER_FAILED: { status: 500, summary: 'the solver worker failed while running the request' },
+  DEQ_ERR_CANCELLED: { status: 499, summary: 'the client went away; the solver rows of its request were freed' },
 } as const);
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

@@ -8,3 +8,6 @@ export { bundledProviders, DEFAULT_SESSION_CONFIG, EXECUTION_PROVIDERS } from '.
 export type { ExecutionProvider, GraphOptimization, SessionConfig } from './onnx.js';
 export { argmax, caseInputs, checkParity, toTyped } from './parity.js';
 export type { ParityCaseReport, ParityReport } from './parity.js';
+export { Scheduler, SCHEDULER_DEFAULTS } from './scheduler.js';
+export type { BatchingMode, ScheduledRequest, ScheduledResult, SchedulerHooks, SchedulerOptions } from './scheduler.js';
+export type { Prepared } from './deq-model.js';

@@ -1,0 +1,173 @@
+// #11: continuous batching must not change answers. Requests arrive at random
+// iteration boundaries with their own tolerances, caps and methods, join running
+// solves, leave when they stop; each must match its solo run exactly.
+import { resolve } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFashionMnist } from '../../src/eval/fashion-mnist.js';
+import { normalizePixels } from '../../src/preprocess/normalize.js';
+import { DeqModel, Scheduler, type ScheduledResult, type SchedulerOptions } from '../../src/runtime/index.js';
+import type { SolverMethod } from '../../src/solver/index.js';
+import { DeqError } from '../../src/errors.js';
+import { FASHION_MNIST_SLICE, TINY_IMAGE } from '../helpers/fixtures.js';
+
+interface Arrival {
+  at: number;
+  rows: Float32Array[];
+  method: SolverMethod;
+  tol: number;
+  maxIter: number;
+}
+
+function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0, n = 0;
+  for (let i = 0; i < b.length; i++) { d += (a[i] - b[i]) ** 2; n += b[i] ** 2; }
+  return Math.sqrt(d) / Math.max(Math.sqrt(n), 1e-30);
+}
+
+function request(a: Arrival) {
+  const per = a.rows[0].length;
+  const input = new Float32Array(per * a.rows.length);
+  a.rows.forEach((r, i) => input.set(r, i * per));
+  return { input, batch: a.rows.length, returnState: true, solver: { method: a.method, tol: a.tol, maxIter: a.maxIter } };
+}
+
+/** Runs the arrivals through a scheduler, each submitted at its boundary; returns results and batching stats. */
+async function schedule(model: DeqModel, arrivals: Arrival[], opts: Partial<SchedulerOptions>) {
+  let boundary = 0, joins = 0, maxRows = 0;
+  const results: Promise<ScheduledResult>[] = new Array(arrivals.length);
+  const sched = new Scheduler(model, opts, {
+    onBoundary: () => {
+      for (const [i, a] of arrivals.entries()) if (a.at === boundary && !results[i]) results[i] = sched.submit(request(a)).result;
+      boundary++;
+    },
+    onSolveEnd: (j) => { joins += j; },
+    onRun: (rows) => { maxRows = Math.max(maxRows, rows); },
+  });
+  // The first arrival starts the loop; the rest come in at their boundaries.
+  const first = arrivals.findIndex((a) => a.at === 0);
+  results[first] = sched.submit(request(arrivals[first])).result;
+  arrivals[first] = { ...arrivals[first], at: -1 };
+  // Arrivals whose boundary is never reached (everything finished before) are sent afterwards.
+  const done = await Promise.all(arrivals.map(async (a, i) => {
+    while (!results[i]) {
+      if (sched.size === 0) results[i] = sched.submit(request(a)).result;
+      else await new Promise((r) => setTimeout(r, 1));
+    }
+    return results[i];
+  }));
+  return { done, joins, maxRows };
+}
+
+async function expectSolo(model: DeqModel, arrivals: Arrival[], results: ScheduledResult[]): Promise<void> {
+  for (const [i, a] of arrivals.entries()) {
+    const solo = await model.infer(request(a));
+    const got = results[i];
+    const where = `request ${i} (${a.method}, tol ${a.tol}, cap ${a.maxIter}, ${a.rows.length} rows, at ${a.at})`;
+    expect(Array.from(got.solver.iterations), `${where}: iterations`).toEqual(Array.from(solo.solver.iterations));
+    expect(Array.from(got.solver.converged), `${where}: converged`).toEqual(Array.from(solo.solver.converged));
+    expect(relDiff(got.state!.data as Float32Array, solo.state!.data as Float32Array), `${where}: z*`).toBeLessThanOrEqual(1e-5);
+    for (const name of Object.keys(solo.outputs)) {
+      expect(relDiff(got.outputs[name].data as Float32Array, solo.outputs[name].data as Float32Array), `${where}: ${name}`).toBeLessThanOrEqual(1e-5);
+    }
+  }
+}
+
+const TOLS = [1e-1, 1e-2, 1e-3, 1e-4, 1e-5];
+
+describe('Scheduler: continuous batching (property)', () => {
+  let model: DeqModel;
+  beforeAll(async () => { model = await DeqModel.load(TINY_IMAGE); });
+  afterAll(async () => { await model.release(); });
+
+  const image = fc.array(fc.float({ min: -2, max: 2, noNaN: true, noDefaultInfinity: true }), { minLength: 64, maxLength: 64 }).map((a) => Float32Array.from(a));
+  const arrival = fc.record({
+    at: fc.integer({ min: 0, max: 12 }),
+    rows: fc.array(image, { minLength: 1, maxLength: 3 }),
+    method: fc.constantFrom<SolverMethod>('broyden', 'anderson', 'fixed-point'),
+    tol: fc.constantFrom(...TOLS),
+    maxIter: fc.integer({ min: 1, max: 30 }),
+  });
+  const arrivals = fc.array(arrival, { minLength: 2, maxLength: 8 }).map((list) => [{ ...list[0], at: 0 }, ...list.slice(1)]);
+
+  for (const mode of ['continuous', 'static'] as const) {
+    it(`${mode}: every request's z*, outputs and iterations equal its solo run, whatever its company and arrival`, async () => {
+      let joined = 0;
+      await fc.assert(fc.asyncProperty(arrivals, fc.integer({ min: 2, max: 6 }), async (list, maxRows) => {
+        const { done, joins } = await schedule(model, list, { mode, maxRows, maxQueueDelayMs: 0 });
+        if (joins > 0) joined++;
+        await expectSolo(model, list, done);
+      }), { numRuns: 25, seed: 11 });
+      if (mode === 'continuous') expect(joined).toBeGreaterThanOrEqual(5); // requests really joined running solves
+      else expect(joined).toBe(0); // a static batch takes no one mid-solve
+    }, 120_000);
+  }
+
+  it('frees a cancelled request\'s rows at the next boundary; the others are unaffected', async () => {
+    const never = { method: 'fixed-point' as const, tol: 1e-9, maxIter: 10_000 };
+    const sched = new Scheduler(model, { maxRows: 4, maxQueueDelayMs: 0 });
+    const x = new Float32Array(64).fill(0.3);
+    const long = sched.submit({ input: x, batch: 1, solver: { ...never, stopMode: 'abs' } });
+    const normal = { input: Float32Array.from(x, (v, i) => v + i / 100), batch: 1, returnState: true, solver: { tol: 1e-5, maxIter: 50 } };
+    const short = sched.submit(normal);
+    setTimeout(() => sched.cancel(long.id), 20);
+    const err = await long.result.catch((e: unknown) => e);
+    expect((err as DeqError).code).toBe('DEQ_ERR_CANCELLED');
+    const got = await short.result;
+    const solo = await model.infer(normal);
+    expect(got.solver.iterations[0]).toBe(solo.solver.iterations[0]);
+    expect(relDiff(got.state!.data as Float32Array, solo.state!.data as Float32Array)).toBeLessThanOrEqual(1e-5);
+    expect(sched.size).toBe(0);
+  });
+
+  it('stops a request at its deadline and answers from its best iterate, marked stopped', async () => {
+    const sched = new Scheduler(model, { maxRows: 4, maxQueueDelayMs: 0 });
+    const r = await sched.submit({ input: new Float32Array(64).fill(0.1), batch: 1, deadline: Date.now() + 30, solver: { method: 'fixed-point', tol: 1e-9, stopMode: 'abs', maxIter: 1_000_000 } }).result;
+    expect(r.solver.stopped).toBe(true);
+    expect(r.solver.converged[0]).toBe(0);
+    expect(r.solver.iterations[0]).toBeGreaterThan(0);
+    expect(Number.isFinite((r.outputs.logits.data as Float32Array)[0])).toBe(true);
+  });
+
+  it('keeps one big request to its share of the rows, so a small one joins at the next boundary', async () => {
+    let runs = 0;
+    const rowsPerRun: number[] = [];
+    const sched = new Scheduler(model, { maxRows: 4, maxQueueDelayMs: 0, requestShare: 0.5 }, { onRun: (rows) => { runs++; rowsPerRun.push(rows); } });
+    const slow = { method: 'fixed-point' as const, tol: 1e-9, stopMode: 'abs' as const, maxIter: 40 };
+    let bigDoneAt = 0, smallDoneAt = 0, smallSentAt = 0;
+    const big = sched.submit({ input: new Float32Array(64 * 12).fill(0.2), batch: 12, solver: slow }).result.then((r) => { bigDoneAt = runs; return r; });
+    while (runs < 5) await new Promise((r) => setTimeout(r, 0));
+    smallSentAt = runs;
+    const small = await sched.submit({ input: new Float32Array(64).fill(0.4), batch: 1, solver: slow }).result.then((r) => { smallDoneAt = runs; return r; });
+    const b = await big;
+    // 12 rows at most 2 at a time (half of 4 slots) take 6 × 40 runs; the small request joins
+    // at once and is done 40 runs later, not after the big one.
+    expect(Math.max(...rowsPerRun.slice(0, 5))).toBe(2);
+    expect(smallDoneAt - smallSentAt).toBeLessThanOrEqual(40 + 3); // its 40 runs, plus a boundary or two while its inject runs
+    expect(bigDoneAt).toBeGreaterThanOrEqual(240);
+    expect(small.solver.iterations[0]).toBe(40);
+    expect(Array.from(b.solver.iterations)).toEqual(new Array(12).fill(40));
+  });
+});
+
+describe('Scheduler on the shipped fashion-mnist-jr', () => {
+  it('matches solo runs on real images arriving mid-solve', async () => {
+    const model = await DeqModel.load(resolve(import.meta.dirname, '..', '..', 'models', 'fashion-mnist-jr'));
+    try {
+      const set = await readFashionMnist('test', FASHION_MNIST_SLICE);
+      const img = (k: number) => { const out = new Float32Array(784); normalizePixels(set.images.subarray(k * 784, (k + 1) * 784), model.manifest.preprocess!, out); return out; };
+      const list: Arrival[] = [
+        { at: 0, rows: [img(0), img(1)], method: 'broyden', tol: 1e-4, maxIter: 30 },
+        { at: 1, rows: [img(2)], method: 'broyden', tol: 1e-3, maxIter: 30 },
+        { at: 2, rows: [img(3), img(4), img(5)], method: 'broyden', tol: 1e-5, maxIter: 12 },
+        { at: 3, rows: [img(6)], method: 'anderson', tol: 1e-3, maxIter: 30 },
+      ];
+      const { done, joins, maxRows } = await schedule(model, list, { maxRows: 8, maxQueueDelayMs: 0 });
+      expect(joins).toBeGreaterThan(0);
+      expect(maxRows).toBeGreaterThan(2);
+      await expectSolo(model, list, done);
+    } finally {
+      await model.release();
+    }
+  }, 60_000);
+});
