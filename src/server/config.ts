@@ -3,6 +3,9 @@ import { Ajv } from 'ajv';
 import { DeqError } from '../errors.js';
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../runtime/index.js';
 
+/** `on`: continuous batching of solver iterations across requests; `static`: batches formed once; `off`: one request per worker at a time. */
+export type BatchingSetting = 'on' | 'static' | 'off';
+
 /** What happens when a request's deadline passes during its solve. */
 export type DeadlinePolicy = 'error' | 'best-effort';
 
@@ -31,6 +34,10 @@ export interface ServerConfig {
   scoreBatch: number;
   ortMemArena: boolean;
   ortMemPattern: boolean;
+  batching: BatchingSetting;
+  batchRows: number;
+  maxQueueDelayMs: number;
+  requestShare: number;
   topK: number;
   apiKeys: string[];
   openHealth: boolean;
@@ -80,6 +87,10 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   scoreBatch: 4,
   ortMemArena: true,
   ortMemPattern: true,
+  batching: 'on',
+  batchRows: 32,
+  maxQueueDelayMs: 1,
+  requestShare: 0.5,
   topK: 5,
   apiKeys: [],
   openHealth: true,
@@ -110,6 +121,10 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   { key: 'maxBatch', flag: '--max-batch', env: 'DEQ_MAX_BATCH', kind: 'int', help: 'largest batch dimension in one v2 infer request' },
   { key: 'maxOutputElements', flag: '--max-output-elements', env: 'DEQ_MAX_OUTPUT_ELEMENTS', kind: 'int', help: 'most tensor elements one v2 response may hold (checked before solving: 413 DEQ_ERR_OUTPUT_TOO_LARGE)' },
   { key: 'maxScoreWindows', flag: '--max-score-windows', env: 'DEQ_MAX_SCORE_WINDOWS', kind: 'int', help: 'most context windows one /score request may cost, over all its texts (413 DEQ_ERR_TOO_COSTLY)' },
+  { key: 'batching', flag: '--batching', env: 'DEQ_BATCHING', kind: 'string', help: '"on": requests join running solves at iteration boundaries and leave when they stop (continuous batching); "static": a batch is formed once and answered when its slowest member stops; "off": one request per worker at a time' },
+  { key: 'batchRows', flag: '--batch-rows', env: 'DEQ_BATCH_ROWS', kind: 'int', help: 'most samples in one cell run when batching' },
+  { key: 'maxQueueDelayMs', flag: '--max-queue-delay-ms', env: 'DEQ_MAX_QUEUE_DELAY_MS', kind: 'number', help: 'how long an idle solve waits for more requests before it starts (batching)' },
+  { key: 'requestShare', flag: '--request-share', env: 'DEQ_REQUEST_SHARE', kind: 'number', help: 'largest share of --batch-rows one request may hold (continuous batching), so small requests join at once' },
   { key: 'scoreBatch', flag: '--score-batch', env: 'DEQ_SCORE_BATCH', kind: 'int', help: 'windows /score solves together in one worker call' },
   { key: 'ortMemArena', flag: '--ort-mem-arena', env: 'DEQ_ORT_MEM_ARENA', kind: 'bool', help: 'ONNX Runtime CPU memory arena (on: keeps memory at the largest shape seen)' },
   { key: 'ortMemPattern', flag: '--ort-mem-pattern', env: 'DEQ_ORT_MEM_PATTERN', kind: 'bool', help: 'ONNX Runtime memory patterns (allocation plans cached per input shape)' },
@@ -149,6 +164,10 @@ const CONFIG_SCHEMA = {
     maxOutputElements: positiveInt,
     maxScoreWindows: positiveInt,
     scoreBatch: { type: 'integer', minimum: 1, maximum: 4096 },
+    batching: { enum: ['on', 'static', 'off'] },
+    batchRows: { type: 'integer', minimum: 1, maximum: 4096 },
+    maxQueueDelayMs: { type: 'number', minimum: 0, maximum: 10_000 },
+    requestShare: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
     ortMemArena: { type: 'boolean' },
     ortMemPattern: { type: 'boolean' },
     topK: positiveInt,

@@ -48,6 +48,10 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
     memPattern: config.ortMemPattern,
     queueSize: config.queueSize,
     retryAfterS: config.retryAfterS,
+    batching: {
+      mode: config.batching === 'on' ? 'continuous' : config.batching,
+      maxRows: config.batchRows, maxQueueDelayMs: config.maxQueueDelayMs, requestShare: config.requestShare,
+    },
   });
   const state: ServerState = { config, models, pool, loaded: false, closing: false };
   const app = await buildApp(state, opts);

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { DeqError } from '../errors.js';
-import type { FromWorker, InferJob, InferReply, ToWorker, WorkerInit } from './protocol.js';
+import type { BatchingConfig, FromWorker, InferJob, InferReply, ToWorker, WorkerInit } from './protocol.js';
 
 /** Where the compiled worker entry lives: beside this file (dist/server/worker.js). */
 const WORKER_URL = new URL('./worker.js', import.meta.url);
@@ -22,13 +22,28 @@ export interface PoolOptions {
   memPattern?: boolean;
   /** Requests allowed to wait per model; one more is refused with DEQ_ERR_QUEUE_FULL. */
   queueSize: number;
+  /**
+   * `off`: a worker solves one request at a time. `continuous` / `static`: a worker
+   * takes several and batches their solver iterations (runtime/scheduler.ts).
+   */
+  batching?: BatchingConfig;
   retryAfterS?: number;
   logger?: PoolLogger;
 }
 
 export interface PoolResult extends InferReply {
-  /** Time spent waiting for a free worker. */
+  /** Time spent waiting: for a worker, then (batching) for a place in a solve. */
   queueMs: number;
+}
+
+/** Batching statistics from the workers, for metrics. */
+export interface BatchStats {
+  model: string;
+  /** Rows per cell run, one value per run. */
+  rows: number[];
+  /** Per ended solve: rows that joined after it started, rows that left while others ran on. */
+  joins: number[];
+  leaves: number[];
 }
 
 interface Pending {
@@ -48,7 +63,10 @@ interface Slot {
   index: number;
   worker: Worker;
   ready: boolean;
-  busy: Pending | null;
+  /** Requests on this worker now, by id. */
+  inflight: Map<number, Pending>;
+  /** Their rows (samples), for batching dispatch. */
+  rows: number;
 }
 
 const silent: PoolLogger = { info() {}, warn() {}, error() {} };
@@ -76,8 +94,8 @@ export class WorkerPool {
   #nextIndex = 0;
   /**
    * `enqueue` (model) when a request waits for a worker, `dispatch` (model) when one is
-   * sent to a worker. For metrics and tests that order themselves by events, not sleeps;
-   * free when nobody listens.
+   * sent to a worker, `batch` (BatchStats) as workers report batching. For metrics and
+   * tests that order themselves by events, not sleeps; free when nobody listens.
    */
   readonly events = new EventEmitter();
   /** Provider and warm-up time per model, from the first worker to load. */
@@ -128,12 +146,13 @@ export class WorkerPool {
    * full, DEQ_ERR_DEADLINE_EXCEEDED when the deadline passes before a worker is
    * free, DEQ_ERR_WORKER_FAILED when the worker dies during the solve.
    * The job's typed arrays are transferred to the worker (unusable afterwards).
+   * Aborting `signal` (the client went away) cancels it: DEQ_ERR_CANCELLED.
    */
-  submit(model: string, job: InferJob): Promise<PoolResult> {
+  submit(model: string, job: InferJob, signal?: AbortSignal): Promise<PoolResult> {
     const queue = this.#queues.get(model);
     if (!queue) return Promise.reject(new DeqError('DEQ_ERR_MODEL_NOT_FOUND', `no model named ${model}`));
     if (this.#closing) return Promise.reject(new DeqError('DEQ_ERR_SHUTTING_DOWN', 'the server is shutting down'));
-    const idle = this.#idleSlot();
+    const idle = this.#slotFor(job);
     if (!idle && queue.length >= this.#opts.queueSize) {
       return Promise.reject(new DeqError('DEQ_ERR_QUEUE_FULL', `the queue for ${model} is full (${this.#opts.queueSize} waiting); retry later`,
         { retryAfterS: this.#opts.retryAfterS ?? 1 }));
@@ -141,6 +160,7 @@ export class WorkerPool {
     return new Promise<PoolResult>((resolve, reject) => {
       const p: Pending = { id: this.#nextId++, model, job, enqueuedAt: performance.now(), timer: null, resolve, reject };
       this.#running.set(model, this.#running.get(model)! + 1);
+      signal?.addEventListener('abort', () => this.cancel(p.id), { once: true });
       if (idle) {
         this.#send(idle, p);
         return;
@@ -174,14 +194,14 @@ export class WorkerPool {
         p.reject(new DeqError('DEQ_ERR_SHUTTING_DOWN', 'the server shut down before this request reached a worker'));
       }
     }
-    const busy = this.#slots.filter((s) => s.busy);
+    const busy = this.#slots.filter((s) => s.inflight.size > 0);
     for (const s of busy) {
-      if (s.busy) s.busy.aborted = true;
+      for (const p of s.inflight.values()) p.aborted = true;
       s.worker.postMessage({ type: 'abort' } satisfies ToWorker);
     }
     await Promise.all(busy.map((s) => this.#idle(s, timeoutMs)));
-    const idle = this.#slots.filter((s) => !s.busy);
-    for (const s of this.#slots) if (s.busy) s.worker.unref();
+    const idle = this.#slots.filter((s) => s.inflight.size === 0);
+    for (const s of this.#slots) if (s.inflight.size > 0) s.worker.unref();
     await Promise.all(idle.map((s) => this.#release(s, timeoutMs)));
     this.#slots.splice(0);
     await Promise.allSettled(idle.map((s) => s.worker.terminate()));
@@ -202,8 +222,8 @@ export class WorkerPool {
       }
     }
     for (const s of this.#live) {
-      if (s.busy) {
-        s.busy.aborted = true;
+      if (s.inflight.size > 0) {
+        for (const p of s.inflight.values()) p.aborted = true;
         s.worker.postMessage({ type: 'abort' } satisfies ToWorker);
       }
     }
@@ -216,16 +236,33 @@ export class WorkerPool {
    */
   async settle(timeoutMs: number): Promise<boolean> {
     const until = Date.now() + timeoutMs;
-    while ([...this.#live].some((s) => s.busy)) {
+    while ([...this.#live].some((s) => s.inflight.size > 0)) {
       if (Date.now() >= until) return false;
       await new Promise((r) => setTimeout(r, 10));
     }
     return true;
   }
 
+  /**
+   * The client of request `id` went away: a queued request leaves the queue, a running
+   * one frees its solver rows at the next iteration (batching) or runs out (off).
+   * Resolves nothing: the request's promise is rejected with DEQ_ERR_CANCELLED.
+   */
+  cancel(id: number): void {
+    for (const q of this.#queues.values()) {
+      const i = q.findIndex((p) => p.id === id);
+      if (i === -1) continue;
+      const [p] = q.splice(i, 1);
+      this.#finish(p);
+      p.reject(new DeqError('DEQ_ERR_CANCELLED', 'the client went away while the request was queued'));
+      return;
+    }
+    for (const s of this.#slots) if (s.inflight.has(id)) s.worker.postMessage({ type: 'cancel', id } satisfies ToWorker);
+  }
+
   /** @internal Test hook: makes every busy worker crash. Returns how many. */
   crashBusyWorkers(): number {
-    const busy = this.#slots.filter((s) => s.busy);
+    const busy = this.#slots.filter((s) => s.inflight.size > 0);
     for (const s of busy) s.worker.postMessage({ type: 'crash' } satisfies ToWorker);
     return busy.length;
   }
@@ -233,13 +270,25 @@ export class WorkerPool {
   #idle(slot: Slot, timeoutMs: number): Promise<void> {
     const until = Date.now() + timeoutMs;
     return new Promise<void>((resolve) => {
-      const check = () => (!slot.busy || Date.now() >= until ? resolve() : setTimeout(check, 10).unref());
+      const check = () => (slot.inflight.size === 0 || Date.now() >= until ? resolve() : setTimeout(check, 10).unref());
       check();
     });
   }
 
-  #idleSlot(): Slot | undefined {
-    return this.#slots.find((s) => s.ready && !s.busy);
+  // The worker a job goes to now, or none (it waits in the queue). Without batching, an idle
+  // worker. With batching, the least loaded worker whose rows leave room for the job's: up to
+  // twice a solve's rows, so a worker always has the next requests at hand to join its solve;
+  // a job bigger than that still goes to an idle worker (its rows then take turns).
+  #slotFor(job: InferJob): Slot | undefined {
+    const b = this.#opts.batching;
+    if (!b || b.mode === 'off') return this.#slots.find((s) => s.ready && s.inflight.size === 0);
+    let best: Slot | undefined;
+    for (const s of this.#slots) {
+      if (!s.ready) continue;
+      if (s.inflight.size > 0 && s.rows + job.batch > 2 * b.maxRows) continue;
+      if (!best || s.rows < best.rows) best = s;
+    }
+    return best;
   }
 
   #spawn(): Promise<void> {
@@ -247,11 +296,12 @@ export class WorkerPool {
       models: this.#opts.models,
       providers: [...this.#opts.providers],
       intraOpThreads: this.#opts.intraOpThreads,
+      batching: this.#opts.batching ?? { mode: 'off', maxRows: 1, maxQueueDelayMs: 0, requestShare: 1 },
       cpuMemArena: this.#opts.cpuMemArena ?? false,
       memPattern: this.#opts.memPattern ?? false,
     };
     const worker = new Worker(WORKER_URL, { workerData: init, name: 'deq-solver' });
-    const slot: Slot = { index: this.#nextIndex++, worker, ready: false, busy: null };
+    const slot: Slot = { index: this.#nextIndex++, worker, ready: false, inflight: new Map(), rows: 0 };
     this.#slots.push(slot);
     this.#live.add(slot);
     return new Promise<void>((resolve, reject) => {
@@ -276,6 +326,9 @@ export class WorkerPool {
           case 'error':
             this.#onReply(slot, msg);
             break;
+          case 'stats':
+            this.events.emit('batch', { model: msg.model, rows: msg.rows, joins: msg.joins, leaves: msg.leaves } satisfies BatchStats);
+            break;
           default:
             break;
         }
@@ -295,14 +348,15 @@ export class WorkerPool {
     this.#live.delete(slot);
     const i = this.#slots.indexOf(slot);
     if (i !== -1) this.#slots.splice(i, 1);
-    const p = slot.busy;
-    slot.busy = null;
-    if (p) {
+    // Only the requests on this worker fail; the queue goes to the replacement.
+    for (const p of slot.inflight.values()) {
       this.#finish(p);
       p.reject(this.#closing
         ? new DeqError('DEQ_ERR_SHUTTING_DOWN', 'the server shut down before this request finished')
         : new DeqError('DEQ_ERR_WORKER_FAILED', 'the solver worker stopped while running this request; it is being restarted'));
     }
+    slot.inflight.clear();
+    slot.rows = 0;
     if (this.#closing || !this.#started || !slot.ready) return;
     this.logger.warn({ worker: slot.index, exitCode: code }, 'solver worker exited; starting a replacement');
     this.#respawn();
@@ -317,12 +371,13 @@ export class WorkerPool {
   }
 
   #onReply(slot: Slot, msg: Extract<FromWorker, { type: 'result' | 'error' }>): void {
-    const p = slot.busy;
-    if (!p || p.id !== msg.id) return;
-    slot.busy = null;
+    const p = slot.inflight.get(msg.id);
+    if (!p) return;
+    slot.inflight.delete(msg.id);
+    slot.rows -= p.job.batch;
     this.#finish(p);
     if (msg.type === 'result' && p.aborted && msg.reply.solver.stopped) p.reject(new DeqError('DEQ_ERR_SHUTTING_DOWN', 'the server shut down during this solve'));
-    else if (msg.type === 'result') p.resolve({ ...msg.reply, queueMs: (p.dispatchedAt ?? p.enqueuedAt) - p.enqueuedAt });
+    else if (msg.type === 'result') p.resolve({ ...msg.reply, queueMs: (p.dispatchedAt ?? p.enqueuedAt) - p.enqueuedAt + (msg.reply.queueMs ?? 0) });
     else p.reject(new DeqError(msg.error.code, msg.error.message));
     this.#pump();
   }
@@ -331,7 +386,8 @@ export class WorkerPool {
     if (p.timer) clearTimeout(p.timer);
     p.timer = null;
     p.dispatchedAt = performance.now();
-    slot.busy = p;
+    slot.inflight.set(p.id, p);
+    slot.rows += p.job.batch;
     const { job } = p;
     const transfer: ArrayBuffer[] = [];
     const arrays = [...(job.input ? [job.input] : []), ...Object.values(job.inputs ?? {}), ...Object.values(job.headInputs ?? {})];
@@ -343,12 +399,23 @@ export class WorkerPool {
 
   #pump(): void {
     for (;;) {
-      const slot = this.#idleSlot();
-      if (!slot) return;
-      const p = this.#takeNext();
+      const p = this.#peekNext();
       if (!p) return;
+      const slot = this.#slotFor(p.job);
+      if (!slot) return;
+      this.#takeNext();
       this.#send(slot, p);
     }
+  }
+
+  // The request #takeNext would return, left in its queue.
+  #peekNext(): Pending | undefined {
+    const queues = [...this.#queues.values()];
+    for (let k = 0; k < queues.length; k++) {
+      const q = queues[(this.#rr + k) % queues.length];
+      if (q.length > 0) return q[0];
+    }
+    return undefined;
   }
 
   // Round-robin across models so one busy model cannot starve another.

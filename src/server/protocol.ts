@@ -4,10 +4,21 @@ import type { SolveResult, SolverMethod, StopMode } from '../solver/index.js';
 
 /** Messages between the pool (HTTP thread) and a solver worker. Plain data only. */
 
+/** How a worker batches solver iterations across requests (`off`: one request at a time). */
+export interface BatchingConfig {
+  mode: 'off' | 'continuous' | 'static';
+  /** Rows per cell run. */
+  maxRows: number;
+  maxQueueDelayMs: number;
+  /** The largest share of a solve's rows one request may hold. */
+  requestShare: number;
+}
+
 export interface WorkerInit {
   models: { name: string; dir: string }[];
   providers: string[];
   intraOpThreads: number;
+  batching: BatchingConfig;
   cpuMemArena: boolean;
   memPattern: boolean;
 }
@@ -41,6 +52,8 @@ export interface InferReply {
   solver: SolverStats;
   options: { method: SolverMethod; tol: number; stopMode: StopMode; maxIter: number };
   timing: InferTiming;
+  /** Batching: time in the worker before the request's first row joined a solve. */
+  queueMs?: number;
 }
 
 export interface SerializedError {
@@ -52,6 +65,8 @@ export type ToWorker =
   | { type: 'infer'; id: number; model: string; job: InferJob }
   /** Stop the running solve at its next iteration (shutdown past the grace period). */
   | { type: 'abort' }
+  /** The client went away: free the request's solver rows at the next iteration. */
+  | { type: 'cancel'; id: number }
   /** Test hook: fail the way a bug in the worker would (an uncaught exception between iterations). */
   | { type: 'crash' }
   | { type: 'release' };
@@ -61,4 +76,6 @@ export type FromWorker =
   | { type: 'fatal'; error: SerializedError }
   | { type: 'result'; id: number; reply: InferReply }
   | { type: 'error'; id: number; error: SerializedError }
+  /** Batching statistics since the last report: rows per cell run; joins and leaves per ended solve. */
+  | { type: 'stats'; model: string; rows: number[]; joins: number[]; leaves: number[] }
   | { type: 'released' };

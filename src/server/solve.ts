@@ -38,7 +38,16 @@ export async function runSolve(req: FastifyRequest, model: ServedModel, job: Inf
   if (deq.config.onDeadline === 'error' && Date.now() >= job.deadline) throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed ${whereTimeWent(req, spent)}, before its next solve was queued`);
   let result: PoolResult;
   try {
-    result = await deq.pool.submit(model.name, job);
+    // A client that goes away frees its place in the queue, or its solver rows (batching).
+    const gone = new AbortController();
+    const socket = req.raw.socket;
+    const onClose = () => gone.abort();
+    socket?.once('close', onClose);
+    try {
+      result = await deq.pool.submit(model.name, job, gone.signal);
+    } finally {
+      socket?.off('close', onClose);
+    }
   } catch (err) {
     if (err instanceof DeqError && err.code === 'DEQ_ERR_DEADLINE_EXCEEDED') {
       throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed ${whereTimeWent(req, spent)}; ${err.message.replace(/^the deadline passed /, 'the last solve waited ')}`);

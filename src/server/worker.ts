@@ -3,14 +3,30 @@
 // calling thread (microsoft/onnxruntime#19611), hence a thread per worker.
 import { parentPort, workerData } from 'node:worker_threads';
 import { DeqError, isDeqError, type ErrorCode } from '../errors.js';
-import { DeqModel, modelInputs, type ExecutionProvider, type Manifest } from '../runtime/index.js';
-import type { FromWorker, InferJob, SerializedError, ToWorker, WorkerInit } from './protocol.js';
+import { DeqModel, modelInputs, Scheduler, type ExecutionProvider, type InferResult, type Manifest } from '../runtime/index.js';
+import type { FromWorker, InferJob, InferReply, SerializedError, ToWorker, WorkerInit } from './protocol.js';
 
 const port = parentPort!;
 const init = workerData as WorkerInit;
 const models = new Map<string, DeqModel>();
 /** Set by an 'abort' message; checked with the deadline between iterations. */
 let aborted = false;
+/** With batching on: one scheduler per model, and which scheduler request each pool id is. */
+const schedulers = new Map<string, Scheduler>();
+const scheduled = new Map<number, { model: string; id: number }>();
+
+/** Batching statistics since the last report, per model; flushed every STATS_MS. */
+const STATS_MS = 200;
+const stats = new Map<string, { rows: number[]; joins: number[]; leaves: number[] }>();
+function statsOf(model: string) {
+  let s = stats.get(model);
+  if (!s) stats.set(model, (s = { rows: [], joins: [], leaves: [] }));
+  return s;
+}
+setInterval(() => {
+  for (const [model, s] of stats) if (s.rows.length || s.joins.length) post({ type: 'stats', model, ...s });
+  stats.clear();
+}, STATS_MS).unref();
 
 function post(msg: FromWorker): void {
   port.postMessage(msg);
@@ -35,6 +51,10 @@ async function run(name: string, job: InferJob) {
     // Checked between solver iterations: a native run cannot be interrupted.
     solver: { ...job.solver, shouldStop: () => aborted || Date.now() >= deadline },
   });
+  return reply(result);
+}
+
+function reply(result: InferResult, queueMs?: number): InferReply {
   const { iterations, residual, converged, diverged, calls, stopped } = result.solver;
   const o = result.options;
   return {
@@ -42,7 +62,26 @@ async function run(name: string, job: InferJob) {
     solver: { iterations, residual, converged, diverged, calls, stopped },
     options: { method: o.method, tol: o.tol, stopMode: o.stopMode, maxIter: o.maxIter },
     timing: result.timing,
+    ...(queueMs === undefined ? {} : { queueMs }),
   };
+}
+
+/** Batching on: the request joins its model's scheduler; the answer is posted when its rows stop. */
+function schedule(id: number, name: string, job: InferJob): void {
+  const sched = schedulers.get(name);
+  if (!sched) {
+    post({ type: 'error', id, error: serialize(new DeqError('DEQ_ERR_MODEL_NOT_FOUND', `model ${name} is not loaded in this worker`)) });
+    return;
+  }
+  const { id: sid, result } = sched.submit({
+    input: job.input, inputs: job.inputs, batch: job.batch, length: job.length, headInputs: job.headInputs,
+    outputs: job.outputs, solver: job.solver, deadline: job.deadline,
+  });
+  scheduled.set(id, { model: name, id: sid });
+  result.then(
+    (r) => post({ type: 'result', id, reply: reply(r, r.queueMs) }),
+    (err: unknown) => post({ type: 'error', id, error: serialize(err) }),
+  ).finally(() => scheduled.delete(id));
 }
 
 /** A zero input of the model's shape: the first run at each shape is the slow one. */
@@ -78,6 +117,13 @@ async function start(): Promise<void> {
       const t0 = performance.now();
       await run(name, warmupJob(model.manifest));
       loaded.push({ name, provider: model.provider, warmupMs: performance.now() - t0 });
+      const b = init.batching;
+      if (b.mode !== 'off') {
+        schedulers.set(name, new Scheduler(model, { mode: b.mode, maxRows: b.maxRows, maxQueueDelayMs: b.maxQueueDelayMs, requestShare: b.requestShare }, {
+          onRun: (rows) => { statsOf(name).rows.push(rows); },
+          onSolveEnd: (joins, leaves) => { const s = statsOf(name); s.joins.push(joins); s.leaves.push(leaves); },
+        }));
+      }
     }
   } catch (err) {
     await Promise.allSettled([...models.values()].map((m) => m.release()));
@@ -90,12 +136,20 @@ async function start(): Promise<void> {
 port.on('message', (msg: ToWorker) => {
   if (msg.type === 'infer') {
     aborted = false;
+    if (init.batching.mode !== 'off') {
+      schedule(msg.id, msg.model, msg.job);
+      return;
+    }
     run(msg.model, msg.job).then(
       (reply) => post({ type: 'result', id: msg.id, reply }),
       (err: unknown) => post({ type: 'error', id: msg.id, error: serialize(err) }),
     );
   } else if (msg.type === 'abort') {
     aborted = true;
+    for (const s of schedulers.values()) s.abortAll();
+  } else if (msg.type === 'cancel') {
+    const at = scheduled.get(msg.id);
+    if (at) schedulers.get(at.model)?.cancel(at.id);
   } else if (msg.type === 'crash') {
     // NOTE: Worker.terminate() during a native ORT run aborts the whole process
     // (Napi::Error in a dying env), so a crash is simulated from JS instead.

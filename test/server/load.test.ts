@@ -4,7 +4,8 @@ import { LONG_TEXT, lmInferBody, NEVER_CONVERGES, poolEvent, postJson, startTest
 // One worker and a queue of one, so a single long solve fills the server.
 let s: TestServer;
 beforeAll(async () => {
-  s = await startTestServer({ workers: 1, queueSize: 1, maxIterCap: 100_000, requestTimeoutMs: 10_000, retryAfterS: 2 });
+  // Batching off: these tests are about the pool's own queue (one request per worker at a time).
+  s = await startTestServer({ workers: 1, queueSize: 1, maxIterCap: 100_000, requestTimeoutMs: 10_000, retryAfterS: 2, batching: 'off' });
 });
 afterAll(async () => {
   await s?.cleanup();

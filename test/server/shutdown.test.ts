@@ -11,7 +11,7 @@ let logs = '';
 beforeAll(async () => {
   models = await makeModelsDir(['tiny-lm']);
   child = spawn(process.execPath, [fileURLToPath(new URL('./serve-child.mjs', import.meta.url)), '--port', '0', '--workers', '2'], {
-    env: { ...process.env, DEQ_MODELS_DIR: models.dir, DEQ_LOG_LEVEL: 'info', DEQ_SHUTDOWN_GRACE_MS: '5000', DEQ_MAX_ITER_CAP: '100000' },
+    env: { ...process.env, DEQ_MODELS_DIR: models.dir, DEQ_LOG_LEVEL: 'info', DEQ_SHUTDOWN_GRACE_MS: '5000', DEQ_MAX_ITER_CAP: '100000', DEQ_BATCHING: 'off' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   url = await new Promise<string>((resolve, reject) => {

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ErrorCode } from '../../errors.js';
 import { summarizeSolve } from '../../solver/index.js';
-import type { PoolResult } from '../pool.js';
+import type { BatchStats, PoolResult } from '../pool.js';
 import type { ServerState } from '../state.js';
 import { global } from './plugin.js';
 
@@ -18,6 +18,9 @@ export class ServerMetrics {
   readonly diverged: Counter<'model'>;
   readonly deadlineStops: Counter<'model'>;
   readonly errors: Counter<'code'>;
+  readonly batchRows: Histogram<'model'>;
+  readonly batchJoins: Histogram<'model'>;
+  readonly batchLeaves: Histogram<'model'>;
 
   constructor(state: Pick<ServerState, 'models' | 'pool'>) {
     const registers = [this.registry];
@@ -28,7 +31,7 @@ export class ServerMetrics {
       labelNames: ['method', 'route', 'status'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     });
     this.queueDuration = new Histogram({
-      name: 'deq_queue_duration_seconds', help: 'Time a solve waited for a free worker', registers,
+      name: 'deq_queue_duration_seconds', help: 'Time a request waited: for a worker, then (batching) for a place in a solve', registers,
       labelNames: ['model'], buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
     });
     this.solveDuration = new Histogram({
@@ -48,6 +51,10 @@ export class ServerMetrics {
     this.diverged = new Counter({ name: 'deq_solver_diverged_total', help: 'Samples whose residual blew up or became non-finite', labelNames: ['model'], registers });
     this.deadlineStops = new Counter({ name: 'deq_solver_deadline_stops_total', help: 'Solves cut short by the request deadline', labelNames: ['model'], registers });
     this.errors = new Counter({ name: 'deq_errors_total', help: 'Error responses by catalogue code', labelNames: ['code'], registers });
+    const rowBuckets = [1, 2, 4, 8, 16, 32, 64, 128];
+    this.batchRows = new Histogram({ name: 'deq_batch_rows', help: 'Samples per cell run (batching)', labelNames: ['model'], buckets: rowBuckets, registers });
+    this.batchJoins = new Histogram({ name: 'deq_batch_joins', help: 'Samples that joined a running solve, per solve (batching)', labelNames: ['model'], buckets: [0, ...rowBuckets], registers });
+    this.batchLeaves = new Histogram({ name: 'deq_batch_leaves', help: 'Samples that left a solve while others ran on, per solve (batching)', labelNames: ['model'], buckets: [0, ...rowBuckets], registers });
     const { pool, models } = state;
     new Gauge({
       name: 'deq_inflight_requests', help: 'Solves running on a worker', labelNames: ['model'], registers,
@@ -92,6 +99,12 @@ declare module 'fastify' {
 export const metricsPlugin = global('deq-metrics', async (app, opts: { state: ServerState }) => {
   const metrics = new ServerMetrics(opts.state);
   app.decorate('metrics', metrics);
+  const onBatch = (b: BatchStats) => {
+    for (const r of b.rows) metrics.batchRows.observe({ model: b.model }, r);
+    for (const j of b.joins) metrics.batchJoins.observe({ model: b.model }, j);
+    for (const l of b.leaves) metrics.batchLeaves.observe({ model: b.model }, l);
+  };
+  opts.state.pool.events.on('batch', onBatch);
   app.addHook('onResponse', async (req, reply) => {
     metrics.requestDuration.observe(
       { method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
@@ -103,6 +116,7 @@ export const metricsPlugin = global('deq-metrics', async (app, opts: { state: Se
     return metrics.registry.metrics();
   });
   app.addHook('onClose', async () => {
+    opts.state.pool.events.off('batch', onBatch);
     metrics.registry.clear();
   });
 });
