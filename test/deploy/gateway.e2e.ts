@@ -197,6 +197,9 @@ describe.skipIf(skip !== null)('nginx in front of two replicas', () => {
       }
     });
     expect(await victim.exited).toBe(-1);
+    // The survivor's peak resident memory after serving everything (sizes the Kubernetes memory request).
+    const peak = /VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${replicas[1].child.pid}/status`, 'utf8'));
+    figures.survivorPeakRssMB = peak ? Math.round(Number(peak[1]) / 1024) : null;
     const failed = failures(rs);
     const errorLog = await readFile(join(dir, 'error.log'), 'utf8');
     figures.kill = { requests: rs.length, concurrency: 4, inflightAtKill, failed: failed.length, failedAfterKill: failed.filter((r) => r.t0 > killedAt).length, retriedByNginx: (errorLog.match(/while connecting to upstream|prematurely closed|reset by peer/g) ?? []).length };
