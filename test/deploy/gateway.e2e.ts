@@ -19,7 +19,7 @@ const SHIPPED_CONF = join(ROOT, 'deploy/nginx/deq-serve.conf');
  * the two upstream replicas' ports and the access log path. Each substitution
  * must hit exactly once, so an edit to the shipped file that breaks this fails here.
  */
-export function templateConf(conf: string, gatewayPort: number, replicaPorts: [number, number], accessLog: string): string {
+function templateConf(conf: string, gatewayPort: number, replicaPorts: [number, number], accessLog: string): string {
   const swaps: [RegExp, string][] = [
     [/^(\s*)listen 8080;$/m, `$1listen 127.0.0.1:${gatewayPort};`],
     [/^(\s*)server 127\.0\.0\.1:8081 /m, `$1server 127.0.0.1:${replicaPorts[0]} `],
@@ -33,7 +33,7 @@ export function templateConf(conf: string, gatewayPort: number, replicaPorts: [n
   return conf;
 }
 
-/** The value of a directive as written in the shipped file (first occurrence inside `scope`'s text). */
+/** The value of the first `name` directive in `text` (the shipped file, or one block of it). */
 function directive(text: string, name: string): string {
   const m = new RegExp(`^\\s*${name}\\s+([^;]+);`, 'm').exec(text);
   if (!m) throw new Error(`deq-serve.conf has no ${name}`);
