@@ -60,7 +60,8 @@ FROM ${RUNTIME_IMAGE}
 ARG VARIANT
 WORKDIR /app
 COPY --from=node-bin /out/ /
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin deq
+RUN groupadd --system --gid 10001 deq \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin deq
 # cpu runs on the CPU; cuda runs on the GPU or refuses to start with
 # DEQ_ERR_PROVIDER_UNAVAILABLE (set DEQ_PROVIDERS=cuda,cpu to fall back instead).
 ENV NODE_ENV=production \

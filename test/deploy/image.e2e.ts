@@ -80,6 +80,7 @@ describe.skipIf(skip !== null)('the container image (podman)', () => {
     await waitFor200(`${url}/v2/health/ready`, 60_000, 20);
     figures.readySeconds = Math.round(performance.now() - t0) / 1000;
     expect((await podman(['exec', name, 'id', '-u'])).stdout.trim()).toBe('10001');
+    expect((await podman(['exec', name, 'id', '-g'])).stdout.trim()).toBe('10001'); // runAsGroup in deploy/kubernetes
     const write = await podman(['exec', name, 'sh', '-c', 'touch /app/x 2>&1; echo rc=$?']);
     expect(write.stdout).toMatch(/Read-only file system[\s\S]*rc=1/);
     const inspect = JSON.parse((await podman(['inspect', name])).stdout)[0];

@@ -81,7 +81,8 @@ describe.each(Object.entries(VARIANTS))('kubernetes manifests (%s)', (variant, d
     expect(http.containerPort).toBe(Number(imageEnv('DEQ_PORT')));
     expect(pod.securityContext.runAsNonRoot).toBe(true);
     expect(pod.securityContext.runAsUser).toBe(10001);
-    expect(readFileSync(join(ROOT, 'Dockerfile'), 'utf8')).toMatch(/useradd[^\n]*--uid 10001/);
+    expect(pod.securityContext.runAsGroup).toBe(10001);
+    expect(readFileSync(join(ROOT, 'Dockerfile'), 'utf8')).toMatch(/useradd[^\n]*--uid 10001 --gid 10001/);
     expect(container.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
     for (const r of ['cpu', 'memory']) {
       expect(container.resources.requests[r], r).toBeDefined();
