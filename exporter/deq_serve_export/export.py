@@ -278,7 +278,8 @@ def export_bundle(
                    tol min(solver.tol, parity_tol), max_iter >= 200.
     parity_cases:  if set, only the first parity_cases inputs are used (in order; none is
                    left out for being hard, and provenance.parity_selection says so).
-    strict:        raise ExportError when a reference solve does not converge (else warn).
+    strict:        raise ExportError when a reference solve does not converge (else warn);
+                   no manifest.json is written then, so the folder is not a bundle.
     """
     if task not in TASKS:
         raise ExportError(f"task must be one of {', '.join(TASKS)} (got {task!r}); a model that is not an "

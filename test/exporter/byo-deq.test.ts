@@ -162,6 +162,29 @@ describe('bring your own DEQ: export → inspect → serve', () => {
     expect(err.error).toContain('/v1/models/vec-tanh/predict');
   });
 
+  it('strict=True refuses to write a bundle whose reference solve does not converge; fold_norms leaves the caller\'s modules intact', async () => {
+    const script = [
+      'import sys, torch',
+      'import byo_models as b',
+      'from deq_serve_export import ExportError, export_bundle, fold_norms',
+      'cell = b.VecCell().eval(); z = torch.randn(2, 16); u = torch.randn(2, 16); before = cell(z, u)',
+      'folded = fold_norms(cell)',
+      'print("intact", float((cell(z, u) - before).abs().max()), float((folded(z, u) - before).abs().max()))',
+      'try:',
+      '    export_bundle(sys.argv[1], b.SmallInject().eval(), b.SlowCell().eval(), torch.nn.Linear(4, 2).eval(),',
+      '                  parity_inputs={"x": torch.randn(2, 8)}, name="slow", task="tensor", head_outputs=["y"],',
+      '                  solver={"method": "fixed-point", "tol": 1e-4, "stop_mode": "rel", "max_iter": 30}, strict=True)',
+      '    print("exported")',
+      'except ExportError as e:',
+      '    print("refused:", str(e)[:60])',
+    ].join('\n');
+    const r = await run(PYTHON, ['-c', script, join(work, 'strict')], { PYTHONPATH: `${join(work, 'site')}:test/exporter` });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^intact 0\.0 0\.0$/m);
+    expect(r.stdout).toContain('refused: PARITY FAIL');
+    expect(r.stdout).not.toContain('exported');
+  });
+
   it('a model whose default solver fails: the exporter warns and parity fails', async () => {
     expect(exportRun.stderr).toContain('WARNING (stability): the default solver (fixed-point');
     expect(exportRun.stderr).toMatch(/Suggested manifest solver: \{[^}]*"method": "broyden"/);

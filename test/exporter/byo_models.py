@@ -17,9 +17,7 @@ from torch import nn
 
 from deq_serve_export import export_bundle
 
-torch.manual_seed(0)
 torch.set_num_threads(2)
-OUT = sys.argv[1]
 
 
 # --- 1. vector DEQ: z = tanh(W z + U x + b), 20 input features, linear head to 3 outputs
@@ -100,7 +98,8 @@ def fixed_point(f, z0, tol=5e-7, max_iter=5000):
     raise RuntimeError("reference iteration did not converge")
 
 
-def main():
+def main(OUT):
+    torch.manual_seed(0)
     os.makedirs(OUT, exist_ok=True)
     ref = {}
 
@@ -141,4 +140,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1])
