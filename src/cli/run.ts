@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { DeqError } from '../errors.js';
-import { nestedInputs, nestedOutput, tensorInputs } from '../pipelines/tensor.js';
+import { TensorPipeline } from '../pipelines/tensor.js';
 import { DeqModel, modelInputs, type SessionConfig } from '../runtime/index.js';
 import type { SolverOptions } from '../solver/index.js';
 import { fromNested, parseNpy, type NdArray } from './npy.js';
@@ -51,11 +51,9 @@ export async function runFile(dir: string, inputFile: string, session: Partial<S
 
 /** Several named inputs, through the tensor pipeline /predict uses. */
 async function runNamed(model: DeqModel, named: Record<string, unknown>, solver: Partial<SolverOptions>): Promise<number> {
-  const { tensors, unbatched } = nestedInputs(model.manifest, named);
-  const batch = tensorInputs(model.manifest, tensors, { maxBatch: Number.MAX_SAFE_INTEGER, vocabSize: model.bundle.vocab?.length });
-  const res = await model.infer({ ...batch, solver });
-  const outputs = Object.fromEntries(Object.entries(res.outputs).map(([k, t]) => [k, nestedOutput(t, unbatched)]));
-  const samples = Array.from({ length: batch.batch }, (_, i) => ({
+  const res = await new TensorPipeline(model).predict(named, { solver });
+  const outputs = res.outputs;
+  const samples = Array.from({ length: res.solver.iterations.length }, (_, i) => ({
     iterations: res.solver.iterations[i], residual: res.solver.residual[i], converged: res.solver.converged[i] === 1, diverged: res.solver.diverged[i] === 1,
   }));
   process.stdout.write(JSON.stringify({ model: model.name, outputs, solver: { method: res.options.method, tol: res.options.tol, stop_mode: res.options.stopMode, max_iter: res.options.maxIter, samples }, timing_ms: res.timing }, null, 2) + '\n');
