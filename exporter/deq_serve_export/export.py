@@ -113,14 +113,18 @@ def _tensor_json(t: torch.Tensor) -> dict:
 
 
 class _Tupled(nn.Module):
-    """A module whose outputs come back as a tuple in a fixed name order (for ONNX output names)."""
+    """A module whose outputs come back as a tuple in a fixed name order (for ONNX output names).
 
-    def __init__(self, inner, names):
+    The wrapped module sits under `attr`, which prefixes the exported node names; "head" keeps
+    the head graph byte-identical to the one the recipes' former export.py wrote."""
+
+    def __init__(self, inner, names, attr="inner"):
         super().__init__()
-        self.inner, self.names = inner, list(names)
+        self.attr, self.names = attr, list(names)
+        setattr(self, attr, inner)
 
     def forward(self, *args):
-        return _as_tuple(self.inner(*args), self.names)
+        return _as_tuple(getattr(self, self.attr)(*args), self.names)
 
 
 def _as_tuple(out, names) -> Tuple[torch.Tensor, ...]:
@@ -406,8 +410,9 @@ def export_bundle(
         if inject_m is not None:
             dax = {k: dyn(x_ex[k]) for k in in_names}
             dax.update({k: dyn(t) for k, t in zip(inject_outputs, u_ex)})
-            _export(_Tupled(inject_m, inject_outputs), [x_ex[k] for k in in_names], path["inject"],
-                    in_names, inject_outputs, dax)
+            # one output: exported as is (node names as the former export.py wrote them)
+            module = inject_m if len(inject_outputs) == 1 else _Tupled(inject_m, inject_outputs, "inject")
+            _export(module, [x_ex[k] for k in in_names], path["inject"], in_names, inject_outputs, dax)
         dax = {"z": dyn(z_ex), "z_next": dyn(z_ex)}
         dax.update({k: dyn(t) for k, t in zip(cell_arg_names, u_ex)})
         _export(cell_m, [z_ex, *u_ex], path["cell"], ["z", *cell_arg_names], ["z_next"], dax)
@@ -415,7 +420,7 @@ def export_bundle(
             dax = {"z": dyn(z_ex)}
             dax.update({k: dyn(t) for k, t in zip(extra_names, extra_ex)})
             dax.update({k: dyn(t) for k, t in h_ex.items()})
-            _export(_Tupled(head_m, head_outputs), [z_ex, *extra_ex], path["head"], ["z", *extra_names],
+            _export(_Tupled(head_m, head_outputs, "head"), [z_ex, *extra_ex], path["head"], ["z", *extra_names],
                     head_outputs, dax)
 
     # ---- parity: the reference solve, every case kept, convergence recorded
