@@ -105,7 +105,7 @@ function referenceConverged(p: ParityFile, c: ParityCase): boolean {
 
 /** A parity case's tensors by model-input name (new `inputs`, or the older `input` + `extra_inputs`). */
 export function caseInputs(m: Manifest, c: ParityCase): Record<string, ParityTensor> {
-  if (c.inputs) return c.inputs;
+  if (c.inputs) return { ...c.extra_inputs, ...c.inputs };
   const first = modelInputs(m)[0].name;
   return { ...c.extra_inputs, ...(c.input ? { [first]: c.input } : {}) };
 }
