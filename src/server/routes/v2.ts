@@ -103,7 +103,10 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
     let parts: ReturnType<typeof splitBody>;
     try {
       parts = splitBody(body, req.headers[HEADER_LENGTH]);
-      if (!parts && binaryOnly) throw new DeqError('DEQ_ERR_INVALID_INPUT', 'an application/octet-stream body needs the Inference-Header-Content-Length header');
+      if (!parts && binaryOnly) {
+        const type = JSON.stringify((req.headers['content-type'] ?? '').slice(0, 60));
+        throw new DeqError('DEQ_ERR_UNSUPPORTED_MEDIA_TYPE', `send Content-Type: application/json, or the binary tensor form with an Inference-Header-Content-Length header (got ${type})`);
+      }
     } catch (err) {
       done(err as Error);
       return;
@@ -113,7 +116,9 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
   };
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, parseBody(false));
-  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, parseBody(true));
+  // Clients send the binary form as application/octet-stream, or with no Content-Type at all
+  // (tritonclient's HTTP client sets only Inference-Header-Content-Length): any non-JSON type.
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, parseBody(true));
 
   // Every model route also answers under /versions/{version} (the protocol's optional
   // segment): each is registered a second time there, with the same handler and schemas.
