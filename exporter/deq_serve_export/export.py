@@ -282,7 +282,8 @@ def export_bundle(
                    tol min(solver.tol, parity_tol), max_iter >= 200.
     parity_cases:  if set, only the first parity_cases inputs are used (in order; none is
                    left out for being hard, and provenance.parity_selection says so).
-    strict:        raise ExportError when a reference solve does not converge (else warn);
+    strict:        raise ExportError when a reference solve, or the default solver, does not
+                   converge on a parity input (else warn);
                    no manifest.json is written then, so the folder is not a bundle.
     """
     if task not in TASKS:
@@ -471,6 +472,16 @@ def export_bundle(
     provenance["spectral_radius"] = round(sum(radii) / len(radii), 4)
     provenance["spectral_radius_max"] = round(max(radii), 4)
     provenance["stability"] = stability_check(solver, flat_fns, provenance["spectral_radius_max"])
+    served = provenance["stability"]["default"]
+    if served["converged"] < served["of"]:
+        # deq-serve inspect fails such a bundle: its default solver serves something other
+        # than the fixed point for these inputs (parity is about what is served).
+        msg = (f"PARITY FAIL: the manifest's default solver ({solver['method']}, tol {solver['tol']}, max_iter "
+               f"{solver['max_iter']}) converges on only {served['converged']} of {served['of']} parity inputs; "
+               "`deq-serve inspect` will fail this bundle. Pass the suggested solver= (see the stability note).")
+        if strict:
+            raise ExportError(msg)
+        print(f"WARNING: {msg}", file=sys.stderr)
 
     if fp16_min_elements > 0:
         for p in path.values():

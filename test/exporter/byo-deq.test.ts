@@ -74,7 +74,7 @@ describe('bring your own DEQ: export → inspect → serve', () => {
     expect(r.stdout.trim()).toBe('deq_serve_export.export');
   });
 
-  it.each(['vec-tanh', 'fzx-two-input'])('deq-serve inspect passes parity for %s', async (name) => {
+  it.each(['vec-tanh', 'fzx-two-input', 'uv-inject'])('deq-serve inspect passes parity for %s', async (name) => {
     const r = await runCli(['inspect', join(work, 'models', name)]);
     expect(r.stderr).toBe('');
     expect(r.stdout).toMatch(/parity\s+PASS/);
@@ -141,6 +141,18 @@ describe('bring your own DEQ: export → inspect → serve', () => {
     expect(maxDiff(p.outputs.rest, ref.outputs.rest)).toBeLessThanOrEqual(1e-4);
   });
 
+  it('uv-inject (inject with two inputs and two outputs of other shapes than z) matches PyTorch to 1e-4', async () => {
+    const ref = reference['uv-inject'];
+    const x = ref.inputs.x as number[][], ids = ref.inputs.ids as number[][];
+    const r = await postJson(`${server!.url}/v2/models/uv-inject/versions/1/infer`, {
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [3, 5], data: x }, { name: 'ids', datatype: 'INT64', shape: [3, 2], data: ids.flat() }],
+    });
+    expect(r.status).toBe(200);
+    const body = await json(r);
+    expect(body.parameters.all_converged).toBe(true);
+    expect(maxDiff(body.outputs[0].data, ref.outputs.y)).toBeLessThanOrEqual(1e-4);
+  });
+
   it('refuses bad tensor requests with clear errors, and image routes refuse tensor models', async () => {
     const url = server!.url;
     const wrongShape = await postJson(`${url}/v1/models/vec-tanh/predict`, { inputs: { x: [[1, 2, 3]] } });
@@ -198,7 +210,8 @@ describe('bring your own DEQ: export → inspect → serve', () => {
     const r = await runCli(['inspect', join(work, 'failing', 'slow-fixed-point')]);
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/parity\s+FAIL/);
-    expect(r.stdout).toContain('NOT CONVERGED (reference)');
+    expect(r.stdout).toContain('default solver NOT CONVERGED');
+    expect(r.stdout).toMatch(/default solver WARNING: the manifest's solver converges on 0 of 4/);
     expect(r.stdout).toMatch(/stability\s+WARNING/);
   });
 });

@@ -136,6 +136,25 @@ describe('honest parity', () => {
     expect(r.passed).toBe(true);
   });
 
+  it('fails a bundle whose own default solver does not converge on its parity inputs', async () => {
+    const dir = await copy(TINY_TENSOR);
+    await editJson(dir, 'manifest.json', (m) => { m.solver.max_iter = 2; });
+    const r = await parityOf(dir);
+    expect(r.passed).toBe(false);
+    for (const c of r.cases) {
+      expect([c.converged, c.referenceConverged, c.defaultConverged]).toEqual([true, true, false]);
+      expect(c.failure).toMatch(/default solver \(anderson, tol 0.00001, max_iter 2\) did not converge/);
+    }
+  });
+
+  it('older bundles (no exporter check recorded) only report a default solver that does not converge', async () => {
+    const dir = await copy(TINY_IMAGE);
+    await editJson(dir, 'manifest.json', (m) => { m.solver.max_iter = 2; });
+    const r = await parityOf(dir);
+    expect(r.cases.map((c) => c.defaultConverged)).toEqual(r.cases.map(() => false));
+    expect(r.passed).toBe(true);
+  });
+
   it('older bundles: reference convergence comes from solver_rel_residual', async () => {
     expect((await parityOf(TINY_IMAGE)).passed).toBe(true);
     const dir = await copy(TINY_IMAGE);
