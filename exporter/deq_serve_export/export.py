@@ -113,14 +113,18 @@ def _tensor_json(t: torch.Tensor) -> dict:
 
 
 class _Tupled(nn.Module):
-    """A module whose outputs come back as a tuple in a fixed name order (for ONNX output names)."""
+    """A module whose outputs come back as a tuple in a fixed name order (for ONNX output names).
 
-    def __init__(self, inner, names):
+    The wrapped module sits under `attr`, which prefixes the exported node names; "head" keeps
+    the head graph byte-identical to the one the recipes' former export.py wrote."""
+
+    def __init__(self, inner, names, attr="inner"):
         super().__init__()
-        self.inner, self.names = inner, list(names)
+        self.attr, self.names = attr, list(names)
+        setattr(self, attr, inner)
 
     def forward(self, *args):
-        return _as_tuple(self.inner(*args), self.names)
+        return _as_tuple(getattr(self, self.attr)(*args), self.names)
 
 
 def _as_tuple(out, names) -> Tuple[torch.Tensor, ...]:
@@ -278,7 +282,9 @@ def export_bundle(
                    tol min(solver.tol, parity_tol), max_iter >= 200.
     parity_cases:  if set, only the first parity_cases inputs are used (in order; none is
                    left out for being hard, and provenance.parity_selection says so).
-    strict:        raise ExportError when a reference solve does not converge (else warn).
+    strict:        raise ExportError when a reference solve, or the default solver, does not
+                   converge on a parity input (else warn);
+                   no manifest.json is written then, so the folder is not a bundle.
     """
     if task not in TASKS:
         raise ExportError(f"task must be one of {', '.join(TASKS)} (got {task!r}); a model that is not an "
@@ -405,8 +411,9 @@ def export_bundle(
         if inject_m is not None:
             dax = {k: dyn(x_ex[k]) for k in in_names}
             dax.update({k: dyn(t) for k, t in zip(inject_outputs, u_ex)})
-            _export(_Tupled(inject_m, inject_outputs), [x_ex[k] for k in in_names], path["inject"],
-                    in_names, inject_outputs, dax)
+            # one output: exported as is (node names as the former export.py wrote them)
+            module = inject_m if len(inject_outputs) == 1 else _Tupled(inject_m, inject_outputs, "inject")
+            _export(module, [x_ex[k] for k in in_names], path["inject"], in_names, inject_outputs, dax)
         dax = {"z": dyn(z_ex), "z_next": dyn(z_ex)}
         dax.update({k: dyn(t) for k, t in zip(cell_arg_names, u_ex)})
         _export(cell_m, [z_ex, *u_ex], path["cell"], ["z", *cell_arg_names], ["z_next"], dax)
@@ -414,7 +421,7 @@ def export_bundle(
             dax = {"z": dyn(z_ex)}
             dax.update({k: dyn(t) for k, t in zip(extra_names, extra_ex)})
             dax.update({k: dyn(t) for k, t in h_ex.items()})
-            _export(_Tupled(head_m, head_outputs), [z_ex, *extra_ex], path["head"], ["z", *extra_names],
+            _export(_Tupled(head_m, head_outputs, "head"), [z_ex, *extra_ex], path["head"], ["z", *extra_names],
                     head_outputs, dax)
 
     # ---- parity: the reference solve, every case kept, convergence recorded
@@ -465,6 +472,16 @@ def export_bundle(
     provenance["spectral_radius"] = round(sum(radii) / len(radii), 4)
     provenance["spectral_radius_max"] = round(max(radii), 4)
     provenance["stability"] = stability_check(solver, flat_fns, provenance["spectral_radius_max"])
+    served = provenance["stability"]["default"]
+    if served["converged"] < served["of"]:
+        # deq-serve inspect fails such a bundle: its default solver serves something other
+        # than the fixed point for these inputs (parity is about what is served).
+        msg = (f"PARITY FAIL: the manifest's default solver ({solver['method']}, tol {solver['tol']}, max_iter "
+               f"{solver['max_iter']}) converges on only {served['converged']} of {served['of']} parity inputs; "
+               "`deq-serve inspect` will fail this bundle. Pass the suggested solver= (see the stability note).")
+        if strict:
+            raise ExportError(msg)
+        print(f"WARNING: {msg}", file=sys.stderr)
 
     if fp16_min_elements > 0:
         for p in path.values():

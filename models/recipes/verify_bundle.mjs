@@ -3,6 +3,8 @@
 // For every parity case: inject -> plain fixed-point iteration of cell (rel tol 1e-6,
 // up to 500 steps; needs a contractive cell) -> head, compared with parity.json.
 // Also runs the cell with the case duplicated to batch 2 (dynamic batch axis).
+// Written for the recipes' layout (inject x -> u, cell(z, u), head); bundles with several
+// inputs or without inject/head are checked by `deq-serve inspect` only.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';

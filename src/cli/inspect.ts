@@ -66,8 +66,11 @@ function parityLines(r: ParityReport): string {
   const rows = r.cases.map((c) => `    case ${c.index}: max |Δ| ${c.maxDeviation.toExponential(2)} (${c.worstOutput})` +
     `${c.argmaxMatch === undefined ? '' : `, argmax ${c.argmaxMatch ? 'same' : 'DIFFERENT'}`}, ${c.iterations} evals, residual ${c.residual.toExponential(2)}` +
     `${c.converged ? '' : ', NOT CONVERGED (TypeScript)'}${c.referenceConverged ? '' : ', NOT CONVERGED (reference)'}` +
+    `${c.defaultConverged ? '' : ', default solver NOT CONVERGED'}` +
     `${c.failure ? ` -> FAIL: ${c.failure}` : ''}`);
   const failed = r.cases.filter((c) => c.failure).length;
+  const served = r.cases.filter((c) => c.defaultConverged).length;
+  const servedLine = `  default solver ${served === r.cases.length ? 'ok' : 'WARNING'}: the manifest's solver converges on ${served} of ${r.cases.length} parity inputs`;
   return [`  parity         ${r.passed ? 'PASS' : 'FAIL'}: max |Δ| ${r.maxDeviation.toExponential(2)} (tolerance ${r.atol}) over ${r.cases.length} cases` +
-    (failed ? `, ${failed} failed (a case passes only if both solves converged and agree)` : ''), ...rows].join('\n');
+    (failed ? `, ${failed} failed (a case passes only if both solves converged and agree)` : ''), ...rows, servedLine].join('\n');
 }

@@ -1,18 +1,22 @@
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { DeqError } from '../errors.js';
+import { TensorPipeline } from '../pipelines/tensor.js';
 import { DeqModel, modelInputs, type SessionConfig } from '../runtime/index.js';
 import type { SolverOptions } from '../solver/index.js';
 import { fromNested, parseNpy, type NdArray } from './npy.js';
 
 /**
  * `deq-serve run`: one inference from a .json or .npy file, printed as JSON.
- * JSON files hold `{ "input": [...], "targets"?: [...] }` or a bare array.
+ * JSON files hold `{ "input": [...], "targets"?: [...] }`, a bare array, or, for
+ * models with several inputs, `{ "inputs": { "<name>": [...], ... } }` (as /predict).
  */
 export async function runFile(dir: string, inputFile: string, session: Partial<SessionConfig>, solver: Partial<SolverOptions>): Promise<number> {
   const model = await DeqModel.load(dir, session);
   try {
-    const { input, targets } = await readInput(inputFile);
+    const read = await readInput(inputFile);
+    if ('named' in read) return await runNamed(model, read.named, solver);
+    const { input, targets } = read;
     const spec = modelInputs(model.manifest)[0];
     const batched = input.shape.length === spec.shape.length + 1;
     if (!batched && input.shape.length !== spec.shape.length) {
@@ -45,7 +49,18 @@ export async function runFile(dir: string, inputFile: string, session: Partial<S
   }
 }
 
-async function readInput(file: string): Promise<{ input: NdArray; targets?: NdArray }> {
+/** Several named inputs, through the tensor pipeline /predict uses. */
+async function runNamed(model: DeqModel, named: Record<string, unknown>, solver: Partial<SolverOptions>): Promise<number> {
+  const res = await new TensorPipeline(model).predict(named, { solver });
+  const outputs = res.outputs;
+  const samples = Array.from({ length: res.solver.iterations.length }, (_, i) => ({
+    iterations: res.solver.iterations[i], residual: res.solver.residual[i], converged: res.solver.converged[i] === 1, diverged: res.solver.diverged[i] === 1,
+  }));
+  process.stdout.write(JSON.stringify({ model: model.name, outputs, solver: { method: res.options.method, tol: res.options.tol, stop_mode: res.options.stopMode, max_iter: res.options.maxIter, samples }, timing_ms: res.timing }, null, 2) + '\n');
+  return 0;
+}
+
+async function readInput(file: string): Promise<{ input: NdArray; targets?: NdArray } | { named: Record<string, unknown> }> {
   const bytes = await readFile(file);
   if (extname(file) === '.npy') return { input: parseNpy(bytes, file) };
   let json: unknown;
@@ -55,8 +70,9 @@ async function readInput(file: string): Promise<{ input: NdArray; targets?: NdAr
     throw new DeqError('DEQ_ERR_INVALID_INPUT', `${file}: not valid JSON (${(err as Error).message})`);
   }
   if (Array.isArray(json)) return { input: fromNested(json, file) };
-  const obj = json as { input?: unknown; targets?: unknown };
-  if (!obj || obj.input === undefined) throw new DeqError('DEQ_ERR_INVALID_INPUT', `${file}: expected an array or { "input": [...] }`);
+  const obj = json as { input?: unknown; targets?: unknown; inputs?: unknown };
+  if (obj && typeof obj.inputs === 'object' && obj.inputs !== null && !Array.isArray(obj.inputs)) return { named: obj.inputs as Record<string, unknown> };
+  if (!obj || obj.input === undefined) throw new DeqError('DEQ_ERR_INVALID_INPUT', `${file}: expected an array, { "input": [...] } or { "inputs": { "<name>": [...] } }`);
   return {
     input: fromNested(obj.input, `${file}: input`),
     targets: obj.targets === undefined ? undefined : fromNested(obj.targets, `${file}: targets`),

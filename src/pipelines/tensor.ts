@@ -1,7 +1,8 @@
 // The generic tensor pipeline: named float32/int64 tensors in (v2 infer, /predict),
 // checked against the manifest's model inputs, and model outputs back as tensors.
 import { DeqError, quote } from '../errors.js';
-import { modelInputs, type Manifest, type TensorSpec, type TensorValue } from '../runtime/index.js';
+import { DeqModel, modelInputs, type Manifest, type SessionConfig, type TensorSpec, type TensorValue } from '../runtime/index.js';
+import type { SolverOptions } from '../solver/index.js';
 
 /** One input tensor as a client sent it: row-major data (flat or nested), batch first. */
 export interface ProvidedTensor {
@@ -194,4 +195,41 @@ function checkTyped(spec: TensorSpec, data: Float32Array | BigInt64Array, vocabS
 
 function invalid(message: string): DeqError {
   return new DeqError('DEQ_ERR_INVALID_INPUT', message);
+}
+
+export interface PredictOptions {
+  /** Outputs to return; default: every output role in the manifest. */
+  outputs?: readonly string[];
+  solver?: Partial<SolverOptions>;
+}
+
+/**
+ * The tensor pipeline on an in-process DeqModel: named nested arrays in (with or without
+ * the batch dim, as /predict takes them), named nested arrays out.
+ */
+export class TensorPipeline {
+  readonly model: DeqModel;
+
+  constructor(model: DeqModel) {
+    this.model = model;
+  }
+
+  static async load(dir: string, session: Partial<SessionConfig> = {}): Promise<TensorPipeline> {
+    return new TensorPipeline(await DeqModel.load(dir, session));
+  }
+
+  /** Runs the model on `{ name: nested array }` inputs. */
+  async predict(inputs: Record<string, unknown>, opts: PredictOptions = {}) {
+    const m = this.model.manifest;
+    const { tensors, unbatched } = nestedInputs(m, inputs);
+    const batch = tensorInputs(m, tensors, { maxBatch: Number.MAX_SAFE_INTEGER, vocabSize: this.model.bundle.vocab?.length });
+    const result = await this.model.infer({ ...batch, outputs: opts.outputs, solver: opts.solver });
+    const outputs: Record<string, { shape: number[]; data: unknown }> = {};
+    for (const [name, t] of Object.entries(result.outputs)) outputs[name] = nestedOutput(t, unbatched);
+    return { outputs, solver: result.solver, options: result.options, timing: result.timing };
+  }
+
+  async release(): Promise<void> {
+    await this.model.release();
+  }
 }

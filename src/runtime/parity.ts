@@ -17,6 +17,8 @@ export interface ParityCaseReport {
   converged: boolean;
   /** The exporter's reference solve reached it (false when the bundle does not say). */
   referenceConverged: boolean;
+  /** The manifest's default solver, as served, converged on this input (TypeScript). */
+  defaultConverged: boolean;
   /** Why the case failed; absent when it passed. */
   failure?: string;
 }
@@ -47,10 +49,12 @@ export async function checkParity(model: DeqModel, overrides: Partial<SolverOpti
   for (const [index, c] of parity.cases.entries()) {
     const names = Object.keys(c.outputs).filter((k) => floatOutputs.has(k));
     const given = caseInputs(m, c);
+    const inputs = Object.fromEntries(Object.entries(given).map(([k, t]) => [k, toTyped(t)]));
+    const length = symbolicLength(m, given);
     const res = await model.infer({
-      inputs: Object.fromEntries(Object.entries(given).map(([k, t]) => [k, toTyped(t)])),
+      inputs,
       batch: 1,
-      length: symbolicLength(m, given),
+      length,
       outputs: names,
       solver: {
         method: parity.solver.method,
@@ -79,13 +83,21 @@ export async function checkParity(model: DeqModel, overrides: Partial<SolverOpti
       index, maxDeviation, worstOutput,
       iterations: res.solver.iterations[0], residual: res.solver.residual[0], converged: res.solver.converged[0] === 1,
       referenceConverged: referenceConverged(parity, c),
+      defaultConverged: false,
     };
     if (logits && c.outputs[logits]) report.argmaxMatch = argmax(res.outputs[logits].data as Float32Array) === argmax(c.outputs[logits]);
+    // What the server runs by default: a bundle whose default solver does not reach its own
+    // tol on the parity inputs serves something other than the fixed point for them.
+    const served = await model.infer({ inputs, batch: 1, length, outputs: names.length ? names.slice(0, 1) : undefined, solver: {} });
+    report.defaultConverged = served.solver.converged[0] === 1;
     const why = [
       report.referenceConverged ? '' : 'reference solve did not converge',
       report.converged ? '' : 'TypeScript solve did not converge',
       maxDeviation <= atol ? '' : `max |Δ| ${maxDeviation.toExponential(2)} > ${atol}`,
       report.argmaxMatch === false ? 'argmax differs' : '',
+      // Held to cases from the exporter that checks it (deq_serve_export records `reference`);
+      // older bundles get the warning in the report only.
+      !report.defaultConverged && c.reference ? `the manifest's default solver (${model.solverDefaults.method}, tol ${model.solverDefaults.tol}, max_iter ${model.solverDefaults.maxIter}) did not converge` : '',
     ].filter(Boolean);
     if (why.length) report.failure = why.join('; ');
     cases.push(report);
@@ -105,7 +117,7 @@ function referenceConverged(p: ParityFile, c: ParityCase): boolean {
 
 /** A parity case's tensors by model-input name (new `inputs`, or the older `input` + `extra_inputs`). */
 export function caseInputs(m: Manifest, c: ParityCase): Record<string, ParityTensor> {
-  if (c.inputs) return c.inputs;
+  if (c.inputs) return { ...c.extra_inputs, ...c.inputs };
   const first = modelInputs(m)[0].name;
   return { ...c.extra_inputs, ...(c.input ? { [first]: c.input } : {}) };
 }

@@ -63,8 +63,9 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
   // JSON endpoints refuse other content types up front (415), rather than failing schema checks.
   const jsonOnly = async (req: FastifyRequest) => {
     const type = req.headers['content-type'] ?? '';
-    // v2 binary tensor extension: JSON header + raw tensor bytes (parsed by the v2 routes).
-    const binary = /^application\/octet-stream\s*(;|$)/i.test(type) && req.headers['inference-header-content-length'] !== undefined;
+    // v2 binary tensor extension: JSON header + raw tensor bytes, whatever the Content-Type
+    // (tritonclient sends none); the v2 routes parse it, other routes have no parser for it.
+    const binary = req.headers['inference-header-content-length'] !== undefined;
     if (!binary && !/^application\/json\s*(;|$)/i.test(type)) {
       throw new DeqError('DEQ_ERR_UNSUPPORTED_MEDIA_TYPE', `send Content-Type: application/json (got ${JSON.stringify(type.slice(0, 60))})`);
     }

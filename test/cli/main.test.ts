@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
-import { scratchCopy, TINY_IMAGE, TINY_LM } from '../helpers/fixtures.js';
+import { scratchCopy, TINY_IMAGE, TINY_LM, TINY_TENSOR } from '../helpers/fixtures.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterAll(async () => { await Promise.all(cleanups.map((c) => c())); });
@@ -74,6 +74,20 @@ describe('deq-serve run', () => {
       expect(out.solver.samples[i].converged).toBe(true);
     }
     expect(out.solver.tol).toBe(1e-5);
+  });
+
+  it('runs a model with several named inputs from { "inputs": {...} }', async () => {
+    const dir = await scratch(TINY_TENSOR);
+    const c = JSON.parse(await readFile(join(TINY_TENSOR, 'parity.json'), 'utf8')).cases[0];
+    const input = join(dir, 'named.json');
+    await writeFile(input, JSON.stringify({ inputs: { x: c.inputs.x.data, ids: c.inputs.ids.data } }));
+    const r = await runCli(['run', TINY_TENSOR, '--input', input]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.outputs.b.shape).toEqual([2, 2]);
+    out.outputs.b.data.flat().forEach((v: number, k: number) => expect(Math.abs(v - c.outputs.b[k])).toBeLessThan(1e-4));
+    expect(out.solver.samples[0].converged).toBe(true);
   });
 
   it('reads .npy inputs', async () => {

@@ -74,7 +74,7 @@ describe('bring your own DEQ: export → inspect → serve', () => {
     expect(r.stdout.trim()).toBe('deq_serve_export.export');
   });
 
-  it.each(['vec-tanh', 'fzx-two-input'])('deq-serve inspect passes parity for %s', async (name) => {
+  it.each(['vec-tanh', 'fzx-two-input', 'uv-inject'])('deq-serve inspect passes parity for %s', async (name) => {
     const r = await runCli(['inspect', join(work, 'models', name)]);
     expect(r.stderr).toBe('');
     expect(r.stdout).toMatch(/parity\s+PASS/);
@@ -141,6 +141,18 @@ describe('bring your own DEQ: export → inspect → serve', () => {
     expect(maxDiff(p.outputs.rest, ref.outputs.rest)).toBeLessThanOrEqual(1e-4);
   });
 
+  it('uv-inject (inject with two inputs and two outputs of other shapes than z) matches PyTorch to 1e-4', async () => {
+    const ref = reference['uv-inject'];
+    const x = ref.inputs.x as number[][], ids = ref.inputs.ids as number[][];
+    const r = await postJson(`${server!.url}/v2/models/uv-inject/versions/1/infer`, {
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [3, 5], data: x }, { name: 'ids', datatype: 'INT64', shape: [3, 2], data: ids.flat() }],
+    });
+    expect(r.status).toBe(200);
+    const body = await json(r);
+    expect(body.parameters.all_converged).toBe(true);
+    expect(maxDiff(body.outputs[0].data, ref.outputs.y)).toBeLessThanOrEqual(1e-4);
+  });
+
   it('refuses bad tensor requests with clear errors, and image routes refuse tensor models', async () => {
     const url = server!.url;
     const wrongShape = await postJson(`${url}/v1/models/vec-tanh/predict`, { inputs: { x: [[1, 2, 3]] } });
@@ -162,6 +174,32 @@ describe('bring your own DEQ: export → inspect → serve', () => {
     expect(err.error).toContain('/v1/models/vec-tanh/predict');
   });
 
+  it('strict=True refuses to write a bundle whose reference solve does not converge; fold_norms leaves the caller\'s modules intact', async () => {
+    const script = [
+      'import sys, torch',
+      'import byo_models as b',
+      'torch.manual_seed(1)',
+      'from deq_serve_export import ExportError, export_bundle, fold_norms',
+      'cell = b.VecCell().eval(); z = torch.randn(2, 16); u = torch.randn(2, 16); before = cell(z, u)',
+      'folded = fold_norms(cell)',
+      'print("intact", float((cell(z, u) - before).abs().max()), float((folded(z, u) - before).abs().max()))',
+      'try:',
+      '    export_bundle(sys.argv[1], b.SmallInject().eval(), b.SlowCell().eval(), torch.nn.Linear(4, 2).eval(),',
+      '                  parity_inputs={"x": torch.randn(2, 8)}, name="slow", task="tensor", head_outputs=["y"],',
+      '                  solver={"method": "fixed-point", "tol": 1e-4, "stop_mode": "rel", "max_iter": 30}, strict=True,',
+      // 50 plain steps at spectral radius 0.97 leave the residual at about 0.97^50 = 0.2 of its start
+      '                  parity_solver={"method": "fixed-point", "tol": 1e-5, "stop_mode": "rel", "max_iter": 50})',
+      '    print("exported")',
+      'except ExportError as e:',
+      '    print("refused:", str(e)[:60])',
+    ].join('\n');
+    const r = await run(PYTHON, ['-c', script, join(work, 'strict')], { PYTHONPATH: `${join(work, 'site')}:test/exporter` });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^intact 0\.0 0\.0$/m);
+    expect(r.stdout).toContain('refused: PARITY FAIL');
+    expect(r.stdout).not.toContain('exported');
+  });
+
   it('a model whose default solver fails: the exporter warns and parity fails', async () => {
     expect(exportRun.stderr).toContain('WARNING (stability): the default solver (fixed-point');
     expect(exportRun.stderr).toMatch(/Suggested manifest solver: \{[^}]*"method": "broyden"/);
@@ -172,7 +210,8 @@ describe('bring your own DEQ: export → inspect → serve', () => {
     const r = await runCli(['inspect', join(work, 'failing', 'slow-fixed-point')]);
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/parity\s+FAIL/);
-    expect(r.stdout).toContain('NOT CONVERGED (reference)');
+    expect(r.stdout).toContain('default solver NOT CONVERGED');
+    expect(r.stdout).toMatch(/default solver WARNING: the manifest's solver converges on 0 of 4/);
     expect(r.stdout).toMatch(/stability\s+WARNING/);
   });
 });

@@ -1,8 +1,9 @@
-"""Three small DEQs of a researcher's own (not the recipes' code), exported with deq_serve_export.
+"""Four small DEQs of a researcher's own (not the recipes' code), exported with deq_serve_export.
 
     PYTHONPATH=exporter /usr/bin/python3 test/exporter/byo_models.py OUT_DIR
 
-writes OUT_DIR/models/vec-tanh, OUT_DIR/models/fzx-two-input (bundles to serve),
+writes OUT_DIR/models/vec-tanh, OUT_DIR/models/fzx-two-input, OUT_DIR/models/uv-inject
+(bundles to serve),
 OUT_DIR/failing/slow-fixed-point (a model whose default solver fails), and
 OUT_DIR/reference.json: request inputs and PyTorch's own fixed point for them (the
 original modules, plain iteration to max |f(z) - z| < 5e-7), which test/exporter/byo-deq.test.ts compares with
@@ -17,9 +18,7 @@ from torch import nn
 
 from deq_serve_export import export_bundle
 
-torch.manual_seed(0)
 torch.set_num_threads(2)
-OUT = sys.argv[1]
 
 
 # --- 1. vector DEQ: z = tanh(W z + U x + b), 20 input features, linear head to 3 outputs
@@ -66,7 +65,32 @@ class TwoInputCell(nn.Module):
         return torch.tanh(self.A(z) + self.B(x) + 0.3 * self.E(ids).sum(1))
 
 
-# --- 3. a slowly contracting cell (spectral radius 0.97) whose default solver, plain
+# --- 3. an inject graph with two inputs (float32 features, int64 ids) and two outputs whose
+#        shapes differ from z's: cell(z, u, v)
+class TwoInject(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(5, 10)
+        self.emb = nn.Embedding(7, 3)
+
+    def forward(self, x, ids):
+        return self.lin(x), self.emb(ids).mean(1)
+
+
+class UVCell(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.A = nn.Linear(6, 6, bias=False)
+        self.U = nn.Linear(10, 6)
+        self.V = nn.Linear(3, 6, bias=False)
+        with torch.no_grad():
+            self.A.weight.mul_(0.7 / torch.linalg.matrix_norm(self.A.weight, ord=2))
+
+    def forward(self, z, u, v):
+        return torch.tanh(self.A(z) + self.U(u) + self.V(v))
+
+
+# --- 4. a slowly contracting cell (spectral radius 0.97) whose default solver, plain
 #        iteration capped at 30 steps, cannot reach its tolerance
 class SlowCell(nn.Module):
     def __init__(self):
@@ -100,7 +124,8 @@ def fixed_point(f, z0, tol=5e-7, max_iter=5000):
     raise RuntimeError("reference iteration did not converge")
 
 
-def main():
+def main(OUT):
+    torch.manual_seed(0)
     os.makedirs(OUT, exist_ok=True)
     ref = {}
 
@@ -130,6 +155,18 @@ def main():
         ref["fzx-two-input"] = {"inputs": {"x": x2.tolist(), "ids": ids.tolist()},
                                 "outputs": {"first": z[:, :4].tolist(), "rest": z[:, 4:].reshape(3, 2, 4).tolist()}}
 
+    inj3, cell3, head3 = TwoInject().eval(), UVCell().eval(), nn.Linear(6, 2).eval()
+    export_bundle(os.path.join(OUT, "models", "uv-inject"), inj3, cell3, head3,
+                  parity_inputs={"x": torch.randn(4, 5), "ids": torch.randint(0, 7, (4, 2))},
+                  inject_outputs=("u", "v"), state_shape=[6], name="uv-inject", task="tensor",
+                  head_outputs=["y"], parity_atol=1e-4,
+                  solver={"method": "broyden", "tol": 1e-6, "stop_mode": "rel", "max_iter": 60, "history": 8})
+    x3, ids3 = torch.randn(3, 5), torch.randint(0, 7, (3, 2))
+    with torch.no_grad():
+        u3, v3 = inj3(x3, ids3)
+        z = fixed_point(lambda z: cell3(z, u3, v3), torch.zeros(3, 6))
+        ref["uv-inject"] = {"inputs": {"x": x3.tolist(), "ids": ids3.tolist()}, "outputs": {"y": head3(z).tolist()}}
+
     export_bundle(os.path.join(OUT, "failing", "slow-fixed-point"), SmallInject().eval(), SlowCell().eval(),
                   nn.Linear(4, 2).eval(), parity_inputs={"x": torch.randn(4, 8)},
                   name="slow-fixed-point", task="tensor", head_outputs=["y"],
@@ -141,4 +178,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1])

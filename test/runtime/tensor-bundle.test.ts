@@ -10,7 +10,7 @@ import { modelInputs, modelOutputs } from '../../src/runtime/manifest.js';
 import { checkParity } from '../../src/runtime/parity.js';
 import { DeqError } from '../../src/errors.js';
 import { expectClose } from '../helpers/float.js';
-import { scratchCopy, TINY_IMAGE, TINY_TENSOR } from '../helpers/fixtures.js';
+import { scratchCopy, TINY_IMAGE, TINY_LM, TINY_TENSOR } from '../helpers/fixtures.js';
 
 let cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -119,6 +119,40 @@ describe('honest parity', () => {
     const r = await parityOf(dir);
     expect(r.passed).toBe(false);
     for (const c of r.cases) expect(c.failure).toMatch(/TypeScript solve did not converge/);
+  });
+
+  it('reads the exporter\'s format for a language model: inputs by name plus the head\'s extra_inputs', async () => {
+    const dir = await copy(TINY_LM);
+    await editParity(dir, (p) => {
+      for (const c of p.cases) {
+        c.inputs = { tokens: c.input };
+        delete c.input;
+        c.reference = { method: p.solver.method, converged: c.solver_rel_residual < p.solver.tol };
+        delete c.solver_rel_residual;
+      }
+    });
+    const r = await parityOf(dir);
+    expect(r.cases.map((c) => c.failure)).toEqual(r.cases.map(() => undefined));
+    expect(r.passed).toBe(true);
+  });
+
+  it('fails a bundle whose own default solver does not converge on its parity inputs', async () => {
+    const dir = await copy(TINY_TENSOR);
+    await editJson(dir, 'manifest.json', (m) => { m.solver.max_iter = 2; });
+    const r = await parityOf(dir);
+    expect(r.passed).toBe(false);
+    for (const c of r.cases) {
+      expect([c.converged, c.referenceConverged, c.defaultConverged]).toEqual([true, true, false]);
+      expect(c.failure).toMatch(/default solver \(anderson, tol 0.00001, max_iter 2\) did not converge/);
+    }
+  });
+
+  it('older bundles (no exporter check recorded) only report a default solver that does not converge', async () => {
+    const dir = await copy(TINY_IMAGE);
+    await editJson(dir, 'manifest.json', (m) => { m.solver.max_iter = 2; });
+    const r = await parityOf(dir);
+    expect(r.cases.map((c) => c.defaultConverged)).toEqual(r.cases.map(() => false));
+    expect(r.passed).toBe(true);
   });
 
   it('older bundles: reference convergence comes from solver_rel_residual', async () => {

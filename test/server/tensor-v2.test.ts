@@ -3,6 +3,7 @@
 // /classify logits, v2 versioned routes, and the binary tensor data extension with
 // requests built byte for byte as the extension's specification lays them out.
 import { readFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectClose } from '../helpers/float.js';
@@ -209,8 +210,19 @@ describe('v2 binary tensor data extension', () => {
     const tooLong = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': '99999' }, body: Buffer.from('{}') });
     expect(tooLong.status).toBe(400);
     const noHeader = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from('{}') });
-    expect(noHeader.status).toBe(400);
-    expect((await json(noHeader)).error).toMatch(/needs the Inference-Header-Content-Length header/);
+    expect(noHeader.status).toBe(415);
+    expect((await json(noHeader)).error).toMatch(/Inference-Header-Content-Length header/);
+    // tritonclient's HTTP client sends the binary form with no Content-Type at all
+    const head = Buffer.from(JSON.stringify(input(256)));
+    const untyped = await new Promise<number>((resolve, reject) => {
+      const u = new URL(url);
+      const body = Buffer.concat([head, Buffer.from(x.buffer)]);
+      request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'inference-header-content-length': head.length, 'content-length': body.length } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode!));
+      }).on('error', reject).end(body);
+    });
+    expect(untyped).toBe(200);
     const noData = await postJson(url, { inputs: [{ name: 'x', shape: [1, 1, 8, 8], datatype: 'FP32' }] });
     expect(noData.status).toBe(400);
     expect((await json(noData)).error).toMatch(/neither data nor/);

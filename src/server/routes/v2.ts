@@ -104,7 +104,10 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
     let parts: ReturnType<typeof splitBody>;
     try {
       parts = splitBody(body, req.headers[HEADER_LENGTH]);
-      if (!parts && binaryOnly) throw new DeqError('DEQ_ERR_INVALID_INPUT', 'an application/octet-stream body needs the Inference-Header-Content-Length header');
+      if (!parts && binaryOnly) {
+        const type = quote(req.headers['content-type'] ?? '', 60);
+        throw new DeqError('DEQ_ERR_UNSUPPORTED_MEDIA_TYPE', `send Content-Type: application/json, or the binary tensor form with an Inference-Header-Content-Length header (got ${type})`);
+      }
     } catch (err) {
       done(err as Error);
       return;
@@ -114,89 +117,100 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
   };
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, parseBody(false));
-  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, parseBody(true));
+  // Clients send the binary form as application/octet-stream, or with no Content-Type at all
+  // (tritonclient's HTTP client sets only Inference-Header-Content-Length): any non-JSON type.
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, parseBody(true));
 
   // Every model route also answers under /versions/{version} (the protocol's optional
-  // segment); a version the bundle does not have is a 404 in the v2 error shape.
-  for (const base of ['/v2/models/:name', '/v2/models/:name/versions/:version']) {
-    app.get<{ Params: ModelParams }>(base, { schema: { response: { 200: MODEL_METADATA } } }, async (req) => {
-      const m = findVersion(state, req.params);
-      return {
-        name: m.name,
-        versions: [m.manifest.version ?? '1'],
-        platform: 'deq-onnx',
-        inputs: modelInputs(m.manifest).map(meta),
-        outputs: modelOutputs(m.manifest).map(meta),
-      };
-    });
+  // segment): each is registered a second time there, with the same handler and schemas.
+  // findVersion answers a version the bundle does not have with a 404 in the v2 shape.
+  // (HEAD routes are left to fastify, which adds one for each GET, the versioned ones too.)
+  app.addHook('onRoute', (route) => {
+    if (route.method === 'HEAD' || !route.url.startsWith(MODEL_ROUTE) || route.url.startsWith(VERSIONED_ROUTE)) return;
+    // the same options (schemas, limits, route hooks) under the versioned path
+    app.route({ ...route, url: VERSIONED_ROUTE + route.url.slice(MODEL_ROUTE.length) });
+  });
 
-    // A health route (docs/server.md, --open-health): no key needed when health is open.
-    app.get<{ Params: ModelParams }>(`${base}/ready`, { config: { open: true } }, async (req, reply) => {
-      findVersion(state, req.params);
-      const ready = isReady(state);
-      return reply.code(ready ? 200 : 503).send({ name: req.params.name, ready });
-    });
+  app.get<{ Params: ModelParams }>('/v2/models/:name', { schema: { response: { 200: MODEL_METADATA } } }, async (req) => {
+    const m = findVersion(state, req.params);
+    return {
+      name: m.name,
+      versions: [m.manifest.version ?? '1'],
+      platform: 'deq-onnx',
+      inputs: modelInputs(m.manifest).map(meta),
+      outputs: modelOutputs(m.manifest).map(meta),
+    };
+  });
 
-    app.post<{ Params: ModelParams; Body: V2InferBody }>(`${base}/infer`, {
-      schema: { body: inferBody(state.config), response: { 200: INFER_RESPONSE } },
-    }, async (req, reply) => {
-      const m = findVersion(state, req.params);
-      const body = req.body;
-      const control = requestControl(m, body.parameters ?? {}, state.config);
-      attachBinaryInputs(body.inputs, tails.get(req));
-      const { inputs, batch, length } = tensorInputs(m.manifest, body.inputs, {
-        maxBatch: state.config.maxBatch, vocabSize: m.vocab?.length, context: m.manifest.tokenizer?.context,
-      });
-      const headNames = modelOutputs(m.manifest).map((o) => o.name);
-      const wanted = body.outputs?.map((o) => o.name) ?? Object.values(m.manifest.outputs);
-      for (const name of wanted) if (!headNames.includes(name)) throw invalid(`unknown output ${quote(name)}; ${m.name} has ${headNames.join(', ')}`);
-      checkOutputSize(m, wanted, batch, length, state.config.maxOutputElements);
+  // A health route (docs/server.md, --open-health): no key needed when health is open.
+  app.get<{ Params: ModelParams }>('/v2/models/:name/ready', { config: { open: true } }, async (req, reply) => {
+    findVersion(state, req.params);
+    const ready = isReady(state);
+    return reply.code(ready ? 200 : 503).send({ name: req.params.name, ready });
+  });
 
-      const result = await runSolve(req, m, {
-        inputs, batch, length, outputs: wanted,
-        solver: control.solver, deadline: control.deadline,
-      });
-      if (state.config.onDeadline === 'error' && Date.now() > control.deadline) {
-        throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed after the solve (queue ${Math.round(result.queueMs)} ms, worker ${Math.round(result.timing.totalMs)} ms), before the response was written`);
-      }
-      const s = result.solver;
-      const allBinary = body.parameters?.binary_data_output === true;
-      const binaryOut = new Set((body.outputs ?? []).filter((o) => o.parameters?.binary_data === true).map((o) => o.name));
-      const binaries: (Float32Array | BigInt64Array)[] = [];
-      const response = {
-        model_name: m.name,
-        model_version: m.manifest.version ?? '1',
-        ...(body.id !== undefined ? { id: body.id } : {}),
-        parameters: {
-          solver: result.options.method, tol: result.options.tol, max_iter: result.options.maxIter, stop_mode: result.options.stopMode,
-          iterations: Array.from(s.iterations),
-          residual: Array.from(s.residual, (r) => (Number.isFinite(r) ? r : null)),
-          converged: Array.from(s.converged, (c) => c === 1),
-          diverged: Array.from(s.diverged, (c) => c === 1),
-          all_converged: s.converged.every((c) => c === 1),
-          deadline_exceeded: s.stopped,
-          queue_ms: result.queueMs, solve_ms: result.timing.solveMs,
-        },
-        outputs: wanted.map((name) => {
-          const t = result.outputs[name];
-          const meta = { name, datatype: V2_DATATYPE[t.type], shape: t.dims };
-          if (allBinary || binaryOut.has(name)) {
-            binaries.push(t.data);
-            return { ...meta, parameters: { binary_data_size: t.data.byteLength } };
-          }
-          return { ...meta, data: t.data };
-        }),
-      };
-      // JSON tensors are streamed in chunks: a large one never holds the event loop (docs/reliability.md).
-      if (binaries.length === 0) {
-        const { outputs, ...rest } = response;
-        return reply.type('application/json; charset=utf-8').send(jsonTensorStream(rest, outputs as { name: string; datatype: string; shape: number[]; data: Float32Array | BigInt64Array }[]));
-      }
-      const { body: bytes, headerLength } = encodeBinaryResponse(response, binaries);
-      return reply.header('Inference-Header-Content-Length', headerLength).type('application/octet-stream').send(bytes);
+  app.post<{ Params: ModelParams; Body: V2InferBody }>('/v2/models/:name/infer', {
+    schema: { body: inferBody(state.config), response: { 200: INFER_RESPONSE } },
+  }, async (req, reply) => {
+    const m = findVersion(state, req.params);
+    const body = req.body;
+    const control = requestControl(m, body.parameters ?? {}, state.config);
+    attachBinaryInputs(body.inputs, tails.get(req));
+    const { inputs, batch, length } = tensorInputs(m.manifest, body.inputs, {
+      maxBatch: state.config.maxBatch, vocabSize: m.vocab?.length, context: m.manifest.tokenizer?.context,
     });
-  }
+    const headNames = modelOutputs(m.manifest).map((o) => o.name);
+    const wanted = body.outputs?.map((o) => o.name) ?? Object.values(m.manifest.outputs);
+    for (const name of wanted) if (!headNames.includes(name)) throw invalid(`unknown output ${quote(name)}; ${m.name} has ${headNames.join(', ')}`);
+    checkOutputSize(m, wanted, batch, length, state.config.maxOutputElements);
+
+    const result = await runSolve(req, m, {
+      inputs, batch, length, outputs: wanted,
+      solver: control.solver, deadline: control.deadline,
+    });
+    if (state.config.onDeadline === 'error' && Date.now() > control.deadline) {
+      throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed after the solve (queue ${Math.round(result.queueMs)} ms, worker ${Math.round(result.timing.totalMs)} ms), before the response was written`);
+    }
+    const s = result.solver;
+    const allBinary = body.parameters?.binary_data_output === true;
+    const binaryOut = new Set((body.outputs ?? []).filter((o) => o.parameters?.binary_data === true).map((o) => o.name));
+    const binaries: (Float32Array | BigInt64Array)[] = [];
+    const response = {
+      model_name: m.name,
+      model_version: m.manifest.version ?? '1',
+      ...(body.id !== undefined ? { id: body.id } : {}),
+      parameters: {
+        solver: result.options.method, tol: result.options.tol, max_iter: result.options.maxIter, stop_mode: result.options.stopMode,
+        iterations: Array.from(s.iterations),
+        residual: Array.from(s.residual, (r) => (Number.isFinite(r) ? r : null)),
+        converged: Array.from(s.converged, (c) => c === 1),
+        diverged: Array.from(s.diverged, (c) => c === 1),
+        all_converged: s.converged.every((c) => c === 1),
+        deadline_exceeded: s.stopped,
+        queue_ms: result.queueMs, solve_ms: result.timing.solveMs,
+      },
+      outputs: wanted.map((name) => {
+        const t = result.outputs[name];
+        const meta = { name, datatype: V2_DATATYPE[t.type], shape: t.dims };
+        if (allBinary || binaryOut.has(name)) {
+          binaries.push(t.data);
+          return { ...meta, parameters: { binary_data_size: t.data.byteLength } };
+        }
+        return { ...meta, data: t.data };
+      }),
+    };
+    // JSON tensors are streamed in chunks: a large one never holds the event loop (docs/reliability.md).
+    if (binaries.length === 0) {
+      const { outputs, ...rest } = response;
+      return reply.type('application/json; charset=utf-8').send(jsonTensorStream(rest, outputs as { name: string; datatype: string; shape: number[]; data: Float32Array | BigInt64Array }[]));
+    }
+    const { body: bytes, headerLength } = encodeBinaryResponse(response, binaries);
+    return reply.header('Inference-Header-Content-Length', headerLength).type('application/octet-stream').send(bytes);
+  });
 };
+
+const MODEL_ROUTE = '/v2/models/:name';
+const VERSIONED_ROUTE = '/v2/models/:name/versions/:version';
 
 interface ModelParams {
   name: string;
@@ -217,7 +231,6 @@ function meta(t: TensorSpec) {
   return { name: t.name, datatype: V2_DATATYPE[t.dtype], shape: [-1, ...t.shape] };
 }
 
-/** Refuses, before any solving, a request whose outputs would exceed the response cap. */
 function checkOutputSize(m: ServedModel, wanted: readonly string[], batch: number, length: number | undefined, cap: number): void {
   let total = 0;
   const parts: string[] = [];
