@@ -84,18 +84,22 @@ function schedule(id: number, name: string, job: InferJob): void {
   ).finally(() => scheduled.delete(id));
 }
 
-/** A zero input of the model's shape: the first run at each shape is the slow one. */
-function warmupJob(m: Manifest): InferJob {
+/**
+ * A zero input of the model's shape: the first run at each shape is the slow one.
+ * `length` is the sequence length of models with one (default: up to 8).
+ */
+function warmupJob(m: Manifest, batch = 1, length?: number): InferJob {
   const symbolic = modelInputs(m).some((t) => t.shape.includes(-1)) || m.state.shape.includes(-1);
-  const length = symbolic ? Math.min(m.tokenizer?.context ?? 8, 8) : undefined;
+  if (symbolic) length ??= Math.min(m.tokenizer?.context ?? 8, 8);
+  else length = undefined;
   const inputs: Record<string, Float32Array | BigInt64Array> = {};
   for (const t of modelInputs(m)) {
-    const n = t.shape.reduce((a, d) => a * (d === -1 ? length! : d), 1);
+    const n = batch * t.shape.reduce((a, d) => a * (d === -1 ? length! : d), 1);
     inputs[t.name] = t.dtype === 'int64' ? new BigInt64Array(n) : new Float32Array(n);
   }
   return {
     inputs,
-    batch: 1,
+    batch,
     length,
     solver: { method: m.solver.method, tol: m.solver.tol, stopMode: m.solver.stop_mode, maxIter: m.solver.max_iter },
     deadline: Date.now() + 60_000,
@@ -119,6 +123,12 @@ async function start(): Promise<void> {
       loaded.push({ name, provider: model.provider, warmupMs: performance.now() - t0 });
       const b = init.batching;
       if (b.mode !== 'off') {
+        // A batched solve runs the cell at every row count up to maxRows: warm each shape now
+        // (one cell run each), not on the first requests (a language model at its full context).
+        for (let rows = 2; rows <= b.maxRows; rows++) {
+          const job = warmupJob(model.manifest, rows, model.manifest.tokenizer?.context);
+          await run(name, { ...job, solver: { ...job.solver, maxIter: 1 } });
+        }
         schedulers.set(name, new Scheduler(model, { mode: b.mode, maxRows: b.maxRows, maxQueueDelayMs: b.maxQueueDelayMs, requestShare: b.requestShare }, {
           onRun: (rows) => { statsOf(name).rows.push(rows); },
           onSolveEnd: (joins, leaves) => { const s = statsOf(name); s.joins.push(joins); s.leaves.push(leaves); },
