@@ -1,24 +1,31 @@
 import { checkParity, DeqModel, type ParityReport } from '../runtime/index.js';
 import type { SessionConfig } from '../runtime/index.js';
+import type { SolverOptions } from '../solver/index.js';
 
-/** Prints the manifest summary and the parity check; resolves to the exit code. */
-export async function inspect(dir: string, session: Partial<SessionConfig>, json: boolean): Promise<number> {
+/**
+ * Prints the manifest summary and the parity check; resolves to the exit code.
+ * Solver flags override the exporter's parity settings for the parity solves.
+ */
+export async function inspect(dir: string, session: Partial<SessionConfig>, json: boolean, solver: Partial<SolverOptions> = {}): Promise<number> {
   const model = await DeqModel.load(dir, session);
   try {
     const m = model.manifest;
-    const report = await checkParity(model);
+    const report = await checkParity(model, solver);
+    const overridden = Object.keys(solver).length ? solver : undefined;
+    const d = model.solverDefaults;
     if (json) {
-      process.stdout.write(JSON.stringify({ name: m.name, task: m.task, provider: model.provider, solver: m.solver, state: m.state, provenance: m.provenance, parity: report }, null, 2) + '\n');
+      process.stdout.write(JSON.stringify({ name: m.name, task: m.task, provider: model.provider, solver: m.solver, state: m.state, provenance: m.provenance, parity: { ...report, ...(overridden ? { solver_overrides: overridden } : {}) } }, null, 2) + '\n');
     } else {
       const lines = [
         `${m.name} (version ${m.version ?? '-'}): ${m.task}`,
         m.description ? `  ${m.description}` : '',
         `  provider       ${model.provider}`,
         `  state shape    [${m.state.shape.join(', ')}]`,
-        `  solver         ${m.solver.method}, tol ${m.solver.tol} (${m.solver.stop_mode}), max_iter ${m.solver.max_iter}, history ${m.solver.history ?? 8}`,
+        `  solver         ${d.method}, tol ${d.tol} (${d.stopMode}), max_iter ${d.maxIter}, history ${d.history}`,
         m.labels ? `  labels         ${m.labels.join(', ')}` : '',
         m.tokenizer ? `  tokenizer      ${m.tokenizer.kind}, |V| ${model.bundle.vocab?.length}, context ${m.tokenizer.context}` : '',
         m.provenance ? `  provenance     ${provenanceLine(m.provenance)}` : '',
+        overridden ? `  parity solver  overridden by flags: ${JSON.stringify(overridden)}` : '',
         parityLines(report),
       ];
       process.stdout.write(lines.filter(Boolean).join('\n') + '\n');

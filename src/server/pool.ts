@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { DeqError } from '../errors.js';
 import type { FromWorker, InferJob, InferReply, ToWorker, WorkerInit } from './protocol.js';
@@ -66,6 +67,12 @@ export class WorkerPool {
   #closing = false;
   #respawnFailures = 0;
   #nextIndex = 0;
+  /**
+   * `enqueue` (model) when a request waits for a worker, `dispatch` (model) when one is
+   * sent to a worker. For metrics and tests that order themselves by events, not sleeps;
+   * free when nobody listens.
+   */
+  readonly events = new EventEmitter();
   /** Provider and warm-up time per model, from the first worker to load. */
   modelInfo: Map<string, { provider: string; solverKernel: string; warmupMs: number }> = new Map();
 
@@ -132,6 +139,7 @@ export class WorkerPool {
         return;
       }
       queue.push(p);
+      this.events.emit('enqueue', model);
       const wait = job.deadline - Date.now();
       p.timer = setTimeout(() => {
         const i = queue.indexOf(p);
@@ -278,6 +286,7 @@ export class WorkerPool {
     for (const v of Object.values(job.headInputs ?? {})) if (!transfer.includes(v.buffer as ArrayBuffer)) transfer.push(v.buffer as ArrayBuffer);
     const msg: ToWorker = { type: 'infer', id: p.id, model: p.model, job };
     slot.worker.postMessage(msg, transfer);
+    this.events.emit('dispatch', p.model);
   }
 
   #pump(): void {

@@ -128,3 +128,25 @@ describe('deq-serve serve', () => {
     expect(r.stdout).toContain('DEQ_MODELS_DIR');
   });
 });
+
+describe('deq-serve <command> --help (#9)', () => {
+  it('prints each command\'s own usage and exits 0', async () => {
+    for (const cmd of ['serve', 'inspect', 'run', 'eval', 'score', 'bench']) {
+      const r = await runCli([cmd, '--help']);
+      expect({ cmd, code: r.code, stderr: r.stderr }).toEqual({ cmd, code: 0, stderr: '' });
+      expect(r.stdout.startsWith(`deq-serve ${cmd}`)).toBe(true);
+    }
+  });
+});
+
+describe('deq-serve inspect with solver flags (#9)', () => {
+  it('solves the parity cases with the flags it is given, and says so', async () => {
+    // Two fixed-point steps are far from the fixed point the reference outputs were made at.
+    const r = await runCli(['inspect', TINY_IMAGE, '--json', '--solver', 'fixed-point', '--max-iter', '2']);
+    expect(r.code).toBe(1);
+    const report = JSON.parse(r.stdout);
+    expect(report.parity.passed).toBe(false);
+    expect(report.parity.solver_overrides).toEqual({ maxIter: 2, method: 'fixed-point' });
+    expect(report.parity.cases.every((c: { iterations: number }) => c.iterations === 2)).toBe(true);
+  });
+});

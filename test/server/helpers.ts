@@ -50,3 +50,16 @@ export const NEVER_CONVERGES = { solver: 'fixed-point', tol: 1e-8, stop_mode: 'a
 
 /** A text of 64 in-vocabulary words for tiny-lm: several windows, and (with NEVER_CONVERGES) a solve that runs to its deadline. */
 export const LONG_TEXT = Array.from({ length: 64 }, (_, i) => ['the', 'of', 'and', 'to', 'a', 'in', 'is', 'was', 'he', 'it', 'that', 'for', 'on', 'with', 'said'][(i * 7) % 15]).join(' ');
+
+/** Resolves when the pool next emits `event` ('enqueue' or 'dispatch') for `model`: tests order by events, not sleeps. */
+export function poolEvent(server: RunningServer, event: 'enqueue' | 'dispatch', model: string): Promise<void> {
+  const { events } = server.state.pool;
+  return new Promise((resolve) => {
+    const on = (m: string) => {
+      if (m !== model) return;
+      events.off(event, on);
+      resolve();
+    };
+    events.on(event, on);
+  });
+}

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LONG_TEXT, lmInferBody, NEVER_CONVERGES, postJson, startTestServer, type TestServer } from './helpers.js';
+import { LONG_TEXT, lmInferBody, NEVER_CONVERGES, poolEvent, postJson, startTestServer, type TestServer } from './helpers.js';
 
 // One worker and a queue of one, so a single long solve fills the server.
 let s: TestServer;
@@ -14,25 +14,30 @@ const json = (r: Response): Promise<any> => r.json();
 /** A solve on tiny-lm that iterates until its deadline (batch 8: each iteration costs a little). */
 const longSolve = (deadlineMs: number) => postJson(`${s.url}/v2/models/tiny-lm/infer`, lmInferBody(8, 16, { ...NEVER_CONVERGES, deadline_ms: deadlineMs }));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Starts a long solve and resolves once it is on the worker (ordered by the pool's dispatch event). */
+async function startLongSolve(deadlineMs: number): Promise<{ response: Promise<Response>; done: () => boolean }> {
+  const dispatched = poolEvent(s, 'dispatch', 'tiny-lm');
+  let finished = false;
+  const response = longSolve(deadlineMs).finally(() => { finished = true; });
+  await dispatched;
+  return { response, done: () => finished };
+}
 
 describe('solves run off the HTTP thread', () => {
   it('answers /v2/health/live promptly while a long solve runs', async () => {
-    const t0 = Date.now();
-    let finishedAt = 0;
-    const long = longSolve(1500).then((r) => { finishedAt = Date.now(); return r; });
-    await sleep(100);
+    const long = await startLongSolve(1500);
     const latencies: number[] = [];
-    while (Date.now() - t0 < 1200) {
+    // Probe for as long as the solve runs (paced, not timed: the solve's end stops the loop).
+    while (!long.done()) {
       const a = performance.now();
       const r = await fetch(`${s.url}/v2/health/live`);
       expect(r.status).toBe(200);
       latencies.push(performance.now() - a);
       await sleep(50);
     }
-    expect(finishedAt).toBe(0); // the solve was still running throughout
     expect(latencies.length).toBeGreaterThan(5);
     expect(Math.max(...latencies)).toBeLessThan(250);
-    const res = await long;
+    const res = await long.response;
     expect(res.status).toBe(504);
     expect(res.headers.get('x-deq-error-code')).toBe('DEQ_ERR_DEADLINE_EXCEEDED');
   });
@@ -50,25 +55,23 @@ describe('deadlines', () => {
   });
 
   it('fails a queued request whose deadline passes before a worker is free', async () => {
-    const long = longSolve(1500);
-    await sleep(50);
-    const t0 = Date.now();
+    const long = await startLongSolve(3000);
     const queued = await postJson(`${s.url}/v2/models/tiny-image/infer`, {
       parameters: { deadline_ms: 200 },
       inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1, 8, 8], data: new Array(64).fill(0) }],
     });
     expect(queued.status).toBe(504);
-    expect(Date.now() - t0).toBeLessThan(1000); // answered by the queue timer, not after the long solve
-    expect((await long).status).toBe(504);
+    expect(long.done()).toBe(false); // answered by the queue timer while the long solve still ran
+    expect((await long.response).status).toBe(504);
   });
 });
 
 describe('bounded queue', () => {
   it('answers 503 DEQ_ERR_QUEUE_FULL with Retry-After when the model queue is full', async () => {
-    const running = longSolve(800);
-    await sleep(50);
-    const queued = longSolve(1500);
-    await sleep(50);
+    const running = await startLongSolve(3000);
+    const enqueued = poolEvent(s, 'enqueue', 'tiny-lm');
+    const queued = longSolve(3500);
+    await enqueued;
     const refused = await longSolve(1500);
     expect(refused.status).toBe(503);
     expect(refused.headers.get('retry-after')).toBe('2');
@@ -77,7 +80,8 @@ describe('bounded queue', () => {
     const metrics = await (await fetch(`${s.url}/metrics`)).text();
     expect(metrics).toMatch(/deq_queued_requests\{model="tiny-lm"\} 1/);
     expect(metrics).toMatch(/deq_inflight_requests\{model="tiny-lm"\} 1/);
-    expect((await running).status).toBe(504);
+    expect(running.done()).toBe(false);
+    expect((await running.response).status).toBe(504);
     expect((await queued).status).toBe(504);
     // Drained: accepted again.
     const ok = await postJson(`${s.url}/v2/models/tiny-lm/infer`, lmInferBody(1, 4));
@@ -87,10 +91,9 @@ describe('bounded queue', () => {
 
 describe('worker failure', () => {
   it('fails the request with 500 DEQ_ERR_WORKER_FAILED and restarts the worker', async () => {
-    const long = longSolve(3000);
-    await sleep(200);
+    const long = await startLongSolve(3000);
     expect(s.state.pool.crashBusyWorkers()).toBe(1);
-    const r = await long;
+    const r = await long.response;
     expect(r.status).toBe(500);
     expect(r.headers.get('x-deq-error-code')).toBe('DEQ_ERR_WORKER_FAILED');
     // The replacement loads and warms up, then serves again.

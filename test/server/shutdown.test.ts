@@ -32,14 +32,18 @@ afterAll(async () => {
 });
 
 it('on SIGTERM finishes in-flight requests, refuses new ones, releases sessions and exits 0', async () => {
-  // Two solves running (one per worker), each ~700 ms, in best-effort they'd 200; under "error" they 504 —
+  // Two solves running (one per worker), each ~1500 ms, in best-effort they'd 200; under "error" they 504 —
   // either way they must complete with a response, not a reset connection.
-  const inflight = [0, 1].map(() => postJson(`${url}/v2/models/tiny-lm/infer`, lmInferBody(8, 16, { ...NEVER_CONVERGES, deadline_ms: 700 })));
+  const inflight = [0, 1].map(() => postJson(`${url}/v2/models/tiny-lm/infer`, lmInferBody(8, 16, { ...NEVER_CONVERGES, deadline_ms: 1500 })));
   const quick = postJson(`${url}/v2/models/tiny-lm/infer`, lmInferBody(1, 4)); // queued behind them
-  await new Promise((r) => setTimeout(r, 200));
+  // Ordered by the server's own state, not by sleeps: both solves on a worker, the quick one queued.
+  await until(async () => {
+    const m = await (await fetch(`${url}/metrics`)).text();
+    return /deq_inflight_requests\{model="tiny-lm"\} 2\b/.test(m) && /deq_queued_requests\{model="tiny-lm"\} 1\b/.test(m);
+  });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   child.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 100));
+  await until(async () => logs.includes('"msg":"shutting down"'));
 
   // New work is refused: the listener is closed (connection refused) or answers 503.
   const late = await fetch(`${url}/v2/health/ready`).then((r) => r.status, () => 'refused');
@@ -55,3 +59,12 @@ it('on SIGTERM finishes in-flight requests, refuses new ones, releases sessions 
   expect(lines.length).toBeGreaterThanOrEqual(3);
   expect(logs).not.toContain('"data"');
 }, 30_000);
+
+/** Polls a condition every 10 ms; fails after 10 s. */
+async function until(cond: () => Promise<boolean>): Promise<void> {
+  const end = Date.now() + 10_000;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('condition not reached within 10 s');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
