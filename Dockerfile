@@ -15,6 +15,8 @@ COPY package.json package-lock.json .npmrc ./
 RUN npm ci
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+# The solver's WebAssembly kernels (AssemblyScript), compiled by npm run build into dist/.
+COPY assembly ./assembly
 RUN npm run build
 
 # ---- production dependencies, one stage per variant
