@@ -23,6 +23,8 @@ COPY package.json package-lock.json .npmrc ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+# The solver's WebAssembly kernels (AssemblyScript), compiled by npm run build into dist/.
+COPY assembly ./assembly
 RUN npm run build
 
 # ---- production dependencies only

@@ -25,6 +25,13 @@
 @inline function st1(p: usize, v: f64): void {
   store<f32>(p, <f32>v);
 }
+@inline function lo(v: v128): v128 {
+  return f64x2.promote_low_f32x4(v);
+}
+/** Rounds two float64 pairs to float32 and packs them into one quad. */
+@inline function pack(l: v128, h: v128): v128 {
+  return v128.shuffle<f32>(f32x4.demote_f64x2_zero(l), f32x4.demote_f64x2_zero(h), 0, 1, 4, 5);
+}
 @inline function hsum(v: v128): f64 {
   return f64x2.extract_lane(v, 0) + f64x2.extract_lane(v, 1);
 }
@@ -32,21 +39,24 @@
   return f64x2.promote_low_f32x4(f32x4.demote_f64x2_zero(v));
 }
 
-/** g = f(z) − z; out[0] = Σg² (float64 g), out[1] = Σf(z)². */
+/** g = f(z) − z; out[0] = Σg² (float64 g), out[1] = Σf(z)². Four elements a step. */
 export function residual(z: usize, fz: usize, g: usize, n: i32, out: usize): void {
-  let gg = f64x2.splat(0), ff = f64x2.splat(0);
-  const pairs = n & ~1;
-  for (let k = 0; k < pairs; k += 2) {
+  let gg0 = f64x2.splat(0), ff0 = f64x2.splat(0), gg1 = f64x2.splat(0), ff1 = f64x2.splat(0);
+  const quads = n & ~3;
+  for (let k = 0; k < quads; k += 4) {
     const o = <usize>k << 2;
-    const f = ld(fz + o);
-    const d = f64x2.sub(f, ld(z + o));
-    st(g + o, d);
-    gg = f64x2.add(gg, f64x2.mul(d, d));
-    ff = f64x2.add(ff, f64x2.mul(f, f));
+    const fv = v128.load(fz + o), zv = v128.load(z + o);
+    const f0 = lo(fv), f1 = ldHi(fv);
+    const d0 = f64x2.sub(f0, lo(zv)), d1 = f64x2.sub(f1, ldHi(zv));
+    v128.store(g + o, pack(d0, d1));
+    gg0 = f64x2.add(gg0, f64x2.mul(d0, d0));
+    gg1 = f64x2.add(gg1, f64x2.mul(d1, d1));
+    ff0 = f64x2.add(ff0, f64x2.mul(f0, f0));
+    ff1 = f64x2.add(ff1, f64x2.mul(f1, f1));
   }
-  let sg = hsum(gg), sf = hsum(ff);
-  if (pairs < n) {
-    const o = <usize>pairs << 2;
+  let sg = hsum(f64x2.add(gg0, gg1)), sf = hsum(f64x2.add(ff0, ff1));
+  for (let k = quads; k < n; k++) {
+    const o = <usize>k << 2;
     const f = ld1(fz + o);
     const d = f - ld1(z + o);
     st1(g + o, d);
@@ -142,28 +152,37 @@ export function dot2(a: usize, x: usize, b: usize, y: usize, n: i32, out: usize)
  * `coef` holds (bⱼ, cⱼ) pairs; U and V hold `count` rows of n, `stride` bytes apart.
  */
 export function broydenCombine(z: usize, zPrev: usize, g: usize, gPrev: usize, U: usize, V: usize, stride: usize, coef: usize, count: i32, n: i32, s: usize, out: usize): void {
-  let den = f64x2.splat(0), vg = f64x2.splat(0);
+  let den0 = f64x2.splat(0), vg0 = f64x2.splat(0), den1 = f64x2.splat(0), vg1 = f64x2.splat(0);
   const q = s, t = s + (<usize>n << 3);
-  const pairs = n & ~1;
-  for (let k = 0; k < pairs; k += 2) {
+  const quads = n & ~3;
+  for (let k = 0; k < quads; k += 4) {
     const o = <usize>k << 2, o8 = <usize>k << 3;
-    let tv = f64x2.sub(ld(zPrev + o), ld(z + o));
-    const gv = ld(g + o);
-    let qv = gv;
+    const zv = v128.load(z + o), zp = v128.load(zPrev + o), gq = v128.load(g + o), gp = v128.load(gPrev + o);
+    let t0 = f64x2.sub(lo(zp), lo(zv)), t1 = f64x2.sub(ldHi(zp), ldHi(zv));
+    const g0 = lo(gq), g1 = ldHi(gq);
+    let q0 = g0, q1 = g1;
     for (let j = 0; j < count; j++) {
       const jo = <usize>j * stride + o;
       const cj = coef + (<usize>j << 4);
-      tv = f64x2.add(tv, f64x2.mul(f64x2.splat(load<f64>(cj)), ld(V + jo)));
-      qv = f64x2.sub(qv, f64x2.mul(f64x2.splat(load<f64>(cj, 8)), ld(U + jo)));
+      const b = f64x2.splat(load<f64>(cj)), c = f64x2.splat(load<f64>(cj, 8));
+      const vv = v128.load(V + jo), uv = v128.load(U + jo);
+      t0 = f64x2.add(t0, f64x2.mul(b, lo(vv)));
+      t1 = f64x2.add(t1, f64x2.mul(b, ldHi(vv)));
+      q0 = f64x2.sub(q0, f64x2.mul(c, lo(uv)));
+      q1 = f64x2.sub(q1, f64x2.mul(c, ldHi(uv)));
     }
-    v128.store(q + o8, qv);
-    v128.store(t + o8, tv);
-    den = f64x2.add(den, f64x2.mul(tv, f64x2.sub(gv, ld(gPrev + o))));
-    vg = f64x2.add(vg, f64x2.mul(tv, gv));
+    v128.store(q + o8, q0);
+    v128.store(q + o8, q1, 16);
+    v128.store(t + o8, t0);
+    v128.store(t + o8, t1, 16);
+    den0 = f64x2.add(den0, f64x2.mul(t0, f64x2.sub(g0, lo(gp))));
+    den1 = f64x2.add(den1, f64x2.mul(t1, f64x2.sub(g1, ldHi(gp))));
+    vg0 = f64x2.add(vg0, f64x2.mul(t0, g0));
+    vg1 = f64x2.add(vg1, f64x2.mul(t1, g1));
   }
-  let d = hsum(den), w = hsum(vg);
-  if (pairs < n) {
-    const o = <usize>pairs << 2, o8 = <usize>pairs << 3;
+  let d = hsum(f64x2.add(den0, den1)), w = hsum(f64x2.add(vg0, vg1));
+  for (let k = quads; k < n; k++) {
+    const o = <usize>k << 2, o8 = <usize>k << 3;
     let tv = -(ld1(z + o) - ld1(zPrev + o));
     const gv = ld1(g + o);
     let qv = gv;

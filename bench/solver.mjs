@@ -1,14 +1,15 @@
 // Solver-only micro benchmark: the TypeScript Broyden loop on a cheap synthetic
 // map, so the time is almost all solver arithmetic. Run after `npm run build`:
-//   node bench/solver.mjs [n=6272] [history=8]
+//   node bench/solver.mjs [n=6272] [history=8] [kernel=wasm|js]
 // n = 6272 is the Fashion-MNIST cell's state (32 × 14 × 14).
 import { solve, SolverWorkspace } from '../dist/solver/index.js';
 
 const n = Number(process.argv[2] ?? 6272);
 const history = Number(process.argv[3] ?? 8);
+const kernel = process.argv[4] ?? 'wasm';
 const b = Float32Array.from({ length: n }, (_, i) => Math.sin(i));
 const f = (z, out) => { for (let k = 0; k < n; k++) out[k] = 0.7 * Math.tanh(z[(k * 7) % n]) + b[k]; };
-const ws = new SolverWorkspace('broyden', 1, n, history);
+const ws = new SolverWorkspace('broyden', 1, n, history, kernel);
 
 for (const iters of [8, 30]) {
   const runs = 300, warmup = 20;
@@ -23,5 +24,5 @@ for (const iters of [8, 30]) {
     total += performance.now() - s;
   }
   const solver = (total - inF) / runs;
-  console.log(`n ${n}, m ${history}, ${iters} evaluations: solver ${solver.toFixed(3)} ms per solve (${(solver / iters * 1e6 / n).toFixed(1)} ns per element per iteration), f ${(inF / runs).toFixed(3)} ms`);
+  console.log(`${kernel}: n ${n}, m ${history}, ${iters} evaluations: solver ${solver.toFixed(3)} ms per solve (${(solver / iters * 1e6 / n).toFixed(1)} ns per element per iteration), f ${(inF / runs).toFixed(3)} ms`);
 }

@@ -8,7 +8,8 @@ answers JSON-line commands on stdin so the CLI can alternate deq-serve and PyTor
   {"cmd": "run", "batch": B, "threads": T, "inputs": "<float32 file>", "count": N}
     -> {"ms_per_sample": .., "nfe": [..N], "logits": [..N*10]}
 
-The solve is deq.py's Broyden (or the bundle's method) with the bundle's solver settings.
+The solve is deq.py's Broyden (or the bundle's method) with the bundle's solver settings
+and deq-serve's restart guard (restart 10), as the exporter's parity solve does.
 Exits 2 with a message on stderr when torch or onnx cannot be imported.
 """
 from __future__ import annotations
@@ -89,6 +90,8 @@ def main():
     kw = dict(max_iter=s["max_iter"], tol=s["tol"], stop_mode=s["stop_mode"])
     if s["method"] == "broyden":
         kw["m"] = s.get("history", 8)
+        # deq-serve's restart guard (restartFactor 10), as the exporter's parity solve uses.
+        kw["restart"] = 10.0
     print(json.dumps({"ready": True, "torch": torch.__version__}), flush=True)
     for line in sys.stdin:
         cmd = json.loads(line)

@@ -60,13 +60,19 @@ runs) and time in the TypeScript solver.
 
 ${MODEL_OPTIONS}
 
+deq-serve bench http --help     load test of a running server (or of ours, --compare)
+
 deq-serve bench solve <bundle> [--batches 1,8,32] [--images 64] [--kernels js,wasm]
-                [--rss-max-iters 10,100,1000] [--out docs/results/bench-solve-<model>.md] [--json]
-    cell vs solver time per batch size and kernel; peak RSS
+                [--rss-max-iters 10,100,1000] [--data-dir DIR] [--out FILE.md] [--json] [model options]
+    Per batch size and solver kernel (runs alternate): ms per sample, NFE, cell ms, solver ms and
+    solver share; then peak RSS of a fresh process per max_iter with every iteration forced.
+    Writes docs/results/bench-solve-<model>.md unless --out says otherwise.
+
 deq-serve bench compare <bundle> [--batches 1,32] [--threads 1,2] [--images 64] [--rounds 3]
-                [--python /usr/bin/python3] [--out docs/results/bench-compare-<model>.md] [--json]
-    deq-serve vs the recipe's PyTorch model, alternating
-deq-serve bench http --help     load test of a running server (or of ours, --compare)`,
+                [--python /usr/bin/python3] [--data-dir DIR] [--out FILE.md] [--json]
+    The same images through deq-serve and through the recipe's PyTorch model with the bundle's
+    weights and solver settings, alternating, per batch size and thread count. Exit 2 when the
+    interpreter cannot import torch. Writes docs/results/bench-compare-<model>.md.`,
   },
 };
 
@@ -195,9 +201,10 @@ const COMMANDS: Record<string, Command> = {
 async function benchSolveCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
-    options: { ...MODEL_FLAGS, batches: { type: 'string' }, images: { type: 'string' }, kernels: { type: 'string' }, 'rss-max-iters': { type: 'string' }, out: { type: 'string' }, 'data-dir': { type: 'string' } },
+    options: { ...MODEL_FLAGS, ...HELP_FLAG, batches: { type: 'string' }, images: { type: 'string' }, kernels: { type: 'string' }, 'rss-max-iters': { type: 'string' }, out: { type: 'string' }, 'data-dir': { type: 'string' } },
     allowPositionals: true,
   });
+  if (wantsHelp('bench', values)) return 0;
   const { benchSolve, benchSolveMarkdown, BENCH_SOLVE_DEFAULTS } = await import('../eval/bench-solve.js');
   const bundle = onePositional(positionals, 'bundle');
   const d = BENCH_SOLVE_DEFAULTS;
@@ -220,13 +227,14 @@ async function benchSolveCommand(args: string[]): Promise<number> {
 async function benchCompareCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
-    options: { ...MODEL_FLAGS, batches: { type: 'string' }, images: { type: 'string' }, rounds: { type: 'string' }, python: { type: 'string' }, out: { type: 'string' }, 'data-dir': { type: 'string' } },
+    options: { ...MODEL_FLAGS, ...HELP_FLAG, batches: { type: 'string' }, images: { type: 'string' }, rounds: { type: 'string' }, python: { type: 'string' }, out: { type: 'string' }, 'data-dir': { type: 'string' } },
     allowPositionals: true,
   });
+  if (wantsHelp('bench', values)) return 0;
   const { benchCompare, benchCompareMarkdown, BENCH_COMPARE_DEFAULTS, TorchUnavailable } = await import('../eval/bench-compare.js');
   const bundle = onePositional(positionals, 'bundle');
   const d = BENCH_COMPARE_DEFAULTS;
-  const { threads, ...rest } = values;
+  const { threads, help: _help, ...rest } = values;
   let report;
   try {
     report = await benchCompare(bundle, {

@@ -38,6 +38,7 @@ export interface WasmState {
 
 // Page 0 is left to the kernel module's own data; buffers start on page 1, 16-byte aligned.
 const WASM_BASE = 65536;
+const MAX_WASM_BYTES = 2 ** 32 - 65536;
 
 /**
  * Every buffer a solve needs, allocated once. Sizes depend on the batch,
@@ -49,6 +50,7 @@ export class SolverWorkspace {
   readonly batch: number;
   readonly n: number;
   readonly history: number;
+  /** The kernel in use: 'wasm' falls back to 'js' when its memory cannot be had (over 4 GiB, or refused). */
   readonly kernel: SolverKernel;
   /** Current iterate, batch × n. */
   readonly z: Float32Array;
@@ -90,7 +92,6 @@ export class SolverWorkspace {
     this.batch = batch;
     this.n = n;
     this.history = history;
-    this.kernel = kernel;
     const bn = batch * n;
     const usesHistory = method !== 'fixed-point';
     const m = usesHistory ? history : 0;
@@ -103,13 +104,24 @@ export class SolverWorkspace {
     };
     let alloc: (name: keyof typeof sizes) => ArrayBuffer | [ArrayBuffer, number];
     let wasm: WasmState | null = null;
+    const offsets: Record<string, number> = {};
+    let at = WASM_BASE;
+    const take = (bytes: number) => { const o = at; at += Math.ceil(bytes / 16) * 16; return o; };
+    const out = take(16 * 8), coef = take(Math.max(2 * m, 1) * 8), zBest = take(bn * 4);
+    for (const [name, bytes] of Object.entries(sizes)) offsets[name] = take(bytes);
+    let bound: ReturnType<typeof instantiateKernels> | null = null;
     if (kernel === 'wasm') {
-      const offsets: Record<string, number> = {};
-      let at = WASM_BASE;
-      const take = (bytes: number) => { const o = at; at += Math.ceil(bytes / 16) * 16; return o; };
-      const out = take(16 * 8), coef = take(Math.max(2 * m, 1) * 8), zBest = take(bn * 4);
-      for (const [name, bytes] of Object.entries(sizes)) offsets[name] = take(bytes);
-      const { buffer: buf, kernels } = instantiateKernels(at);
+      // A 32-bit wasm memory holds at most 4 GiB, and the engine may refuse less: such a
+      // workspace falls back to the js kernel (same results, slower) instead of failing the solve.
+      try {
+        if (at <= MAX_WASM_BYTES) bound = instantiateKernels(at);
+      } catch {
+        bound = null;
+      }
+    }
+    this.kernel = bound ? 'wasm' : 'js';
+    if (bound) {
+      const { buffer: buf, kernels } = bound;
       alloc = (name) => [buf, offsets[name]];
       wasm = {
         k: kernels,

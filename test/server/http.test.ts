@@ -69,6 +69,8 @@ describe('health and metadata', () => {
     const m = await json(await get('/v1/models/tiny-image'));
     expect(m).toMatchObject({ task: 'image-classification', labels: ['cat', 'dog', 'bird'], solver_defaults: { method: 'broyden', max_iter: 30 }, caps: { max_iter: [1, 500] } });
     expect(m.provenance.seed).toBe(1234);
+    // npm test builds the wasm kernels, so the server reports them.
+    expect(m.solver_kernel).toBe('wasm');
   });
 
   it('refuses unknown models and names built to escape the models folder', async () => {

@@ -104,6 +104,21 @@ describe('wasm solver kernels', () => {
     expect(restartsSeen).toBeGreaterThan(0);
   });
 
+  it('broyden with Armijo line search takes the same steps as the reference', async () => {
+    const n = 23;
+    for (let seed = 1; seed <= 8; seed++) {
+      // Hard maps (as in the restart test): full Broyden steps often overshoot, so the search backtracks.
+      const W = randomMatrix(n, 1.9 * Math.sqrt(n / 3), seed);
+      const b = randomVector(n, seed + 9);
+      const f = batchedMap(W, b, n, Math.tanh, [1, 0.7]);
+      const opts: Partial<SolverOptions> = { method: 'broyden', lineSearch: true, tol: 1e-6, stopMode: 'abs', maxIter: 80, history: 5 };
+      const js = await run('js', f, 2, n, opts);
+      const wasm = await run('wasm', f, 2, n, opts);
+      expect(Array.from(wasm.res.iterations)).toEqual(Array.from(js.res.iterations));
+      expect(relDiff(wasm.z, js.z)).toBeLessThanOrEqual(1e-5);
+    }
+  });
+
   it('a diverging fixed-point map trips divergence detection at the same step', async () => {
     const n = 5;
     const f: FixedPointFn = (z, out) => { for (let i = 0; i < z.length; i++) out[i] = 2 * z[i] + 1; };

@@ -15,6 +15,8 @@ export const modelRoutes: FastifyPluginAsync<{ state: ServerState }> = async (ap
       description: man.description ?? '',
       ready: isReady(state),
       provider: state.pool.modelInfo.get(m.name)?.provider ?? null,
+      // Where the solver's row algebra runs: 'wasm' (SIMD kernels) or 'js' (scalar fallback).
+      solver_kernel: state.pool.modelInfo.get(m.name)?.solverKernel ?? null,
       endpoint: `/v1/models/${m.name}/${{ 'image-classification': 'classify', 'language-model': 'score', tensor: 'predict' }[man.task]}`,
       labels: man.labels,
       preprocess: man.preprocess,
