@@ -77,7 +77,7 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   maxBatch: 64,
   maxOutputElements: 1 << 20,
   maxScoreWindows: 512,
-  scoreBatch: 4,
+  scoreBatch: 2,
   ortMemArena: true,
   ortMemPattern: true,
   topK: 5,

@@ -88,7 +88,7 @@ describe('/score admission by cost and deadline messages (item 2)', () => {
   });
 
   it('says where the time went when the deadline passes', async () => {
-    const words = LONG_TEXT.split(' ').slice(0, 40).join(' '); // 5 windows: two solves at --score-batch 4
+    const words = LONG_TEXT.split(' ').slice(0, 40).join(' '); // 5 windows: several solves at the default --score-batch
     const r = await postJson(`${s.url}/v1/models/tiny-lm/score`, { text: words, ...NEVER_CONVERGES, deadline_ms: 300 });
     expect(r.status).toBe(504);
     const { error } = await json(r);
