@@ -58,7 +58,9 @@ ${MODEL_OPTIONS}`,
 Times one solve on the bundle's first parity input: medians of time inside ONNX Runtime (cell
 runs) and time in the TypeScript solver.
 
-${MODEL_OPTIONS}`,
+${MODEL_OPTIONS}
+
+deq-serve bench http --help     load test of a running server (or of ours, --compare)`,
   },
 };
 
@@ -161,6 +163,8 @@ const COMMANDS: Record<string, Command> = {
     return 0;
   },
   async bench(args) {
+    // Subcommands first: `bench http …`.
+    if (args[0] === 'http') return (await import('./bench-http.js')).benchHttpCommand(args.slice(1));
     const { values, positionals } = parseArgs({
       args,
       options: { ...MODEL_FLAGS, ...HELP_FLAG, batch: { type: 'string' }, runs: { type: 'string' }, warmup: { type: 'string' } },

@@ -4,12 +4,20 @@ export interface Series {
   color: string;
   /** y per x = 1, 2, …; plotted on a log scale. Non-positive values are skipped. */
   values: ArrayLike<number>;
+  /** x of each value (linear axis); 1, 2, … when left out. */
+  x?: ArrayLike<number>;
 }
 
-/** A small standalone SVG line chart with a log10 y axis (residual against iteration). */
+/** A small standalone SVG line chart with a log10 y axis (residual against iteration, latency against throughput). */
 export function logPlot(series: Series[], title: string, xLabel: string, yLabel: string): string {
   const W = 640, H = 400, L = 70, R = 20, T = 40, B = 50;
-  const xs = Math.max(1, ...series.map((s) => s.values.length));
+  const xOf = (s: Series, i: number) => (s.x ? s.x[i] : i + 1);
+  let x0 = 1, x1 = Math.max(2, ...series.map((s) => s.values.length));
+  if (series.some((s) => s.x)) {
+    const all = series.flatMap((s) => Array.from({ length: s.values.length }, (_, i) => xOf(s, i))).filter(Number.isFinite);
+    x0 = Math.min(0, ...all);
+    x1 = Math.max(x0 + 1e-9, ...all);
+  }
   let lo = Infinity, hi = -Infinity;
   for (const s of series) for (let i = 0; i < s.values.length; i++) {
     const v = s.values[i];
@@ -17,7 +25,7 @@ export function logPlot(series: Series[], title: string, xLabel: string, yLabel:
   }
   if (!Number.isFinite(lo)) { lo = 1e-6; hi = 1; }
   const y0 = Math.floor(Math.log10(lo)), y1 = Math.ceil(Math.log10(hi)) === Math.floor(Math.log10(lo)) ? Math.floor(Math.log10(lo)) + 1 : Math.ceil(Math.log10(hi));
-  const px = (x: number) => L + ((x - 1) / Math.max(1, xs - 1)) * (W - L - R);
+  const px = (x: number) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
   const py = (v: number) => T + ((y1 - Math.log10(v)) / (y1 - y0)) * (H - T - B);
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
@@ -28,8 +36,10 @@ export function logPlot(series: Series[], title: string, xLabel: string, yLabel:
     const y = py(10 ** e);
     out.push(`<line x1="${L}" x2="${W - R}" y1="${y}" y2="${y}" stroke="#ddd"/>`, `<text x="${L - 6}" y="${y + 4}" text-anchor="end">1e${e}</text>`);
   }
-  const step = Math.max(1, Math.ceil(xs / 10));
-  for (let x = 1; x <= xs; x += step) out.push(`<text x="${px(x)}" y="${H - B + 16}" text-anchor="middle">${x}</text>`);
+  const ticks = series.some((s) => s.x)
+    ? Array.from({ length: 9 }, (_, k) => x0 + ((x1 - x0) * k) / 8)
+    : Array.from({ length: Math.floor((x1 - 1) / Math.max(1, Math.ceil(x1 / 10))) + 1 }, (_, k) => 1 + k * Math.max(1, Math.ceil(x1 / 10)));
+  for (const x of ticks) out.push(`<text x="${px(x)}" y="${H - B + 16}" text-anchor="middle">${Number(x.toPrecision(3))}</text>`);
   out.push(
     `<line x1="${L}" x2="${L}" y1="${T}" y2="${H - B}" stroke="black"/>`,
     `<line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="black"/>`,
@@ -40,9 +50,10 @@ export function logPlot(series: Series[], title: string, xLabel: string, yLabel:
     const pts: string[] = [];
     for (let i = 0; i < s.values.length; i++) {
       const v = s.values[i];
-      if (v > 0 && Number.isFinite(v)) pts.push(`${px(i + 1).toFixed(1)},${py(v).toFixed(1)}`);
+      if (v > 0 && Number.isFinite(v)) pts.push(`${px(xOf(s, i)).toFixed(1)},${py(v).toFixed(1)}`);
     }
     out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${pts.join(' ')}"/>`);
+    if (s.x) for (const p of pts) { const [cx, cy] = p.split(','); out.push(`<circle cx="${cx}" cy="${cy}" r="3" fill="${s.color}"/>`); }
     out.push(`<rect x="${W - R - 190}" y="${T + 8 + k * 18}" width="12" height="3" fill="${s.color}"/>`, `<text x="${W - R - 172}" y="${T + 13 + k * 18}">${escape(s.label)}</text>`);
   });
   out.push('</svg>');

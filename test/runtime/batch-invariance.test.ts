@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFashionMnist, type ImageSet } from '../../src/eval/fashion-mnist.js';
 import { normalizePixels } from '../../src/preprocess/normalize.js';
-import { DeqModel, type InferResult } from '../../src/runtime/index.js';
+import { DeqModel, type InferResult, type TensorValue } from '../../src/runtime/index.js';
 import { SOLVER_METHODS, type SolverMethod } from '../../src/solver/index.js';
 import { FASHION_MNIST_SLICE, TINY_IMAGE } from '../helpers/fixtures.js';
 
@@ -21,7 +21,7 @@ function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return Math.sqrt(d) / Math.max(Math.sqrt(n), 1e-30);
 }
 
-function rowOf(t: { data: ArrayLike<number> }, i: number, per: number): Float32Array {
+function rowOf(t: TensorValue, i: number, per: number): Float32Array {
   return Float32Array.from((t.data as Float32Array).subarray(i * per, (i + 1) * per));
 }
 
