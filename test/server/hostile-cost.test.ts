@@ -52,10 +52,10 @@ describe('v2 output cap and serialization (item 1)', () => {
       return JSON.parse(out);
     };
     // A timing check on a box whose 2 cores are shared (load average up to 17 in the
-    // full suite): a second try is allowed when the first is slow. Serialized in one
-    // piece, the answer held the thread 1.4 s, so the old code fails both tries.
+    // full suite, with stalls of 2 s while nothing but a solve ran): up to three tries.
+    // Serialized in one piece, the answer held the thread 1.4 s on every try.
     let r = await measure();
-    if (r.worst >= 250) r = await measure();
+    for (let tries = 1; tries < 3 && r.worst >= 250; tries++) r = await measure();
     expect(r.status).toBe(200);
     expect(r.probes).toBeGreaterThan(3);
     expect(r.worst, `slowest liveness ${Math.round(r.worst)} ms at ${Math.round(r.worstAt)} ms; answer headers at ${Math.round(r.headersAt)} ms, end at ${Math.round(r.endAt)} ms`).toBeLessThan(250);
@@ -63,7 +63,7 @@ describe('v2 output cap and serialization (item 1)', () => {
     expect(r.dataLength).toBe(64 * 14116);
     expect(r.targetLength).toBe(64);
     expect(r.mismatches).toBe(0);
-  }, 90_000);
+  }, 120_000);
 });
 
 describe('/score admission by cost and deadline messages (item 2)', () => {
