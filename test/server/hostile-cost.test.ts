@@ -81,7 +81,7 @@ describe('/score admission by cost and deadline messages (item 2)', () => {
     const r = await postJson(`${s.url}/v1/models/tiny-lm/score`, { texts: [LONG_TEXT, LONG_TEXT], ...NEVER_CONVERGES, deadline_ms: 5000 });
     expect(r.status).toBe(413);
     expect(r.headers.get('x-deq-error-code')).toBe('DEQ_ERR_TOO_COSTLY');
-    expect((await json(r)).error).toMatch(/needs 16 context windows .* over the 6-window limit/);
+    expect((await json(r)).error).toMatch(/needs more than 8 context windows \(the first 1 of 2 texts: .* over the 6-window limit/);
     expect(performance.now() - t0).toBeLessThan(2500);
     const ok = await postJson(`${s.url}/v1/models/tiny-lm/score`, { text: 'the of and to a in is was' });
     expect(ok.status).toBe(200);
