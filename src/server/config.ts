@@ -29,6 +29,7 @@ export interface ServerConfig {
   maxOutputElements: number;
   maxScoreWindows: number;
   scoreBatch: number;
+  maxRowsPerRun: number;
   ortMemArena: boolean;
   ortMemPattern: boolean;
   topK: number;
@@ -78,6 +79,7 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   maxOutputElements: 1 << 20,
   maxScoreWindows: 512,
   scoreBatch: 2,
+  maxRowsPerRun: 128,
   ortMemArena: true,
   ortMemPattern: true,
   topK: 5,
@@ -111,6 +113,7 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   { key: 'maxOutputElements', flag: '--max-output-elements', env: 'DEQ_MAX_OUTPUT_ELEMENTS', kind: 'int', help: 'most tensor elements one v2 response may hold (checked before solving: 413 DEQ_ERR_OUTPUT_TOO_LARGE)' },
   { key: 'maxScoreWindows', flag: '--max-score-windows', env: 'DEQ_MAX_SCORE_WINDOWS', kind: 'int', help: 'most context windows one /score request may cost, over all its texts (413 DEQ_ERR_TOO_COSTLY)' },
   { key: 'scoreBatch', flag: '--score-batch', env: 'DEQ_SCORE_BATCH', kind: 'int', help: 'windows /score solves together in one worker call' },
+  { key: 'maxRowsPerRun', flag: '--max-rows-per-run', env: 'DEQ_MAX_ROWS_PER_RUN', kind: 'int', help: 'largest batch × sequence length a worker runs at once; bigger v2 batches run in slices (bounds ONNX Runtime memory)' },
   { key: 'ortMemArena', flag: '--ort-mem-arena', env: 'DEQ_ORT_MEM_ARENA', kind: 'bool', help: 'ONNX Runtime CPU memory arena (on: keeps memory at the largest shape seen)' },
   { key: 'ortMemPattern', flag: '--ort-mem-pattern', env: 'DEQ_ORT_MEM_PATTERN', kind: 'bool', help: 'ONNX Runtime memory patterns (allocation plans cached per input shape)' },
   { key: 'topK', flag: '--top-k', env: 'DEQ_TOP_K', kind: 'int', help: 'labels returned by /classify unless the request asks (top_k)' },
@@ -149,6 +152,7 @@ const CONFIG_SCHEMA = {
     maxOutputElements: positiveInt,
     maxScoreWindows: positiveInt,
     scoreBatch: { type: 'integer', minimum: 1, maximum: 4096 },
+    maxRowsPerRun: positiveInt,
     ortMemArena: { type: 'boolean' },
     ortMemPattern: { type: 'boolean' },
     topK: positiveInt,

@@ -21,7 +21,68 @@ function serialize(err: unknown, fallback: ErrorCode = 'DEQ_ERR_INTERNAL'): Seri
   return { code: fallback, message: err instanceof Error ? err.message : String(err) };
 }
 
-async function run(name: string, job: InferJob) {
+type Reply = Awaited<ReturnType<typeof runWhole>>;
+
+/**
+ * Runs a job, in slices of samples when batch × length is over `maxRows`. A DEQ's
+ * samples are solved independently, so the answer is the same; what changes is
+ * the largest shape ONNX Runtime sees, and so how far its arena grows (a language
+ * model's head holds rows × vocabulary log-probabilities: docs/reliability.md).
+ */
+async function run(name: string, job: InferJob): Promise<Reply> {
+  const rowsPerSample = job.length ?? 1;
+  const per = Math.max(1, Math.floor(init.maxRows / rowsPerSample));
+  if (job.batch <= per) return runWhole(name, job);
+  const inputPer = job.input.length / job.batch;
+  const parts: Reply[] = [];
+  for (let b0 = 0; b0 < job.batch; b0 += per) {
+    const b1 = Math.min(job.batch, b0 + per);
+    const headInputs: Record<string, Float32Array | BigInt64Array> = {};
+    for (const [k, v] of Object.entries(job.headInputs ?? {})) {
+      const n = v.length / job.batch;
+      headInputs[k] = v.subarray(b0 * n, b1 * n);
+    }
+    parts.push(await runWhole(name, { ...job, input: job.input.subarray(b0 * inputPer, b1 * inputPer), batch: b1 - b0, headInputs }));
+  }
+  return joinReplies(parts, job.batch);
+}
+
+function concat<T extends Float32Array | Float64Array | Int32Array | Uint8Array | BigInt64Array>(list: T[]): T {
+  let n = 0;
+  for (const a of list) n += a.length;
+  const out = new (list[0].constructor as new (n: number) => T)(n);
+  let at = 0;
+  for (const a of list) {
+    (out as unknown as { set(a: T, at: number): void }).set(a, at);
+    at += a.length;
+  }
+  return out;
+}
+
+function joinReplies(parts: Reply[], batch: number): Reply {
+  const first = parts[0];
+  const outputs: Reply['outputs'] = {};
+  for (const [k, t] of Object.entries(first.outputs)) {
+    outputs[k] = { type: t.type, dims: [batch, ...t.dims.slice(1)], data: concat(parts.map((p) => p.outputs[k].data)) as typeof t.data };
+  }
+  const timing = { ...first.timing };
+  for (const p of parts.slice(1)) for (const k of Object.keys(timing) as (keyof typeof timing)[]) timing[k] += p.timing[k];
+  return {
+    outputs,
+    solver: {
+      iterations: concat(parts.map((p) => p.solver.iterations)),
+      residual: concat(parts.map((p) => p.solver.residual)),
+      converged: concat(parts.map((p) => p.solver.converged)),
+      diverged: concat(parts.map((p) => p.solver.diverged)),
+      calls: parts.reduce((a, p) => a + p.solver.calls, 0),
+      stopped: parts.some((p) => p.solver.stopped),
+    },
+    options: first.options,
+    timing,
+  };
+}
+
+async function runWhole(name: string, job: InferJob) {
   const model = models.get(name);
   if (!model) throw new DeqError('DEQ_ERR_MODEL_NOT_FOUND', `model ${name} is not loaded in this worker`);
   const { deadline } = job;
