@@ -37,7 +37,7 @@ async function normalAnswers(): Promise<{ label: string; logprob: number }> {
   const txt = await fetch(`${s.url}/v1/models/tiny-lm/score`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ text: 'the of and to a in is was' }) });
   expect(img?.status).toBe(200);
   expect(txt.status).toBe(200);
-  return { label: JSON.parse(img!.body).label, logprob: (await txt.json()).results[0].total_logprob };
+  return { label: JSON.parse(img!.body).label, logprob: ((await txt.json()) as { results: { total_logprob: number }[] }).results[0].total_logprob };
 }
 
 function corpusFile(name: string): Buffer {
@@ -46,7 +46,7 @@ function corpusFile(name: string): Buffer {
 
 beforeAll(async () => {
   s = await startTestServer({ workers: 1, maxIterCap: 2000, requestTimeoutMs: 10_000 }, ['tiny-image', 'tiny-lm']);
-  const base = sharp({ create: { width: 12, height: 10, channels: 3, noise: { type: 'gaussian', mean: 120, sigma: 50 } } });
+  const base = sharp({ create: { width: 12, height: 10, channels: 3, background: { r: 0, g: 0, b: 0 }, noise: { type: 'gaussian', mean: 120, sigma: 50 } } });
   seeds = [
     await base.clone().png().toBuffer(), await base.clone().jpeg().toBuffer(), await base.clone().gif().toBuffer(),
     await base.clone().webp().toBuffer(), await base.clone().tiff().toBuffer(), await base.clone().avif().toBuffer(),
