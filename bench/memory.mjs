@@ -1,8 +1,10 @@
 // RSS before and after one large /score request, per ONNX Runtime memory setting.
 // Run after `npm run build`:   node bench/memory.mjs [variant…]
-// Variants: default (arena on, patterns on), arena-off, arena-off-pattern-off,
-// batch8 (arena on, /score solves 8 windows at a time). Each runs in its own
-// process (node --expose-gc) serving models/brown-lm-jr on one worker.
+// Variants: batchN = /score solves N windows per worker call (--score-batch),
+// arena-off / pattern-off = ONNX Runtime's CPU arena / memory patterns off.
+// Each runs in its own process (node --expose-gc) serving models/brown-lm-jr on
+// one worker. Printed: RSS (MB) before, peak, after the big request + GC, and after
+// 21 more small ones; the big request's time; the small request's p50 before/after.
 import { spawn } from 'node:child_process';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,14 +12,13 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const VARIANTS = {
-  default: { ortMemArena: true, ortMemPattern: true },
-  'arena-off': { ortMemArena: false, ortMemPattern: true },
-  'arena-off-pattern-off': { ortMemArena: false, ortMemPattern: false },
+  batch64: { ortMemArena: true, ortMemPattern: true, scoreBatch: 64 },
+  'batch64-arena-off': { ortMemArena: false, ortMemPattern: true, scoreBatch: 64 },
+  'batch64-arena-off-pattern-off': { ortMemArena: false, ortMemPattern: false, scoreBatch: 64 },
   batch8: { ortMemArena: true, ortMemPattern: true, scoreBatch: 8 },
-  'batch8-arena-off': { ortMemArena: false, ortMemPattern: false, scoreBatch: 8 },
   batch4: { ortMemArena: true, ortMemPattern: true, scoreBatch: 4 },
-  'batch4-arena-off': { ortMemArena: false, ortMemPattern: false, scoreBatch: 4 },
   batch2: { ortMemArena: true, ortMemPattern: true, scoreBatch: 2 },
+  'batch2-arena-off': { ortMemArena: false, ortMemPattern: false, scoreBatch: 2 },
 };
 const BIG = 'a '.repeat(10_000); // 20,000 characters: the longest text /score takes by default
 const SMALL = 'the jury said it did find that the city executive committee had over-all charge of the election and deserves the praise and thanks of the city';

@@ -32,6 +32,7 @@ export interface ServerConfig {
   maxOutputElements: number;
   maxScoreWindows: number;
   scoreBatch: number;
+  maxRowsPerRun: number;
   ortMemArena: boolean;
   ortMemPattern: boolean;
   batching: BatchingSetting;
@@ -84,7 +85,8 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   maxBatch: 64,
   maxOutputElements: 1 << 20,
   maxScoreWindows: 512,
-  scoreBatch: 4,
+  scoreBatch: 2,
+  maxRowsPerRun: 128,
   ortMemArena: true,
   ortMemPattern: true,
   batching: 'on',
@@ -126,6 +128,7 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   { key: 'maxQueueDelayMs', flag: '--max-queue-delay-ms', env: 'DEQ_MAX_QUEUE_DELAY_MS', kind: 'number', help: 'how long an idle solve waits for more requests before it starts (batching)' },
   { key: 'requestShare', flag: '--request-share', env: 'DEQ_REQUEST_SHARE', kind: 'number', help: 'largest share of --batch-rows one request may hold (continuous batching), so small requests join at once' },
   { key: 'scoreBatch', flag: '--score-batch', env: 'DEQ_SCORE_BATCH', kind: 'int', help: 'windows /score solves together in one worker call' },
+  { key: 'maxRowsPerRun', flag: '--max-rows-per-run', env: 'DEQ_MAX_ROWS_PER_RUN', kind: 'int', help: 'largest batch × sequence length a worker runs at once; bigger v2 batches run in slices (bounds ONNX Runtime memory)' },
   { key: 'ortMemArena', flag: '--ort-mem-arena', env: 'DEQ_ORT_MEM_ARENA', kind: 'bool', help: 'ONNX Runtime CPU memory arena (on: keeps memory at the largest shape seen)' },
   { key: 'ortMemPattern', flag: '--ort-mem-pattern', env: 'DEQ_ORT_MEM_PATTERN', kind: 'bool', help: 'ONNX Runtime memory patterns (allocation plans cached per input shape)' },
   { key: 'topK', flag: '--top-k', env: 'DEQ_TOP_K', kind: 'int', help: 'labels returned by /classify unless the request asks (top_k)' },
@@ -168,6 +171,7 @@ const CONFIG_SCHEMA = {
     batchRows: { type: 'integer', minimum: 1, maximum: 4096 },
     maxQueueDelayMs: { type: 'number', minimum: 0, maximum: 10_000 },
     requestShare: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+    maxRowsPerRun: positiveInt,
     ortMemArena: { type: 'boolean' },
     ortMemPattern: { type: 'boolean' },
     topK: positiveInt,

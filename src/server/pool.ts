@@ -20,6 +20,8 @@ export interface PoolOptions {
   /** ONNX Runtime CPU arena and memory patterns (default off: RSS returns after a large request). */
   cpuMemArena?: boolean;
   memPattern?: boolean;
+  /** Largest batch × sequence length per native run (default: no slicing). */
+  maxRows?: number;
   /** Requests allowed to wait per model; one more is refused with DEQ_ERR_QUEUE_FULL. */
   queueSize: number;
   /**
@@ -299,6 +301,7 @@ export class WorkerPool {
       batching: this.#opts.batching ?? { mode: 'off', maxRows: 1, maxQueueDelayMs: 0, requestShare: 1 },
       cpuMemArena: this.#opts.cpuMemArena ?? false,
       memPattern: this.#opts.memPattern ?? false,
+      maxRows: this.#opts.maxRows ?? Number.MAX_SAFE_INTEGER,
     };
     const worker = new Worker(WORKER_URL, { workerData: init, name: 'deq-solver' });
     const slot: Slot = { index: this.#nextIndex++, worker, ready: false, inflight: new Map(), rows: 0 };

@@ -21,6 +21,8 @@ export interface WorkerInit {
   batching: BatchingConfig;
   cpuMemArena: boolean;
   memPattern: boolean;
+  /** Largest batch × sequence length one native run sees; bigger jobs run in slices. */
+  maxRows: number;
 }
 
 /** The solver settings a request runs with, resolved on the HTTP thread; the rest (history…) comes from the manifest. */

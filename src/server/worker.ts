@@ -13,7 +13,7 @@ const models = new Map<string, DeqModel>();
 let aborted = false;
 /** With batching on: one scheduler per model, and which scheduler request each pool id is. */
 const schedulers = new Map<string, Scheduler>();
-const scheduled = new Map<number, { model: string; id: number }>();
+const scheduled = new Map<number, { model: string; ids: number[] }>();
 
 /** Batching statistics since the last report, per model; flushed every STATS_MS. */
 const STATS_MS = 200;
@@ -37,7 +37,74 @@ function serialize(err: unknown, fallback: ErrorCode = 'DEQ_ERR_INTERNAL'): Seri
   return { code: fallback, message: err instanceof Error ? err.message : String(err) };
 }
 
-async function run(name: string, job: InferJob) {
+type Reply = InferReply;
+
+/**
+ * The samples [b0, b1) of a job. A DEQ's samples are solved independently, so a job
+ * run in slices gets the same answer; what changes is the largest shape ONNX Runtime
+ * sees, and so how far its arena grows (a language model's head holds rows × vocabulary
+ * log-probabilities: docs/reliability.md).
+ */
+function sliceJob(job: InferJob, b0: number, b1: number): InferJob {
+  const part = (v: Float32Array | BigInt64Array) => {
+    const n = v.length / job.batch;
+    return v.subarray(b0 * n, b1 * n);
+  };
+  const each = (r?: Record<string, Float32Array | BigInt64Array>) => (r ? Object.fromEntries(Object.entries(r).map(([k, v]) => [k, part(v)])) : undefined);
+  return { ...job, batch: b1 - b0, input: job.input && part(job.input), inputs: each(job.inputs), headInputs: each(job.headInputs) };
+}
+
+/** Samples per slice: batch × length stays within `maxRows`. */
+function slicePer(job: InferJob): number {
+  return Math.max(1, Math.floor(init.maxRows / (job.length ?? 1)));
+}
+
+/** Runs a job, in slices of samples when batch × length is over `maxRows`. */
+async function run(name: string, job: InferJob): Promise<Reply> {
+  const per = slicePer(job);
+  if (job.batch <= per) return runWhole(name, job);
+  const parts: Reply[] = [];
+  for (let b0 = 0; b0 < job.batch; b0 += per) parts.push(await runWhole(name, sliceJob(job, b0, Math.min(job.batch, b0 + per))));
+  return joinReplies(parts, job.batch);
+}
+
+function concat<T extends Float32Array | Float64Array | Int32Array | Uint8Array | BigInt64Array>(list: T[]): T {
+  let n = 0;
+  for (const a of list) n += a.length;
+  const out = new (list[0].constructor as new (n: number) => T)(n);
+  let at = 0;
+  for (const a of list) {
+    (out as unknown as { set(a: T, at: number): void }).set(a, at);
+    at += a.length;
+  }
+  return out;
+}
+
+/** The replies of a job's slices as one reply, samples in order. */
+function joinReplies(parts: Reply[], batch: number): Reply {
+  const first = parts[0];
+  const outputs: Reply['outputs'] = {};
+  for (const [k, t] of Object.entries(first.outputs)) {
+    outputs[k] = { type: t.type, dims: [batch, ...t.dims.slice(1)], data: concat(parts.map((p) => p.outputs[k].data)) as typeof t.data };
+  }
+  const timing = { ...first.timing };
+  for (const p of parts.slice(1)) for (const k of Object.keys(timing) as (keyof typeof timing)[]) timing[k] += p.timing[k];
+  return {
+    outputs,
+    solver: {
+      iterations: concat(parts.map((p) => p.solver.iterations)),
+      residual: concat(parts.map((p) => p.solver.residual)),
+      converged: concat(parts.map((p) => p.solver.converged)),
+      diverged: concat(parts.map((p) => p.solver.diverged)),
+      calls: parts.reduce((a, p) => a + p.solver.calls, 0),
+      stopped: parts.some((p) => p.solver.stopped),
+    },
+    options: first.options,
+    timing,
+  };
+}
+
+async function runWhole(name: string, job: InferJob) {
   const model = models.get(name);
   if (!model) throw new DeqError('DEQ_ERR_MODEL_NOT_FOUND', `model ${name} is not loaded in this worker`);
   const { deadline } = job;
@@ -66,21 +133,35 @@ function reply(result: InferResult, queueMs?: number): InferReply {
   };
 }
 
-/** Batching on: the request joins its model's scheduler; the answer is posted when its rows stop. */
+/**
+ * Batching on: the request joins its model's scheduler (in slices of at most `maxRows`
+ * rows, like `run`); the answer is posted when its last row stops.
+ */
 function schedule(id: number, name: string, job: InferJob): void {
   const sched = schedulers.get(name);
   if (!sched) {
     post({ type: 'error', id, error: serialize(new DeqError('DEQ_ERR_MODEL_NOT_FOUND', `model ${name} is not loaded in this worker`)) });
     return;
   }
-  const { id: sid, result } = sched.submit({
-    input: job.input, inputs: job.inputs, batch: job.batch, length: job.length, headInputs: job.headInputs,
-    outputs: job.outputs, solver: job.solver, deadline: job.deadline,
-  });
-  scheduled.set(id, { model: name, id: sid });
-  result.then(
-    (r) => post({ type: 'result', id, reply: reply(r, r.queueMs) }),
-    (err: unknown) => post({ type: 'error', id, error: serialize(err) }),
+  const per = slicePer(job);
+  const ids: number[] = [];
+  const parts: Promise<Reply>[] = [];
+  for (let b0 = 0; b0 < job.batch; b0 += per) {
+    const slice = job.batch <= per ? job : sliceJob(job, b0, Math.min(job.batch, b0 + per));
+    const { id: sid, result } = sched.submit({
+      input: slice.input, inputs: slice.inputs, batch: slice.batch, length: slice.length, headInputs: slice.headInputs,
+      outputs: slice.outputs, solver: slice.solver, deadline: slice.deadline,
+    });
+    ids.push(sid);
+    parts.push(result.then((r) => reply(r, r.queueMs)));
+  }
+  scheduled.set(id, { model: name, ids });
+  Promise.all(parts).then(
+    (replies) => post({ type: 'result', id, reply: replies.length === 1 ? replies[0] : { ...joinReplies(replies, job.batch), queueMs: Math.min(...replies.map((r) => r.queueMs ?? 0)) } }),
+    (err: unknown) => {
+      for (const sid of ids) sched.cancel(sid); // one slice failed: the others' rows are freed too
+      post({ type: 'error', id, error: serialize(err) });
+    },
   ).finally(() => scheduled.delete(id));
 }
 
@@ -159,7 +240,7 @@ port.on('message', (msg: ToWorker) => {
     for (const s of schedulers.values()) s.abortAll();
   } else if (msg.type === 'cancel') {
     const at = scheduled.get(msg.id);
-    if (at) schedulers.get(at.model)?.cancel(at.id);
+    if (at) for (const sid of at.ids) schedulers.get(at.model)?.cancel(sid);
   } else if (msg.type === 'crash') {
     // NOTE: Worker.terminate() during a native ORT run aborts the whole process
     // (Napi::Error in a dying env), so a crash is simulated from JS instead.

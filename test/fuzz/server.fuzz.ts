@@ -4,7 +4,7 @@
 // FUZZ_RUNS (default 1000) sets the cases per endpoint, FUZZ_SEED the seed.
 // After every case: an answer (no reset), no 5xx other than a 504 the request
 // asked for with deadline_ms, every error in the catalogue's shape, and
-// liveness under 250 ms. At the end: ready, RSS bounded, answers unchanged.
+// liveness under 250 ms (one of three probes; slow first probes are counted). At the end: ready, RSS bounded, answers unchanged.
 import { readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import fc from 'fast-check';
 import sharp from 'sharp';
@@ -29,6 +29,7 @@ let rssStart = 0;
 let baseline: { label: string; logprob: number };
 const counts: Record<string, { cases: number; statuses: Record<string, number> }> = {};
 let worstLiveness = 0;
+let slowFirstProbes = 0;
 let seeds: Buffer[] = [];
 
 async function normalAnswers(): Promise<{ label: string; logprob: number }> {
@@ -36,7 +37,7 @@ async function normalAnswers(): Promise<{ label: string; logprob: number }> {
   const txt = await fetch(`${s.url}/v1/models/tiny-lm/score`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ text: 'the of and to a in is was' }) });
   expect(img?.status).toBe(200);
   expect(txt.status).toBe(200);
-  return { label: JSON.parse(img!.body).label, logprob: (await txt.json()).results[0].total_logprob };
+  return { label: JSON.parse(img!.body).label, logprob: ((await txt.json()) as { results: { total_logprob: number }[] }).results[0].total_logprob };
 }
 
 function corpusFile(name: string): Buffer {
@@ -45,7 +46,7 @@ function corpusFile(name: string): Buffer {
 
 beforeAll(async () => {
   s = await startTestServer({ workers: 1, maxIterCap: 2000, requestTimeoutMs: 10_000 }, ['tiny-image', 'tiny-lm']);
-  const base = sharp({ create: { width: 12, height: 10, channels: 3, noise: { type: 'gaussian', mean: 120, sigma: 50 } } });
+  const base = sharp({ create: { width: 12, height: 10, channels: 3, background: { r: 0, g: 0, b: 0 }, noise: { type: 'gaussian', mean: 120, sigma: 50 } } });
   seeds = [
     await base.clone().png().toBuffer(), await base.clone().jpeg().toBuffer(), await base.clone().gif().toBuffer(),
     await base.clone().webp().toBuffer(), await base.clone().tiff().toBuffer(), await base.clone().avif().toBuffer(),
@@ -56,10 +57,10 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  const report = { seed: SEED, runsPerEndpoint: RUNS, worstLivenessMs: Math.round(worstLiveness), rssStartMb: Math.round(rssStart / 2 ** 20), rssEndMb: Math.round(process.memoryUsage().rss / 2 ** 20), endpoints: counts };
+  const report = { seed: SEED, runsPerEndpoint: RUNS, worstLivenessMs: Math.round(worstLiveness), slowFirstProbes, rssStartMb: Math.round(rssStart / 2 ** 20), rssEndMb: Math.round(process.memoryUsage().rss / 2 ** 20), endpoints: counts };
   mkdirSync(`${ROOT}.test-results`, { recursive: true });
   writeFileSync(`${ROOT}.test-results/fuzz-report.json`, `${JSON.stringify(report, null, 2)}\n`);
-  console.log(`fuzz: seed ${SEED}, ${Object.entries(counts).map(([k, v]) => `${k} ${v.cases}`).join(', ')}; worst liveness ${Math.round(worstLiveness)} ms`);
+  console.log(`fuzz: seed ${SEED}, ${Object.entries(counts).map(([k, v]) => `${k} ${v.cases}`).join(', ')}; worst liveness ${Math.round(worstLiveness)} ms, ${slowFirstProbes} first probe(s) over ${LIVENESS_MS} ms`);
   await s?.cleanup();
 });
 
@@ -79,13 +80,23 @@ async function check(endpoint: string, r: RawResponse | null, v2: boolean, asked
     expect(body).toEqual(v2 ? { error: expect.any(String) } : { error: expect.any(String), code });
   }
   expect(r!.headers['x-content-type-options']).toBe('nosniff');
-  const t0 = performance.now();
-  const live = await fetch(`${s.url}/v2/health/live`);
-  await live.arrayBuffer();
-  const ms = performance.now() - t0;
-  worstLiveness = Math.max(worstLiveness, ms);
-  expect(live.status).toBe(200);
-  expect(ms, 'liveness').toBeLessThan(LIVENESS_MS);
+  // The case has been answered; a slow probe now is either work the case left
+  // behind or the shared box not scheduling us. Two more probes tell them apart:
+  // the case fails only if all three are slow. Slow first probes are counted.
+  let best = Infinity;
+  for (let probe = 0; probe < 3 && best >= LIVENESS_MS; probe++) {
+    const t0 = performance.now();
+    const live = await fetch(`${s.url}/v2/health/live`);
+    await live.arrayBuffer();
+    expect(live.status).toBe(200);
+    const ms = performance.now() - t0;
+    if (probe === 0) {
+      worstLiveness = Math.max(worstLiveness, ms);
+      if (ms >= LIVENESS_MS) slowFirstProbes++;
+    }
+    best = Math.min(best, ms);
+  }
+  expect(best, 'liveness').toBeLessThan(LIVENESS_MS);
 }
 
 const params = { numRuns: RUNS, seed: SEED, endOnFailure: true };
@@ -160,8 +171,9 @@ describe('fuzz: generated hostile requests', () => {
 
   it('POST /v1/models/tiny-lm/score', async () => {
     const body = fc.oneof(
-      text.chain((t) => solverParams.map((p) => JSON.stringify({ text: t, ...p }))),
-      fc.array(text, { maxLength: 40 }).chain((texts) => solverParams.map((p) => JSON.stringify({ texts, ...p }))),
+      // Without solver settings half the time, so texts reach tokenizing and the window budget.
+      text.chain((t) => fc.oneof(fc.constant({}), solverParams).map((p) => JSON.stringify({ text: t, ...p }))),
+      fc.array(text, { maxLength: 40 }).chain((texts) => fc.oneof(fc.constant({}), solverParams).map((p) => JSON.stringify({ texts, ...p }))),
       fc.anything({ maxDepth: 4 }).map((v) => JSON.stringify(v) ?? 'null'),
       fc.jsonValue({ maxDepth: 6 }).map((v) => JSON.stringify({ text: v })),
       deepNesting.map((n) => `{"texts": ${n}}`),

@@ -111,7 +111,7 @@ describe('float32 overflow (item 7)', () => {
       const r = await postJson(`${s.url}/v2/models/tiny-image/infer`, { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1, 8, 8], data }] }, { authorization: `Bearer ${KEY}` });
       expect(r.status, String(big)).toBe(400);
       expect(r.headers.get('x-deq-error-code')).toBe('DEQ_ERR_INVALID_INPUT');
-      expect((await r.json()).error).toMatch(/finite in float32/);
+      expect(((await r.json()) as { error: string }).error).toMatch(/finite in float32/);
     }
   });
 });

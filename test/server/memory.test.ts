@@ -42,3 +42,27 @@ it('RSS returns to within 64 MB of its level before one 20,000-character /score 
   const after = rssMb();
   expect(after - before, `RSS ${before.toFixed(0)} → ${after.toFixed(0)} MB`).toBeLessThan(64);
 }, 120_000);
+
+it('RSS stays within 64 MB after a v2 request at the largest batch (64 × 64 tokens)', async () => {
+  // Run in slices of --max-rows-per-run tokens, the head never sees 4,096 rows × 14,116.
+  const v2 = async (batch: number) => {
+    const tokens = Array.from({ length: batch * 64 }, (_, i) => 5 + ((i * 7) % 500));
+    const body = {
+      inputs: [{ name: 'tokens', datatype: 'INT64', shape: [batch, 64], data: tokens }, { name: 'targets', datatype: 'INT64', shape: [batch, 64], data: tokens }],
+      outputs: [{ name: 'target_logprobs' }],
+    };
+    const r = await postJson(`${s.url}/v2/models/brown-lm-jr/infer`, body);
+    expect(r.status).toBe(200);
+    return (await r.json()) as { outputs: { shape: number[]; data: number[] }[]; parameters: { iterations: number[] } };
+  };
+  const small = await v2(1);
+  const before = rssMb();
+  const big = await v2(64);
+  await new Promise((r) => setTimeout(r, 300));
+  const after = rssMb();
+  expect(after - before, `RSS ${before.toFixed(0)} → ${after.toFixed(0)} MB`).toBeLessThan(64);
+  // Slices answer as one batch would: every row of the big batch is the one-row answer's row pattern.
+  expect(big.outputs[0].shape).toEqual([64, 64]);
+  expect(big.parameters.iterations).toHaveLength(64);
+  expect(big.outputs[0].data.slice(0, 64).map((v) => v.toFixed(3))).toEqual(small.outputs[0].data.map((v) => v.toFixed(3)));
+}, 120_000);

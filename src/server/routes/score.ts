@@ -77,15 +77,20 @@ export const scoreRoutes: FastifyPluginAsync<{ state: ServerState }> = async (ap
     const texts = req.body.texts ?? [req.body.text!];
     if (texts.length > config.maxTexts) throw new DeqError('DEQ_ERR_INVALID_INPUT', `at most ${config.maxTexts} texts per request (got ${texts.length})`);
     // Every text is checked before any is scored: a bad last text costs no solve.
+    // The window budget is charged text by text, so an over-budget request stops
+    // tokenizing (HTTP-thread work) as soon as it is over.
+    const charge = windowBudget(scorer.layout, config.maxScoreWindows, texts.length);
     const encoded = texts.map((t, i) => {
+      let e;
       try {
-        return scorer.encode(t);
+        e = scorer.encode(t);
       } catch (err) {
         if (err instanceof DeqError) err.message = `texts[${i}]: ${err.message}`;
         throw err;
       }
+      charge(e.ids.length, i);
+      return e;
     });
-    admitByCost(encoded.map((e) => e.ids.length), scorer.layout, config.maxScoreWindows);
     const control = requestControl(model, req.body, config);
     const run = (r: Parameters<typeof runSolve>[2]) => runSolve(req, model, r);
     // Texts are scored one after another, each in as few batched solves as its windows allow.
@@ -110,15 +115,17 @@ export const scoreRoutes: FastifyPluginAsync<{ state: ServerState }> = async (ap
  * Admission by cost: a request's solver work grows with its context windows, not
  * its bytes (32 × 10,000 one-letter words are 640 KB and ~10,000 windows, half a
  * minute of a worker). Refused before any solving, with what it would have cost.
+ * Returns the charge for one text (its token count and index).
  */
-function admitByCost(tokenCounts: readonly number[], spec: WindowScoring, maxWindows: number): void {
+function windowBudget(spec: WindowScoring, maxWindows: number, textCount: number): (tokens: number, index: number) => void {
   let windows = 0, tokens = 0;
-  for (const n of tokenCounts) {
+  return (n, i) => {
     windows += planWindows(n, spec.context, spec.stride).length;
     tokens += n;
-  }
-  if (windows > maxWindows) {
-    throw new DeqError('DEQ_ERR_TOO_COSTLY',
-      `this request needs ${windows} context windows (${tokenCounts.length} text(s), ${tokens} tokens; ${spec.context}-token windows every ${spec.stride}), over the ${maxWindows}-window limit per request (--max-score-windows); send fewer or shorter texts`);
-  }
+    if (windows > maxWindows) {
+      const which = i + 1 < textCount ? `the first ${i + 1} of ${textCount} texts` : `${textCount} text(s)`;
+      throw new DeqError('DEQ_ERR_TOO_COSTLY',
+        `this request needs ${i + 1 < textCount ? 'more than ' : ''}${windows} context windows (${which}: ${tokens} tokens; ${spec.context}-token windows every ${spec.stride}), over the ${maxWindows}-window limit per request (--max-score-windows); send fewer or shorter texts`);
+    }
+  };
 }
