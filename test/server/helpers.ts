@@ -63,3 +63,12 @@ export function poolEvent(server: RunningServer, event: 'enqueue' | 'dispatch', 
     events.on(event, on);
   });
 }
+
+/** Polls a condition every 10 ms until it holds; fails after `ms`. For waiting on server state, not for pacing. */
+export async function until(cond: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`condition not reached within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { lmInferBody, makeModelsDir, NEVER_CONVERGES, postJson } from './helpers.js';
+import { lmInferBody, makeModelsDir, NEVER_CONVERGES, postJson, until } from './helpers.js';
 
 let child: ChildProcess;
 let url = '';
@@ -60,11 +60,3 @@ it('on SIGTERM finishes in-flight requests, refuses new ones, releases sessions 
   expect(logs).not.toContain('"data"');
 }, 30_000);
 
-/** Polls a condition every 10 ms; fails after 10 s. */
-async function until(cond: () => Promise<boolean>): Promise<void> {
-  const end = Date.now() + 10_000;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error('condition not reached within 10 s');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
