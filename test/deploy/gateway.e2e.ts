@@ -8,6 +8,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_CONFIG } from '../../dist/server/index.js';
 import { announceSkip, ensureTools, fashionPngs, freePort, recordFigures, Replica, ROOT, sh, SLOW_CLASSIFY, waitFor200 } from './helpers.js';
+import { until } from '../server/helpers.js';
+
+/** Solves of several seconds' worth of iterations (the replicas' cap allows 20,000): in flight when the drain starts. */
+const DRAIN_SLOW = '?solver=fixed-point&tol=1e-8&stop_mode=abs&max_iter=4000';
 
 const skip = await ensureTools([{ bin: 'nginx', pkg: 'nginx' }]);
 if (skip) announceSkip('test:gateway', skip);
@@ -57,12 +61,12 @@ describe.skipIf(skip !== null)('nginx in front of two replicas', () => {
   const nextId = (prefix: string) => `${prefix}-${++seq}`;
 
   /** One request through the gateway under the client request id `id`; a network error becomes status 0. */
-  async function send(kind: 'classify' | 'score' | 'infer' | 'slow', id: string): Promise<Outcome> {
+  async function send(kind: 'classify' | 'score' | 'infer' | 'slow', id: string, slowQuery = SLOW_CLASSIFY): Promise<Outcome> {
     const headers: Record<string, string> = { 'x-request-id': id };
     let path: string;
     let body: Buffer | string;
     if (kind === 'classify' || kind === 'slow') {
-      path = `/v1/models/${kind === 'slow' ? 'fashion-mnist-plain' : 'fashion-mnist-jr'}/classify${kind === 'slow' ? SLOW_CLASSIFY : ''}`;
+      path = `/v1/models/${kind === 'slow' ? 'fashion-mnist-plain' : 'fashion-mnist-jr'}/classify${kind === 'slow' ? slowQuery : ''}`;
       headers['content-type'] = 'image/png';
       body = pngs[seq % pngs.length].png;
     } else if (kind === 'score') {
@@ -129,7 +133,8 @@ describe.skipIf(skip !== null)('nginx in front of two replicas', () => {
     const [gp, pa, pb] = [await freePort(), await freePort(), await freePort()];
     gw = `http://127.0.0.1:${gp}`;
     for (const p of [pa, pb]) {
-      const r = new Replica(p, ['--workers', '1', '--shutdown-grace-ms', '10000']);
+      // A higher iteration cap lets the drain test send solves long enough to be in flight at the signal.
+      const r = new Replica(p, ['--workers', '1', '--shutdown-grace-ms', '10000', '--max-iter-cap', '20000']);
       r.start();
       replicas.push(r);
     }
@@ -181,7 +186,8 @@ describe.skipIf(skip !== null)('nginx in front of two replicas', () => {
       const id = res.headers.get('x-request-id')!;
       expect(id).toMatch(/^[0-9a-f]{32}$/);
       expect((await servedBy([id])).get(id)).toHaveLength(1);
-      expect(await readFile(join(dir, 'access.log'), 'utf8')).toContain(`rid=${id}`);
+      // nginx writes the access-log line after the response: wait for it.
+      await until(async () => (await readFile(join(dir, 'access.log'), 'utf8')).includes(`rid=${id}`), 5000);
     }
   }, 60_000);
 
@@ -242,8 +248,9 @@ describe.skipIf(skip !== null)('nginx in front of two replicas', () => {
   it('drains a replica on SIGTERM: in-flight requests finish, new ones go to the other replica, exit 0', async () => {
     const drained = replicas[1];
     const slowIds = Array.from({ length: 4 }, () => nextId('drain-slow'));
-    const slow = slowIds.map((id) => send('slow', id));
-    await new Promise((r) => setTimeout(r, 250));
+    const slow = slowIds.map((id) => send('slow', id, DRAIN_SLOW));
+    // Signal once the replica is inside one of them (its own gauge says so), not after a guessed sleep.
+    await until(async () => /deq_inflight_requests\{model="fashion-mnist-plain"\} [1-9]/.test(await (await fetch(`http://127.0.0.1:${drained.port}/metrics`)).text()));
     const signalledAt = Date.now();
     drained.child.kill('SIGTERM');
     // New work starts once the replica has taken the signal: anything it serves
