@@ -89,9 +89,12 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   maxRowsPerRun: 128,
   ortMemArena: true,
   ortMemPattern: true,
-  batching: 'on',
+  // Measured on 2 cores (docs/server.md, "Continuous batching"): batching wins at high image
+  // concurrency and loses on single requests and on short /score texts (windows of different
+  // lengths cannot share a solve), so it is an opt-in.
+  batching: 'off',
   batchRows: 32,
-  maxQueueDelayMs: 1,
+  maxQueueDelayMs: 0,
   requestShare: 0.5,
   topK: 5,
   apiKeys: [],
