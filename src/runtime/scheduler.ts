@@ -63,6 +63,8 @@ interface Job {
   stats: Pick<SolveResult, 'iterations' | 'residual' | 'converged' | 'diverged'> | null;
   calls: number;
   cellMs: number;
+  /** The last cell run this request took part in (Scheduler.#runs). */
+  lastRun: number;
   stopped: boolean;
   /** Static mode: the batch (solve) the job's rows ran in; answered when it ends. */
   cancelled: DeqError | null;
@@ -99,6 +101,8 @@ export class Scheduler {
   readonly #jobs = new Map<number, Job>();
   readonly #groups = new Map<string, Group>();
   #nextId = 1;
+  /** Cell runs so far, over all groups. */
+  #runs = 0;
   #running = false;
   #aborted = false;
   #wake: (() => void) | null = null;
@@ -124,7 +128,7 @@ export class Scheduler {
     const result = new Promise<ScheduledResult>((resolve, reject) => {
       const job: Job = {
         id, req, submittedAt: performance.now(), prep: null, prepMs: 0, key: '', pending: [], active: 0, done: 0, admittedAt: 0,
-        z: null, stats: null, calls: 0, cellMs: 0, stopped: false, cancelled: null, resolve, reject,
+        z: null, stats: null, calls: 0, cellMs: 0, lastRun: 0, stopped: false, cancelled: null, resolve, reject,
       };
       this.#jobs.set(id, job);
       this.#prepare(job);
@@ -323,11 +327,12 @@ export class Scheduler {
     await cells.run(ws.z, ws.fz, ws.active);
     const runMs = cells.elapsed - before;
     this.#hooks.onRun?.(cells.lastRows);
-    const seen = new Set<Job>();
+    // Each request counts the run once, however many of its rows it evaluated (no per-run allocation).
+    const turn = ++this.#runs;
     for (let s = 0; s < g.slotJob.length; s++) {
       const job = g.slotJob[s];
-      if (!job || !ws.active[s] || seen.has(job)) continue;
-      seen.add(job);
+      if (!job || !ws.active[s] || job.lastRun === turn) continue;
+      job.lastRun = turn;
       job.calls++;
       job.cellMs += runMs;
     }
