@@ -7,7 +7,8 @@
 // promoted to float64, arithmetic in float64, one rounding to float32 on store.
 // Only the order in which dot products add up differs (two lanes), so iterates
 // agree with the reference to ~1e-15 relative per step. Two elements per v128
-// (f64x2); an odd n ends with a scalar element.
+// (f64x2); an odd n ends with a scalar element. solver-kernels-f32.ts has the same
+// exports in float32 arithmetic (the 'wasm-f32' kernel): faster, not bit-faithful.
 
 @inline function ld(p: usize): v128 {
   return f64x2.promote_low_f32x4(v128.load64_zero(p));
@@ -68,7 +69,7 @@ export function residual(z: usize, fz: usize, g: usize, n: i32, out: usize): voi
 }
 
 /** Σ row in float64: finite exactly when every float32 value is (n·FLT_MAX < DBL_MAX). */
-export function sum(p: usize, n: i32): f64 {
+export function finite(p: usize, n: i32): f64 {
   let s = f64x2.splat(0);
   const pairs = n & ~1;
   for (let k = 0; k < pairs; k += 2) s = f64x2.add(s, ld(p + (<usize>k << 2)));
@@ -112,7 +113,7 @@ export function broydenStart(z: usize, g: usize, p: usize, zPrev: usize, gPrev: 
 }
 
 /** p ← Δz = z − zPrev (rounded to float32, as the reference stores it). */
-export function broydenDelta(z: usize, zPrev: usize, p: usize, n: i32): void {
+function broydenDelta(z: usize, zPrev: usize, p: usize, n: i32): void {
   const pairs = n & ~1;
   for (let k = 0; k < pairs; k += 2) {
     const o = <usize>k << 2;
@@ -124,8 +125,17 @@ export function broydenDelta(z: usize, zPrev: usize, p: usize, n: i32): void {
   }
 }
 
+/**
+ * p ← Δz, then out[2j] = Uⱼ·Δz and out[2j+1] = Vⱼ·g for j < count (float64), rows
+ * `stride` bytes apart.
+ */
+export function broydenDots(z: usize, zPrev: usize, p: usize, g: usize, U: usize, V: usize, stride: usize, count: i32, n: i32, out: usize): void {
+  broydenDelta(z, zPrev, p, n);
+  for (let j = 0; j < count; j++) dot2(U + <usize>j * stride, p, V + <usize>j * stride, g, n, out + (<usize>j << 4));
+}
+
 /** out[0] = a·x, out[1] = b·y. Four elements a step, two accumulators per dot (add latency). */
-export function dot2(a: usize, x: usize, b: usize, y: usize, n: i32, out: usize): void {
+function dot2(a: usize, x: usize, b: usize, y: usize, n: i32, out: usize): void {
   let s0 = f64x2.splat(0), s1 = f64x2.splat(0), s2 = f64x2.splat(0), s3 = f64x2.splat(0);
   const quads = n & ~3;
   for (let k = 0; k < quads; k += 4) {
@@ -149,9 +159,10 @@ export function dot2(a: usize, x: usize, b: usize, y: usize, n: i32, out: usize)
 /**
  * t = −Δz + Σⱼ bⱼ Vⱼ and q = g − Σⱼ cⱼ Uⱼ (float64, into s[n..2n) and s[0..n)),
  * adding the updates in the reference's order; out[0] = tᵀ(g − gPrev), out[1] = tᵀg.
+ * Δz is taken from z − zPrev in float64, as the reference does, not from its rounded copy p.
  * `coef` holds (bⱼ, cⱼ) pairs; U and V hold `count` rows of n, `stride` bytes apart.
  */
-export function broydenCombine(z: usize, zPrev: usize, g: usize, gPrev: usize, U: usize, V: usize, stride: usize, coef: usize, count: i32, n: i32, s: usize, out: usize): void {
+export function broydenCombine(z: usize, zPrev: usize, p: usize, g: usize, gPrev: usize, U: usize, V: usize, stride: usize, coef: usize, count: i32, n: i32, s: usize, out: usize): void {
   let den0 = f64x2.splat(0), vg0 = f64x2.splat(0), den1 = f64x2.splat(0), vg1 = f64x2.splat(0);
   const q = s, t = s + (<usize>n << 3);
   const quads = n & ~3;

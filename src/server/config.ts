@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { Ajv } from 'ajv';
 import { DeqError } from '../errors.js';
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../runtime/index.js';
+import { SOLVER_KERNELS, type SolverKernel } from '../solver/index.js';
 
 /** `on`: continuous batching of solver iterations across requests; `static`: batches formed once; `off`: one request per worker at a time. */
 export type BatchingSetting = 'on' | 'static' | 'off';
@@ -35,6 +36,7 @@ export interface ServerConfig {
   maxRowsPerRun: number;
   ortMemArena: boolean;
   ortMemPattern: boolean;
+  solverKernel: SolverKernel;
   batching: BatchingSetting;
   batchRows: number;
   maxQueueDelayMs: number;
@@ -89,6 +91,9 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   maxRowsPerRun: 128,
   ortMemArena: true,
   ortMemPattern: true,
+  // float64 arithmetic as the reference does it; wasm-f32 is faster but follows an ill-conditioned
+  // solve (fashion-mnist-plain) only to ~1e-4 (docs/solver.md, "Kernel precision").
+  solverKernel: 'wasm',
   // Measured on 2 cores (docs/server.md, "Continuous batching"): batching wins at high image
   // concurrency and loses on single requests and on short /score texts (windows of different
   // lengths cannot share a solve), so it is an opt-in.
@@ -134,6 +139,7 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   { key: 'maxRowsPerRun', flag: '--max-rows-per-run', env: 'DEQ_MAX_ROWS_PER_RUN', kind: 'int', help: 'largest batch × sequence length a worker runs at once; bigger v2 batches run in slices (bounds ONNX Runtime memory)' },
   { key: 'ortMemArena', flag: '--ort-mem-arena', env: 'DEQ_ORT_MEM_ARENA', kind: 'bool', help: 'ONNX Runtime CPU memory arena (on: keeps memory at the largest shape seen)' },
   { key: 'ortMemPattern', flag: '--ort-mem-pattern', env: 'DEQ_ORT_MEM_PATTERN', kind: 'bool', help: 'ONNX Runtime memory patterns (allocation plans cached per input shape)' },
+  { key: 'solverKernel', flag: '--solver-kernel', env: 'DEQ_SOLVER_KERNEL', kind: 'string', help: '"wasm": SIMD kernels in float64 arithmetic (iterates as the reference); "wasm-f32": float32 arithmetic, faster; "js": the scalar reference' },
   { key: 'topK', flag: '--top-k', env: 'DEQ_TOP_K', kind: 'int', help: 'labels returned by /classify unless the request asks (top_k)' },
   { key: 'apiKeys', flag: '--api-keys', env: 'DEQ_API_KEYS', kind: 'list', help: 'comma-separated bearer keys; empty = no authentication' },
   { key: 'openHealth', flag: '--open-health', env: 'DEQ_OPEN_HEALTH', kind: 'bool', help: 'health and /metrics need no API key' },
@@ -177,6 +183,7 @@ const CONFIG_SCHEMA = {
     maxRowsPerRun: positiveInt,
     ortMemArena: { type: 'boolean' },
     ortMemPattern: { type: 'boolean' },
+    solverKernel: { enum: [...SOLVER_KERNELS] },
     topK: positiveInt,
     apiKeys: { type: 'array', items: { type: 'string', minLength: 16, pattern: '^[\\x21-\\x7e]+$' } },
     openHealth: { type: 'boolean' },

@@ -46,6 +46,7 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
     intraOpThreads: config.intraOpThreads,
     cpuMemArena: config.ortMemArena,
     memPattern: config.ortMemPattern,
+    solverKernel: config.solverKernel,
     maxRows: config.maxRowsPerRun,
     queueSize: config.queueSize,
     retryAfterS: config.retryAfterS,

@@ -21,6 +21,7 @@ export interface WorkerInit {
   batching: BatchingConfig;
   cpuMemArena: boolean;
   memPattern: boolean;
+  solverKernel: string;
   /** Largest batch × sequence length one native run sees; bigger jobs run in slices. */
   maxRows: number;
 }

@@ -4,6 +4,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { DeqError, isDeqError, type ErrorCode } from '../errors.js';
 import { DeqModel, modelInputs, Scheduler, type ExecutionProvider, type InferResult, type Manifest } from '../runtime/index.js';
+import type { SolverKernel } from '../solver/index.js';
 import type { FromWorker, InferJob, InferReply, SerializedError, ToWorker, WorkerInit } from './protocol.js';
 
 const port = parentPort!;
@@ -198,6 +199,7 @@ async function start(): Promise<void> {
         cpuMemArena: init.cpuMemArena,
         memPattern: init.memPattern,
       });
+      model.solverKernel = init.solverKernel as SolverKernel;
       models.set(name, model);
       const t0 = performance.now();
       await run(name, warmupJob(model.manifest));

@@ -4,8 +4,8 @@ import type { SolverWorkspace, WasmState } from './workspace.js';
 
 // The three methods' per-sample steps on the WebAssembly kernels. Each mirrors its
 // TypeScript reference (broyden.ts, anderson.ts, fixed-point.ts) decision for
-// decision; the row loops run in assembly/solver-kernels.ts. Each returns Σz of the
-// new iterate in float64, which is finite exactly when every value is.
+// decision; the row loops run in assembly/solver-kernels.ts. Each returns 0 when
+// every value of the new iterate is finite and NaN otherwise.
 
 /** Broyden's first step (J⁻¹ = −I): z ← z + g. */
 export function broydenStartWasm(ws: SolverWorkspace, i: number): number {
@@ -26,20 +26,22 @@ export function broydenNextWasm(ws: SolverWorkspace, i: number, lineSearch: bool
       const a = alpha * 0.5, o = i * n, zr = ws.z, zp = ws.zPrev, pr = ws.p;
       ws.alpha[i] = a;
       for (let j = 0; j < n; j++) zr[o + j] = zp[o + j] + a * pr[o + j];
-      return k.sum(z, n);
+      return k.finite(z, n);
     }
   }
   const count = ws.count[i], slot = ws.head[i], replacing = count === m, alpha = ws.alpha[i];
   const U = w.histA + i * m * rowBytes, V = w.histB + i * m * rowBytes;
-  const out = w.outView, coef = w.coefView, c = ws.coeff;
-  k.broydenDelta(z, zPrev, p, n);
+  const out = w.outView, dots = w.coefView, c32 = w.coef32View, c = ws.coeff;
+  // p ← Δz and every stored pair's two dot products, into coefView as (b, c) pairs.
+  k.broydenDots(z, zPrev, p, g, U, V, rowBytes, count, n, w.coef);
   for (let j = 0; j < count; j++) {
-    k.dot2(U + j * rowBytes, p, V + j * rowBytes, g, n, w.out);
-    c[j] = out[1];
-    coef[2 * j] = out[0];
-    coef[2 * j + 1] = replacing && j === slot ? 0 : out[1];
+    c[j] = dots[2 * j + 1];
+    if (replacing && j === slot) dots[2 * j + 1] = 0;
+    c32[2 * j] = dots[2 * j];
+    c32[2 * j + 1] = dots[2 * j + 1];
   }
-  k.broydenCombine(z, zPrev, g, gPrev, U, V, rowBytes, w.coef, count, n, w.scratch, w.out);
+  // The float64 kernel reads the pairs as they are, the float32 one their float32 copy.
+  k.broydenCombine(z, zPrev, p, g, gPrev, U, V, rowBytes, w.f32 ? w.coef32 : w.coef, count, n, w.scratch, w.out);
   const den = out[0], vg = out[1];
   const Us = U + slot * rowBytes, Vs = V + slot * rowBytes;
   let zsum: number;

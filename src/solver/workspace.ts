@@ -4,9 +4,15 @@ import { instantiateKernels, kernelModule, type KernelExports } from './wasm-ker
 /**
  * Where a workspace's row algebra runs. `js`: the scalar TypeScript reference.
  * `wasm`: WebAssembly SIMD kernels over the same buffers, laid out in a
- * WebAssembly memory (docs/solver.md has the measurements behind the default).
+ * WebAssembly memory, with the reference's float64 arithmetic (same iterates up
+ * to the order of additions). `wasm-f32`: the same kernels in float32 arithmetic,
+ * faster, with iterates that agree to float32 rounding amplified by the solve's
+ * conditioning (docs/solver.md has the measurements behind the default).
  */
-export type SolverKernel = 'js' | 'wasm';
+export type SolverKernel = 'js' | 'wasm' | 'wasm-f32';
+
+/** Every kernel, for option parsing. */
+export const SOLVER_KERNELS: readonly SolverKernel[] = ['js', 'wasm', 'wasm-f32'];
 
 /** The kernel new workspaces get unless told otherwise: wasm when it loads, else js. */
 export function defaultSolverKernel(): SolverKernel {
@@ -28,10 +34,14 @@ export interface WasmState {
   readonly scratch: number;
   /** Kernel results (a few float64). */
   readonly out: number;
-  /** Per-update coefficients handed to kernels (2·m float64). */
+  /** The float32 kernel module (coefficients from coef32, not coef). */
+  readonly f32: boolean;
+  /** Per-update coefficients handed to kernels (2·m float64), and their float32 copy. */
   readonly coef: number;
+  readonly coef32: number;
   readonly outView: Float64Array;
   readonly coefView: Float64Array;
+  readonly coef32View: Float32Array;
   /** Lowest-residual iterate per sample, batch × n (the JS kernel keeps it in the caller's z). */
   readonly zBestView: Float32Array;
 }
@@ -50,7 +60,7 @@ export class SolverWorkspace {
   readonly batch: number;
   readonly n: number;
   readonly history: number;
-  /** The kernel in use: 'wasm' falls back to 'js' when its memory cannot be had (over 4 GiB, or refused). */
+  /** The kernel in use: 'wasm'/'wasm-f32' fall back to 'js' when their memory cannot be had (over 4 GiB, or refused). */
   readonly kernel: SolverKernel;
   /** Current iterate, batch × n. */
   readonly z: Float32Array;
@@ -107,28 +117,29 @@ export class SolverWorkspace {
     const offsets: Record<string, number> = {};
     let at = WASM_BASE;
     const take = (bytes: number) => { const o = at; at += Math.ceil(bytes / 16) * 16; return o; };
-    const out = take(16 * 8), coef = take(Math.max(2 * m, 1) * 8), zBest = take(bn * 4);
+    const out = take(16 * 8), coef = take(Math.max(2 * m, 1) * 8), coef32 = take(Math.max(2 * m, 1) * 4), zBest = take(bn * 4);
     for (const [name, bytes] of Object.entries(sizes)) offsets[name] = take(bytes);
     let bound: ReturnType<typeof instantiateKernels> | null = null;
-    if (kernel === 'wasm') {
+    if (kernel !== 'js') {
       // A 32-bit wasm memory holds at most 4 GiB, and the engine may refuse less: such a
       // workspace falls back to the js kernel (same results, slower) instead of failing the solve.
       try {
-        if (at <= MAX_WASM_BYTES) bound = instantiateKernels(at);
+        if (at <= MAX_WASM_BYTES) bound = instantiateKernels(at, kernel === 'wasm-f32' ? 'f32' : 'f64');
       } catch {
         bound = null;
       }
     }
-    this.kernel = bound ? 'wasm' : 'js';
+    this.kernel = bound ? kernel : 'js';
     if (bound) {
       const { buffer: buf, kernels } = bound;
       alloc = (name) => [buf, offsets[name]];
       wasm = {
-        k: kernels,
+        k: kernels, f32: kernel === 'wasm-f32',
         z: offsets.z, fz: offsets.fz, g: offsets.g, zPrev: offsets.zPrev, gPrev: offsets.gPrev, p: offsets.p,
-        zBest, histA: offsets.histA, histB: offsets.histB, scratch: offsets.scratch, out, coef,
+        zBest, histA: offsets.histA, histB: offsets.histB, scratch: offsets.scratch, out, coef, coef32,
         outView: new Float64Array(buf, out, 16),
         coefView: new Float64Array(buf, coef, Math.max(2 * m, 1)),
+        coef32View: new Float32Array(buf, coef32, Math.max(2 * m, 1)),
         zBestView: new Float32Array(buf, zBest, bn),
       };
     } else {

@@ -1,5 +1,6 @@
-// The shipped Fashion-MNIST bundles solved with the wasm kernels and with the scalar
-// js reference: same z*, same iteration counts (±1), same logits, for all three methods.
+// The shipped Fashion-MNIST bundles solved with the wasm kernels (float64 and float32
+// arithmetic) and with the scalar js reference: same z*, same iteration counts (±1), same
+// logits, for all three methods.
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFashionMnist, type ImageSet } from '../../src/eval/fashion-mnist.js';
@@ -27,22 +28,33 @@ for (const name of ['fashion-mnist-jr', 'fashion-mnist-plain']) {
     afterAll(async () => { await model?.release(); });
 
     for (const method of ['broyden', 'anderson', 'fixed-point'] as SolverMethod[]) {
-      it(`${method}, batch ${BATCH}`, async () => {
-        const per = set.rows * set.cols;
-        const input = new Float32Array(BATCH * per);
-        for (let i = 0; i < BATCH; i++) normalizePixels(set.images.subarray((40 + i) * per, (41 + i) * per), model.manifest.preprocess!, input, i * per);
-        const runWith = async (kernel: SolverKernel) => {
-          model.solverKernel = kernel;
-          return model.infer({ input, batch: BATCH, returnState: true, solver: { method, maxIter: 25 } });
-        };
-        const js = await runWith('js');
-        const wasm = await runWith('wasm');
-        expect(relDiff(wasm.state!.data as Float32Array, js.state!.data as Float32Array)).toBeLessThanOrEqual(1e-5);
-        for (let i = 0; i < BATCH; i++) expect(Math.abs(wasm.solver.iterations[i] - js.solver.iterations[i])).toBeLessThanOrEqual(1);
-        expect(Array.from(wasm.solver.converged)).toEqual(Array.from(js.solver.converged));
-        const logits = Object.keys(js.outputs)[0];
-        expect(relDiff(wasm.outputs[logits].data as Float32Array, js.outputs[logits].data as Float32Array)).toBeLessThanOrEqual(1e-5);
-      });
+      for (const kernel of ['wasm', 'wasm-f32'] as const) {
+        it(`${method}, batch ${BATCH}, ${kernel}`, async () => {
+          const per = set.rows * set.cols;
+          const input = new Float32Array(BATCH * per);
+          for (let i = 0; i < BATCH; i++) normalizePixels(set.images.subarray((40 + i) * per, (41 + i) * per), model.manifest.preprocess!, input, i * per);
+          const runWith = async (k: SolverKernel, x = input) => {
+            model.solverKernel = k;
+            return model.infer({ input: x, batch: BATCH, returnState: true, solver: { method, maxIter: 25 } });
+          };
+          const js = await runWith('js');
+          const wasm = await runWith(kernel);
+          // 'wasm' does the reference's arithmetic: 1e-5. 'wasm-f32' rounds to float32, which an
+          // ill-conditioned solve (fashion-mnist-plain, Broyden) amplifies: it must agree as well as
+          // the reference agrees with itself when the pixels move by one float32 ulp (×10).
+          let bound = 1e-5;
+          if (kernel === 'wasm-f32') {
+            const moved = await runWith('js', input.map((v) => v * (1 + 2 ** -23)));
+            bound = Math.max(bound, 10 * relDiff(moved.state!.data as Float32Array, js.state!.data as Float32Array));
+            expect(bound).toBeLessThanOrEqual(name === 'fashion-mnist-jr' ? 1e-5 : 5e-3);
+          }
+          expect(relDiff(wasm.state!.data as Float32Array, js.state!.data as Float32Array)).toBeLessThanOrEqual(bound);
+          for (let i = 0; i < BATCH; i++) expect(Math.abs(wasm.solver.iterations[i] - js.solver.iterations[i])).toBeLessThanOrEqual(1);
+          expect(Array.from(wasm.solver.converged)).toEqual(Array.from(js.solver.converged));
+          const logits = Object.keys(js.outputs)[0];
+          expect(relDiff(wasm.outputs[logits].data as Float32Array, js.outputs[logits].data as Float32Array)).toBeLessThanOrEqual(bound);
+        });
+      }
     }
   });
 }
