@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { isDeqError } from '../errors.js';
 import { MODEL_FLAGS, enumFlag, intFlag, numberFlag, sessionFlags, solverFlags, usage } from './options.js';
+import { SOLVER_KERNELS, type SolverKernel } from '../solver/index.js';
 
 const MODEL_OPTIONS = `Model options:
   --tol X  --max-iter N  --solver broyden|anderson|fixed-point  --stop-mode abs|rel  --history M
@@ -62,13 +63,13 @@ ${MODEL_OPTIONS}
 
 deq-serve bench http --help     load test of a running server (or of ours, --compare)
 
-deq-serve bench solve <bundle> [--batches 1,8,32] [--images 64] [--kernels js,wasm]
+deq-serve bench solve <bundle> [--batches 1,8,32] [--images 64] [--kernels js,wasm,wasm-f32]
                 [--rss-max-iters 10,100,1000] [--data-dir DIR] [--out FILE.md] [--json] [model options]
     Per batch size and solver kernel (runs alternate): ms per sample, NFE, cell ms, solver ms and
     solver share; then peak RSS of a fresh process per max_iter with every iteration forced.
     Writes docs/results/bench-solve-<model>.md unless --out says otherwise.
 
-deq-serve bench compare <bundle> [--batches 1,32] [--threads 1,2] [--images 64] [--rounds 3]
+deq-serve bench compare <bundle> [--batches 1,32] [--threads 1,2] [--images 64] [--rounds 3] [--kernel wasm]
                 [--python /usr/bin/python3] [--data-dir DIR] [--out FILE.md] [--json]
     The same images through deq-serve and through the recipe's PyTorch model with the bundle's
     weights and solver settings, alternating, per batch size and thread count. Exit 2 when the
@@ -212,7 +213,7 @@ async function benchSolveCommand(args: string[]): Promise<number> {
     ...d,
     batches: values.batches === undefined ? d.batches : intList('--batches', values.batches),
     images: values.images === undefined ? d.images : intFlag('--images', values.images),
-    kernels: values.kernels === undefined ? d.kernels : values.kernels.split(',').map((k) => enumFlag('--kernels', k.trim(), ['js', 'wasm']) as 'js' | 'wasm'),
+    kernels: values.kernels === undefined ? d.kernels : values.kernels.split(',').map((k) => enumFlag('--kernels', k.trim(), SOLVER_KERNELS) as SolverKernel),
     rssMaxIters: values['rss-max-iters'] === undefined ? d.rssMaxIters : values['rss-max-iters'] === '' ? [] : intList('--rss-max-iters', values['rss-max-iters']),
     solver: solverFlags(values),
     session: sessionFlags(values),
@@ -227,7 +228,7 @@ async function benchSolveCommand(args: string[]): Promise<number> {
 async function benchCompareCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
-    options: { ...MODEL_FLAGS, ...HELP_FLAG, batches: { type: 'string' }, images: { type: 'string' }, rounds: { type: 'string' }, python: { type: 'string' }, out: { type: 'string' }, 'data-dir': { type: 'string' } },
+    options: { ...MODEL_FLAGS, ...HELP_FLAG, batches: { type: 'string' }, images: { type: 'string' }, rounds: { type: 'string' }, python: { type: 'string' }, kernel: { type: 'string' }, out: { type: 'string' }, 'data-dir': { type: 'string' } },
     allowPositionals: true,
   });
   if (wantsHelp('bench', values)) return 0;
@@ -245,6 +246,7 @@ async function benchCompareCommand(args: string[]): Promise<number> {
       python: values.python ?? d.python,
       session: sessionFlags(rest),
       dataDir: values['data-dir'],
+      kernel: values.kernel === undefined ? undefined : enumFlag('--kernel', values.kernel, SOLVER_KERNELS) as SolverKernel,
     });
   } catch (err) {
     if (err instanceof TorchUnavailable) {

@@ -6,6 +6,7 @@ import { createInterface, type Interface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { DeqError } from '../errors.js';
 import { DeqModel, type SessionConfig } from '../runtime/index.js';
+import type { SolverKernel } from '../solver/index.js';
 import { batchRequest, benchImages, type BenchImages } from './bench-inputs.js';
 import { machineName } from './bench-solve.js';
 
@@ -23,6 +24,8 @@ export interface BenchCompareOptions {
   python: string;
   session: Partial<SessionConfig>;
   dataDir?: string;
+  /** deq-serve's solver kernel (default: the solver's default). */
+  kernel?: SolverKernel;
 }
 
 export const BENCH_COMPARE_DEFAULTS: Omit<BenchCompareOptions, 'session'> = {
@@ -93,6 +96,7 @@ export async function benchCompare(dir: string, o: BenchCompareOptions): Promise
     for (const threads of o.threads) {
       const model = await DeqModel.load(dir, { ...o.session, intraOpThreads: threads });
       name = model.name;
+      if (o.kernel) model.solverKernel = o.kernel;
       kernel = model.solverKernel;
       try {
         for (const batch of o.batches) {

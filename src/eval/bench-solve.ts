@@ -24,7 +24,7 @@ export interface BenchSolveOptions {
 }
 
 export const BENCH_SOLVE_DEFAULTS: Omit<BenchSolveOptions, 'solver' | 'session'> = {
-  batches: [1, 8, 32], images: 64, minRuns: 4, warmup: 2, kernels: ['js', 'wasm'], rssMaxIters: [10, 100, 1000], rssBatch: 32,
+  batches: [1, 8, 32], images: 64, minRuns: 4, warmup: 2, kernels: ['js', 'wasm', 'wasm-f32'], rssMaxIters: [10, 100, 1000], rssBatch: 32,
 };
 
 /** One batch size on one kernel. Times are per sample, medians over runs, ms. */
@@ -135,7 +135,7 @@ export function benchSolveMarkdown(r: BenchSolveReport, command: string): string
     '',
     `Reproduce: \`${command}\``,
     '',
-    'Per sample, medians over runs; runs of the kernels alternate. `js` is the scalar TypeScript reference, `wasm` the SIMD kernels (the default).',
+    'Per sample, medians over runs; runs of the kernels alternate. `js` is the scalar TypeScript reference, `wasm` the SIMD kernels in float64 arithmetic (the default), `wasm-f32` the SIMD kernels in float32 arithmetic (docs/solver.md, "Kernel precision").',
     '',
     '| batch | kernel | NFE | solve ms | cell ms | solver ms | solver share | solver µs / evaluation |',
     '|---|---|---|---|---|---|---|---|',

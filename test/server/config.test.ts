@@ -31,6 +31,8 @@ describe('loadConfig', () => {
     expect(configError(() => loadConfig([], { DEQ_WORKERS: 'many' }))).toMatchObject({ code: 'DEQ_ERR_CONFIG_INVALID', setting: 'DEQ_WORKERS' });
     expect(configError(() => loadConfig([], { DEQ_PROVIDERS: 'tpu' }))).toMatchObject({ setting: 'DEQ_PROVIDERS' });
     expect(configError(() => loadConfig(['--on-deadline', 'maybe']))).toMatchObject({ setting: '--on-deadline' });
+    expect(configError(() => loadConfig(['--solver-kernel', 'avx']))).toMatchObject({ setting: '--solver-kernel' });
+    expect(loadConfig([], { DEQ_SOLVER_KERNEL: 'wasm-f32' }).solverKernel).toBe('wasm-f32');
     expect(configError(() => loadConfig(['--bogus', '1']))).toMatchObject({ setting: '--bogus' });
     expect(configError(() => loadConfig(['--queue-size']))).toMatchObject({ setting: '--queue-size' });
     expect(configError(() => loadConfig(['--tol-min', '0.5', '--tol-max', '0.1'])).code).toBe('DEQ_ERR_CONFIG_INVALID');
