@@ -18,7 +18,7 @@ describe('deq-serve bench solve / compare', () => {
     const r = await runCli(['bench', 'solve', JR, '--json', '--batches', '1,2', '--images', '2', '--rss-max-iters', '3', '--data-dir', FASHION_MNIST_SLICE, '--out', out], 120_000);
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout);
-    expect(report.rows.map((x: { batch: number; kernel: string }) => `${x.batch}/${x.kernel}`)).toEqual(['1/js', '1/wasm', '2/js', '2/wasm']);
+    expect(report.rows.map((x: { batch: number; kernel: string }) => `${x.batch}/${x.kernel}`)).toEqual(['1/js', '1/wasm', '1/wasm-f32', '2/js', '2/wasm', '2/wasm-f32']);
     for (const row of report.rows) {
       expect(row.nfe_mean).toBeGreaterThan(1);
       expect(row.cell_ms).toBeGreaterThan(0);
@@ -28,7 +28,7 @@ describe('deq-serve bench solve / compare', () => {
     expect(report.rss).toHaveLength(1);
     expect(report.rss[0]).toMatchObject({ max_iter: 3, nfe_mean: 3 });
     expect(report.rss[0].peak_rss_mb).toBeGreaterThan(10);
-    expect(await readFile(out, 'utf8')).toContain('| 2 | wasm |');
+    expect(await readFile(out, 'utf8')).toContain('| 2 | wasm-f32 |');
   });
 
   it('bench compare agrees with the recipe\'s PyTorch model where torch is installed, and exits 2 where it is not', async () => {
