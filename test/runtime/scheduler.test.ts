@@ -8,7 +8,7 @@ import { brownCorpusDir, encodeStream, readBrownSplits } from '../../src/eval/br
 import { readFashionMnist } from '../../src/eval/fashion-mnist.js';
 import { normalizePixels } from '../../src/preprocess/normalize.js';
 import { DeqModel, Scheduler, type InferRequest, type ScheduledResult, type SchedulerOptions } from '../../src/runtime/index.js';
-import type { SolverKernel, SolverMethod } from '../../src/solver/index.js';
+import { SOLVER_KERNELS, type SolverKernel, type SolverMethod } from '../../src/solver/index.js';
 import { DeqError } from '../../src/errors.js';
 import { FASHION_MNIST_SLICE, TINY_IMAGE, TINY_LM } from '../helpers/fixtures.js';
 
@@ -241,7 +241,7 @@ describe('Scheduler: padded language-model windows (state.pad, property)', () =>
       const list = lmArrivals(model.manifest.tokenizer!.context, (L) => fc.array(fc.integer({ min: 0, max: V - 1 }), { minLength: L, maxLength: L }),
         { maxIter: 30, tols: TOLS, methods: ['broyden', 'anderson', 'fixed-point'], max: 8 });
       let sharedProperties = 0;
-      await fc.assert(fc.asyncProperty(list, fc.integer({ min: 2, max: 6 }), fc.constantFrom<SolverKernel>('wasm', 'js'), fc.constantFrom('continuous', 'static'), async (arrivals, maxRows, kernel, mode) => {
+      await fc.assert(fc.asyncProperty(list, fc.integer({ min: 2, max: 6 }), fc.constantFrom<SolverKernel>(...SOLVER_KERNELS), fc.constantFrom('continuous', 'static'), async (arrivals, maxRows, kernel, mode) => {
         model.solverKernel = kernel;
         const before = runs.mixed;
         const { done } = await schedule(model, arrivals, { mode, maxRows, maxQueueDelayMs: 0 }, toRequest);
