@@ -97,7 +97,9 @@ interface Group {
  * worker). Requests with the same solver method and state shape share a
  * SolveSession and a CellBatch; each keeps its own tolerance, cap, stop mode,
  * deadline and solver history (per-row state in the session), so its answer is the
- * one it would get alone. Groups take turns, one iteration each.
+ * one it would get alone. Groups take turns, one iteration each. For a model whose
+ * manifest declares `state.pad`, the state shape is taken at the padded length
+ * (DeqModel.cellPadding), so language-model windows of different lengths share.
  */
 export class Scheduler {
   readonly model: DeqModel;
