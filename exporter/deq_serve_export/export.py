@@ -260,6 +260,7 @@ def export_bundle(
     parity_cases: Optional[int] = None,
     include_z_star: bool = True,
     seq_dynamic: Optional[bool] = None,
+    state_pad: Optional[str] = None,
     spectral_iters: int = 60,
     fp16_min_elements: int = 0,
     strict: bool = False,
@@ -285,6 +286,9 @@ def export_bundle(
     strict:        raise ExportError when a reference solve, or the default solver, does not
                    converge on a parity input (else warn);
                    no manifest.json is written then, so the folder is not a bundle.
+    state_pad:     "right" declares the cell causal along the sequence axis (state.pad in the
+                   manifest), so deq-serve may right-pad windows of different lengths into one
+                   solve; checked on the first parity input (check_causal) before anything is written.
     """
     if task not in TASKS:
         raise ExportError(f"task must be one of {', '.join(TASKS)} (got {task!r}); a model that is not an "
@@ -397,6 +401,15 @@ def export_bundle(
         if seq_dynamic and t.dim() >= 2:
             s[0] = -1
         return s
+
+    if state_pad is not None:
+        if state_pad != "right":
+            raise ExportError(f"state_pad must be 'right' or None (got {state_pad!r})")
+        spec = list(state_shape) if state_shape is not None else per_sample_shape(z_ex)
+        if not seq_dynamic or not spec or spec[0] != -1 or -1 in spec[1:]:
+            raise ExportError(f"state_pad='right' pads the sequence axis: the state must be [-1, ...] with no other "
+                              f"symbolic dim (got {spec}; seq_dynamic={seq_dynamic})")
+        check_causal(cell_m, z_ex, u_ex)
 
     files = {"cell": "cell.onnx"}
     if inject_m is not None:
@@ -512,7 +525,7 @@ def export_bundle(
         "task": task,
         "description": description,
         "graphs": graphs,
-        "state": {"shape": state_spec},
+        "state": {"shape": state_spec, **({"pad": state_pad} if state_pad is not None else {})},
         "solver": solver,
     }
     if head_m is None:
@@ -542,6 +555,30 @@ def export_bundle(
     for p in path.values():
         check_onnx(p)
     return manifest
+
+
+def check_causal(cell: nn.Module, z: torch.Tensor, args: Sequence[torch.Tensor], atol: float = 1e-4) -> None:
+    """Raise ExportError unless cell(z, *args) is causal along axis 1 (the sequence axis).
+
+    For a few cuts t, the cell run on the first t positions of z and of every input with that
+    axis must give the first t positions of the cell run on all of them: what deq-serve
+    relies on when it right-pads a window to share a solve (manifest state.pad "right").
+    z is random here, the inputs are the first parity input's.
+    """
+    T = int(z.shape[1])
+    if T < 2:
+        raise ExportError("state_pad: the first parity input needs at least 2 positions to check that the cell is causal")
+    g = torch.Generator().manual_seed(0)
+    zr = torch.randn(z.shape, generator=g)
+    with torch.no_grad():
+        full = cell(zr, *args)
+        for t in sorted({1, T // 2, T - 1}):
+            cut = [a[:, :t] if a.dim() >= 2 and a.shape[1] == T else a for a in args]
+            diff = float((cell(zr[:, :t], *cut) - full[:, :t]).abs().max())
+            if not diff <= atol:
+                raise ExportError(f"state_pad='right' needs a cell that is causal along the sequence axis: its output at "
+                                  f"positions < {t} changed by {diff:.3g} when positions {t}..{T - 1} were removed "
+                                  "(mask attention to keys <= the query, and add positions in inject)")
 
 
 def stability_check(solver: dict, flat_fns, rho_max: float) -> dict:

@@ -495,6 +495,7 @@ def export(args, vocab, stats, valid):
         args.bundle_dir, model.inject, model.deq.cell, model.head,
         parity_inputs=xs, parity_extra={"targets": ts},
         name="brown-lm-jr", task="language-model",
+        state_pad="right",  # the cell is causal (positions are added in inject): windows may be right-padded
         description=("Word-level DEQ-Transformer language model (one causal self-attention block solved to "
                      "its fixed point, tied embeddings) trained on the Brown corpus with Jacobian regularization."),
         solver={"method": "broyden", "tol": args.serve_tol, "stop_mode": "rel", "max_iter": args.serve_max_iter,

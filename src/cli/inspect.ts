@@ -23,7 +23,7 @@ export async function inspect(dir: string, session: Partial<SessionConfig>, json
         `  inputs         ${modelInputs(m).map(io).join(', ')}`,
         `  outputs        ${modelOutputs(m).map(io).join(', ')}`,
         `  graphs         ${(['inject', 'cell', 'head'] as const).filter((g) => m.graphs[g]).join(', ')}`,
-        `  state shape    [${m.state.shape.join(', ')}]`,
+        `  state shape    [${m.state.shape.join(', ')}]${m.state.pad ? ` (pad ${m.state.pad}: the cell is causal along axis 0)` : ''}`,
         `  solver         ${d.method}, tol ${d.tol} (${d.stopMode}), max_iter ${d.maxIter}, history ${d.history}`,
         m.labels ? `  labels         ${m.labels.join(', ')}` : '',
         m.tokenizer ? `  tokenizer      ${m.tokenizer.kind}, |V| ${model.bundle.vocab?.length}, context ${m.tokenizer.context}` : '',

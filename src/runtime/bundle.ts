@@ -116,6 +116,17 @@ function checkConsistency(m: Manifest): void {
       if (!sameShape(from.shape, spec.shape) || from.dtype !== spec.dtype) throw invalid(`manifest.json: graphs.cell.inputs[${i + 1}] "${spec.name}" differs from the inject output of that name`);
     }
   }
+  if (m.state.pad) {
+    // Padding extends axis 0 only: it must be the one symbolic axis of the state, and of every
+    // cell input that has one (those are padded with it; inputs without one are passed as they are).
+    const axis0Only = (shape: number[]) => shape[0] === -1 && shape.indexOf(-1, 1) < 0;
+    if (!axis0Only(state)) throw invalid(`manifest.json: state.pad "${m.state.pad}" needs the sequence axis first in state.shape and no other symbolic dim ([-1, …], got [${state}])`);
+    for (const [i, spec] of cell.inputs.slice(1).entries()) {
+      if (spec.shape.includes(-1) && !axis0Only(spec.shape)) {
+        throw invalid(`manifest.json: graphs.cell.inputs[${i + 1}] "${spec.name}" has a symbolic dim other than the first; state.pad pads axis 0 only`);
+      }
+    }
+  }
   const inputNames = modelInputs(m).map((t) => t.name);
   const dup = inputNames.find((n, i) => inputNames.indexOf(n) !== i);
   if (dup) throw invalid(`manifest.json: input name "${dup}" is declared twice`);

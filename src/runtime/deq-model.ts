@@ -2,7 +2,7 @@ import { DeqError } from '../errors.js';
 import { defaultSolverKernel, resolveSolverOptions, solve, SolverWorkspace, type ResolvedSolverOptions, type SolveResult, type SolverKernel, type SolverOptions } from '../solver/index.js';
 import { loadBundle, type Bundle, type GraphRole } from './bundle.js';
 import { modelInputs, modelOutputs, stateOutputs, type Manifest, type TensorSpec } from './manifest.js';
-import { CellBatch } from './cell-batch.js';
+import { CellBatch, padLength, type CellPadding } from './cell-batch.js';
 import { createTensor, DEFAULT_SESSION_CONFIG, OnnxGraph, type SessionConfig, type Tensor } from './onnx.js';
 
 /** A dense tensor as it crosses the runtime boundary. */
@@ -191,14 +191,34 @@ export class DeqModel {
     };
   }
 
-  /** Cell evaluation over `capacity` slots laid out for prepared requests of this shape. */
-  cellBatch(prep: Prepared, capacity: number): CellBatch {
+  /**
+   * How a window of `length` positions is padded when it shares solves: to
+   * padLength(length, context), along axis 0 of the state and of every cell input
+   * whose first dim is symbolic. Undefined unless the manifest declares `state.pad`
+   * (padding is exact only for a cell that is causal along that axis).
+   */
+  cellPadding(length: number | undefined): CellPadding | undefined {
+    const m = this.manifest;
+    if (m.state.pad !== 'right' || length === undefined) return undefined;
+    return {
+      length: padLength(length, m.tokenizer?.context),
+      args: m.graphs.cell.inputs.slice(1).map((t) => t.shape[0] === -1),
+    };
+  }
+
+  /**
+   * Cell evaluation over `capacity` slots laid out for prepared requests of this
+   * shape, or (with `padding`) for requests of any length up to padding.length.
+   */
+  cellBatch(prep: Prepared, capacity: number, padding?: CellPadding): CellBatch {
     const spec = this.manifest.graphs.cell;
+    const padded = (dims: readonly number[], yes: boolean) => (padding && yes ? [padding.length, ...dims.slice(2)] : dims.slice(1));
     return new CellBatch(
       this.#graphs.cell,
       { z: spec.inputs[0].name, out: spec.outputs[0].name, args: spec.inputs.slice(1).map((t) => t.name) },
-      capacity, prep.stateDims.slice(1),
-      prep.cellArgs.map((t) => ({ type: t.type as 'float32' | 'int64', tail: t.dims.slice(1) })),
+      capacity, padded(prep.stateDims, true),
+      prep.cellArgs.map((t, a) => ({ type: t.type as 'float32' | 'int64', tail: padded(t.dims, padding?.args[a] === true) })),
+      padding,
     );
   }
 

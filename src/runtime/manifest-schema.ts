@@ -58,7 +58,12 @@ export const MANIFEST_SCHEMA = {
     state: {
       type: 'object',
       required: ['shape'],
-      properties: { shape: { type: 'array', minItems: 1, items: { type: 'integer', minimum: -1 } } },
+      properties: {
+        shape: { type: 'array', minItems: 1, items: { type: 'integer', minimum: -1 } },
+        // "right": the cell is causal along state axis 0, so right padding is exact (checked
+        // against the shapes in bundle.ts; the causality itself is the exporter's to check).
+        pad: { enum: ['right'] },
+      },
     },
     solver: {
       type: 'object',

@@ -70,7 +70,16 @@ export interface Manifest {
   description?: string;
   /** inject and head are optional (task "tensor"); image and language models have all three. */
   graphs: { inject?: GraphSpec; cell: GraphSpec; head?: GraphSpec };
-  state: { shape: number[] };
+  state: {
+    shape: number[];
+    /**
+     * `right`: the cell is causal along the state's axis 0 (position t of f(z, u…)
+     * depends only on positions ≤ t of z and of every cell input), so a window
+     * right-padded to a longer length solves exactly as alone. The scheduler then
+     * pads windows of different lengths to a shared length (docs/bundle-format.md).
+     */
+    pad?: 'right';
+  };
   /** Without a head: the outputs (default: all of z* as "z_star"). */
   state_outputs?: StateOutput[];
   solver: ManifestSolver;

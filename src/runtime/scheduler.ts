@@ -1,6 +1,6 @@
 import { DeqError } from '../errors.js';
 import { SolveSession, SolverWorkspace, type ResolvedSolverOptions, type SolveResult } from '../solver/index.js';
-import type { CellBatch } from './cell-batch.js';
+import type { CellBatch, CellPadding } from './cell-batch.js';
 import type { DeqModel, InferRequest, InferResult, Prepared } from './deq-model.js';
 
 /**
@@ -39,8 +39,11 @@ export interface ScheduledResult extends InferResult {
 
 /** What the scheduler reports for metrics. */
 export interface SchedulerHooks {
-  /** After every cell run: how many rows it evaluated. */
-  onRun?(rows: number): void;
+  /**
+   * After every cell run: how many rows it evaluated; for padded models (state.pad) also
+   * the sequence positions it evaluated (rows × padded length) and how many were padding.
+   */
+  onRun?(rows: number, positions: number, padPositions: number): void;
   /** When a solve goes idle: rows that joined after it started, rows that left while others ran on. */
   onSolveEnd?(joins: number, leaves: number): void;
   /** At every iteration boundary, before admissions (tests submit here to join mid-solve). */
@@ -53,6 +56,8 @@ interface Job {
   submittedAt: number;
   prep: Prepared | null;
   prepMs: number;
+  /** Padded models: the length the request's rows are solved at (see DeqModel.cellPadding). */
+  padding: CellPadding | undefined;
   key: string;
   /** Rows not yet admitted, in order. */
   pending: number[];
@@ -92,7 +97,9 @@ interface Group {
  * worker). Requests with the same solver method and state shape share a
  * SolveSession and a CellBatch; each keeps its own tolerance, cap, stop mode,
  * deadline and solver history (per-row state in the session), so its answer is the
- * one it would get alone. Groups take turns, one iteration each.
+ * one it would get alone. Groups take turns, one iteration each. For a model whose
+ * manifest declares `state.pad`, the state shape is taken at the padded length
+ * (DeqModel.cellPadding), so language-model windows of different lengths share.
  */
 export class Scheduler {
   readonly model: DeqModel;
@@ -127,7 +134,7 @@ export class Scheduler {
     const id = this.#nextId++;
     const result = new Promise<ScheduledResult>((resolve, reject) => {
       const job: Job = {
-        id, req, submittedAt: performance.now(), prep: null, prepMs: 0, key: '', pending: [], active: 0, done: 0, admittedAt: 0,
+        id, req, submittedAt: performance.now(), prep: null, prepMs: 0, padding: undefined, key: '', pending: [], active: 0, done: 0, admittedAt: 0,
         z: null, stats: null, calls: 0, cellMs: 0, lastRun: 0, stopped: false, cancelled: null, resolve, reject,
       };
       this.#jobs.set(id, job);
@@ -155,7 +162,10 @@ export class Scheduler {
     this.model.prepare(job.req).then((prep) => {
       job.prep = prep;
       job.prepMs = performance.now() - t0;
-      job.key = groupKey(prep, this.model.solverKernel);
+      // A padded model's rows are always solved at their padded length, alone or not, so a
+      // request's answer does not depend on its company (and windows of one bucket share solves).
+      job.padding = this.model.cellPadding(prep.length);
+      job.key = groupKey(prep, this.model.solverKernel, job.padding);
       job.pending = Array.from({ length: prep.batch }, (_, i) => i);
       job.z = new Float32Array(prep.batch * prep.n);
       job.stats = {
@@ -267,7 +277,7 @@ export class Scheduler {
           continue;
         }
       }
-      g ??= this.#group(key, jobs[0].prep!);
+      g ??= this.#group(key, jobs[0]);
       // Round-robin over the waiting jobs, one row at a time. In continuous mode no request holds
       // more than its share of the slots, even alone: a newcomer can always join at the next
       // boundary instead of waiting for a big request's rows to finish (measured cost: the cell's
@@ -291,7 +301,7 @@ export class Scheduler {
   #admitRow(g: Group, job: Job, row: number, slot: number): void {
     const prep = job.prep!;
     const o = prep.options;
-    g.cells.setRow(slot, prep.cellArgs, row);
+    g.cells.setRow(slot, prep.cellArgs, row, prep.length);
     g.session.admit(slot, {
       tol: o.sampleTol ? o.sampleTol[row] : o.tol,
       maxIter: o.sampleMaxIter ? o.sampleMaxIter[row] : o.maxIter,
@@ -305,13 +315,16 @@ export class Scheduler {
     if (this.options.mode === 'static') g.batch.add(job);
   }
 
-  #group(key: string, prep: Prepared): Group {
+  #group(key: string, job: Job): Group {
     const { maxRows } = this.options;
+    const prep = job.prep!;
     const o = prep.options;
-    const ws = new SolverWorkspace(o.method, maxRows, prep.n, o.history, this.model.solverKernel);
+    const cells = this.model.cellBatch(prep, maxRows, job.padding);
+    // Rows are cells.n long: the padded state when the model pads (prep.n is one request's own).
+    const ws = new SolverWorkspace(o.method, maxRows, cells.n, o.history, this.model.solverKernel);
     const g: Group = {
       key, session: new SolveSession(ws, { ...o, trace: false, sampleTol: undefined, sampleMaxIter: undefined }),
-      cells: this.model.cellBatch(prep, maxRows), slotJob: new Array(maxRows).fill(null), slotRow: new Int32Array(maxRows),
+      cells, slotJob: new Array(maxRows).fill(null), slotRow: new Int32Array(maxRows),
       turns: 0, joins: 0, leaves: 0, batch: new Set(),
     };
     this.#groups.set(key, g);
@@ -326,7 +339,7 @@ export class Scheduler {
     const before = cells.elapsed;
     await cells.run(ws.z, ws.fz, ws.active);
     const runMs = cells.elapsed - before;
-    this.#hooks.onRun?.(cells.lastRows);
+    this.#hooks.onRun?.(cells.lastRows, cells.lastPositions, cells.lastPadPositions);
     // Each request counts the run once, however many of its rows it evaluated (no per-run allocation).
     const turn = ++this.#runs;
     for (let s = 0; s < g.slotJob.length; s++) {
@@ -362,11 +375,12 @@ export class Scheduler {
   }
 
   // A row left its slot (stopped, or evicted): its best iterate and stats go to its request.
+  // A padded row's own positions come first; the head runs on them alone.
   #collect(g: Group, s: number): void {
     const job = g.slotJob[s];
     if (!job) return;
     const r = g.slotRow[s], n = job.prep!.n, sess = g.session;
-    job.z!.set(sess.bestRow(s), r * n);
+    job.z!.set(sess.bestRow(s).subarray(0, n), r * n);
     const st = job.stats!;
     st.iterations[r] = sess.iterations[s];
     st.residual[r] = sess.residual[s];
@@ -408,11 +422,13 @@ export class Scheduler {
 }
 
 // Requests share a solve when everything but the per-row settings agrees: method and its
-// parameters, history, kernel, and the shapes of the state and of the cell's inputs.
-function groupKey(prep: Prepared, kernel: string): string {
+// parameters, history, kernel, and the shapes of the state and of the cell's inputs (for a
+// padded model, at the padded length: windows of different lengths in one bucket share).
+function groupKey(prep: Prepared, kernel: string, padding: CellPadding | undefined): string {
   const o: ResolvedSolverOptions = prep.options;
+  const dims = (d: readonly number[], padded: boolean) => (padding && padded ? [padding.length, ...d.slice(2)] : d.slice(1)).join('x');
   return [
     o.method, o.history, o.lineSearch, o.andersonLambda, o.andersonBeta, o.damping, o.divergenceFactor, o.restartFactor, kernel,
-    prep.stateDims.slice(1).join('x'), ...prep.cellArgs.map((t) => `${t.type}[${t.dims.slice(1).join('x')}]`),
+    dims(prep.stateDims, true), ...prep.cellArgs.map((t, a) => `${t.type}[${dims(t.dims, padding?.args[a] === true)}]`),
   ].join('|');
 }

@@ -49,6 +49,9 @@ export interface BatchStats {
   /** Per ended solve: rows that joined after it started, rows that left while others ran on. */
   joins: number[];
   leaves: number[];
+  /** Padded models (state.pad): sequence positions evaluated by cell runs, padding included, and the padding among them. */
+  positions: number;
+  padPositions: number;
 }
 
 interface Pending {
@@ -334,7 +337,7 @@ export class WorkerPool {
             this.#onReply(slot, msg);
             break;
           case 'stats':
-            this.events.emit('batch', { model: msg.model, rows: msg.rows, joins: msg.joins, leaves: msg.leaves } satisfies BatchStats);
+            this.events.emit('batch', { model: msg.model, rows: msg.rows, joins: msg.joins, leaves: msg.leaves, positions: msg.positions, padPositions: msg.padPositions } satisfies BatchStats);
             break;
           default:
             break;

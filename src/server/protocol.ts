@@ -79,6 +79,9 @@ export type FromWorker =
   | { type: 'fatal'; error: SerializedError }
   | { type: 'result'; id: number; reply: InferReply }
   | { type: 'error'; id: number; error: SerializedError }
-  /** Batching statistics since the last report: rows per cell run; joins and leaves per ended solve. */
-  | { type: 'stats'; model: string; rows: number[]; joins: number[]; leaves: number[] }
+  /**
+   * Batching statistics since the last report: rows per cell run; joins and leaves per ended
+   * solve; sequence positions the cell runs evaluated for padded models, and how many were padding.
+   */
+  | { type: 'stats'; model: string; rows: number[]; joins: number[]; leaves: number[]; positions: number; padPositions: number }
   | { type: 'released' };

@@ -3,7 +3,7 @@
 // calling thread (microsoft/onnxruntime#19611), hence a thread per worker.
 import { parentPort, workerData } from 'node:worker_threads';
 import { DeqError, isDeqError, type ErrorCode } from '../errors.js';
-import { DeqModel, modelInputs, Scheduler, type ExecutionProvider, type InferResult, type Manifest } from '../runtime/index.js';
+import { DeqModel, modelInputs, padLength, Scheduler, type ExecutionProvider, type InferResult, type Manifest } from '../runtime/index.js';
 import type { SolverKernel } from '../solver/index.js';
 import type { FromWorker, InferJob, InferReply, SerializedError, ToWorker, WorkerInit } from './protocol.js';
 
@@ -18,10 +18,10 @@ const scheduled = new Map<number, { model: string; ids: number[] }>();
 
 /** Batching statistics since the last report, per model; flushed every STATS_MS. */
 const STATS_MS = 200;
-const stats = new Map<string, { rows: number[]; joins: number[]; leaves: number[] }>();
+const stats = new Map<string, { rows: number[]; joins: number[]; leaves: number[]; positions: number; padPositions: number }>();
 function statsOf(model: string) {
   let s = stats.get(model);
-  if (!s) stats.set(model, (s = { rows: [], joins: [], leaves: [] }));
+  if (!s) stats.set(model, (s = { rows: [], joins: [], leaves: [], positions: 0, padPositions: 0 }));
   return s;
 }
 setInterval(() => {
@@ -188,6 +188,26 @@ function warmupJob(m: Manifest, batch = 1, length?: number): InferJob {
   };
 }
 
+/**
+ * Padded models (state.pad): one cell run at every shape a batched solve can take, rows
+ * 1…maxRows at each padded length (the buckets of padLength), so no request pays a first run.
+ */
+async function warmPaddedCell(model: DeqModel, maxRows: number): Promise<void> {
+  const context = model.manifest.tokenizer?.context;
+  if (model.manifest.state.pad !== 'right' || !context) return;
+  const lengths = new Set<number>();
+  for (let L = 1; L <= context; L++) lengths.add(padLength(L, context));
+  for (const P of lengths) {
+    const prep = await model.prepare(warmupJob(model.manifest, 1, P));
+    const padding = model.cellPadding(P)!;
+    for (let rows = 1; rows <= maxRows; rows++) {
+      const cells = model.cellBatch(prep, rows, padding);
+      for (let i = 0; i < rows; i++) cells.setRow(i, prep.cellArgs, 0, P);
+      await cells.run(new Float32Array(rows * cells.n), new Float32Array(rows * cells.n), new Uint8Array(rows).fill(1));
+    }
+  }
+}
+
 async function start(): Promise<void> {
   const loaded: { name: string; provider: string; solverKernel: string; warmupMs: number }[] = [];
   try {
@@ -212,8 +232,14 @@ async function start(): Promise<void> {
           const job = warmupJob(model.manifest, rows, model.manifest.tokenizer?.context);
           await run(name, { ...job, solver: { ...job.solver, maxIter: 1 } });
         }
+        await warmPaddedCell(model, b.maxRows);
         schedulers.set(name, new Scheduler(model, { mode: b.mode, maxRows: b.maxRows, maxQueueDelayMs: b.maxQueueDelayMs, requestShare: b.requestShare }, {
-          onRun: (rows) => { statsOf(name).rows.push(rows); },
+          onRun: (rows, positions, padPositions) => {
+            const s = statsOf(name);
+            s.rows.push(rows);
+            s.positions += positions;
+            s.padPositions += padPositions;
+          },
           onSolveEnd: (joins, leaves) => { const s = statsOf(name); s.joins.push(joins); s.leaves.push(leaves); },
         }));
       }

@@ -200,6 +200,28 @@ describe('bring your own DEQ: export → inspect → serve', () => {
     expect(r.stdout).not.toContain('exported');
   });
 
+  it('state_pad="right" is written for a cell causal along the sequence axis and refused for one that is not', async () => {
+    const script = [
+      'import json, os, sys, torch',
+      'from deq_serve_export import ExportError, export_bundle',
+      'class PerPosition(torch.nn.Module):  # causal: each position on its own',
+      '    def forward(self, z, u): return torch.tanh(0.5 * z + u)',
+      'class WholeSequence(torch.nn.Module):  # not causal: every position sees the mean of all',
+      '    def forward(self, z, u): return torch.tanh(0.5 * z + 0.3 * z.mean(1, keepdim=True) + u)',
+      'for name, cell in (("per-position", PerPosition()), ("whole-sequence", WholeSequence())):',
+      '    try:',
+      '        export_bundle(os.path.join(sys.argv[1], name), None, cell.eval(), None, parity_inputs={"u": torch.randn(2, 6, 4)},',
+      '                      name=name, task="tensor", state_shape=[-1, 4], seq_dynamic=True, state_pad="right")',
+      '        print(name, "state", json.dumps(json.load(open(os.path.join(sys.argv[1], name, "manifest.json")))["state"]))',
+      '    except ExportError as e:',
+      '        print(name, "refused:", str(e)[:60])',
+    ].join('\n');
+    const r = await run(PYTHON, ['-c', script, join(work, 'pad')], { PYTHONPATH: join(work, 'site') });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('per-position state {"shape": [-1, 4], "pad": "right"}');
+    expect(r.stdout).toContain("whole-sequence refused: state_pad='right' needs a cell that is causal");
+  });
+
   it('a model whose default solver fails: the exporter warns and parity fails', async () => {
     expect(exportRun.stderr).toContain('WARNING (stability): the default solver (fixed-point');
     expect(exportRun.stderr).toMatch(/Suggested manifest solver: \{[^}]*"method": "broyden"/);

@@ -86,6 +86,29 @@ describe('loadBundle', () => {
     expect(err.message).toContain(field);
   });
 
+  it('reads state.pad "right" (the language-model fixture declares it)', async () => {
+    expect((await loadBundle(TINY_LM)).manifest.state.pad).toBe('right');
+    expect((await loadBundle(TINY_IMAGE)).manifest.state.pad).toBeUndefined();
+  });
+
+  it.each([
+    ['an unknown padding side', TINY_LM, (m: any) => { m.state.pad = 'left'; }, '/state/pad'],
+    ['padding given as a boolean', TINY_LM, (m: any) => { m.state.pad = true; }, '/state/pad'],
+    ['padding of a state without a symbolic axis', TINY_IMAGE, (m: any) => { m.state.pad = 'right'; }, 'state.pad'],
+    ['padding of a state whose symbolic axis is not the first', TINY_LM, (m: any) => {
+      for (const t of [m.state, m.graphs.cell.inputs[0], m.graphs.cell.outputs[0], m.graphs.head.inputs[0]]) t.shape = [16, -1];
+    }, 'state.pad'],
+    ['padding of a cell input with a symbolic dim past the first', TINY_LM, (m: any) => {
+      m.graphs.inject.outputs[0].shape = [-1, -1];
+      m.graphs.cell.inputs[1].shape = [-1, -1];
+    }, 'graphs.cell.inputs[1] "u"'],
+  ])('rejects %s, naming the field', async (_what, bundle, edit, field) => {
+    const dir = await damaged(bundle, (d) => editManifest(d, edit));
+    const err = await loadError(dir);
+    expect(err.code).toBe('DEQ_ERR_BUNDLE_INVALID');
+    expect(err.message).toContain(field);
+  });
+
   it('a graph whose inputs differ from the manifest fails at model load and leaves nothing open', async () => {
     // (renaming the cell's injection input is caught earlier: it must name an inject output)
     const dir = await damaged(TINY_IMAGE, (d) => editManifest(d, (m) => { m.graphs.cell.inputs[0].name = 'state'; }));

@@ -3,17 +3,18 @@
 // solves, leave when they stop; each must match its solo run exactly.
 import { resolve } from 'node:path';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { brownCorpusDir, encodeStream, readBrownSplits } from '../../src/eval/brown-corpus.js';
 import { readFashionMnist } from '../../src/eval/fashion-mnist.js';
 import { normalizePixels } from '../../src/preprocess/normalize.js';
-import { DeqModel, Scheduler, type ScheduledResult, type SchedulerOptions } from '../../src/runtime/index.js';
-import type { SolverMethod } from '../../src/solver/index.js';
+import { DeqModel, Scheduler, type InferRequest, type ScheduledResult, type SchedulerOptions } from '../../src/runtime/index.js';
+import { SOLVER_KERNELS, type SolverKernel, type SolverMethod } from '../../src/solver/index.js';
 import { DeqError } from '../../src/errors.js';
-import { FASHION_MNIST_SLICE, TINY_IMAGE } from '../helpers/fixtures.js';
+import { FASHION_MNIST_SLICE, TINY_IMAGE, TINY_LM } from '../helpers/fixtures.js';
 
-interface Arrival {
+interface Arrival<R = Float32Array> {
   at: number;
-  rows: Float32Array[];
+  rows: R[];
   method: SolverMethod;
   tol: number;
   maxIter: number;
@@ -25,7 +26,7 @@ function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return Math.sqrt(d) / Math.max(Math.sqrt(n), 1e-30);
 }
 
-function request(a: Arrival) {
+function request(a: Arrival): InferRequest {
   const per = a.rows[0].length;
   const input = new Float32Array(per * a.rows.length);
   a.rows.forEach((r, i) => input.set(r, i * per));
@@ -33,12 +34,12 @@ function request(a: Arrival) {
 }
 
 /** Runs the arrivals through a scheduler, each submitted at its boundary; returns results and batching stats. */
-async function schedule(model: DeqModel, arrivals: Arrival[], opts: Partial<SchedulerOptions>) {
+async function schedule<R>(model: DeqModel, arrivals: Arrival<R>[], opts: Partial<SchedulerOptions>, toRequest: (a: Arrival<R>) => InferRequest = request as never) {
   let boundary = 0, joins = 0, maxRows = 0;
   const results: Promise<ScheduledResult>[] = new Array(arrivals.length);
   const sched = new Scheduler(model, opts, {
     onBoundary: () => {
-      for (const [i, a] of arrivals.entries()) if (a.at === boundary && !results[i]) results[i] = sched.submit(request(a)).result;
+      for (const [i, a] of arrivals.entries()) if (a.at === boundary && !results[i]) results[i] = sched.submit(toRequest(a)).result;
       boundary++;
     },
     onSolveEnd: (j) => { joins += j; },
@@ -46,12 +47,12 @@ async function schedule(model: DeqModel, arrivals: Arrival[], opts: Partial<Sche
   });
   // The first arrival starts the loop; the rest come in at their boundaries.
   const first = arrivals.findIndex((a) => a.at === 0);
-  results[first] = sched.submit(request(arrivals[first])).result;
+  results[first] = sched.submit(toRequest(arrivals[first])).result;
   arrivals[first] = { ...arrivals[first], at: -1 };
   // Arrivals whose boundary is never reached (everything finished before) are sent afterwards.
   const done = await Promise.all(arrivals.map(async (a, i) => {
     while (!results[i]) {
-      if (sched.size === 0) results[i] = sched.submit(request(a)).result;
+      if (sched.size === 0) results[i] = sched.submit(toRequest(a)).result;
       else await new Promise((r) => setTimeout(r, 1));
     }
     return results[i];
@@ -59,9 +60,9 @@ async function schedule(model: DeqModel, arrivals: Arrival[], opts: Partial<Sche
   return { done, joins, maxRows };
 }
 
-async function expectSolo(model: DeqModel, arrivals: Arrival[], results: ScheduledResult[]): Promise<void> {
+async function expectSolo<R>(model: DeqModel, arrivals: Arrival<R>[], results: ScheduledResult[], toRequest: (a: Arrival<R>) => InferRequest = request as never): Promise<void> {
   for (const [i, a] of arrivals.entries()) {
-    const solo = await model.infer(request(a));
+    const solo = await model.infer(toRequest(a));
     const got = results[i];
     const where = `request ${i} (${a.method}, tol ${a.tol}, cap ${a.maxIter}, ${a.rows.length} rows, at ${a.at})`;
     expect(Array.from(got.solver.iterations), `${where}: iterations`).toEqual(Array.from(solo.solver.iterations));
@@ -170,4 +171,111 @@ describe('Scheduler on the shipped fashion-mnist-jr', () => {
       await model.release();
     }
   }, 60_000);
+});
+
+// Language-model windows (state.pad "right"): windows of different lengths in one length bucket
+// share cell runs, right-padded, and each must still match its unpadded solo run.
+
+/** A request of language-model windows of one length, each given by its L target ids: input [bos, t₀ … t_{L−2}]. */
+function lmRequest(bos: number) {
+  return (a: Arrival<number[]>): InferRequest => {
+    const L = a.rows[0].length, b = a.rows.length;
+    const input = new BigInt64Array(b * L), targets = new BigInt64Array(b * L);
+    a.rows.forEach((w, j) => {
+      input[j * L] = BigInt(bos);
+      for (let t = 0; t < L; t++) {
+        targets[j * L + t] = BigInt(w[t]);
+        if (t + 1 < L) input[j * L + t + 1] = BigInt(w[t]);
+      }
+    });
+    return {
+      input, batch: b, length: L, headInputs: { targets }, outputs: ['target_logprobs', 'topk_logprobs'], returnState: true,
+      solver: { method: a.method, tol: a.tol, maxIter: a.maxIter },
+    };
+  };
+}
+
+/** Counts the cell runs whose active rows had different lengths of their own: padding really shared a run. */
+function countMixedRuns(model: DeqModel): { mixed: number; restore(): void } {
+  const original = model.cellBatch.bind(model);
+  const spy = vi.spyOn(model, 'cellBatch').mockImplementation((prep, capacity, padding) => {
+    const cells = original(prep, capacity, padding);
+    const own = new Int32Array(capacity);
+    const setRow = cells.setRow.bind(cells), run = cells.run.bind(cells);
+    cells.setRow = (slot, args, row, length) => { own[slot] = length ?? 0; setRow(slot, args, row, length); };
+    cells.run = (z, out, active) => {
+      let first = -1;
+      for (let i = 0; i < capacity; i++) {
+        if (!active[i]) continue;
+        if (first < 0) first = own[i];
+        else if (own[i] !== first) { counter.mixed++; break; }
+      }
+      return run(z, out, active);
+    };
+    return cells;
+  });
+  const counter = { mixed: 0, restore: () => spy.mockRestore() };
+  return counter;
+}
+
+/** Arrivals of 1–3 windows of one length in [1, context], their ids drawn by `ids(length)`. */
+function lmArrivals(context: number, ids: (length: number) => fc.Arbitrary<number[]>, opts: { maxIter: number; tols: number[]; methods: SolverMethod[]; max: number }) {
+  const arrival = fc.integer({ min: 1, max: context }).chain((L) => fc.record({
+    at: fc.integer({ min: 0, max: 12 }),
+    rows: fc.array(ids(L), { minLength: 1, maxLength: 3 }),
+    method: fc.constantFrom(...opts.methods),
+    tol: fc.constantFrom(...opts.tols),
+    maxIter: fc.integer({ min: 1, max: opts.maxIter }),
+  }));
+  return fc.array(arrival, { minLength: 2, maxLength: opts.max }).map((list) => [{ ...list[0], at: 0 }, ...list.slice(1)]);
+}
+
+describe('Scheduler: padded language-model windows (state.pad, property)', () => {
+  it('tiny-lm: windows of different lengths share cell runs; each matches its unpadded solo run', async () => {
+    const model = await DeqModel.load(TINY_LM);
+    const runs = countMixedRuns(model);
+    try {
+      expect(model.manifest.state.pad).toBe('right');
+      const bos = model.bundle.vocab!.indexOf('<s>'), V = model.bundle.vocab!.length;
+      const toRequest = lmRequest(bos);
+      const list = lmArrivals(model.manifest.tokenizer!.context, (L) => fc.array(fc.integer({ min: 0, max: V - 1 }), { minLength: L, maxLength: L }),
+        { maxIter: 30, tols: TOLS, methods: ['broyden', 'anderson', 'fixed-point'], max: 8 });
+      let sharedProperties = 0;
+      await fc.assert(fc.asyncProperty(list, fc.integer({ min: 2, max: 6 }), fc.constantFrom<SolverKernel>(...SOLVER_KERNELS), fc.constantFrom('continuous', 'static'), async (arrivals, maxRows, kernel, mode) => {
+        model.solverKernel = kernel;
+        const before = runs.mixed;
+        const { done } = await schedule(model, arrivals, { mode, maxRows, maxQueueDelayMs: 0 }, toRequest);
+        if (runs.mixed > before) sharedProperties++;
+        await expectSolo(model, arrivals, done, toRequest);
+      }), { numRuns: 30, seed: 11 });
+      // The property is only worth something if windows of different lengths really ran together.
+      expect(sharedProperties).toBeGreaterThanOrEqual(10);
+    } finally {
+      runs.restore();
+      await model.release();
+    }
+  }, 120_000);
+
+  it('shipped brown-lm-jr on Brown test windows: different lengths share runs in buckets of 16; each matches its unpadded solo run', async () => {
+    const model = await DeqModel.load(resolve(import.meta.dirname, '..', '..', 'models', 'brown-lm-jr'));
+    const runs = countMixedRuns(model);
+    try {
+      const vocab = model.bundle.vocab!, tok = model.manifest.tokenizer!;
+      const stream = encodeStream((await readBrownSplits(brownCorpusDir(), tok.eos)).test.slice(0, 5000), vocab, vocab.indexOf(tok.unk));
+      const toRequest = lmRequest(vocab.indexOf(tok.bos));
+      const window = (L: number) => fc.integer({ min: 0, max: stream.length - L }).map((a) => Array.from(stream.subarray(a, a + L)));
+      const list = lmArrivals(tok.context, window, { maxIter: 20, tols: [1e-2, 1e-3, 1e-4], methods: ['broyden', 'anderson'], max: 6 });
+      let sharedProperties = 0;
+      await fc.assert(fc.asyncProperty(list, fc.integer({ min: 3, max: 8 }), async (arrivals, maxRows) => {
+        const before = runs.mixed;
+        const { done } = await schedule(model, arrivals, { maxRows, maxQueueDelayMs: 0 }, toRequest);
+        if (runs.mixed > before) sharedProperties++;
+        await expectSolo(model, arrivals, done, toRequest);
+      }), { numRuns: 8, seed: 11 });
+      expect(sharedProperties).toBeGreaterThanOrEqual(2);
+    } finally {
+      runs.restore();
+      await model.release();
+    }
+  }, 240_000);
 });

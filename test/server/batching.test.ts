@@ -43,6 +43,32 @@ describe('continuous batching over HTTP', () => {
     expect(rows / runs).toBeGreaterThan(1);
   });
 
+  it('/score texts of different lengths share padded solves (state.pad) and score as without batching', async () => {
+    const words = ['the', 'of', 'and', 'to', 'a', 'in', 'is', 'was', 'he', 'it', 'that', 'for', 'on', 'with', 'said'];
+    // 2 to 15 tokens: one window each (tiny-lm's context is 16), every one a different length.
+    const texts = Array.from({ length: 14 }, (_, k) => Array.from({ length: k + 1 }, (_, i) => words[(i * 7 + k) % 15]).join(' '));
+    const body = (text: string, k: number) => ({ text, tol: [1e-2, 1e-3, 1e-4][k % 3] });
+    const batched = await Promise.all(texts.map((t, k) => postJson(`${on.url}/v1/models/tiny-lm/score`, body(t, k)).then(json)));
+    for (const [k, t] of texts.entries()) {
+      const alone = (await json(await postJson(`${off.url}/v1/models/tiny-lm/score`, body(t, k)))).results[0];
+      const got = batched[k].results[0];
+      const where = `text ${k} (${alone.token_count} tokens)`;
+      // Promised between --batching on and off: the same iterations, log-probabilities within 1e-5
+      // relative (padding changes no arithmetic the solver does; the last float bits are ONNX Runtime's).
+      expect(got.solver.iterations, where).toBe(alone.solver.iterations);
+      expect(got.solver.converged, where).toBe(alone.solver.converged);
+      expect(got.tokens.length, where).toBe(alone.tokens.length);
+      for (const [i, a] of alone.tokens.entries()) expect(Math.abs(got.tokens[i].logprob - a.logprob), `${where}, token ${i}`).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(a.logprob)));
+    }
+    // Windows of different lengths ran together (more than one row per run: each request is one
+    // window of its own length) and were padded to tiny-lm's context.
+    const lm = (name: string) => `${name}{model="tiny-lm"}`;
+    await until(async () => metricTotal(await (await fetch(`${on.url}/metrics`)).text(), lm('deq_batch_pad_positions_total')) > 0);
+    const m = await (await fetch(`${on.url}/metrics`)).text();
+    expect(metricTotal(m, lm('deq_batch_rows_sum')) / metricTotal(m, lm('deq_batch_rows_count'))).toBeGreaterThan(1);
+    expect(metricTotal(m, lm('deq_batch_positions_total'))).toBe(16 * metricTotal(m, lm('deq_batch_rows_sum')));
+  });
+
   it('frees the rows of a client that goes away; the server keeps answering', async () => {
     const dispatched = poolEvent(on, 'dispatch', 'tiny-lm');
     const ac = new AbortController();

@@ -21,6 +21,8 @@ export class ServerMetrics {
   readonly batchRows: Histogram<'model'>;
   readonly batchJoins: Histogram<'model'>;
   readonly batchLeaves: Histogram<'model'>;
+  readonly batchPositions: Counter<'model'>;
+  readonly batchPadPositions: Counter<'model'>;
 
   constructor(state: Pick<ServerState, 'models' | 'pool'>) {
     const registers = [this.registry];
@@ -54,6 +56,8 @@ export class ServerMetrics {
     const rowBuckets = [1, 2, 4, 8, 16, 32, 64, 128];
     this.batchRows = new Histogram({ name: 'deq_batch_rows', help: 'Samples per cell run (batching)', labelNames: ['model'], buckets: rowBuckets, registers });
     this.batchJoins = new Histogram({ name: 'deq_batch_joins', help: 'Samples that joined a running solve, per solve (batching)', labelNames: ['model'], buckets: [0, ...rowBuckets], registers });
+    this.batchPositions = new Counter({ name: 'deq_batch_positions_total', help: 'Sequence positions evaluated by cell runs of padded models (state.pad), padding included (batching)', labelNames: ['model'], registers });
+    this.batchPadPositions = new Counter({ name: 'deq_batch_pad_positions_total', help: 'Of deq_batch_positions_total, the padding positions (batching)', labelNames: ['model'], registers });
     this.batchLeaves = new Histogram({ name: 'deq_batch_leaves', help: 'Samples that left a solve while others ran on, per solve (batching)', labelNames: ['model'], buckets: [0, ...rowBuckets], registers });
     const { pool, models } = state;
     new Gauge({
@@ -103,6 +107,10 @@ export const metricsPlugin = global('deq-metrics', async (app, opts: { state: Se
     for (const r of b.rows) metrics.batchRows.observe({ model: b.model }, r);
     for (const j of b.joins) metrics.batchJoins.observe({ model: b.model }, j);
     for (const l of b.leaves) metrics.batchLeaves.observe({ model: b.model }, l);
+    if (b.positions) {
+      metrics.batchPositions.inc({ model: b.model }, b.positions);
+      metrics.batchPadPositions.inc({ model: b.model }, b.padPositions);
+    }
   };
   opts.state.pool.events.on('batch', onBatch);
   app.addHook('onResponse', async (req, reply) => {
