@@ -16,7 +16,7 @@ Windows (the same in training, validation here and scoring in TypeScript): the
 model input of a window that predicts stream[a .. a+T-1] is
 [<s>, stream[a], ..., stream[a+T-2]]: `<s>` is always at position 0 and marks
 "no visible context before this". Validation uses the sliding windows of
-src/runtime/language-model.ts (context C, stride S; every token scored once).
+src/pipelines/text-scoring.ts (context C, stride S; every token scored once).
 
 Usage (from the repository root):
   nice -n 19 /usr/bin/python3 models/recipes/train_brown_lm.py --bench          # tokens/s
@@ -187,7 +187,7 @@ def windows_plan(n: int, context: int, stride: int):
     The first window scores all its targets; each next window starts `stride`
     later and scores only targets after the previous window's end; the last
     window is aligned to end at n. Every target is scored exactly once.
-    Mirrors planWindows() in src/runtime/language-model.ts.
+    Mirrors planWindows() in src/pipelines/text-scoring.ts.
     """
     if n <= context:
         return [(0, n, 0)]
