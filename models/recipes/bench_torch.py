@@ -1,6 +1,8 @@
 """PyTorch side of `deq-serve bench compare` (run by the CLI, not by hand).
 
-Builds the recipe's own model (train_fashion_mnist.py: Inject, Cell, Head) and loads
+Language models (manifest task "language-model") are handled by bench_torch_lm.py: the
+recipe's Brown DEQ-Transformer, scoring windows of token ids. Image classifiers, here:
+builds the recipe's own model (train_fashion_mnist.py: Inject, Cell, Head) and loads
 the bundle's weights from its ONNX graphs (conv weights by name; GroupNorm affine
 parameters, exported as Mul/Add constants, in the order the graph uses them), then
 answers JSON-line commands on stdin so the CLI can alternate deq-serve and PyTorch runs:
@@ -83,21 +85,11 @@ def build(bundle):
     return manifest, inject, cell, head
 
 
-def main():
-    bundle = sys.argv[1]
-    manifest, inject, cell, head = build(bundle)
-    s = manifest["solver"]
-    kw = dict(max_iter=s["max_iter"], tol=s["tol"], stop_mode=s["stop_mode"])
-    if s["method"] == "broyden":
-        kw["m"] = s.get("history", 8)
-        # deq-serve's restart guard (restartFactor 10), as the exporter's parity solve uses.
-        kw["restart"] = 10.0
-    print(json.dumps({"ready": True, "torch": torch.__version__}), flush=True)
-    for line in sys.stdin:
-        cmd = json.loads(line)
-        if cmd["cmd"] == "quit":
-            break
-        torch.set_num_threads(int(cmd["threads"]))
+def image_side(bundle, method, kw):
+    """The Fashion-MNIST side: returns (run, ready fields)."""
+    _, inject, cell, head = build(bundle)
+
+    def run(cmd):
         x = torch.from_numpy(np.fromfile(cmd["inputs"], dtype=np.float32)).view(-1, 1, 28, 28)[: cmd["count"]]
         B = int(cmd["batch"])
         nfe, logits = [], []
@@ -111,15 +103,53 @@ def main():
                 def f(zf, u=u, shape=shape):
                     return cell(zf.view(shape), u).reshape(shape[0], -1)
 
-                out = solve(s["method"], f, torch.zeros(shape[0], u[0].numel()), **kw)
+                out = solve(method, f, torch.zeros(shape[0], u[0].numel()), **kw)
                 logits.append(head(out["result"].view(shape)))
                 nfe.append(out["nstep"])
             ms = (time.perf_counter() - start) * 1000 / x.shape[0]
-        print(json.dumps({
+        return {
             "ms_per_sample": ms,
             "nfe": torch.cat(nfe).tolist(),
             "logits": torch.cat(logits).flatten().tolist(),
-        }), flush=True)
+        }
+
+    return run, {}
+
+
+def blas_library():
+    """The BLAS this process loaded: Debian's torch is built against the generic libblas.so.3,
+    so its matrix products run at the speed of whichever alternative is installed (the
+    reference BLAS unless e.g. OpenBLAS is); reported so the timings can be read."""
+    try:
+        with open("/proc/self/maps") as fh:
+            libs = sorted({line.split()[-1] for line in fh if "blas" in line.rsplit("/", 1)[-1]})
+    except OSError:
+        libs = []
+    return ", ".join(libs) or torch.__config__.show().split("BLAS_INFO=")[-1].split(",")[0]
+
+
+def main():
+    bundle = sys.argv[1]
+    with open(os.path.join(bundle, "manifest.json")) as fh:
+        manifest = json.load(fh)
+    s = manifest["solver"]
+    kw = dict(max_iter=s["max_iter"], tol=s["tol"], stop_mode=s["stop_mode"])
+    if s["method"] == "broyden":
+        kw["m"] = s.get("history", 8)
+        # deq-serve's restart guard (restartFactor 10), as the exporter's parity solve uses.
+        kw["restart"] = 10.0
+    if manifest.get("task") == "language-model":
+        import bench_torch_lm
+        run, extra = bench_torch_lm.load(bundle, manifest, s["method"], kw)
+    else:
+        run, extra = image_side(bundle, s["method"], kw)
+    print(json.dumps({"ready": True, "torch": torch.__version__, "blas": blas_library(), **extra}), flush=True)
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["cmd"] == "quit":
+            break
+        torch.set_num_threads(int(cmd["threads"]))
+        print(json.dumps(run(cmd)), flush=True)
 
 
 if __name__ == "__main__":
