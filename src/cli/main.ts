@@ -69,11 +69,14 @@ deq-serve bench solve <bundle> [--batches 1,8,32] [--images 64] [--kernels js,wa
     solver share; then peak RSS of a fresh process per max_iter with every iteration forced.
     Writes docs/results/bench-solve-<model>.md unless --out says otherwise.
 
-deq-serve bench compare <bundle> [--batches 1,32] [--threads 1,2] [--images 64] [--rounds 3] [--kernel wasm]
-                [--python /usr/bin/python3] [--data-dir DIR] [--out FILE.md] [--json]
-    The same images through deq-serve and through the recipe's PyTorch model with the bundle's
-    weights and solver settings, alternating, per batch size and thread count. Exit 2 when the
-    interpreter cannot import torch. Writes docs/results/bench-compare-<model>.md.`,
+deq-serve bench compare <bundle> [--batches 1,32] [--threads 1,2] [--images 64] [--windows 64] [--rounds 3]
+                [--kernel wasm] [--python /usr/bin/python3] [--data-dir DIR] [--out FILE.md] [--json]
+    The same inputs through deq-serve and through the recipe's PyTorch model with the bundle's
+    weights and solver settings, alternating, per batch size and thread count: Fashion-MNIST test
+    images (--images) for the image bundles; for language models, full scoring windows (context and
+    stride from the manifest) over the Brown test split (--windows), reported per window and in
+    tokens per second. Exit 2 when the interpreter cannot import torch. Writes
+    docs/results/bench-compare-<model>.md.`,
   },
 };
 
@@ -228,7 +231,7 @@ async function benchSolveCommand(args: string[]): Promise<number> {
 async function benchCompareCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
-    options: { ...MODEL_FLAGS, ...HELP_FLAG, batches: { type: 'string' }, images: { type: 'string' }, rounds: { type: 'string' }, python: { type: 'string' }, kernel: { type: 'string' }, out: { type: 'string' }, 'data-dir': { type: 'string' } },
+    options: { ...MODEL_FLAGS, ...HELP_FLAG, batches: { type: 'string' }, images: { type: 'string' }, windows: { type: 'string' }, rounds: { type: 'string' }, python: { type: 'string' }, kernel: { type: 'string' }, out: { type: 'string' }, 'data-dir': { type: 'string' } },
     allowPositionals: true,
   });
   if (wantsHelp('bench', values)) return 0;
@@ -242,6 +245,7 @@ async function benchCompareCommand(args: string[]): Promise<number> {
       batches: values.batches === undefined ? d.batches : intList('--batches', values.batches),
       threads: threads === undefined ? d.threads : intList('--threads', threads),
       images: values.images === undefined ? d.images : intFlag('--images', values.images),
+      windows: values.windows === undefined ? d.windows : intFlag('--windows', values.windows),
       rounds: values.rounds === undefined ? d.rounds : intFlag('--rounds', values.rounds),
       python: values.python ?? d.python,
       session: sessionFlags(rest),

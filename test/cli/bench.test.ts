@@ -7,6 +7,7 @@ import { runCli } from '../helpers/cli.js';
 import { FASHION_MNIST_SLICE } from '../helpers/fixtures.js';
 
 const JR = resolve(import.meta.dirname, '..', '..', 'models', 'fashion-mnist-jr');
+const LM = resolve(import.meta.dirname, '..', '..', 'models', 'brown-lm-jr');
 
 describe('deq-serve bench solve / compare', () => {
   let dir: string;
@@ -49,6 +50,43 @@ describe('deq-serve bench solve / compare', () => {
       expect(row.accuracy_deq_serve).toBe(row.accuracy_pytorch);
       expect(row.speedup).toBeGreaterThan(0);
     }
+  }, 320_000);
+
+  it('bench compare scores the same Brown windows as the recipe\'s PyTorch language model where torch is installed, and exits 2 where it is not', async () => {
+    const torch = spawnSync('/usr/bin/python3', ['-c', 'import torch, onnx, numpy'], { timeout: 120_000 }).status === 0;
+    const out = join(dir, 'compare-lm.md');
+    const r = await runCli(['bench', 'compare', LM, '--json', '--batches', '1,2', '--threads', '1', '--windows', '4', '--rounds', '1', '--out', out], 300_000);
+    if (!torch) {
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/bench compare needs PyTorch/);
+      return;
+    }
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report).toMatchObject({ model: 'brown-lm-jr', task: 'language-model', context: 64, stride: 32 });
+    // The PyTorch side reproduced parity.json with the weights it read from the graphs.
+    expect(report.pytorch_parity.cases).toBe(3);
+    expect(report.pytorch_parity.max_abs_diff).toBeLessThan(1e-3);
+    expect(report.rows.map((x: { batch: number }) => x.batch)).toEqual([1, 2]);
+    for (const row of report.rows) {
+      // 4 full windows at stride 32: 64 + 3 × 32 tokens, each scored once.
+      expect(row).toMatchObject({ threads: 1, windows: 4, tokens: 160 });
+      // Same weights, same windows, same Broyden settings: same solves and log-probabilities.
+      expect(Math.abs(row.nfe_deq_serve - row.nfe_pytorch)).toBeLessThanOrEqual(1);
+      expect(row.nfe_deq_serve).toBeGreaterThan(1);
+      expect(row.max_abs_diff).toBeLessThan(1e-3);
+      expect(Math.abs(row.mean_logprob_deq_serve - row.mean_logprob_pytorch)).toBeLessThan(1e-4);
+      expect(row.perplexity_deq_serve).toBeCloseTo(Math.exp(-row.mean_logprob_deq_serve), 6);
+      // A trained model on held-out text: far better than uniform over 14,116 words.
+      expect(row.perplexity_deq_serve).toBeGreaterThan(20);
+      expect(row.perplexity_deq_serve).toBeLessThan(2000);
+      expect(row.tokens_per_s_deq_serve).toBeCloseTo((1000 * row.tokens) / (row.windows * row.deq_serve_ms), 6);
+      expect(row.tokens_per_s_pytorch).toBeCloseTo((1000 * row.tokens) / (row.windows * row.pytorch_ms), 6);
+      expect(row.speedup).toBeCloseTo(row.pytorch_ms / row.deq_serve_ms, 6);
+    }
+    const md = await readFile(out, 'utf8');
+    expect(md).toContain('tokens/s');
+    expect(md).toContain('| 2 | 1 | 4 |');
   }, 320_000);
 
   it('bench compare exits 2 with a clear message when the PyTorch interpreter is missing', async () => {
