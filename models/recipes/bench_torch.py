@@ -128,6 +128,21 @@ def blas_library():
     return ", ".join(libs) or torch.__config__.show().split("BLAS_INFO=")[-1].split(",")[0]
 
 
+def blas_threads():
+    """A setter for the loaded BLAS's own thread pool, or None. OpenBLAS's pthread build keeps
+    its own threads, which torch.set_num_threads does not reach: a "1 thread" run would
+    otherwise do its matrix products on every core."""
+    import ctypes
+    for path in blas_library().split(", "):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        if hasattr(lib, "openblas_set_num_threads"):
+            return lib.openblas_set_num_threads
+    return None
+
+
 def main():
     bundle = sys.argv[1]
     with open(os.path.join(bundle, "manifest.json")) as fh:
@@ -144,11 +159,14 @@ def main():
     else:
         run, extra = image_side(bundle, s["method"], kw)
     print(json.dumps({"ready": True, "torch": torch.__version__, "blas": blas_library(), **extra}), flush=True)
+    set_blas_threads = blas_threads()
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd["cmd"] == "quit":
             break
         torch.set_num_threads(int(cmd["threads"]))
+        if set_blas_threads:
+            set_blas_threads(int(cmd["threads"]))
         print(json.dumps(run(cmd)), flush=True)
 
 
