@@ -66,6 +66,19 @@ describe('the restart guard', () => {
         expect(s.end[0]).toBe(RowEnd.Running);
       });
 
+      it(`${method}/${kernel}: a restart of row 1 touches row 1 only`, async () => {
+        // Row 0: z ← 0.5 z + 1 (no restart); row 1: the climbing map.
+        const f: FixedPointFn = (z, out, active) => {
+          if (active[0]) out[0] = 0.5 * z[0] + 1;
+          if (active[1]) out[1] = climb(z[1]);
+        };
+        const { seen } = await tracked(kernel, f, 2, 1, { method, tol: 1e-9, stopMode: 'abs', maxIter: 5, andersonLambda: 0, history: 2, restartFactor: 10 });
+        expect(seen[1].map((r) => r[0]).slice(3)).toEqual([0, 2]);
+        expect(seen[1][2][0]).toBeCloseTo(-0.5, 6);
+        // Row 0 is z ← 0.5 z + 1 from 0: its own first two steps are plain (secant on a line is exact: then 2).
+        expect(seen[0].map((r) => r[0]).slice(0, 3)).toEqual([0, 1, 2]);
+      });
+
       it(`${method}/${kernel}: the guard compares with restartFactor × best, strictly`, async () => {
         const run = async (restartFactor: number) => (await tracked(kernel, elementwise(climb, 1), 1, 1, { method, tol: 1e-9, stopMode: 'abs', maxIter: 5, andersonLambda: 0, history: 2, restartFactor })).seen[0].map((r) => r[0]);
         // 50 > 24.9 × 2: restart, the 4th evaluation is back at 0 and the 5th at f(0) = 2.
@@ -205,6 +218,14 @@ describe('stopping, per row', () => {
       });
     }
 
+    it(`${kernel}: NaN at the last allowed evaluation is diverged, not capped`, async () => {
+      let calls = 0;
+      const f: FixedPointFn = (z, out) => { calls++; for (let i = 0; i < z.length; i++) out[i] = calls === 3 ? NaN : 0.5 * z[i] + 1; };
+      const { res } = await tracked(kernel, f, 1, 2, { method: 'fixed-point', tol: 1e-9, maxIter: 3 });
+      expect(res.iterations[0]).toBe(3);
+      expect(res.diverged[0]).toBe(1);
+    });
+
     for (const method of ['broyden', 'fixed-point'] as const) {
       it(`${method}/${kernel}: a step that overflows float32 ends the row as diverged with its best iterate`, async () => {
         // z₀ = −3e38, f = 3e38: g = 6e38 overflows float32, so z + g is not finite.
@@ -258,6 +279,26 @@ describe('stopping, per row', () => {
   }
 });
 
+describe('the wasm kernel', () => {
+  for (const method of METHODS) {
+    it(`${method}: a wasm workspace runs its residuals and steps in the wasm kernels`, async () => {
+      const n = 6;
+      const ws = new SolverWorkspace(method, 2, n, 3, 'wasm');
+      const calls: Record<string, number> = {};
+      const k = ws.wasm!.k;
+      // Count the calls into the module (the export object itself is frozen: wrap it).
+      (ws.wasm as { k: unknown }).k = Object.fromEntries(Object.entries(k).map(([name, fn]) => [name, (...a: number[]) => { calls[name] = (calls[name] ?? 0) + 1; return (fn as (...a: number[]) => unknown)(...a); }]));
+      const W = randomMatrix(n, 0.6, 41), b = randomVector(n, 42);
+      const res = await solve(batchedMap(W, b, n, Math.tanh, [1, 0.5]), 2, n, new Float32Array(2 * n), { method, history: 3, tol: 1e-6, stopMode: 'abs', maxIter: 50 }, ws);
+      const evaluations = res.iterations[0] + res.iterations[1];
+      expect(calls.residual).toBe(evaluations);
+      const stepKernel = { broyden: 'broydenStart', anderson: 'andersonMix', 'fixed-point': 'fixedPoint' }[method];
+      expect(calls[stepKernel]).toBeGreaterThanOrEqual(2);
+      if (method === 'broyden') expect(calls.broydenCombine).toBeGreaterThan(2);
+    });
+  }
+});
+
 describe('SolveSession slots', () => {
   for (const kernel of KERNELS) {
     it(`${kernel}: admit, ended, evict, freeSlot and capacity`, () => {
@@ -266,6 +307,7 @@ describe('SolveSession slots', () => {
       const s = new SolveSession(ws, resolveSolverOptions({ method: 'fixed-point' }));
       expect(s.capacity).toBe(3);
       expect(s.activeCount).toBe(0);
+      expect(s.trace).toEqual([null, null, null]); // no trace asked for: nothing allocated
       expect(s.freeSlot()).toBe(0);
       const f = elementwise((x) => 0.5 * x + 1, 1); // residual at z: 1 − z/2
       s.admit(1, { tol: 0.6, maxIter: 10, stopMode: 'abs' }); // from 0: residuals 1, 0.5 → ends at the 2nd
@@ -308,6 +350,7 @@ describe('SolveSession slots', () => {
       expect(s.residual[1]).toBe(Infinity);
       expect(ws.z[1]).toBe(0);
       expect(s.bestRow(1)[0]).toBe(0);
+      expect(s.trace).toEqual([null, null, null]);
     });
 
     it(`${kernel}: the workspace must match the options' method and history`, () => {

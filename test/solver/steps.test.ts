@@ -132,6 +132,16 @@ describe('broydenStart', () => {
     expect(ws.resPrev[0]).toBe(0);
     untouchedRow0(ws, 2, 2);
   });
+
+  it('on row 0 leaves row 1 alone', () => {
+    const ws = new SolverWorkspace('broyden', 2, 2, 2, 'js');
+    for (const a of [ws.z, ws.g, ws.zPrev, ws.gPrev, ws.p]) a.fill(MARK, 2, 4);
+    ws.z.set([1, 2], 0);
+    ws.g.set([3, -1], 0);
+    broydenStart(ws, 0);
+    expect(Array.from(ws.z)).toEqual([4, 1, MARK, MARK]);
+    for (const a of [ws.zPrev, ws.gPrev, ws.p]) expect(Array.from(a.subarray(2))).toEqual([MARK, MARK]);
+  });
 });
 
 describe('broydenNext', () => {
@@ -232,6 +242,23 @@ describe('broydenNext', () => {
       expect(r1(ws.gPrev, 2)).toEqual([2, 3]);
     });
   }
+
+  it('a skipped update with a ring not yet full ignores whatever the next slot held before', () => {
+    // As above with m = 2, count 1, head 1, but slot 1 holds a pair from before a restart and
+    // the coefficient scratch a stale value: the step is still −J⁻¹g = (−1, 3).
+    const ws = workspace('broyden', 2, 2);
+    ws.histA.set([1, 0, 5, 5], 4);
+    ws.histB.set([0, 1, 6, 6], 4);
+    ws.coeff.fill(3);
+    ws.count[1] = 1;
+    ws.head[1] = 1;
+    ws.zPrev.set([5, 5], 2);
+    ws.z.set([5, 5], 2);
+    ws.g.set([2, 3], 2);
+    ws.alpha[1] = 1;
+    broydenNext(ws, 1, false);
+    expect(r1(ws.z, 2)).toEqual([4, 8]);
+  });
 
   describe('Armijo line search', () => {
     // Accepted point: 0, direction (1, 2), ‖g‖ there 1.
@@ -336,12 +363,42 @@ describe('solveBordered', () => {
     close(weights(ws, 3), y.map((v) => v / (y[0] + y[1] + y[2])));
   });
 
-  it('reads only its own block of the Gram matrices', () => {
-    const a = gram([[1, 0], [0, 3]], 7);
-    const b = gram([[1, 0], [0, 3]], -30);
-    solveBordered(a, 16, 2, 0);
-    solveBordered(b, 16, 2, 0);
-    expect(weights(a, 2)).toEqual(weights(b, 2));
+  it('reads only its own k × k block of the Gram matrices', () => {
+    for (const fill of [7, -30, 1e20, -1e20]) {
+      const ws = gram([[1, 0], [0, 3]], fill);
+      expect(solveBordered(ws, 16, 2, 0)).toBe(true);
+      close(weights(ws, 2), [0.75, 0.25]);
+      expect(ws.coeff[2]).toBe(-5); // and writes k weights, no more
+    }
+  });
+
+  // Grams of residual vectors G (rows): with more residuals than dimensions the weights that
+  // sum to 1 and cancel the residuals, Σ αⱼ Gⱼ = 0, are the minimiser (unique here).
+  const gramOf = (G: number[][]) => G.map((a) => G.map((b) => a.reduce((s, v, i) => s + v * b[i], 0)));
+  for (const G of [
+    [[-1, 0], [-1, 1], [2, 0]], // needs a row swap at the second column
+    [[0, -1, -1], [1, 0, -1], [3, 2, 3], [3, 0.5, 2]], // four in 3-D: pivots on later columns too
+  ]) {
+    it(`${G.length} residuals in ${G[0].length}-D: weights sum to 1 and cancel the residuals`, () => {
+      const ws = gram(gramOf(G), 1e20);
+      expect(solveBordered(ws, 16, G.length, 0)).toBe(true);
+      const a = weights(ws, G.length);
+      expect(a.reduce((s, v) => s + v, 0)).toBeCloseTo(1, 12);
+      for (let i = 0; i < G[0].length; i++) expect(G.reduce((s, g, j) => s + a[j] * g[i], 0)).toBeCloseTo(0, 12);
+    });
+  }
+
+  it('H = [[1, 1], [1, 2]] (residuals (1, 0), (1, 1)): weights (1, 0), though the last row has no pivot after the first column', () => {
+    // ‖(1 − a)(1, 0) + a(1, 1)‖² = 1 + a² is least at a = 0.
+    const ws = gram([[1, 1], [1, 2]]);
+    expect(solveBordered(ws, 16, 2, 0)).toBe(true);
+    close(weights(ws, 2), [1, 0]);
+  });
+
+  it('a Gram of rank k − 2 (four residuals in 2-D, one of them zero) is singular', () => {
+    const ws = gram(gramOf([[0.5, 0.5], [2, 1], [2, 3], [0, 0]]));
+    expect(solveBordered(ws, 16, 4, 0)).toBe(false);
+    expect(weights(ws, 4)).toEqual([-5, -5, -5, -5]);
   });
 
   it('a singular or non-finite system is refused and the weights are left alone', () => {
@@ -364,6 +421,9 @@ describe('solveBordered', () => {
     const w = weights(ws, 2);
     expect(w[0] + w[1]).toBeCloseTo(1, 9);
     expect(w[0]).toBeCloseTo(1, 1); // (H⁻¹1 ∝ (δ, 0))
+    // The largest entry anywhere sets the scale, not the last one: with a third, orthogonal
+    // residual of norm 1 the near-duplicate pair is still refused.
+    expect(solveBordered(gram([[s, s, 0], [s, s + 1e-9, 0], [0, 0, 1]]), 16, 3, 0)).toBe(false);
   });
 });
 
