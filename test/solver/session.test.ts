@@ -67,16 +67,20 @@ describe('the restart guard', () => {
       });
 
       it(`${method}/${kernel}: a restart of row 1 touches row 1 only`, async () => {
-        // Row 0: z ← 0.5 z + 1 (no restart); row 1: the climbing map.
+        // n = 2, both elements alike (so each row moves along the diagonal, where the steps are the
+        // 1-D ones). Row 0: z ← 0.5 z + 1 (no restart); row 1: the climbing map.
         const f: FixedPointFn = (z, out, active) => {
-          if (active[0]) out[0] = 0.5 * z[0] + 1;
-          if (active[1]) out[1] = climb(z[1]);
+          for (let k = 0; k < 2; k++) {
+            if (active[0]) out[k] = 0.5 * z[k] + 1;
+            if (active[1]) out[2 + k] = climb(z[2 + k]);
+          }
         };
-        const { seen } = await tracked(kernel, f, 2, 1, { method, tol: 1e-9, stopMode: 'abs', maxIter: 5, andersonLambda: 0, history: 2, restartFactor: 10 });
-        expect(seen[1].map((r) => r[0]).slice(3)).toEqual([0, 2]);
+        const { seen } = await tracked(kernel, f, 2, 2, { method, tol: 1e-9, stopMode: 'abs', maxIter: 5, andersonLambda: 0, history: 2, restartFactor: 10 });
+        expect(seen[1].slice(0, 2)).toEqual([[0, 0], [2, 2]]);
         expect(seen[1][2][0]).toBeCloseTo(-0.5, 6);
-        // Row 0 is z ← 0.5 z + 1 from 0: its own first two steps are plain (secant on a line is exact: then 2).
-        expect(seen[0].map((r) => r[0]).slice(0, 3)).toEqual([0, 1, 2]);
+        expect(seen[1].slice(3)).toEqual([[0, 0], [2, 2]]);
+        // Row 0 is z ← 0.5 z + 1 from 0: 0, then 1, then the secant through them on a line is exact: 2.
+        expect(seen[0].slice(0, 3)).toEqual([[0, 0], [1, 1], [2, 2]]);
       });
 
       it(`${method}/${kernel}: the guard compares with restartFactor × best, strictly`, async () => {
