@@ -215,7 +215,7 @@ export function broydenCombine(z: usize, zPrev: usize, p: usize, g: usize, gPrev
 /**
  * Stores the rank-one pair u = (dzScale·Δz + q − cOld·U_old)·inv, v = t into the slot
  * and accepts z + (q − tail·u): zPrev ← z, gPrev ← g, p ← step, z ← z + step.
- * out[0] = Σ(u + v) (float64, before rounding), out[1] = Σ new z.
+ * out[0] = Σ(u + v) of the stored float32 values (finite exactly when the pair is), out[1] = Σ new z.
  */
 export function broydenUpdateAccept(z: usize, zPrev: usize, g: usize, gPrev: usize, p: usize, s: usize, Us: usize, Vs: usize, inv: f64, dzScale: f64, cOld: f64, tail: f64, n: i32, out: usize): void {
   const q = s, t = s + (<usize>n << 3);
@@ -228,7 +228,8 @@ export function broydenUpdateAccept(z: usize, zPrev: usize, g: usize, gPrev: usi
     const u = f64x2.mul(f64x2.sub(f64x2.add(f64x2.mul(ds, ld(p + o)), qv), f64x2.mul(co, ld(Us + o))), iv);
     st(Us + o, u);
     st(Vs + o, tv);
-    check = f64x2.add(check, f64x2.add(u, tv));
+    // Summed as stored: a value finite in float64 can still overflow float32.
+    check = f64x2.add(check, f64x2.add(round32(u), round32(tv)));
     const step = f64x2.sub(qv, f64x2.mul(tl, round32(u)));
     const zv = ld(z + o);
     st(zPrev + o, zv);
@@ -245,7 +246,7 @@ export function broydenUpdateAccept(z: usize, zPrev: usize, g: usize, gPrev: usi
     const u = (dzScale * ld1(p + o) + qv - cOld * ld1(Us + o)) * inv;
     st1(Us + o, u);
     st1(Vs + o, tv);
-    c += u + tv;
+    c += <f64><f32>u + <f64><f32>tv;
     const step = qv - tail * <f64><f32>u;
     const zv = ld1(z + o);
     st1(zPrev + o, zv);

@@ -97,7 +97,8 @@ export function broydenNext(ws: SolverWorkspace, i: number, lineSearch: boolean)
       U[so + k] = u;
       V[so + k] = v;
       vg += v * g[o + k];
-      check += u + v;
+      // Summed as stored: a value finite in float64 can still overflow float32.
+      check += U[so + k] + V[so + k];
     }
     if (Number.isFinite(check) && Number.isFinite(vg)) {
       ws.head[i] = (slot + 1) % m;
