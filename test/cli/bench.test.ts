@@ -9,6 +9,17 @@ import { FASHION_MNIST_SLICE } from '../helpers/fixtures.js';
 const JR = resolve(import.meta.dirname, '..', '..', 'models', 'fashion-mnist-jr');
 const LM = resolve(import.meta.dirname, '..', '..', 'models', 'brown-lm-jr');
 
+/** Whether the recipes' interpreter can import what bench compare's PyTorch side needs. */
+function torchInstalled(): boolean {
+  return spawnSync('/usr/bin/python3', ['-c', 'import torch, onnx, numpy'], { timeout: 120_000 }).status === 0;
+}
+
+/** Without torch, bench compare must say so and exit 2 (a check of its own, not a skip). */
+function expectNeedsTorch(r: { code: number | null; stderr: string }): void {
+  expect(r.code).toBe(2);
+  expect(r.stderr).toMatch(/bench compare needs PyTorch/);
+}
+
 describe('deq-serve bench solve / compare', () => {
   let dir: string;
   beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'deq-bench-test-')); });
@@ -33,13 +44,8 @@ describe('deq-serve bench solve / compare', () => {
   });
 
   it('bench compare agrees with the recipe\'s PyTorch model where torch is installed, and exits 2 where it is not', async () => {
-    const torch = spawnSync('/usr/bin/python3', ['-c', 'import torch, onnx, numpy'], { timeout: 120_000 }).status === 0;
     const r = await runCli(['bench', 'compare', JR, '--json', '--batches', '1,2', '--threads', '1', '--images', '4', '--rounds', '1', '--data-dir', FASHION_MNIST_SLICE, '--out', join(dir, 'compare.md')], 300_000);
-    if (!torch) {
-      expect(r.code).toBe(2);
-      expect(r.stderr).toMatch(/bench compare needs PyTorch/);
-      return;
-    }
+    if (!torchInstalled()) return expectNeedsTorch(r);
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout);
     expect(report.rows.map((x: { batch: number }) => x.batch)).toEqual([1, 2]);
@@ -53,14 +59,9 @@ describe('deq-serve bench solve / compare', () => {
   }, 320_000);
 
   it('bench compare scores the same Brown windows as the recipe\'s PyTorch language model where torch is installed, and exits 2 where it is not', async () => {
-    const torch = spawnSync('/usr/bin/python3', ['-c', 'import torch, onnx, numpy'], { timeout: 120_000 }).status === 0;
     const out = join(dir, 'compare-lm.md');
     const r = await runCli(['bench', 'compare', LM, '--json', '--batches', '1,2', '--threads', '1', '--windows', '4', '--rounds', '1', '--out', out], 300_000);
-    if (!torch) {
-      expect(r.code).toBe(2);
-      expect(r.stderr).toMatch(/bench compare needs PyTorch/);
-      return;
-    }
+    if (!torchInstalled()) return expectNeedsTorch(r);
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout);
     expect(report).toMatchObject({ model: 'brown-lm-jr', task: 'language-model', context: 64, stride: 32 });
