@@ -91,8 +91,9 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   maxRowsPerRun: 128,
   ortMemArena: true,
   ortMemPattern: true,
-  // float64 arithmetic as the reference does it; wasm-f32 is faster but follows an ill-conditioned
-  // solve (fashion-mnist-plain) only to ~1e-4 (docs/solver.md, "Kernel precision").
+  // float64 arithmetic as the reference does it. wasm-f32 is faster, but an ill-conditioned solve
+  // amplifies its rounding (fashion-mnist-plain: z* off by up to 4% on some images; docs/solver.md,
+  // "Kernel precision"), so it is chosen per deployment, not by default.
   solverKernel: 'wasm',
   // Measured on 2 cores (docs/server.md, "Continuous batching"): batching wins at high image
   // concurrency and loses on single requests and on short /score texts (windows of different
