@@ -13,3 +13,4 @@ export type { ParityCaseReport, ParityReport } from './parity.js';
 export { Scheduler, SCHEDULER_DEFAULTS } from './scheduler.js';
 export type { BatchingMode, ScheduledRequest, ScheduledResult, SchedulerHooks, SchedulerOptions } from './scheduler.js';
 export type { Prepared } from './deq-model.js';
+export { TurnGate } from './turn-gate.js';

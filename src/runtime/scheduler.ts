@@ -2,6 +2,7 @@ import { DeqError } from '../errors.js';
 import { SolveSession, SolverWorkspace, type ResolvedSolverOptions, type SolveResult } from '../solver/index.js';
 import type { CellBatch, CellPadding } from './cell-batch.js';
 import type { DeqModel, InferRequest, InferResult, Prepared } from './deq-model.js';
+import type { TurnGate } from './turn-gate.js';
 
 /**
  * `continuous`: requests join a running solve at the next iteration boundary and
@@ -19,6 +20,11 @@ export interface SchedulerOptions {
   maxQueueDelayMs: number;
   /** The largest share of the slots one request may hold (continuous mode), in (0, 1]. */
   requestShare: number;
+  /**
+   * Shared by the schedulers of one worker thread: each cell run waits for its turn, and the
+   * model whose rows need the fewest iterations (a running average) goes first.
+   */
+  gate?: TurnGate;
 }
 
 /** Shapes (e.g. language-model window lengths) whose solve buffers are kept while idle (measured: 16 beat 4 on Brown sentences). */
@@ -113,6 +119,8 @@ export class Scheduler {
   #running = false;
   #aborted = false;
   #wake: (() => void) | null = null;
+  /** Running average of the iterations a row takes here: this scheduler's priority at the gate. */
+  #meanIterations = 0;
 
   constructor(model: DeqModel, options: Partial<SchedulerOptions> = {}, hooks: SchedulerHooks = {}) {
     const o = { ...SCHEDULER_DEFAULTS, ...options };
@@ -200,7 +208,7 @@ export class Scheduler {
       let ran = false;
       for (const g of [...this.#groups.values()]) {
         if (g.session.activeCount === 0) continue;
-        await this.#iterate(g);
+        await this.#turn(g);
         ran = true;
       }
       if (ran) continue;
@@ -331,6 +339,17 @@ export class Scheduler {
     return g;
   }
 
+  async #turn(g: Group): Promise<void> {
+    const gate = this.options.gate;
+    if (!gate) return this.#iterate(g);
+    await gate.acquire(this.#meanIterations);
+    try {
+      await this.#iterate(g);
+    } finally {
+      gate.release();
+    }
+  }
+
   // One iteration of a group: f on its active rows, then each row's step; rows that
   // stopped are collected and their requests answered as soon as all their rows are in.
   async #iterate(g: Group): Promise<void> {
@@ -383,6 +402,7 @@ export class Scheduler {
     job.z!.set(sess.bestRow(s).subarray(0, n), r * n);
     const st = job.stats!;
     st.iterations[r] = sess.iterations[s];
+    this.#meanIterations += (sess.iterations[s] - this.#meanIterations) * (this.#meanIterations === 0 ? 1 : 0.1);
     st.residual[r] = sess.residual[s];
     st.converged[r] = sess.converged[s];
     st.diverged[r] = sess.diverged[s];

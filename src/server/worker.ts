@@ -3,7 +3,7 @@
 // calling thread (microsoft/onnxruntime#19611), hence a thread per worker.
 import { parentPort, workerData } from 'node:worker_threads';
 import { DeqError, isDeqError, type ErrorCode } from '../errors.js';
-import { DeqModel, modelInputs, padLength, Scheduler, type ExecutionProvider, type InferResult, type Manifest } from '../runtime/index.js';
+import { DeqModel, modelInputs, padLength, Scheduler, TurnGate, type ExecutionProvider, type InferResult, type Manifest } from '../runtime/index.js';
 import type { SolverKernel } from '../solver/index.js';
 import type { FromWorker, InferJob, InferReply, SerializedError, ToWorker, WorkerInit } from './protocol.js';
 
@@ -14,6 +14,8 @@ const models = new Map<string, DeqModel>();
 let aborted = false;
 /** With batching on: one scheduler per model, and which scheduler request each pool id is. */
 const schedulers = new Map<string, Scheduler>();
+/** One gate for all of this worker's schedulers: models take turns at cell runs, the one whose rows need the fewest iterations first. */
+const gate = new TurnGate();
 const scheduled = new Map<number, { model: string; ids: number[] }>();
 
 /** Batching statistics since the last report, per model; flushed every STATS_MS. */
@@ -233,7 +235,7 @@ async function start(): Promise<void> {
           await run(name, { ...job, solver: { ...job.solver, maxIter: 1 } });
         }
         await warmPaddedCell(model, b.maxRows);
-        schedulers.set(name, new Scheduler(model, { mode: b.mode, maxRows: b.maxRows, maxQueueDelayMs: b.maxQueueDelayMs, requestShare: b.requestShare }, {
+        schedulers.set(name, new Scheduler(model, { mode: b.mode, maxRows: b.maxRows, maxQueueDelayMs: b.maxQueueDelayMs, requestShare: b.requestShare, gate }, {
           onRun: (rows, positions, padPositions) => {
             const s = statsOf(name);
             s.rows.push(rows);
