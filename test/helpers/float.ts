@@ -16,6 +16,20 @@ export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
   }
 }
 
+/** max |a − b| / max |b|: the relative error of the worst element, on the scale of the whole vector. */
+export function relDiffMax(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0, m = 0;
+  for (let i = 0; i < b.length; i++) { d = Math.max(d, Math.abs(a[i] - b[i])); m = Math.max(m, Math.abs(b[i])); }
+  return d / Math.max(m, 1e-30);
+}
+
+/** ‖a − b‖₂ / ‖b‖₂. */
+export function relDiffL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0, n = 0;
+  for (let i = 0; i < b.length; i++) { d += (a[i] - b[i]) ** 2; n += b[i] ** 2; }
+  return Math.sqrt(d) / Math.max(Math.sqrt(n), 1e-30);
+}
+
 /** Deterministic PRNG (mulberry32) so test matrices are reproducible. */
 export function rng(seed: number): () => number {
   let a = seed >>> 0;

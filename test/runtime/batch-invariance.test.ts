@@ -9,17 +9,12 @@ import { normalizePixels } from '../../src/preprocess/normalize.js';
 import { DeqModel, type InferResult, type TensorValue } from '../../src/runtime/index.js';
 import { SOLVER_METHODS, type SolverMethod } from '../../src/solver/index.js';
 import { FASHION_MNIST_SLICE, TINY_IMAGE } from '../helpers/fixtures.js';
+import { relDiffL2 } from '../helpers/float.js';
 
 const TOLS = [1e-1, 1e-2, 1e-3, 1e-4, 1e-5];
 
 interface Row { input: Float32Array; tol: number; maxIter: number }
 
-/** ‖a − b‖ / ‖b‖ over one row. */
-function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0, n = 0;
-  for (let i = 0; i < b.length; i++) { d += (a[i] - b[i]) ** 2; n += b[i] ** 2; }
-  return Math.sqrt(d) / Math.max(Math.sqrt(n), 1e-30);
-}
 
 function rowOf(t: TensorValue, i: number, per: number): Float32Array {
   return Float32Array.from((t.data as Float32Array).subarray(i * per, (i + 1) * per));
@@ -41,8 +36,8 @@ async function checkBatch(model: DeqModel, method: SolverMethod, rows: Row[]): P
     const where = `row ${i} of ${rows.length} (${method}, tol ${r.tol}, cap ${r.maxIter})`;
     expect(together.solver.iterations[i], `${where}: iterations`).toBe(alone.solver.iterations[0]);
     expect(together.solver.converged[i], `${where}: converged`).toBe(alone.solver.converged[0]);
-    expect(relDiff(rowOf(together.state!, i, n), alone.state!.data as Float32Array), `${where}: z*`).toBeLessThanOrEqual(1e-5);
-    expect(relDiff(rowOf(together.outputs[logitsName], i, classes), alone.outputs[logitsName].data as Float32Array), `${where}: logits`).toBeLessThanOrEqual(1e-5);
+    expect(relDiffL2(rowOf(together.state!, i, n), alone.state!.data as Float32Array), `${where}: z*`).toBeLessThanOrEqual(1e-5);
+    expect(relDiffL2(rowOf(together.outputs[logitsName], i, classes), alone.outputs[logitsName].data as Float32Array), `${where}: logits`).toBeLessThanOrEqual(1e-5);
   }
   return { distinctStops: new Set(together.solver.iterations).size };
 }

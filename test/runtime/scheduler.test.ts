@@ -11,6 +11,7 @@ import { DeqModel, Scheduler, type InferRequest, type ScheduledResult, type Sche
 import { SOLVER_KERNELS, type SolverKernel, type SolverMethod } from '../../src/solver/index.js';
 import { DeqError } from '../../src/errors.js';
 import { FASHION_MNIST_SLICE, TINY_IMAGE, TINY_LM } from '../helpers/fixtures.js';
+import { relDiffL2 } from '../helpers/float.js';
 
 interface Arrival<R = Float32Array> {
   at: number;
@@ -20,11 +21,6 @@ interface Arrival<R = Float32Array> {
   maxIter: number;
 }
 
-function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0, n = 0;
-  for (let i = 0; i < b.length; i++) { d += (a[i] - b[i]) ** 2; n += b[i] ** 2; }
-  return Math.sqrt(d) / Math.max(Math.sqrt(n), 1e-30);
-}
 
 function request(a: Arrival): InferRequest {
   const per = a.rows[0].length;
@@ -67,9 +63,9 @@ async function expectSolo<R>(model: DeqModel, arrivals: Arrival<R>[], results: S
     const where = `request ${i} (${a.method}, tol ${a.tol}, cap ${a.maxIter}, ${a.rows.length} rows, at ${a.at})`;
     expect(Array.from(got.solver.iterations), `${where}: iterations`).toEqual(Array.from(solo.solver.iterations));
     expect(Array.from(got.solver.converged), `${where}: converged`).toEqual(Array.from(solo.solver.converged));
-    expect(relDiff(got.state!.data as Float32Array, solo.state!.data as Float32Array), `${where}: z*`).toBeLessThanOrEqual(1e-5);
+    expect(relDiffL2(got.state!.data as Float32Array, solo.state!.data as Float32Array), `${where}: z*`).toBeLessThanOrEqual(1e-5);
     for (const name of Object.keys(solo.outputs)) {
-      expect(relDiff(got.outputs[name].data as Float32Array, solo.outputs[name].data as Float32Array), `${where}: ${name}`).toBeLessThanOrEqual(1e-5);
+      expect(relDiffL2(got.outputs[name].data as Float32Array, solo.outputs[name].data as Float32Array), `${where}: ${name}`).toBeLessThanOrEqual(1e-5);
     }
   }
 }
@@ -117,7 +113,7 @@ describe('Scheduler: continuous batching (property)', () => {
     const got = await short.result;
     const solo = await model.infer(normal);
     expect(got.solver.iterations[0]).toBe(solo.solver.iterations[0]);
-    expect(relDiff(got.state!.data as Float32Array, solo.state!.data as Float32Array)).toBeLessThanOrEqual(1e-5);
+    expect(relDiffL2(got.state!.data as Float32Array, solo.state!.data as Float32Array)).toBeLessThanOrEqual(1e-5);
     expect(sched.size).toBe(0);
   });
 

@@ -8,14 +8,10 @@ import { normalizePixels } from '../../src/preprocess/normalize.js';
 import { DeqModel } from '../../src/runtime/index.js';
 import type { SolverKernel, SolverMethod } from '../../src/solver/index.js';
 import { FASHION_MNIST_SLICE } from '../helpers/fixtures.js';
+import { relDiffMax } from '../helpers/float.js';
 
 const BATCH = 6;
 
-function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0, m = 0;
-  for (let i = 0; i < b.length; i++) { d = Math.max(d, Math.abs(a[i] - b[i])); m = Math.max(m, Math.abs(b[i])); }
-  return d / Math.max(m, 1e-30);
-}
 
 for (const name of ['fashion-mnist-jr', 'fashion-mnist-plain']) {
   describe(`${name}: wasm solver kernels reproduce the js reference`, () => {
@@ -45,14 +41,14 @@ for (const name of ['fashion-mnist-jr', 'fashion-mnist-plain']) {
           let bound = 1e-5;
           if (kernel === 'wasm-f32') {
             const moved = await runWith('js', input.map((v) => v * (1 + 2 ** -23)));
-            bound = Math.max(bound, 10 * relDiff(moved.state!.data as Float32Array, js.state!.data as Float32Array));
+            bound = Math.max(bound, 10 * relDiffMax(moved.state!.data as Float32Array, js.state!.data as Float32Array));
             expect(bound).toBeLessThanOrEqual(name === 'fashion-mnist-jr' ? 1e-5 : 5e-3);
           }
-          expect(relDiff(wasm.state!.data as Float32Array, js.state!.data as Float32Array)).toBeLessThanOrEqual(bound);
+          expect(relDiffMax(wasm.state!.data as Float32Array, js.state!.data as Float32Array)).toBeLessThanOrEqual(bound);
           for (let i = 0; i < BATCH; i++) expect(Math.abs(wasm.solver.iterations[i] - js.solver.iterations[i])).toBeLessThanOrEqual(1);
           expect(Array.from(wasm.solver.converged)).toEqual(Array.from(js.solver.converged));
           const logits = Object.keys(js.outputs)[0];
-          expect(relDiff(wasm.outputs[logits].data as Float32Array, js.outputs[logits].data as Float32Array)).toBeLessThanOrEqual(bound);
+          expect(relDiffMax(wasm.outputs[logits].data as Float32Array, js.outputs[logits].data as Float32Array)).toBeLessThanOrEqual(bound);
         });
       }
     }
