@@ -9,7 +9,6 @@ export class TurnGate {
   readonly maxPassed: number;
   readonly #waiting: { priority: number; passed: number; grant: () => void }[] = [];
   #busy = false;
-  #deciding = false;
 
   constructor(maxPassed = 8) {
     if (!(Number.isInteger(maxPassed) && maxPassed >= 0)) throw new RangeError(`maxPassed must be an integer ≥ 0 (got ${maxPassed})`);
@@ -33,12 +32,8 @@ export class TurnGate {
     }
     // Decide on the next macrotask: the scheduler that just released usually asks again in the
     // promise continuations that follow, and must compete for this turn rather than lose it.
-    if (this.#deciding) return;
-    this.#deciding = true;
-    setImmediate(() => {
-      this.#deciding = false;
-      this.#grantNext();
-    });
+    // (Only the holder releases, once per turn, so one decision is pending at a time.)
+    setImmediate(() => this.#grantNext());
   }
 
   /** Schedulers waiting now (tests, metrics). */
