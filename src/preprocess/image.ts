@@ -3,6 +3,7 @@ import { DeqError } from '../errors.js';
 import type { ImagePreprocess } from '../runtime/manifest.js';
 import { incompleteImage } from './image-complete.js';
 import { normalizePixels } from './normalize.js';
+import { directPngPixels } from './png-direct.js';
 
 /** Formats an untrusted upload may be in (sharp's `metadata().format` names). */
 export const IMAGE_FORMATS: readonly string[] = Object.freeze(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif']);
@@ -38,6 +39,20 @@ export interface ImageLimits {
  * (a format not allowed) or DEQ_ERR_PAYLOAD_TOO_LARGE (too many pixels).
  */
 export async function imageToTensor(bytes: Uint8Array, p: ImagePreprocess, limits: ImageLimits, out?: Float32Array, offset = 0): Promise<Float32Array> {
+  if (bytes.length === 0) throw new DeqError('DEQ_ERR_IMAGE_DECODE', 'the image is empty');
+  // Most uploads are PNGs already at the model's size: those skip libvips (png-direct.ts).
+  const pixels = (p.width * p.height <= limits.maxPixels ? directPngPixels(bytes, p) : undefined) ?? await sharpPixels(bytes, p, limits);
+  const target = out ?? new Float32Array(p.channels * p.width * p.height);
+  normalizePixels(pixels, p, target, offset);
+  return target;
+}
+
+/**
+ * Any accepted image through libvips: oriented, flattened on the model's
+ * background, converted to its channels and resized to its size. Returns
+ * height × width × channels 8-bit pixels; throws as imageToTensor does.
+ */
+export async function sharpPixels(bytes: Uint8Array, p: ImagePreprocess, limits: ImageLimits): Promise<Uint8Array> {
   restrictImageLoaders();
   if (bytes.length === 0) throw new DeqError('DEQ_ERR_IMAGE_DECODE', 'the image is empty');
   const options: sharp.SharpOptions = { limitInputPixels: limits.maxPixels, failOn: 'error', sequentialRead: true };
@@ -73,9 +88,7 @@ export async function imageToTensor(bytes: Uint8Array, p: ImagePreprocess, limit
   if (info.channels !== p.channels || info.width !== p.width || info.height !== p.height) {
     throw new DeqError('DEQ_ERR_IMAGE_DECODE', `decoded to ${info.width}×${info.height}×${info.channels}, expected ${p.width}×${p.height}×${p.channels}`);
   }
-  const target = out ?? new Float32Array(p.channels * p.width * p.height);
-  normalizePixels(new Uint8Array(data.buffer, data.byteOffset, data.length), p, target, offset);
-  return target;
+  return new Uint8Array(data.buffer, data.byteOffset, data.length);
 }
 
 function decodeError(err: unknown): DeqError {
