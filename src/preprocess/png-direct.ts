@@ -2,11 +2,11 @@ import { decode } from 'fast-png';
 import type { ImagePreprocess } from '../runtime/manifest.js';
 
 // A libvips pipeline has a fixed cost of about 0.6 ms of CPU even for a 28×28 PNG, and
-// the full decode (metadata, rotate, flatten, greyscale, resize) about 1.5–2 ms: more
-// than a Fashion-MNIST solve. A PNG that is already at the model's size and needs no
-// colour work decodes here instead, with fast-png (~0.1 ms). Everything else, and
-// anything this path is unsure of, goes to sharp. The result must equal sharp's to the
-// byte (test/preprocess/png-direct.test.ts compares them).
+// the full decode (metadata, rotate, flatten, greyscale, resize) about 1.9 ms: more than
+// a Fashion-MNIST solve. A PNG that is already at the model's size and needs no colour
+// work decodes here instead, with fast-png (0.17 ms with normalizing; bench/decode.mjs).
+// Everything else, and anything this path is unsure of, goes to sharp. The result must
+// equal sharp's to the byte (test/preprocess/png-direct.test.ts compares them).
 
 /** Chunks that change nothing about the pixels sharp returns. Any other chunk sends the image to sharp. */
 const NEUTRAL_CHUNKS = new Set(['IHDR', 'IDAT', 'IEND', 'tEXt', 'zTXt', 'iTXt', 'tIME', 'pHYs']);

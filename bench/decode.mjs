@@ -1,0 +1,33 @@
+// Image decode cost per upload, the fast PNG path (src/preprocess/png-direct.ts) against
+// libvips (sharpPixels), for Fashion-MNIST-sized PNGs: grey as a client like PIL writes them,
+// and grey stored as RGB as sharp writes a 1-channel raw image. Sequential calls, CPU time from
+// process.cpuUsage (libvips' own threads included). Quiet machine: npm run build && node bench/decode.mjs
+import sharp from 'sharp';
+import { imageToTensor, sharpPixels } from '../dist/preprocess/image.js';
+import { normalizePixels } from '../dist/preprocess/normalize.js';
+import { directPngPixels } from '../dist/preprocess/png-direct.js';
+
+const p = { kind: 'image', width: 28, height: 28, channels: 1, mean: [0.286], std: [0.353], resize: 'contain' };
+const limits = { maxPixels: 16_777_216 };
+const raw = Buffer.alloc(784);
+for (let i = 0; i < 784; i++) raw[i] = (i * 37 + (i >> 3)) & 255;
+const pngs = {
+  'grey PNG': await sharp(raw, { raw: { width: 28, height: 28, channels: 1 } }).toColourspace('b-w').png().toBuffer(),
+  'RGB PNG (R = G = B)': await sharp(raw, { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer(),
+};
+const out = new Float32Array(784);
+async function time(fn, n) {
+  for (let i = 0; i < 50; i++) await fn();
+  const c0 = process.cpuUsage(), t0 = performance.now();
+  for (let i = 0; i < n; i++) await fn();
+  const c = process.cpuUsage(c0);
+  return { wall: ((performance.now() - t0) * 1000) / n, cpu: (c.user + c.system) / n };
+}
+console.log('per image, µs'.padEnd(24), 'fast path wall / cpu'.padStart(22), 'libvips wall / cpu'.padStart(22), 'cpu ratio'.padStart(10));
+for (const [name, png] of Object.entries(pngs)) {
+  if (!directPngPixels(png, p)) throw new Error(`${name}: the fast path declined it`);
+  const fast = await time(() => imageToTensor(png, p, limits, out), 5000);
+  const slow = await time(async () => normalizePixels(await sharpPixels(png, p, limits), p, out), 500);
+  const f = (t) => `${t.wall.toFixed(0)} / ${t.cpu.toFixed(0)}`;
+  console.log(name.padEnd(24), f(fast).padStart(22), f(slow).padStart(22), `${(slow.cpu / fast.cpu).toFixed(1)}×`.padStart(10));
+}
