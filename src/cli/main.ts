@@ -244,8 +244,8 @@ async function benchCompareCommand(args: string[]): Promise<number> {
     report = await benchCompare(bundle, {
       batches: values.batches === undefined ? d.batches : intList('--batches', values.batches),
       threads: threads === undefined ? d.threads : intList('--threads', threads),
-      images: values.images === undefined ? d.images : intFlag('--images', values.images),
-      windows: values.windows === undefined ? d.windows : intFlag('--windows', values.windows),
+      images: values.images === undefined ? undefined : intFlag('--images', values.images),
+      windows: values.windows === undefined ? undefined : intFlag('--windows', values.windows),
       rounds: values.rounds === undefined ? d.rounds : intFlag('--rounds', values.rounds),
       python: values.python ?? d.python,
       session: sessionFlags(rest),

@@ -18,10 +18,10 @@ const TORCH_SIDE = fileURLToPath(new URL('../../models/recipes/bench_torch.py', 
 export interface BenchCompareOptions {
   batches: number[];
   threads: number[];
-  /** Images per row (image classifiers); the same images on both sides. */
-  images: number;
-  /** Scoring windows per row (language models); the same windows on both sides. */
-  windows: number;
+  /** Images per row (image classifiers; default 64); the same images on both sides. Refused for a language model. */
+  images?: number;
+  /** Scoring windows per row (language models; default 64); the same windows on both sides. Refused for an image classifier. */
+  windows?: number;
   /** Alternating rounds per row; each side's time is its fastest round. */
   rounds: number;
   python: string;
@@ -33,7 +33,7 @@ export interface BenchCompareOptions {
   kernel?: SolverKernel;
 }
 
-export const BENCH_COMPARE_DEFAULTS: Omit<BenchCompareOptions, 'session'> = {
+export const BENCH_COMPARE_DEFAULTS: Required<Omit<BenchCompareOptions, 'session' | 'dataDir' | 'corpusDir' | 'kernel'>> = {
   batches: [1, 32], threads: [1, 2], images: 64, windows: 64, rounds: 3, python: RECIPE_PYTHON,
 };
 
@@ -119,13 +119,16 @@ export function checkTorch(python: string): void {
  * scoring windows over the Brown test split (see compareWindows).
  */
 export async function benchCompare(dir: string, o: BenchCompareOptions): Promise<BenchCompareReport> {
-  checkTorch(o.python);
   const probe = await DeqModel.load(dir, o.session);
   let images: BenchImages | null = null;
   let windows: BenchWindows | null = null;
   try {
     windows = await benchWindows(probe, o.corpusDir);
-    if (!windows) images = await benchImages(probe, o.images, o.dataDir);
+    // A count meant for the other kind of model would be ignored without a word: refuse it.
+    if (windows && o.images !== undefined) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `--images: ${probe.name} is a language model, compared over scoring windows (--windows)`);
+    if (!windows && o.windows !== undefined) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `--windows: ${probe.name} is not a language model; image classifiers are compared over images (--images)`);
+    checkTorch(o.python);
+    if (!windows) images = await benchImages(probe, o.images ?? BENCH_COMPARE_DEFAULTS.images, o.dataDir);
   } finally {
     await probe.release();
   }
@@ -214,7 +217,8 @@ async function compareImages(dir: string, images: BenchImages, o: BenchCompareOp
  */
 async function compareWindows(dir: string, w: BenchWindows, o: BenchCompareOptions): Promise<TokenCompareReport> {
   const { context, stride, bosId } = w.layout;
-  const counts = o.batches.map((b) => Math.max(b, Math.floor(o.windows / b) * b));
+  const want = o.windows ?? BENCH_COMPARE_DEFAULTS.windows;
+  const counts = o.batches.map((b) => Math.max(b, Math.floor(want / b) * b));
   const need = windowTokens(Math.max(...counts), context, stride);
   if (need > w.ids.length) {
     throw new DeqError('DEQ_ERR_CONFIG_INVALID', `${Math.max(...counts)} windows need ${need} tokens; the Brown test split has ${w.ids.length}`);
@@ -227,7 +231,7 @@ async function compareWindows(dir: string, w: BenchWindows, o: BenchCompareOptio
   try {
     const ready = await torchSide.ready();
     const r = await perThreads(dir, o, async (model, batch, threads): Promise<TokenCompareRow> => {
-      const count = Math.max(batch, Math.floor(o.windows / batch) * batch);
+      const count = Math.max(batch, Math.floor(want / batch) * batch);
       const tokens = windowTokens(count, context, stride);
       const stream = ids.subarray(0, tokens);
       const spec = { ...w.layout, batch };

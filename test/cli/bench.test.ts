@@ -95,4 +95,14 @@ describe('deq-serve bench solve / compare', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/bench compare needs PyTorch/);
   });
+
+  it('bench compare refuses a count for the other kind of model instead of ignoring it', async () => {
+    // Checked before PyTorch is looked for, so the answer is the same with or without torch.
+    const image = await runCli(['bench', 'compare', JR, '--windows', '8', '--python', join(dir, 'no-such-python')]);
+    expect(image.code).toBe(2);
+    expect(image.stderr).toMatch(/--windows: fashion-mnist-jr is not a language model/);
+    const lm = await runCli(['bench', 'compare', LM, '--images', '8', '--python', join(dir, 'no-such-python')]);
+    expect(lm.code).toBe(2);
+    expect(lm.stderr).toMatch(/--images: brown-lm-jr is a language model/);
+  });
 });
