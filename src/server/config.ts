@@ -63,15 +63,16 @@ interface Setting {
 const CORES = availableParallelism();
 
 /**
- * The one defaults object. Workers × intra-op threads stays ≤ the cores, and one
- * core is left for the HTTP thread (decoding, JSON) when there is more than one.
+ * The one defaults object. Workers × intra-op threads stays ≤ the cores: one worker
+ * per core. Leaving a core to the HTTP thread lost once PNG uploads stopped going
+ * through libvips (docs/server.md, "Workers and threads": 2 × 1 against 1 × 1 on 2 cores).
  */
 export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   port: 8080,
   host: '127.0.0.1',
   modelsDir: 'models',
   providers: ['cpu'] as ExecutionProvider[],
-  workers: Math.max(1, Math.min(8, CORES - 1)),
+  workers: Math.max(1, Math.min(8, CORES)),
   intraOpThreads: 1,
   maxIterCap: 500,
   tolMin: 1e-8,
