@@ -8,6 +8,14 @@ import type { ImagePreprocess } from '../runtime/manifest.js';
 // Everything else, and anything this path is unsure of, goes to sharp. The result must
 // equal sharp's to the byte (test/preprocess/png-direct.test.ts compares them).
 
+/**
+ * Largest model input (width × height × channels) decoded here. fast-png runs on the HTTP
+ * thread and its cost grows with the pixels (0.36 ms at 128 × 128 × 3, 0.79 ms at 224 × 224
+ * × 3; bench/decode.mjs), while libvips runs off it: the bound keeps a decode near half a
+ * millisecond of the thread.
+ */
+export const MAX_DIRECT_VALUES = 65_536;
+
 /** Chunks that change nothing about the pixels sharp returns. Any other chunk sends the image to sharp. */
 const NEUTRAL_CHUNKS = new Set(['IHDR', 'IDAT', 'IEND', 'tEXt', 'zTXt', 'iTXt', 'tIME', 'pHYs']);
 const SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
@@ -19,7 +27,7 @@ const SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
  * cannot read is sharp's to judge (and to name the error).
  */
 export function directPngPixels(bytes: Uint8Array, p: ImagePreprocess): Uint8Array | undefined {
-  if (!plainChunks(bytes)) return undefined;
+  if (p.width * p.height * p.channels > MAX_DIRECT_VALUES || !plainChunks(bytes)) return undefined;
   let png: ReturnType<typeof decode>;
   try {
     png = decode(bytes, { checkCrc: true });

@@ -65,6 +65,7 @@ describe('directPngPixels: the fast path gives exactly what sharp gives', () => 
     ['RGBA, grey and opaque', png(16, 16, 6, allGreys(6)), GREY],
     ['RGB, random, into an RGB model', png(16, 16, 2, random(768, 2)), RGB],
     ['RGBA opaque, random colour, into an RGB model', png(16, 16, 6, random(1024, 3).map((v, i) => (i % 4 === 3 ? 255 : v))), RGB],
+    ['grey at the size bound (256 × 256 = MAX_DIRECT_VALUES)', png(256, 256, 0, random(65_536, 17)), { ...GREY, width: 256, height: 256 }],
     ['grey with text, time and pHYs chunks', png(16, 16, 0, random(256, 4), { before: [chunk('pHYs', new Uint8Array(9)), chunk('tEXt', Buffer.from('Comment\0hello', 'latin1'))], after: [chunk('tIME', new Uint8Array(7))] }), GREY],
   ];
   for (const [name, bytes, p] of cases) {
@@ -103,6 +104,7 @@ describe('directPngPixels: what it leaves to sharp', () => {
     ['a bad CRC', (() => { const b = png(16, 16, 0, random(256, 12)); b[b.length - 13] ^= 1; return b; })(), GREY],
     ['image data cut short (valid CRC)', png(16, 16, 0, random(256, 13), { idat: (z) => z.subarray(0, z.length >> 1) }), GREY],
     ['not a PNG', Buffer.from('GIF89a'), GREY],
+    ['a model input over MAX_DIRECT_VALUES (the decode would hold the HTTP thread)', png(257, 257, 0, random(66_049, 16)), { ...GREY, width: 257, height: 257 }],
   ];
   for (const [name, bytes, p] of declined) {
     it(name, () => expect(directPngPixels(bytes, p)).toBeUndefined());
