@@ -54,6 +54,8 @@ export interface BenchHttpRow {
   classes: LoadResult['classes'];
   /** The server's own split over the level, from /metrics (means per request). */
   server: { queue_ms: number | null; solve_ms: number | null; batch_rows: number | null };
+  /** The server's settings from its `deq_server_info` metric (null for a server without it). */
+  server_info: Record<string, string> | null;
 }
 
 export interface BenchHttpReport {
@@ -178,6 +180,15 @@ export function metricTotal(text: string, name: string): number {
   return total;
 }
 
+/** The labels of an `_info` metric (`name{a="1",b="x"} 1`), or null when the scrape has none. */
+export function infoLabels(text: string, name: string): Record<string, string> | null {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{`));
+  if (!line) return null;
+  const labels: Record<string, string> = {};
+  for (const m of line.slice(name.length + 1, line.lastIndexOf('}')).matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[m[1]] = m[2];
+  return labels;
+}
+
 async function scrape(url: string): Promise<string> {
   try {
     const r = await fetch(`${url}/metrics`);
@@ -268,6 +279,7 @@ export async function benchHttp(opts: BenchHttpOptions): Promise<BenchHttpReport
             solve_ms: meanBetween(before, after, 'deq_solve_duration_seconds', 1000),
             batch_rows: meanBetween(before, after, 'deq_batch_rows'),
           },
+          server_info: infoLabels(after, 'deq_server_info'),
         };
         rows.push(row);
         log(`${row.mode} ${shape.mode === 'closed' ? `c=${shape.concurrency}` : `rate=${shape.rate}/s`}: ${row.rps.toFixed(1)} req/s, p50 ${row.p50_ms.toFixed(1)} ms, p99 ${row.p99_ms.toFixed(1)} ms, ${row.errors} errors, ${row.rejected} rejected`);
@@ -308,11 +320,20 @@ async function writeReports(r: BenchHttpReport, out: string): Promise<void> {
     lines.push('', 'Per traffic class (p50 / p99 ms):', '', `| mode | load | ${classNames.join(' | ')} |`, `|---|---|${classNames.map(() => '---').join('|')}|`);
     for (const x of r.rows) lines.push(`| ${x.mode} | ${x.concurrency !== null ? `c=${x.concurrency}` : `${x.rate}/s`} | ${classNames.map((c) => `${f(x.classes[c].p50_ms)} / ${f(x.classes[c].p99_ms)}`).join(' | ')} |`);
   }
+  // What each server ran with, from its own deq_server_info (the same for every level of a mode).
+  const settings = modes.map((m) => {
+    const info = r.rows.find((x) => x.mode === m)?.server_info;
+    const text = info ? Object.entries(info).map(([k, v]) => `${k.replaceAll('_', ' ')} ${v}`).join(', ') : 'not reported';
+    return `- ${m}: ${text}`;
+  });
   const md = `# HTTP load: ${r.traffic.map((t) => `${t.model}${t.query ? `?${t.query}` : ''} (share ${t.share})`).join(', ')}
 
 Measured by \`deq-serve bench http\` (${r.protocol} protocol) on ${r.machine}. Each level runs for at most
 ${r.limits.durationS} s or ${r.limits.maxRequests} requests after ${r.limits.warmupRequests} warm-up requests. Latency is from the intended send
 time (open loop: Poisson arrivals) or the send (closed loop), HDR histograms; "units" are tokens scored for /score.
+
+Server settings (its \`deq_server_info\` metric):
+${settings.join('\n')}
 
 ${lines.join('\n')}
 

@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { benchHttp, metricTotal, parseTraffic } from '../../src/eval/bench-http.js';
+import { benchHttp, infoLabels, metricTotal, parseTraffic } from '../../src/eval/bench-http.js';
 import { FASHION_MNIST_SLICE } from '../helpers/fixtures.js';
 import { startTestServer, type TestServer } from '../server/helpers.js';
 
@@ -34,6 +34,12 @@ describe('deq-serve bench http', () => {
     expect(metricTotal(text, 'x_count')).toBe(3);
   });
 
+  it('reads the labels of an _info metric', () => {
+    const text = '# HELP deq_server_info x\ndeq_server_info_total 3\ndeq_server_info{workers="2",batching="on",note="a \\"b\\""} 1\n';
+    expect(infoLabels(text, 'deq_server_info')).toEqual({ workers: '2', batching: 'on', note: 'a \\"b\\"' });
+    expect(infoLabels('x 1\n', 'deq_server_info')).toBeNull();
+  });
+
   it('runs bounded closed and open loops with real payloads and reports per class and the server split', async () => {
     const report = await benchHttp({
       url: s.url,
@@ -59,8 +65,12 @@ describe('deq-serve bench http', () => {
     }
     // Tokens scored by the language model count as units.
     expect(report.rows.some((r) => r.units_per_s > 0)).toBe(true);
+    // The server says what it ran with: the test server has one worker, batching as configured.
+    const { config } = s.state;
+    for (const r of report.rows) expect(r.server_info).toEqual({ workers: '1', intra_op_threads: String(config.intraOpThreads), batching: config.batching, solver_kernel: config.solverKernel, providers: config.providers.join(',') });
     const md = await readFile(join(out, 'http.md'), 'utf8');
     expect(md).toContain('| external | c=2 |');
+    expect(md).toContain(`- external: workers 1, intra op threads ${config.intraOpThreads}, batching ${config.batching}`);
     expect(await readFile(join(out, 'http.svg'), 'utf8')).toMatch(/^<svg/);
   }, 60_000);
 

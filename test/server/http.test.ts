@@ -331,6 +331,8 @@ describe('GET /metrics', () => {
     expect(text).toMatch(/deq_errors_total\{code="DEQ_ERR_MODEL_NOT_FOUND"\} [1-9]/);
     expect(text).toMatch(/deq_request_duration_seconds_count\{method="POST",route="\/v1\/models\/:name\/classify",status="200"\} [1-9]/);
     expect(text).not.toContain('summary');
+    const c = s.state.config;
+    expect(text).toContain(`deq_server_info{workers="${c.workers}",intra_op_threads="${c.intraOpThreads}",batching="${c.batching}",solver_kernel="${c.solverKernel}",providers="${c.providers.join(',')}"} 1`);
   });
 });
 

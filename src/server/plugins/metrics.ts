@@ -24,7 +24,7 @@ export class ServerMetrics {
   readonly batchPositions: Counter<'model'>;
   readonly batchPadPositions: Counter<'model'>;
 
-  constructor(state: Pick<ServerState, 'models' | 'pool'>) {
+  constructor(state: Pick<ServerState, 'models' | 'pool' | 'config'>) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'deq_' });
     // Histograms, not summaries: they aggregate across replicas.
@@ -59,7 +59,16 @@ export class ServerMetrics {
     this.batchPositions = new Counter({ name: 'deq_batch_positions_total', help: 'Sequence positions evaluated by cell runs of padded models (state.pad), padding included (batching)', labelNames: ['model'], registers });
     this.batchPadPositions = new Counter({ name: 'deq_batch_pad_positions_total', help: 'Of deq_batch_positions_total, the padding positions (batching)', labelNames: ['model'], registers });
     this.batchLeaves = new Histogram({ name: 'deq_batch_leaves', help: 'Samples that left a solve while others ran on, per solve (batching)', labelNames: ['model'], buckets: [0, ...rowBuckets], registers });
-    const { pool, models } = state;
+    const { pool, models, config } = state;
+    // The settings that decide throughput, as labels of a constant 1 (the `_info` idiom), so a
+    // dashboard or a load test (bench http) can say what it measured.
+    new Gauge({
+      name: 'deq_server_info', help: 'Serving settings: solver workers, ONNX Runtime intra-op threads, batching mode, solver kernel, providers', registers,
+      labelNames: ['workers', 'intra_op_threads', 'batching', 'solver_kernel', 'providers'],
+    }).set({
+      workers: String(config.workers), intra_op_threads: String(config.intraOpThreads), batching: config.batching,
+      solver_kernel: config.solverKernel, providers: config.providers.join(','),
+    }, 1);
     new Gauge({
       name: 'deq_inflight_requests', help: 'Solves running on a worker', labelNames: ['model'], registers,
       collect() { for (const m of models.keys()) this.set({ model: m }, pool.inFlight(m)); },
