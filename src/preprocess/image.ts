@@ -39,7 +39,6 @@ export interface ImageLimits {
  * (a format not allowed) or DEQ_ERR_PAYLOAD_TOO_LARGE (too many pixels).
  */
 export async function imageToTensor(bytes: Uint8Array, p: ImagePreprocess, limits: ImageLimits, out?: Float32Array, offset = 0): Promise<Float32Array> {
-  if (bytes.length === 0) throw new DeqError('DEQ_ERR_IMAGE_DECODE', 'the image is empty');
   // Most uploads are PNGs already at the model's size: those skip libvips (png-direct.ts).
   const pixels = (p.width * p.height <= limits.maxPixels ? directPngPixels(bytes, p) : undefined) ?? await sharpPixels(bytes, p, limits);
   const target = out ?? new Float32Array(p.channels * p.width * p.height);
