@@ -245,6 +245,43 @@ export class DeqModel {
     return result;
   }
 
+  /**
+   * Whether requests prepared like `prep` can share head runs (finishTogether): the head
+   * reads z alone, at a shape that does not depend on the request.
+   */
+  canShareHead(prep: Prepared): boolean {
+    const head = this.manifest.graphs.head;
+    return head !== undefined && head.inputs.length === 1 && prep.length === undefined;
+  }
+
+  /**
+   * The head over several requests' z* in one run, so rows that stop together pay one run
+   * (the head is weight-bound at batch 1: docs/server.md). Each gets its own rows back, as
+   * copies. Every part must pass canShareHead and want the same outputs.
+   */
+  async finishTogether(parts: readonly { prep: Prepared; z: Float32Array }[], outputs?: readonly string[]): Promise<Record<string, TensorValue>[]> {
+    if (parts.length === 1) return [await this.finish(parts[0].prep, parts[0].z, outputs)];
+    const first = parts[0].prep, n = first.n;
+    let total = 0;
+    for (const { prep } of parts) {
+      if (!this.canShareHead(prep) || prep.n !== n) throw new RangeError('finishTogether: these requests cannot share a head run');
+      total += prep.batch;
+    }
+    const z = new Float32Array(total * n);
+    for (let i = 0, row = 0; i < parts.length; row += parts[i].prep.batch, i++) z.set(parts[i].z.subarray(0, parts[i].prep.batch * n), row * n);
+    const all = await this.finish({ ...first, batch: total, stateDims: [total, ...first.stateDims.slice(1)] }, z, outputs);
+    const results: Record<string, TensorValue>[] = [];
+    for (let i = 0, row = 0; i < parts.length; row += parts[i].prep.batch, i++) {
+      const b = parts[i].prep.batch, own: Record<string, TensorValue> = {};
+      for (const [name, t] of Object.entries(all)) {
+        const per = t.data.length / total;
+        own[name] = { type: t.type, data: t.data.slice(row * per, (row + b) * per) as TensorValue['data'], dims: [b, ...t.dims.slice(1)] };
+      }
+      results.push(own);
+    }
+    return results;
+  }
+
   // Every model input as an ORT tensor, checked against the manifest: name, dtype, size.
   #modelFeeds(req: InferRequest): Record<string, Tensor> {
     const specs = modelInputs(this.manifest);

@@ -1,7 +1,7 @@
 import { DeqError } from '../errors.js';
 import { SolveSession, SolverWorkspace, type ResolvedSolverOptions, type SolveResult } from '../solver/index.js';
 import type { CellBatch, CellPadding } from './cell-batch.js';
-import type { DeqModel, InferRequest, InferResult, Prepared } from './deq-model.js';
+import type { DeqModel, InferRequest, InferResult, Prepared, TensorValue } from './deq-model.js';
 import type { TurnGate } from './turn-gate.js';
 
 /**
@@ -255,7 +255,7 @@ export class Scheduler {
       }
       job.stopped = true;
       if (this.options.mode === 'static') this.#groups.get(job.key)?.batch.delete(job);
-      void this.#answer(job);
+      void this.#answer([job]);
     }
   }
 
@@ -371,18 +371,20 @@ export class Scheduler {
     g.turns++;
     session.advance();
     const stillRunning = session.activeCount > 0;
+    const finished: Job[] = [];
     for (let k = 0; k < session.endedCount; k++) {
       if (stillRunning) g.leaves++;
       const s = session.ended[k];
       const job = g.slotJob[s]!;
       this.#collect(g, s);
-      if (this.options.mode === 'continuous' && job.active === 0 && job.pending.length === 0) await this.#answer(job);
+      if (this.options.mode === 'continuous' && job.active === 0 && job.pending.length === 0) finished.push(job);
     }
+    if (finished.length > 0) await this.#answer(finished);
     if (!stillRunning) {
       if (this.options.mode === 'static') {
         const batch = [...g.batch];
         g.batch.clear();
-        for (const job of batch) if (job.active === 0 && job.pending.length === 0) await this.#answer(job);
+        await this.#answer(batch.filter((job) => job.active === 0 && job.pending.length === 0));
       }
       this.#hooks.onSolveEnd?.(g.joins, g.leaves);
       g.turns = 0;
@@ -411,25 +413,41 @@ export class Scheduler {
     job.done++;
   }
 
-  async #answer(job: Job): Promise<void> {
-    if (!this.#jobs.delete(job.id)) return;
+  // Answers requests whose rows have all stopped. Those whose head reads z alone and that
+  // want the same outputs share one head run (DeqModel.finishTogether).
+  async #answer(jobs: readonly Job[]): Promise<void> {
+    const heads = new Map<string, Job[]>();
+    for (const job of jobs) {
+      if (!this.#jobs.delete(job.id)) continue;
+      const key = this.model.canShareHead(job.prep!) ? `outputs:${job.req.outputs?.join(',') ?? '*'}` : `own:${job.id}`;
+      const list = heads.get(key);
+      if (list) list.push(job);
+      else heads.set(key, [job]);
+    }
+    for (const list of heads.values()) await this.#head(list);
+  }
+
+  async #head(jobs: readonly Job[]): Promise<void> {
     const t0 = performance.now();
+    let outputs: Record<string, TensorValue>[];
     try {
+      outputs = await this.model.finishTogether(jobs.map((j) => ({ prep: j.prep!, z: j.z! })), jobs[0].req.outputs);
+    } catch (err) {
+      for (const job of jobs) job.reject(err as Error);
+      return;
+    }
+    const t1 = performance.now();
+    jobs.forEach((job, i) => {
       const prep = job.prep!;
-      const outputs = await this.model.finish(prep, job.z!, job.req.outputs);
-      const t1 = performance.now();
-      const solveStart = job.admittedAt || t0;
       job.resolve({
-        outputs,
+        outputs: outputs[i],
         ...(job.req.returnState ? { state: { type: 'float32' as const, data: job.z!, dims: prep.stateDims } } : {}),
         solver: { ...job.stats!, calls: job.calls, stopped: job.stopped },
         options: prep.options,
         queueMs: (job.admittedAt || t0) - job.submittedAt,
-        timing: { injectMs: job.prepMs, solveMs: t0 - solveStart, cellMs: job.cellMs, headMs: t1 - t0, totalMs: t1 - job.submittedAt },
+        timing: { injectMs: job.prepMs, solveMs: t0 - (job.admittedAt || t0), cellMs: job.cellMs, headMs: t1 - t0, totalMs: t1 - job.submittedAt },
       });
-    } catch (err) {
-      job.reject(err as Error);
-    }
+    });
   }
 
   #failAll(err: Error): void {

@@ -36,6 +36,25 @@ describe('DeqModel on the tiny image fixture', () => {
     expect(together.timing.cellMs).toBeLessThanOrEqual(together.timing.solveMs);
   });
 
+  it('finishTogether: one head run over several requests gives each the rows finish gives it alone', async () => {
+    const preps = [], zs = [];
+    for (const b of [1, 3, 2]) {
+      const prep = await model.prepare({ input: Float32Array.from({ length: 64 * b }, (_, i) => Math.cos(i * b)), batch: b });
+      preps.push(prep);
+      zs.push(Float32Array.from({ length: b * prep.n }, (_, i) => Math.sin(i / 7 + b)));
+    }
+    expect(preps.every((p) => model.canShareHead(p))).toBe(true);
+    const together = await model.finishTogether(preps.map((prep, i) => ({ prep, z: zs[i] })));
+    for (const [i, prep] of preps.entries()) {
+      const alone = await model.finish(prep, zs[i]);
+      expect(together[i].logits.dims).toEqual(alone.logits.dims);
+      expectClose(together[i].logits.data as Float32Array, alone.logits.data as Float32Array, 1e-5);
+    }
+    // Copies, not views of one buffer: a reply posted to another thread carries its own rows only.
+    expect((together[0].logits.data as Float32Array).buffer).not.toBe((together[1].logits.data as Float32Array).buffer);
+    expect((together[0].logits.data as Float32Array).buffer.byteLength).toBe(together[0].logits.data.byteLength);
+  });
+
   it('honours per-call solver overrides', async () => {
     const x = Float32Array.from(model.bundle.parity!.cases[0].input!.data);
     const capped = await model.infer({ input: x, batch: 1, solver: { tol: 1e-9, maxIter: 3 } });
@@ -88,6 +107,16 @@ describe('DeqModel on the tiny language-model fixture', () => {
     expect(Object.keys(r.outputs)).toEqual(['target_logprobs']);
     expect(r.outputs.target_logprobs.dims).toEqual([1, tokens.length]);
     for (const v of r.outputs.target_logprobs.data as Float32Array) expect(v).toBeLessThanOrEqual(0);
+  });
+
+  it('does not share head runs: its head reads the targets, at the window\'s length', async () => {
+    const c = model.bundle.parity!.cases[0];
+    const tokens = BigInt64Array.from(c.input!.data, BigInt);
+    const targets = BigInt64Array.from(c.extra_inputs!.targets.data, BigInt);
+    const prep = await model.prepare({ input: tokens, batch: 1, length: tokens.length, headInputs: { targets } });
+    expect(model.canShareHead(prep)).toBe(false);
+    const z = new Float32Array(prep.n);
+    await expect(model.finishTogether([{ prep, z }, { prep, z }])).rejects.toThrow(/cannot share a head run/);
   });
 
   it('requires the targets head input', async () => {

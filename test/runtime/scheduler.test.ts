@@ -100,6 +100,26 @@ describe('Scheduler: continuous batching (property)', () => {
     }, 120_000);
   }
 
+  it('requests that stop at the same boundary share one head run, each getting its own rows', async () => {
+    // A static batch ends all at once: four requests (five rows, gathered by the queue delay), one head run of five rows.
+    const reqs = [1, 2, 1, 1].map((b, k) => ({ input: Float32Array.from({ length: 64 * b }, (_, i) => Math.sin(i + 7 * k)), batch: b, returnState: true, solver: { tol: 1e-4, maxIter: 40 } }));
+    const solo = [];
+    for (const r of reqs) solo.push(await model.infer(r));
+    const finish = vi.spyOn(model, 'finish');
+    try {
+      const sched = new Scheduler(model, { mode: 'static', maxRows: 8, maxQueueDelayMs: 200 });
+      const got = await Promise.all(reqs.map((r) => sched.submit(r).result));
+      expect(finish.mock.calls.map(([prep]) => prep.batch)).toEqual([5]);
+      got.forEach((g, k) => {
+        expect(g.outputs.logits.dims).toEqual(solo[k].outputs.logits.dims);
+        expect(relDiffL2(g.outputs.logits.data as Float32Array, solo[k].outputs.logits.data as Float32Array)).toBeLessThanOrEqual(1e-5);
+        expect(Array.from(g.solver.iterations)).toEqual(Array.from(solo[k].solver.iterations));
+      });
+    } finally {
+      finish.mockRestore();
+    }
+  });
+
   it('frees a cancelled request\'s rows at the next boundary; the others are unaffected', async () => {
     const never = { method: 'fixed-point' as const, tol: 1e-9, maxIter: 10_000 };
     const sched = new Scheduler(model, { maxRows: 4, maxQueueDelayMs: 0 });
