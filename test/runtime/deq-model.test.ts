@@ -37,7 +37,7 @@ describe('DeqModel on the tiny image fixture', () => {
   });
 
   it('finishTogether: one head run over several requests gives each the rows finish gives it alone', async () => {
-    const preps = [], zs = [];
+    const preps: Awaited<ReturnType<DeqModel['prepare']>>[] = [], zs: Float32Array[] = [];
     for (const b of [1, 3, 2]) {
       const prep = await model.prepare({ input: Float32Array.from({ length: 64 * b }, (_, i) => Math.cos(i * b)), batch: b });
       preps.push(prep);

@@ -103,7 +103,7 @@ describe('Scheduler: continuous batching (property)', () => {
   it('requests that stop at the same boundary share one head run, each getting its own rows', async () => {
     // A static batch ends all at once: four requests (five rows, gathered by the queue delay), one head run of five rows.
     const reqs = [1, 2, 1, 1].map((b, k) => ({ input: Float32Array.from({ length: 64 * b }, (_, i) => Math.sin(i + 7 * k)), batch: b, returnState: true, solver: { tol: 1e-4, maxIter: 40 } }));
-    const solo = [];
+    const solo: Awaited<ReturnType<DeqModel['infer']>>[] = [];
     for (const r of reqs) solo.push(await model.infer(r));
     const finish = vi.spyOn(model, 'finish');
     try {
