@@ -80,6 +80,13 @@ interface Slot {
 const silent: PoolLogger = { info() {}, warn() {}, error() {} };
 /** Replacement workers that fail to start this many times in a row are not retried. */
 const MAX_RESPAWN_FAILURES = 5;
+/**
+ * Batching off: jobs a busy worker holds besides the one it runs. With one, it starts the next
+ * as soon as it ends instead of waiting for the HTTP thread to hear of it and send another: at
+ * c=16 one worker sat idle a quarter of the time while requests queued (docs/server.md).
+ * A held job still counts as queued (`--queue-size`, metrics) until its worker starts it.
+ */
+const OFF_PREFETCH = 1;
 
 /**
  * A fixed set of solver workers, each with its own sessions for every model,
@@ -134,14 +141,27 @@ export class WorkerPool {
     return this.#started && !this.#closing && this.#slots.some((s) => s.ready);
   }
 
+  /** Requests waiting: in the queue, or (batching off) held by a busy worker for after its current one. */
   queued(model?: string): number {
-    if (model !== undefined) return this.#queues.get(model)?.length ?? 0;
     let n = 0;
-    for (const q of this.#queues.values()) n += q.length;
+    for (const [name, q] of this.#queues) if (model === undefined || name === model) n += q.length;
+    if (this.#off) {
+      for (const s of this.#slots) {
+        let first = true;
+        for (const p of s.inflight.values()) {
+          if (!first && (model === undefined || p.model === model)) n++;
+          first = false;
+        }
+      }
+    }
     return n;
   }
 
-  /** Requests on a worker now (queued ones not counted). */
+  get #off(): boolean {
+    return !this.#opts.batching || this.#opts.batching.mode === 'off';
+  }
+
+  /** Requests a worker is running now (queued and held ones not counted). */
   inFlight(model?: string): number {
     if (model !== undefined) return (this.#running.get(model) ?? 0) - this.queued(model);
     let n = 0;
@@ -160,8 +180,10 @@ export class WorkerPool {
     const queue = this.#queues.get(model);
     if (!queue) return Promise.reject(new DeqError('DEQ_ERR_MODEL_NOT_FOUND', `no model named ${model}`));
     if (this.#closing) return Promise.reject(new DeqError('DEQ_ERR_SHUTTING_DOWN', 'the server is shutting down'));
-    const idle = this.#slotFor(job);
-    if (!idle && queue.length >= this.#opts.queueSize) {
+    const slot = this.#slotFor(job);
+    // A job a busy worker would only hold waits like a queued one, and counts against the queue.
+    const waits = !slot || (this.#off && slot.inflight.size > 0);
+    if (waits && this.queued(model) >= this.#opts.queueSize) {
       return Promise.reject(new DeqError('DEQ_ERR_QUEUE_FULL', `the queue for ${model} is full (${this.#opts.queueSize} waiting); retry later`,
         { retryAfterS: this.#opts.retryAfterS ?? 1 }));
     }
@@ -169,22 +191,27 @@ export class WorkerPool {
       const p: Pending = { id: this.#nextId++, model, job, enqueuedAt: performance.now(), timer: null, resolve, reject };
       this.#running.set(model, this.#running.get(model)! + 1);
       signal?.addEventListener('abort', () => this.cancel(p.id), { once: true });
-      if (idle) {
-        this.#send(idle, p);
+      if (waits) this.events.emit('enqueue', model);
+      if (slot) {
+        this.#send(slot, p);
         return;
       }
       queue.push(p);
-      this.events.emit('enqueue', model);
-      const wait = job.deadline - Date.now();
-      p.timer = setTimeout(() => {
-        const i = queue.indexOf(p);
-        if (i === -1) return;
-        queue.splice(i, 1);
-        this.#finish(p);
-        reject(new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed after ${Math.round(performance.now() - p.enqueuedAt)} ms in the queue, before a worker was free`));
-      }, Math.max(0, wait));
-      p.timer.unref();
+      this.#armDeadline(p, queue);
     });
+  }
+
+  // A queued request fails at its deadline if no worker has taken it by then. (One a worker
+  // holds is timed by the worker, which knows whether it has started it.)
+  #armDeadline(p: Pending, queue: Pending[]): void {
+    p.timer = setTimeout(() => {
+      const i = queue.indexOf(p);
+      if (i === -1) return;
+      queue.splice(i, 1);
+      this.#finish(p);
+      p.reject(new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed after ${Math.round(performance.now() - p.enqueuedAt)} ms in the queue, before a worker was free`));
+    }, Math.max(0, p.job.deadline - Date.now()));
+    p.timer.unref();
   }
 
   /**
@@ -289,7 +316,9 @@ export class WorkerPool {
   // a job bigger than that still goes to an idle worker (its rows then take turns).
   #slotFor(job: InferJob): Slot | undefined {
     const b = this.#opts.batching;
-    if (!b || b.mode === 'off') return this.#slots.find((s) => s.ready && s.inflight.size === 0);
+    if (!b || b.mode === 'off') {
+      return this.#slots.find((s) => s.ready && s.inflight.size === 0) ?? this.#slots.find((s) => s.ready && s.inflight.size <= OFF_PREFETCH);
+    }
     let best: Slot | undefined;
     for (const s of this.#slots) {
       if (!s.ready) continue;
@@ -358,8 +387,18 @@ export class WorkerPool {
     this.#live.delete(slot);
     const i = this.#slots.indexOf(slot);
     if (i !== -1) this.#slots.splice(i, 1);
-    // Only the requests on this worker fail; the queue goes to the replacement.
-    for (const p of slot.inflight.values()) {
+    // Only the requests on this worker fail; the queue goes to the replacement. Batching off,
+    // the worker ran its oldest job only: those it held go back to the front of their queues.
+    const lost = [...slot.inflight.values()];
+    if (this.#off && !this.#closing) {
+      for (const p of lost.splice(1).reverse()) {
+        const queue = this.#queues.get(p.model)!;
+        p.dispatchedAt = undefined;
+        queue.unshift(p);
+        this.#armDeadline(p, queue);
+      }
+    }
+    for (const p of lost) {
       this.#finish(p);
       p.reject(this.#closing
         ? new DeqError('DEQ_ERR_SHUTTING_DOWN', 'the server shut down before this request finished')
@@ -396,11 +435,14 @@ export class WorkerPool {
     if (p.timer) clearTimeout(p.timer);
     p.timer = null;
     p.dispatchedAt = performance.now();
+    // A job the worker only holds is copied, not transferred: if the worker dies before
+    // starting it, it goes back to the queue with its inputs intact.
+    const held = this.#off && slot.inflight.size > 0;
     slot.inflight.set(p.id, p);
     slot.rows += p.job.batch;
     const { job } = p;
     const transfer: ArrayBuffer[] = [];
-    const arrays = [...(job.input ? [job.input] : []), ...Object.values(job.inputs ?? {}), ...Object.values(job.headInputs ?? {})];
+    const arrays = held ? [] : [...(job.input ? [job.input] : []), ...Object.values(job.inputs ?? {}), ...Object.values(job.headInputs ?? {})];
     for (const v of arrays) if (!transfer.includes(v.buffer as ArrayBuffer)) transfer.push(v.buffer as ArrayBuffer);
     const msg: ToWorker = { type: 'infer', id: p.id, model: p.model, job };
     slot.worker.postMessage(msg, transfer);

@@ -17,6 +17,9 @@ const schedulers = new Map<string, Scheduler>();
 /** One gate for all of this worker's schedulers: models take turns at cell runs, the one whose rows need the fewest iterations first. */
 const gate = new TurnGate();
 const scheduled = new Map<number, { model: string; ids: number[] }>();
+/** Batching off: jobs run one after another on this chain; those still waiting their turn, with their deadline timers. */
+let offChain: Promise<void> = Promise.resolve();
+const offWaiting = new Map<number, NodeJS.Timeout>();
 
 /** Batching statistics since the last report, per model; flushed every STATS_MS. */
 const STATS_MS = 200;
@@ -261,14 +264,32 @@ port.on('message', (msg: ToWorker) => {
       schedule(msg.id, msg.model, msg.job);
       return;
     }
-    run(msg.model, msg.job).then(
-      (reply) => post({ type: 'result', id: msg.id, reply }),
-      (err: unknown) => post({ type: 'error', id: msg.id, error: serialize(err) }),
-    );
+    // One job at a time, in arrival order: the pool may send the next before this one ends.
+    // Until its turn comes, a job still fails at its deadline, or is cancelled, at once.
+    const { id, model, job } = msg;
+    offWaiting.set(id, setTimeout(() => {
+      if (offWaiting.delete(id)) post({ type: 'error', id, error: { code: 'DEQ_ERR_DEADLINE_EXCEEDED', message: 'the deadline passed while the request waited for the solve before it' } });
+    }, Math.max(0, job.deadline - Date.now())));
+    offChain = offChain.then(() => {
+      const timer = offWaiting.get(id);
+      if (timer === undefined) return; // already answered: expired or cancelled
+      offWaiting.delete(id);
+      clearTimeout(timer);
+      return run(model, job).then(
+        (reply) => post({ type: 'result', id, reply }),
+        (err: unknown) => post({ type: 'error', id, error: serialize(err) }),
+      );
+    });
   } else if (msg.type === 'abort') {
     aborted = true;
     for (const s of schedulers.values()) s.abortAll();
   } else if (msg.type === 'cancel') {
+    const waiting = offWaiting.get(msg.id);
+    if (waiting !== undefined) {
+      offWaiting.delete(msg.id);
+      clearTimeout(waiting);
+      post({ type: 'error', id: msg.id, error: { code: 'DEQ_ERR_CANCELLED', message: 'the client went away while the request was queued' } });
+    }
     const at = scheduled.get(msg.id);
     if (at) for (const sid of at.ids) schedulers.get(at.model)?.cancel(sid);
   } else if (msg.type === 'crash') {

@@ -90,6 +90,49 @@ describe('bounded queue', () => {
   });
 });
 
+describe('a busy worker holds the next request (batching off)', () => {
+  const image = (deadlineMs = 10_000) => ({ parameters: { deadline_ms: deadlineMs }, inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1, 8, 8], data: new Array(64).fill(0.25) }] });
+  const metric = async (name: string) => Number(new RegExp(`${name}\\{model="tiny-image"\\} (\\d+)`).exec(await (await fetch(`${s.url}/metrics`)).text())?.[1]);
+
+  it('is sent to the worker at once, counts as queued, and runs as soon as the solve before it ends', async () => {
+    const long = await startLongSolve(800);
+    const held = poolEvent(s, 'dispatch', 'tiny-image');
+    const next = postJson(`${s.url}/v2/models/tiny-image/infer`, image());
+    await held; // on the worker already, while the long solve runs
+    expect(long.done()).toBe(false);
+    expect(await metric('deq_queued_requests')).toBe(1);
+    expect(await metric('deq_inflight_requests')).toBe(0);
+    expect((await next).status).toBe(200);
+    expect((await long.response).status).toBe(504);
+  });
+
+  it('is cancelled without running when its client goes away', async () => {
+    const long = await startLongSolve(1500);
+    const held = poolEvent(s, 'dispatch', 'tiny-image');
+    const client = new AbortController();
+    const next = fetch(`${s.url}/v2/models/tiny-image/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(image()), signal: client.signal }).catch(() => 'aborted');
+    await held;
+    client.abort();
+    expect(await next).toBe('aborted');
+    // Answered by the worker between iterations of the long solve, not after it.
+    while (await metric('deq_queued_requests') !== 0) await sleep(20);
+    expect(long.done()).toBe(false);
+    expect((await long.response).status).toBe(504);
+  });
+
+  it('goes back to the queue when its worker dies before starting it, and the replacement serves it', async () => {
+    const long = await startLongSolve(3000);
+    const held = poolEvent(s, 'dispatch', 'tiny-image');
+    const next = postJson(`${s.url}/v2/models/tiny-image/infer`, image(9_000));
+    await held;
+    expect(s.state.pool.crashBusyWorkers()).toBe(1);
+    expect((await long.response).status).toBe(500);
+    const r = await next;
+    expect(r.status).toBe(200);
+    expect((await r.json()).outputs[0].data.every((v: number) => Number.isFinite(v))).toBe(true);
+  });
+});
+
 describe('worker failure', () => {
   it('fails the request with 500 DEQ_ERR_WORKER_FAILED and restarts the worker', async () => {
     const long = await startLongSolve(3000);
