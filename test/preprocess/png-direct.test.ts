@@ -77,7 +77,7 @@ describe('directPngPixels: the fast path gives exactly what sharp gives', () => 
   }
 
   it('matches sharp on PNGs sharp wrote: every compression level, adaptive filters, Adam7 interlacing', async () => {
-    for (let level = 0; level <= 9; level += 3) {
+    for (let level = 0; level <= 9; level++) {
       for (const progressive of [false, true]) {
         const bytes = await sharp(Buffer.from(random(784, level + 10)), { raw: { width: 28, height: 28, channels: 1 } })
           .toColourspace('b-w').png({ compressionLevel: level, adaptiveFiltering: true, progressive }).toBuffer();
