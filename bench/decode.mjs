@@ -32,17 +32,17 @@ for (const [name, png] of Object.entries(pngs)) {
   console.log(name.padEnd(24), f(fast).padStart(22), f(slow).padStart(22), `${(slow.cpu / fast.cpu).toFixed(1)}×`.padStart(10));
 }
 
-// Where the fast path stops paying: fast-png's decode (on the HTTP thread) against libvips'
-// whole pipeline (off it) as images grow; MAX_DIRECT_VALUES in png-direct.ts is set below the crossover.
-const { decode } = await import('fast-png');
-console.log('\nRGB PNG at the model size, ms'.padEnd(32), 'fast-png decode'.padStart(16), 'libvips'.padStart(10));
-for (const w of [28, 64, 128, 224]) {
+// Where the fast path stops paying: its decode (on the HTTP thread) against libvips' whole
+// pipeline (off it) as images grow; MAX_DIRECT_VALUES in png-direct.ts bounds the fast path.
+console.log('\nRGB PNG at the model size, ms'.padEnd(32), 'fast path'.padStart(16), 'libvips'.padStart(10));
+for (const w of [28, 64, 128, 147]) {
   const rgb = Buffer.alloc(w * w * 3);
   for (let i = 0; i < rgb.length; i++) rgb[i] = (i * 2654435761) >>> 24;
   const png = await sharp(rgb, { raw: { width: w, height: w, channels: 3 } }).png().toBuffer();
   const q = { ...p, width: w, height: w, channels: 3, mean: [0, 0, 0], std: [1, 1, 1] };
   const n = Math.max(20, Math.floor(50_000 / (w * w)) * 10);
-  const fast = await time(() => decode(png, { checkCrc: true }), n);
+  if (!directPngPixels(png, q)) throw new Error(`${w} × ${w}: the fast path declined it`);
+  const fast = await time(() => directPngPixels(png, q), n);
   const slow = await time(() => sharpPixels(png, q, limits), Math.max(20, n / 10));
   console.log(`${w} × ${w} × 3`.padEnd(32), (fast.wall / 1000).toFixed(2).padStart(16), (slow.wall / 1000).toFixed(2).padStart(10));
 }

@@ -129,7 +129,8 @@ describe('a busy worker holds the next request (batching off)', () => {
     expect((await long.response).status).toBe(500);
     const r = await next;
     expect(r.status).toBe(200);
-    expect((await r.json()).outputs[0].data.every((v: number) => Number.isFinite(v))).toBe(true);
+    const body = (await r.json()) as { outputs: { data: number[] }[] };
+    expect(body.outputs[0].data.every((v) => Number.isFinite(v))).toBe(true);
   });
 });
 
