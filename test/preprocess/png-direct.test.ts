@@ -47,7 +47,7 @@ function png(width: number, height: number, colourType: number, pixels: Uint8Arr
       rows[y * (1 + stride) + 1 + x] = (pixels[y * stride + x] - predictor) & 255;
     }
   }
-  let z = deflateSync(o.raw ? o.raw(rows) : rows);
+  let z: Buffer = deflateSync(o.raw ? o.raw(rows) : rows);
   if (o.idat) z = o.idat(z);
   const idat: Buffer[] = [];
   for (let at = 0; at < z.length; at += o.split ?? z.length) idat.push(chunk('IDAT', z.subarray(at, at + (o.split ?? z.length))));
