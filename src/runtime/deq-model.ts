@@ -77,6 +77,8 @@ export class DeqModel {
   readonly #graphs: Graphs;
   readonly #defaults: ResolvedSolverOptions;
   readonly #freeWorkspaces = new Map<string, SolverWorkspace[]>();
+  /** Idle CellBatches of infer(), by batch and shape: four buffers of batch × state each, too many to allocate per request. */
+  readonly #freeCells = new Map<string, CellBatch[]>();
   /**
    * Where the solver's row algebra runs: `wasm` (SIMD kernels, the default when they
    * load) or `js` (the scalar reference). docs/solver.md has the measurements.
@@ -131,8 +133,10 @@ export class DeqModel {
     const prep = await this.prepare(req);
     const { batch, n } = prep;
     const t1 = performance.now();
-    const cells = this.cellBatch(prep, batch);
+    const cellsKey = cellsShapeKey(prep, batch);
+    const cells = this.#freeCells.get(cellsKey)?.pop() ?? this.cellBatch(prep, batch);
     for (let i = 0; i < batch; i++) cells.setRow(i, prep.cellArgs, i);
+    const cellMs0 = cells.elapsed;
     const z = new Float32Array(batch * n);
     const ws = this.#takeWorkspace(prep.options, batch, n);
     let result: SolveResult;
@@ -140,7 +144,9 @@ export class DeqModel {
       result = await solve((zz, out, active) => cells.run(zz, out, active), batch, n, z, prep.options, ws);
     } finally {
       this.#returnWorkspace(ws);
+      keepSpare(this.#freeCells, cellsKey, cells);
     }
+    const cellMs = cells.elapsed - cellMs0;
     const t2 = performance.now();
     const outputs = await this.finish(prep, z, req.outputs);
     const t3 = performance.now();
@@ -149,7 +155,7 @@ export class DeqModel {
       ...(req.returnState ? { state: { type: 'float32' as const, data: z, dims: prep.stateDims } } : {}),
       solver: result,
       options: prep.options,
-      timing: { injectMs: t1 - t0, solveMs: t2 - t1, cellMs: cells.elapsed, headMs: t3 - t2, totalMs: t3 - t0 },
+      timing: { injectMs: t1 - t0, solveMs: t2 - t1, cellMs, headMs: t3 - t2, totalMs: t3 - t0 },
     };
   }
 
@@ -312,12 +318,20 @@ export class DeqModel {
   }
 
   #returnWorkspace(ws: SolverWorkspace): void {
-    const key = `${ws.method}:${ws.batch}:${ws.n}:${ws.history}:${ws.kernel}`;
-    const list = this.#freeWorkspaces.get(key) ?? [];
-    // A few spares per shape: enough for steady traffic, bounded for odd batch sizes.
-    if (list.length < 2) list.push(ws);
-    this.#freeWorkspaces.set(key, list);
+    keepSpare(this.#freeWorkspaces, `${ws.method}:${ws.batch}:${ws.n}:${ws.history}:${ws.kernel}`, ws);
   }
+}
+
+// A few spares per shape: enough for steady traffic, bounded for odd batch sizes.
+function keepSpare<T>(pool: Map<string, T[]>, key: string, item: T): void {
+  const list = pool.get(key) ?? [];
+  if (list.length < 2) list.push(item);
+  pool.set(key, list);
+}
+
+// What decides a CellBatch's layout for infer(): batch and the per-row shapes of z and of the cell's inputs.
+function cellsShapeKey(prep: Prepared, batch: number): string {
+  return [batch, prep.stateDims.slice(1).join('x'), ...prep.cellArgs.map((t) => `${t.type}[${t.dims.slice(1).join('x')}]`)].join('|');
 }
 
 /** The manifest's solver block as solver options; what it leaves out comes from SOLVER_DEFAULTS. */

@@ -36,6 +36,39 @@ describe('DeqModel on the tiny image fixture', () => {
     expect(together.timing.cellMs).toBeLessThanOrEqual(together.timing.solveMs);
   });
 
+  it('reuses its cell buffers across requests without carrying anything over', async () => {
+    // Batches of 3 whose rows stop at two different iterations (rows 0 and 1 are the same
+    // sample), so the reused CellBatch ends each solve with a packed row, and the next request
+    // with that pattern meets the same mask.
+    const per = model.bundle.parity!.cases[0].input!.data.length;
+    const batchOf = (seed: number) => Float32Array.from({ length: 3 * per }, (_, i) => (i < 2 * per ? Math.sin((i % per) * 0.37 + seed) : 3 * Math.sin(i * 0.37 + 2 * seed)));
+    const solver = { tol: 1e-6, maxIter: 60 };
+    const fresh = await DeqModel.load(TINY_IMAGE);
+    try {
+      const seeds = [1, 2, 3];
+      const alone = [];
+      for (const seed of seeds) {
+        const clean = await DeqModel.load(TINY_IMAGE);
+        alone.push(await clean.infer({ input: batchOf(seed), batch: 3, solver }));
+        await clean.release();
+      }
+      for (const r of alone) expect(new Set(r.solver.iterations).size).toBe(2);
+      const sequential = [];
+      for (const seed of seeds) sequential.push(await fresh.infer({ input: batchOf(seed), batch: 3, solver }));
+      const concurrent = await Promise.all(seeds.map((seed) => fresh.infer({ input: batchOf(seed), batch: 3, solver })));
+      for (const [i, want] of alone.entries()) {
+        for (const got of [sequential[i], concurrent[i]]) {
+          expect(Array.from(got.outputs.logits.data as Float32Array)).toEqual(Array.from(want.outputs.logits.data as Float32Array));
+          expect(Array.from(got.solver.iterations)).toEqual(Array.from(want.solver.iterations));
+          // Each request's own cell time, not the buffers' running total.
+          expect(got.timing.cellMs).toBeLessThanOrEqual(got.timing.solveMs);
+        }
+      }
+    } finally {
+      await fresh.release();
+    }
+  });
+
   it('finishTogether: one head run over several requests gives each the rows finish gives it alone', async () => {
     const preps: Awaited<ReturnType<DeqModel['prepare']>>[] = [], zs: Float32Array[] = [];
     for (const b of [1, 3, 2]) {
