@@ -1,5 +1,5 @@
 import { DeqError } from '../errors.js';
-import { defaultSolverKernel, resolveSolverOptions, solve, SolverWorkspace, type ResolvedSolverOptions, type SolveResult, type SolverKernel, type SolverOptions } from '../solver/index.js';
+import { kernelForPrecision, resolveSolverOptions, solve, SolverWorkspace, type ResolvedSolverOptions, type SolveResult, type SolverKernel, type SolverOptions } from '../solver/index.js';
 import { loadBundle, type Bundle, type GraphRole } from './bundle.js';
 import { modelInputs, modelOutputs, stateOutputs, type Manifest, type TensorSpec } from './manifest.js';
 import { CellBatch, padLength, type CellPadding } from './cell-batch.js';
@@ -80,10 +80,12 @@ export class DeqModel {
   /** Idle CellBatches of infer(), by batch and shape: four buffers of batch × state each, too many to allocate per request. */
   readonly #freeCells = new Map<string, CellBatch[]>();
   /**
-   * Where the solver's row algebra runs: `wasm` (SIMD kernels, the default when they
-   * load) or `js` (the scalar reference). docs/solver.md has the measurements.
+   * Where the solver's row algebra runs: `wasm` (SIMD kernels in float64, the default when
+   * they load), `wasm-f32` (float32 SIMD kernels: the default of a bundle whose manifest
+   * declares `solver.precision: "float32"`) or `js` (the scalar reference). docs/solver.md
+   * has the measurements.
    */
-  solverKernel: SolverKernel = defaultSolverKernel();
+  solverKernel: SolverKernel;
 
   private constructor(bundle: Bundle, graphs: Graphs) {
     this.bundle = bundle;
@@ -91,6 +93,7 @@ export class DeqModel {
     this.#graphs = graphs;
     this.provider = graphs.cell.provider;
     this.#defaults = solverDefaults(bundle.manifest);
+    this.solverKernel = kernelForPrecision(bundle.manifest.solver.precision ?? 'float64');
   }
 
   /** Loads and verifies a bundle folder, then opens its three graphs. Nothing stays open on failure. */

@@ -77,6 +77,8 @@ export const MANIFEST_SCHEMA = {
         anderson_lambda: { type: 'number', minimum: 0 },
         anderson_beta: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
         damping: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+        // The author's statement that float32 solver arithmetic keeps this model's answers (docs/bundle-format.md).
+        precision: { enum: ['float64', 'float32'] },
       },
     },
     preprocess: {

@@ -58,6 +58,12 @@ export interface ManifestSolver {
   anderson_lambda?: number;
   anderson_beta?: number;
   damping?: number;
+  /**
+   * Arithmetic of the solver's row algebra. `float64` (the default) reproduces the reference
+   * solver's iterates; `float32` is faster and is declared by a model's author after checking
+   * that float32 rounding does not move the model's answers (docs/bundle-format.md).
+   */
+  precision?: 'float64' | 'float32';
 }
 
 /** manifest.json, format version 1. See docs/bundle-format.md. */

@@ -36,7 +36,8 @@ export interface ServerConfig {
   maxRowsPerRun: number;
   ortMemArena: boolean;
   ortMemPattern: boolean;
-  solverKernel: SolverKernel;
+  /** `auto`: each model's own (its manifest's solver.precision); a kernel name: every model. */
+  solverKernel: SolverKernel | 'auto';
   batching: BatchingSetting;
   batchRows: number;
   maxQueueDelayMs: number;
@@ -95,7 +96,7 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   // float64 arithmetic as the reference does it. wasm-f32 is faster, but an ill-conditioned solve
   // amplifies its rounding (fashion-mnist-plain: z* off by up to 4% on some images; docs/solver.md,
   // "Kernel precision"), so it is chosen per deployment, not by default.
-  solverKernel: 'wasm',
+  solverKernel: 'auto',
   // Measured on 2 cores (docs/server.md, "Continuous batching"): batching wins at high image
   // concurrency and loses on single requests and on short /score texts (windows of different
   // lengths cannot share a solve), so it is an opt-in.
@@ -141,7 +142,7 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   { key: 'maxRowsPerRun', flag: '--max-rows-per-run', env: 'DEQ_MAX_ROWS_PER_RUN', kind: 'int', help: 'largest batch × sequence length a worker runs at once; bigger v2 batches run in slices (bounds ONNX Runtime memory)' },
   { key: 'ortMemArena', flag: '--ort-mem-arena', env: 'DEQ_ORT_MEM_ARENA', kind: 'bool', help: 'ONNX Runtime CPU memory arena (on: keeps memory at the largest shape seen)' },
   { key: 'ortMemPattern', flag: '--ort-mem-pattern', env: 'DEQ_ORT_MEM_PATTERN', kind: 'bool', help: 'ONNX Runtime memory patterns (allocation plans cached per input shape)' },
-  { key: 'solverKernel', flag: '--solver-kernel', env: 'DEQ_SOLVER_KERNEL', kind: 'string', help: '"wasm": SIMD kernels in float64 arithmetic (iterates as the reference); "wasm-f32": float32 arithmetic, faster; "js": the scalar reference' },
+  { key: 'solverKernel', flag: '--solver-kernel', env: 'DEQ_SOLVER_KERNEL', kind: 'string', help: '"auto": each model\'s own (float32 SIMD where its manifest declares solver.precision "float32", else float64); "wasm": SIMD kernels in float64 arithmetic (iterates as the reference) for every model; "wasm-f32": float32 arithmetic, faster; "js": the scalar reference' },
   { key: 'topK', flag: '--top-k', env: 'DEQ_TOP_K', kind: 'int', help: 'labels returned by /classify unless the request asks (top_k)' },
   { key: 'apiKeys', flag: '--api-keys', env: 'DEQ_API_KEYS', kind: 'list', help: 'comma-separated bearer keys; empty = no authentication' },
   { key: 'openHealth', flag: '--open-health', env: 'DEQ_OPEN_HEALTH', kind: 'bool', help: 'health and /metrics need no API key' },
@@ -185,7 +186,7 @@ const CONFIG_SCHEMA = {
     maxRowsPerRun: positiveInt,
     ortMemArena: { type: 'boolean' },
     ortMemPattern: { type: 'boolean' },
-    solverKernel: { enum: [...SOLVER_KERNELS] },
+    solverKernel: { enum: ['auto', ...SOLVER_KERNELS] },
     topK: positiveInt,
     apiKeys: { type: 'array', items: { type: 'string', minLength: 16, pattern: '^[\\x21-\\x7e]+$' } },
     openHealth: { type: 'boolean' },

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { DeqError } from '../errors.js';
-import { defaultSolverKernel, type SolverKernel } from '../solver/index.js';
+import type { SolverKernel } from '../solver/index.js';
 import type { BatchingConfig, FromWorker, InferJob, InferReply, ToWorker, WorkerInit } from './protocol.js';
 
 /** Where the compiled worker entry lives: beside this file (dist/server/worker.js). */
@@ -21,8 +21,8 @@ export interface PoolOptions {
   /** ONNX Runtime CPU arena and memory patterns (default off: RSS returns after a large request). */
   cpuMemArena?: boolean;
   memPattern?: boolean;
-  /** Solver kernel every worker's models use (default: the solver's default). */
-  solverKernel?: SolverKernel;
+  /** Solver kernel every worker's models use; `auto` (the default): each model's own (DeqModel.solverKernel). */
+  solverKernel?: SolverKernel | 'auto';
   /** Largest batch × sequence length per native run (default: no slicing). */
   maxRows?: number;
   /** Requests allowed to wait per model; one more is refused with DEQ_ERR_QUEUE_FULL. */
@@ -336,7 +336,7 @@ export class WorkerPool {
       batching: this.#opts.batching ?? { mode: 'off', maxRows: 1, maxQueueDelayMs: 0, requestShare: 1 },
       cpuMemArena: this.#opts.cpuMemArena ?? false,
       memPattern: this.#opts.memPattern ?? false,
-      solverKernel: this.#opts.solverKernel ?? defaultSolverKernel(),
+      solverKernel: this.#opts.solverKernel ?? 'auto',
       maxRows: this.#opts.maxRows ?? Number.MAX_SAFE_INTEGER,
     };
     const worker = new Worker(WORKER_URL, { workerData: init, name: 'deq-solver' });

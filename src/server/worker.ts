@@ -224,7 +224,8 @@ async function start(): Promise<void> {
         cpuMemArena: init.cpuMemArena,
         memPattern: init.memPattern,
       });
-      model.solverKernel = init.solverKernel as SolverKernel;
+      // `auto` keeps the model's own kernel (its manifest's solver.precision).
+      if (init.solverKernel !== 'auto') model.solverKernel = init.solverKernel as SolverKernel;
       models.set(name, model);
       const t0 = performance.now();
       await run(name, warmupJob(model.manifest));

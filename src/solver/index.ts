@@ -1,5 +1,5 @@
 export { resolveSolverOptions, solve } from './solve.js';
-export { defaultSolverKernel, SOLVER_KERNELS, SolverWorkspace, type SolverKernel } from './workspace.js';
+export { defaultSolverKernel, kernelForPrecision, SOLVER_KERNELS, SolverWorkspace, type SolverKernel } from './workspace.js';
 export { SOLVER_DEFAULTS, SOLVER_METHODS, STOP_MODES } from './types.js';
 export type { FixedPointFn, ResolvedSolverOptions, SolveResult, SolverMethod, SolverOptions, StopMode } from './types.js';
 export { summarizeSolve } from './summary.js';

@@ -19,6 +19,11 @@ export function defaultSolverKernel(): SolverKernel {
   return kernelModule() ? 'wasm' : 'js';
 }
 
+/** The fastest kernel that loads for an arithmetic: float32 → wasm-f32; float64 → the default. */
+export function kernelForPrecision(precision: 'float64' | 'float32'): SolverKernel {
+  return precision === 'float32' && kernelModule('f32') ? 'wasm-f32' : defaultSolverKernel();
+}
+
 /** Byte offsets of the wasm workspace's buffers in its memory, and the kernels bound to it. */
 export interface WasmState {
   readonly k: KernelExports;

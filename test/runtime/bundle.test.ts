@@ -79,11 +79,21 @@ describe('loadBundle', () => {
     ['labels that do not match the logits', (m: any) => { m.labels = ['a', 'b']; }, 'labels'],
     ['a state shape that differs from the injection', (m: any) => { m.state.shape = [4, 4, 5]; }, 'state.shape'],
     ['an output role naming no head output', (m: any) => { m.outputs.logits = 'scores'; }, 'outputs.logits'],
+    ['an unknown solver precision', (m: any) => { m.solver.precision = 'float16'; }, '/solver/precision'],
   ])('rejects %s, naming the field', async (_what, edit, field) => {
     const dir = await damaged(TINY_IMAGE, (d) => editManifest(d, edit));
     const err = await loadError(dir);
     expect(err.code).toBe('DEQ_ERR_BUNDLE_INVALID');
     expect(err.message).toContain(field);
+  });
+
+  it('solver.precision "float32" gives the model the float32 kernel; no precision, the float64 one', async () => {
+    const dir = await damaged(TINY_IMAGE, (d) => editManifest(d, (m) => { m.solver.precision = 'float32'; }));
+    for (const [bundle, kernel] of [[dir, 'wasm-f32'], [TINY_IMAGE, 'wasm']]) {
+      const model = await DeqModel.load(bundle);
+      expect(model.solverKernel).toBe(kernel);
+      await model.release();
+    }
   });
 
   it('reads state.pad "right" (the language-model fixture declares it)', async () => {

@@ -1,7 +1,10 @@
 // `--solver-kernel`: the workers' models use the kernel asked for, /v1/models says which, and
 // answers agree with the default kernel's (the tiny fixture's solve is well-conditioned).
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lmInferBody, postJson, startTestServer, type TestServer } from './helpers.js';
+import { loadConfig, startServer } from '../../dist/server/index.js';
+import { lmInferBody, makeModelsDir, postJson, startTestServer, type TestServer } from './helpers.js';
 
 const json = (r: Response): Promise<any> => r.json();
 
@@ -34,5 +37,30 @@ describe('--solver-kernel', () => {
     }
     expect(a.parameters.iterations).toHaveLength(3);
     expect(b.parameters.iterations).toEqual(a.parameters.iterations);
+  });
+});
+
+describe('--solver-kernel auto (the default): each model its manifest\'s precision', () => {
+  it('runs float32 kernels for a bundle that declares solver.precision "float32", float64 for the others; a kernel name overrides', async () => {
+    const { dir, cleanup } = await makeModelsDir();
+    const file = join(dir, 'tiny-image', 'manifest.json');
+    const manifest = JSON.parse(await readFile(file, 'utf8'));
+    manifest.solver.precision = 'float32';
+    await writeFile(file, JSON.stringify(manifest));
+    const kernels = async (overrides: object) => {
+      const server = await startServer(loadConfig([], {}, { port: 0, host: '127.0.0.1', modelsDir: dir, workers: 1, logLevel: 'silent', ...overrides }));
+      try {
+        return await Promise.all(['tiny-image', 'tiny-lm'].map(async (m) => (await json(await fetch(`${server.url}/v1/models/${m}`))).solver_kernel));
+      } finally {
+        await server.close();
+      }
+    };
+    try {
+      expect(loadConfig([], {}).solverKernel).toBe('auto');
+      expect(await kernels({})).toEqual(['wasm-f32', 'wasm']);
+      expect(await kernels({ solverKernel: 'wasm' })).toEqual(['wasm', 'wasm']);
+    } finally {
+      await cleanup();
+    }
   });
 });
