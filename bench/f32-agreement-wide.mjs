@@ -1,7 +1,10 @@
 // The float32 solver kernel against the float64 one over many inputs, per sample (docs/solver.md,
 // "Kernel precision"): the 1,000 Fashion-MNIST test images of the fixture slice on both image
 // bundles, and 1,280 64-token Brown test windows on brown-lm-jr. Manifest solver defaults.
-//   npm run build && node bench/f32-agreement-wide.mjs
+//   npm run build && node bench/f32-agreement-wide.mjs [--data-dir DIR] [--only fashion-mnist-jr]
+// --data-dir reads the Fashion-MNIST test split from DIR instead (all 10,000 images with
+// /usr/share/datasets/fashion-mnist); --only runs one bundle. A bundle that declares
+// solver.precision "float32" (docs/bundle-format.md) should pass here first.
 import { DeqModel } from '../dist/runtime/index.js';
 import { readFashionMnist } from '../dist/eval/fashion-mnist.js';
 import { benchWindows } from '../dist/eval/bench-inputs.js';
@@ -28,8 +31,10 @@ const row = (name, what, t) => console.log(`| ${name} | ${t.samples} ${what} | $
 
 console.log('| bundle | inputs | worst z* (relative, per sample) | worst output | max Δ NFE |');
 console.log('|---|---|---|---|---|');
-const set = await readFashionMnist('test', here('../test/fixtures/fashion-mnist'));
-for (const name of ['fashion-mnist-jr', 'fashion-mnist-plain']) {
+const arg = (flag) => { const i = process.argv.indexOf(flag); return i > 0 ? process.argv[i + 1] : undefined; };
+const only = arg('--only');
+const set = await readFashionMnist('test', arg('--data-dir') ?? here('../test/fixtures/fashion-mnist'));
+for (const name of ['fashion-mnist-jr', 'fashion-mnist-plain'].filter((n) => !only || n === only)) {
   const m = await DeqModel.load(here(`../models/${name}`));
   const t = tally(), B = 50, per = 784;
   for (let s0 = 0; s0 < set.count; s0 += B) {
@@ -41,7 +46,7 @@ for (const name of ['fashion-mnist-jr', 'fashion-mnist-plain']) {
   row(name, 'test images', t);
   await m.release();
 }
-{
+if (!only || only === 'brown-lm-jr') {
   const m = await DeqModel.load(here('../models/brown-lm-jr'));
   const { ids } = await benchWindows(m);
   const t = tally(), B = 32, L = 64;

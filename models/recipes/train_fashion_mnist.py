@@ -215,6 +215,9 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--wd", type=float, default=0.0)
     ap.add_argument("--augment", choices=["flip-shift", "flip", "none"], default="flip-shift")
+    ap.add_argument("--solver-precision", choices=["float64", "float32"], default="float64",
+                    help="manifest solver.precision: float32 lets deq-serve run float32 solver kernels; "
+                         "declare it only after bench/f32-agreement-wide.mjs shows the answers do not move")
     ap.add_argument("--subset", type=int, default=0, help="train on the first N images only (timing)")
     ap.add_argument("--test-subset", type=int, default=0, help="evaluate on the first N test images only (timing)")
     ap.add_argument("--eval-subset", type=int, default=0,
@@ -385,7 +388,8 @@ def main():
         name=args.name, task="image-classification", version="1",
         description=(f"MDEQ-style DEQ classifier for Fashion-MNIST ({args.channels} channels at 14x14, "
                      f"JR weight {args.jr_weight}). Test accuracy {final['test_acc']:.4f}."),
-        solver=dict(SHIPPED_SOLVER), labels=LABELS,
+        solver=dict(SHIPPED_SOLVER, **({"precision": "float32"} if args.solver_precision == "float32" else {})),
+        labels=LABELS,
         preprocess={"kind": "image", "width": 28, "height": 28, "channels": 1,
                     "mean": [MEAN], "std": [STD], "invert": False, "resize": "contain"},
         provenance={
