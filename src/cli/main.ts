@@ -70,12 +70,13 @@ deq-serve bench solve <bundle> [--batches 1,8,32] [--images 64] [--kernels js,wa
     Writes docs/results/bench-solve-<model>.md unless --out says otherwise.
 
 deq-serve bench compare <bundle> [--batches 1,32] [--threads 1,2] [--images 64] [--windows 64] [--rounds 3]
-                [--kernel wasm] [--python /usr/bin/python3] [--data-dir DIR] [--out FILE.md] [--json]
+                [--kernel js|wasm|wasm-f32] [--python /usr/bin/python3] [--data-dir DIR] [--out FILE.md] [--json]
     The same inputs through deq-serve and through the recipe's PyTorch model with the bundle's
     weights and solver settings, alternating, per batch size and thread count: Fashion-MNIST test
     images (--images) for the image bundles; for language models, full scoring windows (context and
     stride from the manifest) over the Brown test split (--windows), reported per window and in
-    tokens per second. Exit 2 when the interpreter cannot import torch. Writes
+    tokens per second. --kernel overrides the bundle's own solver kernel (its manifest's
+    solver.precision). Exit 2 when the interpreter cannot import torch. Writes
     docs/results/bench-compare-<model>.md.`,
   },
 };

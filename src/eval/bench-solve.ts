@@ -48,6 +48,8 @@ export interface BenchSolveReport {
   provider: string;
   threads: number;
   solver: { method: string; tol: number; stop_mode: string; max_iter: number; history: number };
+  /** The kernel the bundle gets when nothing overrides it (its manifest's solver.precision). */
+  default_kernel: SolverKernel;
   inputs: string;
   machine: string;
   load_average: number[];
@@ -70,6 +72,7 @@ export async function benchSolve(dir: string, o: BenchSolveOptions): Promise<Ben
     report = {
       model: model.name, provider: model.provider, threads: o.session.intraOpThreads ?? 1,
       solver: { method: opts.method, tol: opts.tol, stop_mode: opts.stopMode, max_iter: opts.maxIter, history: opts.history },
+      default_kernel: model.solverKernel,
       inputs: images?.source ?? 'the bundle\'s first parity input, repeated',
       machine: machineName(), load_average: loadavg().map((x) => Math.round(x * 100) / 100),
     };
@@ -135,7 +138,7 @@ export function benchSolveMarkdown(r: BenchSolveReport, command: string): string
     '',
     `Reproduce: \`${command}\``,
     '',
-    'Per sample, medians over runs; runs of the kernels alternate. `js` is the scalar TypeScript reference, `wasm` the SIMD kernels in float64 arithmetic (the default), `wasm-f32` the SIMD kernels in float32 arithmetic (docs/solver.md, "Kernel precision").',
+    `Per sample, medians over runs; runs of the kernels alternate. \`js\` is the scalar TypeScript reference, \`wasm\` the SIMD kernels in float64 arithmetic, \`wasm-f32\` the SIMD kernels in float32 arithmetic (docs/solver.md, "Kernel precision"). This bundle's default: \`${r.default_kernel}\` (its manifest's solver.precision; docs/bundle-format.md).`,
     '',
     '| batch | kernel | NFE | solve ms | cell ms | solver ms | solver share | solver µs / evaluation |',
     '|---|---|---|---|---|---|---|---|',
