@@ -356,7 +356,7 @@ const f = (x: number, d = 2) => x.toFixed(d);
 
 /** The report as a Markdown page for docs/results/. */
 export function benchCompareMarkdown(r: BenchCompareReport, command: string): string {
-  const machine = `Machine: ${r.machine}; load average at start ${r.load_average.join(' / ')} (above the core count: shared machine, absolute times inflated; the two sides alternate within each row, so compare them within a row).`;
+  const machine = `Machine: ${r.machine}; load average at start ${r.load_average.join(' / ')} (a load above the core count means the machine was shared and absolute times are inflated; the two sides alternate within each row, so compare them within a row).`;
   if (r.task === 'language-model') {
     return [
       `# bench compare: ${r.model}, deq-serve vs PyTorch`,
