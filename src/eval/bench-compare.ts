@@ -51,6 +51,10 @@ export interface BenchCompareRowBase {
 }
 
 export interface ImageCompareRow extends BenchCompareRowBase {
+  /** Of deq_serve_ms, the time outside ONNX Runtime during the solves (InferTiming solveMs − cellMs), same round. */
+  deq_serve_solver_ms: number;
+  /** PyTorch ms / (deq-serve ms − its solver ms): the speed-up a solver that cost nothing would give. */
+  speedup_solver_free: number;
   accuracy_deq_serve: number;
   accuracy_pytorch: number;
 }
@@ -142,18 +146,20 @@ export async function benchCompare(dir: string, o: BenchCompareOptions): Promise
 /** Per row: a warm-up round on each side, then the timed rounds, alternating; each side keeps its fastest. */
 async function alternate<D extends { msPerSample: number }, T extends { ms_per_sample: number }>(
   rounds: number, deq: () => Promise<D>, torch: () => Promise<T>,
-): Promise<{ deqMs: number; torchMs: number; d: D; t: T }> {
+): Promise<{ deqMs: number; torchMs: number; d: D; t: T; fastest: D }> {
   let best = { deq: Infinity, torch: Infinity };
   let last: { d: D; t: T } | null = null;
+  let fastest: D | null = null;
   for (let round = -1; round < rounds; round++) {
     const d = await deq();
     const t = await torch();
     if (round < 0) continue;
+    if (d.msPerSample < best.deq) fastest = d;
     best = { deq: Math.min(best.deq, d.msPerSample), torch: Math.min(best.torch, t.ms_per_sample) };
     last = { d, t };
   }
-  if (!last) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `--rounds must be at least 1 (got ${rounds})`);
-  return { deqMs: best.deq, torchMs: best.torch, ...last };
+  if (!last || !fastest) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `--rounds must be at least 1 (got ${rounds})`);
+  return { deqMs: best.deq, torchMs: best.torch, ...last, fastest };
 }
 
 /** Loads the model once per thread count and runs `row` for each batch size. */
@@ -185,7 +191,7 @@ async function compareImages(dir: string, images: BenchImages, o: BenchCompareOp
     const ready = await torchSide.ready();
     const r = await perThreads(dir, o, async (model, batch, threads): Promise<ImageCompareRow> => {
       const count = Math.max(batch, Math.floor(images.count / batch) * batch);
-      const { deqMs, torchMs, d, t } = await alternate(o.rounds,
+      const { deqMs, torchMs, d, t, fastest } = await alternate(o.rounds,
         () => runDeq(model, images, batch, count),
         () => torchSide.run<ImageTorchResult>({ cmd: 'run', batch, threads, inputs, count }));
       const classes = d.logits.length / count;
@@ -194,6 +200,7 @@ async function compareImages(dir: string, images: BenchImages, o: BenchCompareOp
       return {
         batch, threads,
         deq_serve_ms: deqMs, pytorch_ms: torchMs, speedup: torchMs / deqMs,
+        deq_serve_solver_ms: fastest.solverMsPerSample, speedup_solver_free: torchMs / (deqMs - fastest.solverMsPerSample),
         nfe_deq_serve: mean(d.nfe), nfe_pytorch: mean(t.nfe), max_abs_diff: maxDiff,
         accuracy_deq_serve: accuracy(d.logits, images.labels, count, classes),
         accuracy_pytorch: accuracy(Float32Array.from(t.logits), images.labels, count, classes),
@@ -274,7 +281,7 @@ async function compareWindows(dir: string, w: BenchWindows, o: BenchCompareOptio
   }
 }
 
-async function runDeq(model: DeqModel, images: BenchImages, batch: number, count: number): Promise<{ msPerSample: number; logits: Float32Array; nfe: number[] }> {
+async function runDeq(model: DeqModel, images: BenchImages, batch: number, count: number): Promise<{ msPerSample: number; solverMsPerSample: number; logits: Float32Array; nfe: number[] }> {
   const logitsName = model.manifest.outputs.logits;
   const logits: number[] = [];
   const nfe: number[] = [];
@@ -285,11 +292,13 @@ async function runDeq(model: DeqModel, images: BenchImages, batch: number, count
   const results = [];
   for (const req of reqs) results.push(await model.infer(req));
   const ms = performance.now() - start;
+  let solverMs = 0;
   for (const r of results) {
     logits.push(...(r.outputs[logitsName].data as Float32Array));
     nfe.push(...r.solver.iterations);
+    solverMs += r.timing.solveMs - r.timing.cellMs;
   }
-  return { msPerSample: ms / count, logits: Float32Array.from(logits), nfe };
+  return { msPerSample: ms / count, solverMsPerSample: solverMs / count, logits: Float32Array.from(logits), nfe };
 }
 
 interface TorchResult { ms_per_sample: number; nfe: number[] }
@@ -380,11 +389,11 @@ export function benchCompareMarkdown(r: BenchCompareReport, command: string): st
     '',
     `Reproduce: \`${command}\``,
     '',
-    'Per sample, fastest of the alternating rounds; speed-up = PyTorch ms / deq-serve ms.',
+    'Per sample, fastest of the alternating rounds; speed-up = PyTorch ms / deq-serve ms. deq-serve solver ms is the part of deq-serve ms spent outside ONNX Runtime during the solves (same round); "free solver" = PyTorch ms / (deq-serve ms − solver ms), the speed-up if the solver cost nothing.',
     '',
-    '| batch | threads | deq-serve ms | PyTorch ms | speed-up | NFE deq-serve | NFE PyTorch | max abs Δ logits | accuracy deq-serve / PyTorch |',
+    '| batch | threads | deq-serve ms | PyTorch ms | speed-up | deq-serve solver ms | free solver | NFE deq-serve | NFE PyTorch | max abs Δ logits | accuracy deq-serve / PyTorch |',
     '|---|---|---|---|---|---|---|---|---|',
-    ...r.rows.map((x) => `| ${x.batch} | ${x.threads} | ${f(x.deq_serve_ms, 3)} | ${f(x.pytorch_ms, 3)} | ${f(x.speedup, 1)}× | ${f(x.nfe_deq_serve)} | ${f(x.nfe_pytorch)} | ${x.max_abs_diff.toExponential(1)} | ${f(100 * x.accuracy_deq_serve, 1)}% / ${f(100 * x.accuracy_pytorch, 1)}% |`),
+    ...r.rows.map((x) => `| ${x.batch} | ${x.threads} | ${f(x.deq_serve_ms, 3)} | ${f(x.pytorch_ms, 3)} | ${f(x.speedup, 1)}× | ${f(x.deq_serve_solver_ms, 3)} | ${f(x.speedup_solver_free, 1)}× | ${f(x.nfe_deq_serve)} | ${f(x.nfe_pytorch)} | ${x.max_abs_diff.toExponential(1)} | ${f(100 * x.accuracy_deq_serve, 1)}% / ${f(100 * x.accuracy_pytorch, 1)}% |`),
     '',
   ].join('\n');
 }

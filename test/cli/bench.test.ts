@@ -55,6 +55,10 @@ describe('deq-serve bench solve / compare', () => {
       expect(row.nfe_deq_serve).toBe(row.nfe_pytorch);
       expect(row.accuracy_deq_serve).toBe(row.accuracy_pytorch);
       expect(row.speedup).toBeGreaterThan(0);
+      // The solver's part of deq-serve's time, and the speed-up without it.
+      expect(row.deq_serve_solver_ms).toBeGreaterThan(0);
+      expect(row.deq_serve_solver_ms).toBeLessThan(row.deq_serve_ms);
+      expect(row.speedup_solver_free).toBeCloseTo(row.pytorch_ms / (row.deq_serve_ms - row.deq_serve_solver_ms), 6);
     }
   }, 320_000);
 
