@@ -93,9 +93,10 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   maxRowsPerRun: 128,
   ortMemArena: true,
   ortMemPattern: true,
-  // float64 arithmetic as the reference does it. wasm-f32 is faster, but an ill-conditioned solve
-  // amplifies its rounding (fashion-mnist-plain: z* off by up to 4% on some images; docs/solver.md,
-  // "Kernel precision"), so it is chosen per deployment, not by default.
+  // Each model's own: float64 arithmetic as the reference does it, unless its manifest declares
+  // solver.precision "float32". wasm-f32 is faster, but an ill-conditioned solve amplifies its
+  // rounding (fashion-mnist-plain: z* off by up to 4% on some images; docs/solver.md, "Kernel
+  // precision"), so it is the model's author who turns it on, after checking, not the server.
   solverKernel: 'auto',
   // Measured on 2 cores (docs/server.md, "Continuous batching"): batching wins at high image
   // concurrency and loses on single requests and on short /score texts (windows of different
