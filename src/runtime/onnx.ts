@@ -78,12 +78,12 @@ export class OnnxGraph {
    * Creates a session from the graph's bytes (`label` names it in errors) on the first provider in `config.providers` that loads.
    * Throws DEQ_ERR_PROVIDER_UNAVAILABLE naming every provider tried and why it failed.
    */
-  static async load(source: Uint8Array, label: string, config: SessionConfig): Promise<OnnxGraph> {
+  static async load(source: Uint8Array, label: string, config: SessionConfig, options: GraphOptions = {}): Promise<OnnxGraph> {
     const path = label;
     const failures: string[] = [];
     for (const provider of config.providers) {
       try {
-        const session = await ort.InferenceSession.create(source, sessionOptions(provider, config));
+        const session = await ort.InferenceSession.create(source, { ...sessionOptions(provider, config), ...outputLocations(options.deviceOutputs) });
         return new OnnxGraph(path, provider, session);
       } catch (err) {
         failures.push(`${provider}: ${firstLine(err)}`);
@@ -116,6 +116,22 @@ export class OnnxGraph {
     this.#session = null;
     if (session) await session.release();
   }
+}
+
+/** Per-graph load options. */
+export interface GraphOptions {
+  /**
+   * Outputs left on the provider's device (ONNX Runtime IO binding, 'gpu-buffer') rather than
+   * copied to the host: the run returns opaque tensors that only another run can read. The CPU
+   * provider returns them on the host as usual. onnxruntime-node 1.30 aborts the process on
+   * getData() or dispose() of such a tensor, so nothing here calls either (docs/gpu.md).
+   */
+  deviceOutputs?: readonly string[];
+}
+
+function outputLocations(names: readonly string[] | undefined): Pick<ort.InferenceSession.SessionOptions, 'preferredOutputLocation'> {
+  if (!names?.length) return {};
+  return { preferredOutputLocation: Object.fromEntries(names.map((name) => [name, 'gpu-buffer' as const])) };
 }
 
 const OPT_LEVEL: Record<GraphOptimization, ort.InferenceSession.SessionOptions['graphOptimizationLevel']> = {
