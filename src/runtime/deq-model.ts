@@ -4,6 +4,7 @@ import { loadBundle, type Bundle, type GraphRole } from './bundle.js';
 import { modelInputs, modelOutputs, stateOutputs, type Manifest, type TensorSpec } from './manifest.js';
 import { CellBatch, padLength, type CellPadding } from './cell-batch.js';
 import { createTensor, DEFAULT_SESSION_CONFIG, OnnxGraph, type SessionConfig, type Tensor } from './onnx.js';
+import { checkDeviceOptions, DeviceSolverGraphs, solveOnDevice } from './device-solve.js';
 
 /** A dense tensor as it crosses the runtime boundary. */
 export interface TensorValue {
@@ -67,6 +68,27 @@ export interface Prepared {
 type Graphs = Partial<Record<GraphRole, OnnxGraph>> & { cell: OnnxGraph };
 
 /**
+ * Where the solver's vectors live. `host` (the default): the TypeScript solver, each
+ * iteration's state copied to the provider and back. `device`: Broyden's vector work as
+ * ONNX graphs on the cell's provider, state kept there (runtime/device-solve.ts; docs/gpu.md
+ * has when it pays). Used by infer(); the continuous-batching scheduler always solves on the host.
+ */
+export type SolverPlacement = 'host' | 'device';
+export const SOLVER_PLACEMENTS: readonly SolverPlacement[] = Object.freeze(['host', 'device']);
+
+export interface ModelOptions {
+  solverPlacement?: SolverPlacement;
+}
+
+/** Sessions of a device-placed model: inject and cell with their outputs on the device, solver graphs per state shape. */
+interface DeviceParts {
+  config: SessionConfig;
+  inject?: OnnxGraph;
+  cell: OnnxGraph;
+  solvers: Map<string, Promise<DeviceSolverGraphs>>;
+}
+
+/**
  * A loaded DEQ: inject → solve(cell) → head over a batch, on ONNX Runtime.
  * Safe to call concurrently; each call takes its own solver workspace.
  */
@@ -79,6 +101,7 @@ export class DeqModel {
   readonly #freeWorkspaces = new Map<string, SolverWorkspace[]>();
   /** Idle CellBatches of infer(), by batch and shape: four buffers of batch × state each, too many to allocate per request. */
   readonly #freeCells = new Map<string, CellBatch[]>();
+  readonly #device: DeviceParts | null;
   /**
    * Where the solver's row algebra runs: `wasm` (SIMD kernels in float64, the default when
    * they load), `wasm-f32` (float32 SIMD kernels: the default of a bundle whose manifest
@@ -87,7 +110,8 @@ export class DeqModel {
    */
   solverKernel: SolverKernel;
 
-  private constructor(bundle: Bundle, graphs: Graphs) {
+  private constructor(bundle: Bundle, graphs: Graphs, device: DeviceParts | null) {
+    this.#device = device;
     this.bundle = bundle;
     this.manifest = bundle.manifest;
     this.#graphs = graphs;
@@ -97,11 +121,11 @@ export class DeqModel {
   }
 
   /** Loads and verifies a bundle folder, then opens its three graphs. Nothing stays open on failure. */
-  static async load(dir: string, session: Partial<SessionConfig> = {}): Promise<DeqModel> {
-    return DeqModel.fromBundle(await loadBundle(dir), session);
+  static async load(dir: string, session: Partial<SessionConfig> = {}, options: ModelOptions = {}): Promise<DeqModel> {
+    return DeqModel.fromBundle(await loadBundle(dir), session, options);
   }
 
-  static async fromBundle(bundle: Bundle, session: Partial<SessionConfig> = {}): Promise<DeqModel> {
+  static async fromBundle(bundle: Bundle, session: Partial<SessionConfig> = {}, options: ModelOptions = {}): Promise<DeqModel> {
     const config: SessionConfig = { ...DEFAULT_SESSION_CONFIG, ...session };
     const opened: OnnxGraph[] = [];
     try {
@@ -114,7 +138,17 @@ export class DeqModel {
         checkGraph(bundle.manifest, role, g);
         graphs[role] = g;
       }
-      return new DeqModel(bundle, graphs);
+      let device: DeviceParts | null = null;
+      if (options.solverPlacement === 'device') {
+        const m = bundle.manifest;
+        const open = async (role: 'inject' | 'cell') => {
+          const g = await OnnxGraph.load(bundle.graphs[role]!, `${m.graphs[role]!.file} (device outputs)`, config, { deviceOutputs: m.graphs[role]!.outputs.map((o) => o.name) });
+          opened.push(g);
+          return g;
+        };
+        device = { config, inject: m.graphs.inject ? await open('inject') : undefined, cell: await open('cell'), solvers: new Map() };
+      }
+      return new DeqModel(bundle, graphs, device);
     } catch (err) {
       await Promise.allSettled(opened.map((g) => g.release()));
       throw err;
@@ -130,8 +164,13 @@ export class DeqModel {
     return this.#defaults;
   }
 
+  get solverPlacement(): SolverPlacement {
+    return this.#device ? 'device' : 'host';
+  }
+
   /** Runs the model on a batch: prepare (inject) → solve over the cell → finish (head). */
   async infer(req: InferRequest): Promise<InferResult> {
+    if (this.#device) return this.#inferOnDevice(req, this.#device);
     const t0 = performance.now();
     const prep = await this.prepare(req);
     const { batch, n } = prep;
@@ -168,6 +207,11 @@ export class DeqModel {
    * head need later, so a scheduler can solve its rows together with others'.
    */
   async prepare(req: InferRequest): Promise<Prepared> {
+    return this.#prepareWith(req, this.#graphs.inject);
+  }
+
+  // prepare() with the inject graph given: the host one, or the device-output one of a device solve.
+  async #prepareWith(req: InferRequest, injectGraph: OnnxGraph | undefined): Promise<Prepared> {
     const m = this.manifest;
     const { batch } = req;
     if (!Number.isInteger(batch) || batch < 1) throw new DeqError('DEQ_ERR_INVALID_INPUT', `batch must be a positive integer (got ${batch})`);
@@ -190,7 +234,7 @@ export class DeqModel {
       for (const o of inject.outputs) fetches[o.name] = null;
       const injectFeeds: Record<string, Tensor> = {};
       for (const t of inject.inputs) injectFeeds[t.name] = feeds[t.name];
-      cellArgs = await this.#graphs.inject!.run(injectFeeds, fetches);
+      cellArgs = await injectGraph!.run(injectFeeds, fetches);
     }
     const stateDims = [batch, ...resolveDims(m.state.shape, req.length)];
     return {
@@ -310,9 +354,44 @@ export class DeqModel {
     return feeds;
   }
 
+  // infer() with the solver's state on the cell's provider (solverPlacement 'device').
+  async #inferOnDevice(req: InferRequest, device: DeviceParts): Promise<InferResult> {
+    const t0 = performance.now();
+    const prep = await this.#prepareWith(req, device.inject);
+    checkDeviceOptions(prep.options);
+    const tail = prep.stateDims.slice(1), key = `${tail.join('x')}:${prep.options.history}`;
+    let graphs = device.solvers.get(key);
+    if (!graphs) {
+      graphs = DeviceSolverGraphs.load(tail, prep.options.history, device.config);
+      device.solvers.set(key, graphs);
+      graphs.catch(() => device.solvers.delete(key));
+    }
+    const spec = this.manifest.graphs.cell;
+    const args: Record<string, Tensor> = {};
+    spec.inputs.slice(1).forEach((t, a) => { args[t.name] = prep.cellArgs[a]; });
+    const t1 = performance.now();
+    const solved = await solveOnDevice({ graph: device.cell, z: spec.inputs[0].name, out: spec.outputs[0].name, args }, await graphs, prep.stateDims, prep.options);
+    const t2 = performance.now();
+    const outputs = await this.finish(prep, solved.z, req.outputs);
+    const t3 = performance.now();
+    return {
+      outputs,
+      ...(req.returnState ? { state: { type: 'float32' as const, data: solved.z, dims: prep.stateDims } } : {}),
+      solver: solved.result,
+      options: prep.options,
+      timing: { injectMs: t1 - t0, solveMs: t2 - t1, cellMs: solved.cellMs, headMs: t3 - t2, totalMs: t3 - t0 },
+    };
+  }
+
   /** Releases every native session. */
   async release(): Promise<void> {
-    await Promise.allSettled(Object.values(this.#graphs).map((g) => g.release()));
+    const device = this.#device;
+    const solvers = device ? await Promise.allSettled([...device.solvers.values()]) : [];
+    await Promise.allSettled([
+      ...Object.values(this.#graphs).map((g) => g.release()),
+      device?.inject?.release(), device?.cell.release(),
+      ...solvers.map((s) => (s.status === 'fulfilled' ? s.value.release() : undefined)),
+    ]);
   }
 
   #takeWorkspace(o: ResolvedSolverOptions, batch: number, n: number): SolverWorkspace {
