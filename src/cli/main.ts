@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { isDeqError } from '../errors.js';
 import { MODEL_FLAGS, enumFlag, intFlag, numberFlag, sessionFlags, solverFlags, usage } from './options.js';
 import { SOLVER_KERNELS, type SolverKernel } from '../solver/index.js';
+import { SOLVER_PLACEMENTS, type SolverPlacement } from '../runtime/index.js';
 
 const MODEL_OPTIONS = `Model options:
   --tol X  --max-iter N  --solver broyden|anderson|fixed-point  --stop-mode abs|rel  --history M
@@ -54,10 +55,11 @@ ${MODEL_OPTIONS}`,
   },
   bench: {
     line: 'bench <bundle> [--batch 1] [--runs 200]   ONNX time vs. solver time for one solve',
-    text: `deq-serve bench <bundle> [--batch 1] [--runs 200] [--warmup 20] [model options]
+    text: `deq-serve bench <bundle> [--batch 1] [--runs 200] [--warmup 20] [--solver-placement host|device] [model options]
 
 Times one solve on the bundle's first parity input: medians of time inside ONNX Runtime (cell
-runs) and time in the TypeScript solver.
+runs) and time in the TypeScript solver. --solver-placement device keeps Broyden's state on the
+execution provider (docs/gpu.md: it pays on a GPU at large batches only).
 
 ${MODEL_OPTIONS}
 
@@ -186,7 +188,7 @@ const COMMANDS: Record<string, Command> = {
     if (args[0] === 'compare') return benchCompareCommand(args.slice(1));
     const { values, positionals } = parseArgs({
       args,
-      options: { ...MODEL_FLAGS, ...HELP_FLAG, batch: { type: 'string' }, runs: { type: 'string' }, warmup: { type: 'string' } },
+      options: { ...MODEL_FLAGS, ...HELP_FLAG, batch: { type: 'string' }, runs: { type: 'string' }, warmup: { type: 'string' }, 'solver-placement': { type: 'string' } },
       allowPositionals: true,
     });
     if (wantsHelp('bench', values)) return 0;
@@ -197,6 +199,7 @@ const COMMANDS: Record<string, Command> = {
       warmup: values.warmup === undefined ? 20 : intFlag('--warmup', values.warmup),
       solver: solverFlags(values),
       session: sessionFlags(values),
+      solverPlacement: values['solver-placement'] === undefined ? 'host' : enumFlag('--solver-placement', values['solver-placement'], SOLVER_PLACEMENTS) as SolverPlacement,
     });
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
     return 0;

@@ -1,6 +1,6 @@
 import { availableParallelism, cpus } from 'node:os';
 import { DeqError } from '../errors.js';
-import { caseInputs, DeqModel, modelInputs, toTyped, type InferRequest, type SessionConfig } from '../runtime/index.js';
+import { caseInputs, DeqModel, modelInputs, toTyped, type InferRequest, type SessionConfig, type SolverPlacement } from '../runtime/index.js';
 import type { SolverOptions } from '../solver/index.js';
 import { summarize } from './stats.js';
 
@@ -10,11 +10,13 @@ export interface BenchOptions {
   warmup: number;
   solver: Partial<SolverOptions>;
   session: Partial<SessionConfig>;
+  solverPlacement?: SolverPlacement;
 }
 
 export interface BenchReport {
   model: string;
   provider: string;
+  solverPlacement: SolverPlacement;
   batch: number;
   runs: number;
   iterationsMean: number;
@@ -35,7 +37,7 @@ export interface BenchReport {
  * solve into time inside ONNX Runtime (cell runs) and time in the TypeScript solver.
  */
 export async function bench(dir: string, opts: BenchOptions): Promise<BenchReport> {
-  const model = await DeqModel.load(dir, opts.session);
+  const model = await DeqModel.load(dir, opts.session, { solverPlacement: opts.solverPlacement });
   try {
     const req = benchRequest(model, opts.batch);
     req.solver = opts.solver;
@@ -53,7 +55,7 @@ export async function bench(dir: string, opts: BenchOptions): Promise<BenchRepor
     }
     const med = (v: number[]) => summarize(v).p50;
     return {
-      model: model.name, provider: model.provider, batch: opts.batch, runs: opts.runs,
+      model: model.name, provider: model.provider, solverPlacement: model.solverPlacement, batch: opts.batch, runs: opts.runs,
       iterationsMean: summarize(iters).mean,
       totalMs: med(total), solveMs: med(solveMs), cellMs: med(cellMs), solverMs: med(solveMs) - med(cellMs),
       injectMs: med(inject), headMs: med(head), solverFraction: med(fraction),

@@ -110,3 +110,20 @@ describe('deq-serve bench solve / compare', () => {
     expect(lm.stderr).toMatch(/--images: brown-lm-jr is a language model/);
   });
 });
+
+describe('deq-serve bench --solver-placement', () => {
+  it('device: the solve keeps its state on the provider and still converges on the parity input', async () => {
+    const r = await runCli(['bench', JR, '--runs', '2', '--warmup', '1', '--solver-placement', 'device'], 120_000);
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.solverPlacement).toBe('device');
+    expect(report.iterationsMean).toBeGreaterThan(1);
+    expect(report.iterationsMean).toBeLessThan(30);
+  });
+
+  it('refuses an unknown placement, naming the flag', async () => {
+    const r = await runCli(['bench', JR, '--solver-placement', 'gpu'], 60_000);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/--solver-placement must be one of host, device/);
+  });
+});
