@@ -10,6 +10,7 @@ import { DeqModel, type SessionConfig } from '../runtime/index.js';
 import type { SolverKernel } from '../solver/index.js';
 import { batchRequest, benchImages, benchWindows, windowTokens, type BenchImages, type BenchWindows } from './bench-inputs.js';
 import { machineName } from './bench-solve.js';
+import { markdownTable } from './markdown-table.js';
 
 /** The interpreter the recipes use (Debian's python3 with python3-torch). */
 export const RECIPE_PYTHON = '/usr/bin/python3';
@@ -376,9 +377,10 @@ export function benchCompareMarkdown(r: BenchCompareReport, command: string): st
       '',
       `Per window (${r.context} positions, each token scored once, windows overlapping by ${r.context - r.stride}), fastest of the alternating rounds; tokens/s counts scored tokens; speed-up = PyTorch ms / deq-serve ms. Δ log-prob is over every scored token; perplexity is over the row's tokens.`,
       '',
-      '| batch | threads | windows | deq-serve ms | PyTorch ms | deq-serve tokens/s | PyTorch tokens/s | speed-up | NFE deq-serve | NFE PyTorch | max abs Δ log-prob | perplexity deq-serve / PyTorch |',
-      '|---|---|---|---|---|---|---|---|---|---|---|---|',
-      ...r.rows.map((x) => `| ${x.batch} | ${x.threads} | ${x.windows} | ${f(x.deq_serve_ms, 2)} | ${f(x.pytorch_ms, 2)} | ${f(x.tokens_per_s_deq_serve, 0)} | ${f(x.tokens_per_s_pytorch, 0)} | ${f(x.speedup, 1)}× | ${f(x.nfe_deq_serve)} | ${f(x.nfe_pytorch)} | ${x.max_abs_diff.toExponential(1)} | ${f(x.perplexity_deq_serve, 1)} / ${f(x.perplexity_pytorch, 1)} |`),
+      ...markdownTable(
+        ['batch', 'threads', 'windows', 'deq-serve ms', 'PyTorch ms', 'deq-serve tokens/s', 'PyTorch tokens/s', 'speed-up', 'NFE deq-serve', 'NFE PyTorch', 'max abs Δ log-prob', 'perplexity deq-serve / PyTorch'],
+        r.rows.map((x) => [String(x.batch), String(x.threads), String(x.windows), f(x.deq_serve_ms, 2), f(x.pytorch_ms, 2), f(x.tokens_per_s_deq_serve, 0), f(x.tokens_per_s_pytorch, 0), `${f(x.speedup, 1)}×`, f(x.nfe_deq_serve), f(x.nfe_pytorch), x.max_abs_diff.toExponential(1), `${f(x.perplexity_deq_serve, 1)} / ${f(x.perplexity_pytorch, 1)}`]),
+      ),
       '',
     ].join('\n');
   }
@@ -391,9 +393,10 @@ export function benchCompareMarkdown(r: BenchCompareReport, command: string): st
     '',
     'Per sample, fastest of the alternating rounds; speed-up = PyTorch ms / deq-serve ms. deq-serve solver ms is the part of deq-serve ms spent outside ONNX Runtime during the solves (same round); "free solver" = PyTorch ms / (deq-serve ms − solver ms), the speed-up if the solver cost nothing.',
     '',
-    '| batch | threads | deq-serve ms | PyTorch ms | speed-up | deq-serve solver ms | free solver | NFE deq-serve | NFE PyTorch | max abs Δ logits | accuracy deq-serve / PyTorch |',
-    '|---|---|---|---|---|---|---|---|---|',
-    ...r.rows.map((x) => `| ${x.batch} | ${x.threads} | ${f(x.deq_serve_ms, 3)} | ${f(x.pytorch_ms, 3)} | ${f(x.speedup, 1)}× | ${f(x.deq_serve_solver_ms, 3)} | ${f(x.speedup_solver_free, 1)}× | ${f(x.nfe_deq_serve)} | ${f(x.nfe_pytorch)} | ${x.max_abs_diff.toExponential(1)} | ${f(100 * x.accuracy_deq_serve, 1)}% / ${f(100 * x.accuracy_pytorch, 1)}% |`),
+    ...markdownTable(
+      ['batch', 'threads', 'deq-serve ms', 'PyTorch ms', 'speed-up', 'deq-serve solver ms', 'free solver', 'NFE deq-serve', 'NFE PyTorch', 'max abs Δ logits', 'accuracy deq-serve / PyTorch'],
+      r.rows.map((x) => [String(x.batch), String(x.threads), f(x.deq_serve_ms, 3), f(x.pytorch_ms, 3), `${f(x.speedup, 1)}×`, f(x.deq_serve_solver_ms, 3), `${f(x.speedup_solver_free, 1)}×`, f(x.nfe_deq_serve), f(x.nfe_pytorch), x.max_abs_diff.toExponential(1), `${f(100 * x.accuracy_deq_serve, 1)}% / ${f(100 * x.accuracy_pytorch, 1)}%`]),
+    ),
     '',
   ].join('\n');
 }

@@ -6,6 +6,7 @@ import { DeqModel, type SessionConfig } from '../runtime/index.js';
 import type { SolverKernel, SolverOptions } from '../solver/index.js';
 import { batchRequest, benchImages } from './bench-inputs.js';
 import { summarize } from './stats.js';
+import { markdownTable } from './markdown-table.js';
 
 export interface BenchSolveOptions {
   batches: number[];
@@ -140,15 +141,14 @@ export function benchSolveMarkdown(r: BenchSolveReport, command: string): string
     '',
     `Per sample, medians over runs; runs of the kernels alternate. \`js\` is the scalar TypeScript reference, \`wasm\` the SIMD kernels in float64 arithmetic, \`wasm-f32\` the SIMD kernels in float32 arithmetic (docs/solver.md, "Kernel precision"). This bundle's default: \`${r.default_kernel}\` (its manifest's solver.precision; docs/bundle-format.md).`,
     '',
-    '| batch | kernel | NFE | solve ms | cell ms | solver ms | solver share | solver µs / evaluation |',
-    '|---|---|---|---|---|---|---|---|',
-    ...r.rows.map((x) => `| ${x.batch} | ${x.kernel} | ${f(x.nfe_mean)} | ${f(x.solve_ms, 3)} | ${f(x.cell_ms, 3)} | ${f(x.solver_ms, 3)} | ${f(100 * x.solver_fraction, 1)}% | ${f(x.solver_us_per_iter, 1)} |`),
+    ...markdownTable(['batch', 'kernel', 'NFE', 'solve ms', 'cell ms', 'solver ms', 'solver share', 'solver µs / evaluation'],
+      r.rows.map((x) => [String(x.batch), x.kernel, f(x.nfe_mean), f(x.solve_ms, 3), f(x.cell_ms, 3), f(x.solver_ms, 3), `${f(100 * x.solver_fraction, 1)}%`, f(x.solver_us_per_iter, 1)])),
     '',
   ];
   if (r.rss.length) {
     lines.push('Peak RSS of a fresh process that loads the model and runs one solve with every iteration forced (tol 1e-30):', '',
-      '| max_iter | batch | history | kernel | NFE | peak RSS MB |', '|---|---|---|---|---|---|',
-      ...r.rss.map((x) => `| ${x.max_iter} | ${x.batch} | ${x.history} | ${x.kernel} | ${f(x.nfe_mean, 1)} | ${f(x.peak_rss_mb, 1)} |`), '');
+      ...markdownTable(['max_iter', 'batch', 'history', 'kernel', 'NFE', 'peak RSS MB'],
+        r.rss.map((x) => [String(x.max_iter), String(x.batch), String(x.history), x.kernel, f(x.nfe_mean, 1), f(x.peak_rss_mb, 1)])), '');
   }
   return lines.join('\n');
 }
