@@ -69,7 +69,7 @@ deq-serve bench solve <bundle> [--batches 1,8,32] [--images 64] [--kernels js,wa
                 [--rss-max-iters 10,100,1000] [--data-dir DIR] [--out FILE.md] [--json] [model options]
     Per batch size and solver kernel (runs alternate): ms per sample, NFE, cell ms, solver ms and
     solver share; then peak RSS of a fresh process per max_iter with every iteration forced.
-    Writes docs/results/bench-solve-<model>.md unless --out says otherwise.
+    Prints the Markdown report (or the JSON one with --json); --out FILE.md also writes it there.
 
 deq-serve bench compare <bundle> [--batches 1,32] [--threads 1,2] [--images 64] [--windows 64] [--rounds 3]
                 [--kernel js|wasm|wasm-f32] [--python /usr/bin/python3] [--data-dir DIR] [--out FILE.md] [--json]
@@ -78,8 +78,8 @@ deq-serve bench compare <bundle> [--batches 1,32] [--threads 1,2] [--images 64] 
     images (--images) for the image bundles; for language models, full scoring windows (context and
     stride from the manifest) over the Brown test split (--windows), reported per window and in
     tokens per second. --kernel overrides the bundle's own solver kernel (its manifest's
-    solver.precision). Exit 2 when the interpreter cannot import torch. Writes
-    docs/results/bench-compare-<model>.md.`,
+    solver.precision). Exit 2 when the interpreter cannot import torch. Prints the Markdown report
+    (or the JSON one with --json); --out FILE.md also writes it there.`,
   },
 };
 
@@ -226,10 +226,7 @@ async function benchSolveCommand(args: string[]): Promise<number> {
     session: sessionFlags(values),
     dataDir: values['data-dir'],
   });
-  const out = values.out ?? `docs/results/bench-solve-${report.model}.md`;
-  await writeMarkdown(out, benchSolveMarkdown(report, `deq-serve bench solve ${['', ...args].join(' ').trim()}`));
-  process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : `${benchSolveMarkdown(report, `deq-serve bench solve ${args.join(' ')}`)}\nwritten to ${out}\n`);
-  return 0;
+  return writeReport(benchSolveMarkdown(report, `deq-serve bench solve ${args.join(' ')}`), report, values);
 }
 
 async function benchCompareCommand(args: string[]): Promise<number> {
@@ -263,10 +260,14 @@ async function benchCompareCommand(args: string[]): Promise<number> {
     }
     throw err;
   }
-  const out = values.out ?? `docs/results/bench-compare-${report.model}.md`;
-  const md = benchCompareMarkdown(report, `deq-serve bench compare ${args.join(' ')}`);
-  await writeMarkdown(out, md);
-  process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : `${md}\nwritten to ${out}\n`);
+  return writeReport(benchCompareMarkdown(report, `deq-serve bench compare ${args.join(' ')}`), report, values);
+}
+
+// A bench's report: Markdown (or JSON with --json) on stdout, and the Markdown into --out when asked.
+// Nothing is written by default, so a bench run from a checkout leaves it clean.
+async function writeReport(md: string, report: unknown, values: { json?: boolean; out?: string }): Promise<number> {
+  if (values.out) await writeMarkdown(values.out, md);
+  process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : md + (values.out ? `\nwritten to ${values.out}\n` : ''));
   return 0;
 }
 

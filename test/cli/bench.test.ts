@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -41,6 +41,19 @@ describe('deq-serve bench solve / compare', () => {
     expect(report.rss[0]).toMatchObject({ max_iter: 3, nfe_mean: 3 });
     expect(report.rss[0].peak_rss_mb).toBeGreaterThan(10);
     expect(await readFile(out, 'utf8')).toContain('| 2 | wasm-f32 |');
+  });
+
+  it('bench solve without --out prints its Markdown and writes nothing into the working directory', async () => {
+    const cwd = await mkdtemp(join(tmpdir(), 'deq-bench-cwd-'));
+    try {
+      const r = await runCli(['bench', 'solve', JR, '--batches', '1', '--kernels', 'wasm', '--images', '1', '--rss-max-iters', '', '--data-dir', FASHION_MNIST_SLICE], 120_000, cwd);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain('| 1 | wasm |');
+      expect(r.stdout).not.toContain('written to');
+      expect(await readdir(cwd, { recursive: true })).toEqual([]);
+    } finally {
+      await rm(cwd, { recursive: true, force: true });
+    }
   });
 
   it('bench compare agrees with the recipe\'s PyTorch model where torch is installed, and exits 2 where it is not', async () => {
