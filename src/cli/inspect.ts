@@ -24,7 +24,7 @@ export async function inspect(dir: string, session: Partial<SessionConfig>, json
         `  outputs        ${modelOutputs(m).map(io).join(', ')}`,
         `  graphs         ${(['inject', 'cell', 'head'] as const).filter((g) => m.graphs[g]).join(', ')}`,
         `  state shape    [${m.state.shape.join(', ')}]${m.state.pad ? ` (pad ${m.state.pad}: the cell is causal along axis 0)` : ''}`,
-        `  solver         ${d.method}, tol ${d.tol} (${d.stopMode}), max_iter ${d.maxIter}, history ${d.history}`,
+        `  solver         ${d.method}, tol ${d.tol} (${d.stopMode}), max_iter ${d.maxIter}${d.method === 'fixed-point' ? `, damping ${d.damping}` : `, history ${d.history}`}`,
         m.labels ? `  labels         ${m.labels.join(', ')}` : '',
         m.tokenizer ? `  tokenizer      ${m.tokenizer.kind}, |V| ${model.bundle.vocab?.length}, context ${m.tokenizer.context}` : '',
         m.provenance ? `  provenance     ${provenanceLine(m.provenance)}` : '',

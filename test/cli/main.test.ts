@@ -41,6 +41,18 @@ describe('deq-serve inspect', () => {
     expect(r.stdout).toMatch(/parity\s+FAIL/);
   });
 
+  it('names the solver\'s own settings: damping for a fixed-point bundle, history for Broyden', async () => {
+    const dir = await scratch(TINY_IMAGE);
+    const manifestPath = join(dir, 'manifest.json');
+    const manifest = JSON.parse(await readFile(manifestPath, 'utf8'));
+    expect((await runCli(['inspect', dir])).stdout).toMatch(/solver\s+broyden, .*history 8/);
+    manifest.solver = { ...manifest.solver, method: 'fixed-point', damping: 0.5, max_iter: 200 };
+    await writeFile(manifestPath, JSON.stringify(manifest));
+    const line = (await runCli(['inspect', dir])).stdout.split('\n').find((l) => l.trim().startsWith('solver'));
+    expect(line).toMatch(/fixed-point, .*damping 0\.5/);
+    expect(line).not.toContain('history');
+  });
+
   it('reports a damaged bundle with its error code', async () => {
     const dir = await scratch(TINY_IMAGE);
     await writeFile(join(dir, 'cell.onnx'), 'not onnx');
