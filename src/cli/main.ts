@@ -63,23 +63,38 @@ execution provider (docs/gpu.md: it pays on a GPU at large batches only).
 
 ${MODEL_OPTIONS}
 
-deq-serve bench http --help     load test of a running server (or of ours, --compare)
-
-deq-serve bench solve <bundle> [--batches 1,8,32] [--images 64] [--kernels js,wasm,wasm-f32]
+Subcommands, each with its own --help:
+  deq-serve bench solve     where a solve's time goes, per batch size and solver kernel
+  deq-serve bench compare   deq-serve against the recipe's PyTorch model, same inputs and settings
+  deq-serve bench http      load test of a running server (or of ours, --compare)`,
+  },
+  'bench solve': {
+    line: 'bench solve <bundle> [--batches 1,8,32]   cell vs. solver time per batch size and kernel',
+    text: `deq-serve bench solve <bundle> [--batches 1,8,32] [--images 64] [--kernels js,wasm,wasm-f32]
                 [--rss-max-iters 10,100,1000] [--data-dir DIR] [--out FILE.md] [--json] [model options]
-    Per batch size and solver kernel (runs alternate): ms per sample, NFE, cell ms, solver ms and
-    solver share; then peak RSS of a fresh process per max_iter with every iteration forced.
-    Prints the Markdown report (or the JSON one with --json); --out FILE.md also writes it there.
 
-deq-serve bench compare <bundle> [--batches 1,32] [--threads 1,2] [--images 64] [--windows 64] [--rounds 3]
+Per batch size and solver kernel (runs alternate): ms per sample, NFE, cell ms, solver ms and
+solver share; then peak RSS of a fresh process per max_iter with every iteration forced.
+Prints the Markdown report (or the JSON one with --json); --out FILE.md also writes it there.
+
+${MODEL_OPTIONS}`,
+  },
+  'bench compare': {
+    line: 'bench compare <bundle> [--batches 1,32]  deq-serve against the recipe\'s PyTorch model',
+    text: `deq-serve bench compare <bundle> [--batches 1,32] [--threads 1,2] [--images 64] [--windows 64] [--rounds 3]
                 [--kernel js|wasm|wasm-f32] [--python /usr/bin/python3] [--data-dir DIR] [--out FILE.md] [--json]
-    The same inputs through deq-serve and through the recipe's PyTorch model with the bundle's
-    weights and solver settings, alternating, per batch size and thread count: Fashion-MNIST test
-    images (--images) for the image bundles; for language models, full scoring windows (context and
-    stride from the manifest) over the Brown test split (--windows), reported per window and in
-    tokens per second. --kernel overrides the bundle's own solver kernel (its manifest's
-    solver.precision). Exit 2 when the interpreter cannot import torch. Prints the Markdown report
-    (or the JSON one with --json); --out FILE.md also writes it there.`,
+
+The same inputs through deq-serve and through the recipe's PyTorch model with the bundle's
+weights and solver settings, alternating, per batch size and thread count: Fashion-MNIST test
+images (--images) for the image bundles; for language models, full scoring windows (context and
+stride from the manifest) over the Brown test split (--windows), reported per window and in
+tokens per second. --kernel overrides the bundle's own solver kernel (its manifest's
+solver.precision). Exit 2 when the interpreter cannot import torch. Prints the Markdown report
+(or the JSON one with --json); --out FILE.md also writes it there.`,
+  },
+  'bench http': {
+    line: 'bench http [--url URL | --compare]     load test of a running server (or of ours)',
+    text: '',
   },
 };
 
@@ -212,7 +227,7 @@ async function benchSolveCommand(args: string[]): Promise<number> {
     options: { ...MODEL_FLAGS, ...HELP_FLAG, batches: { type: 'string' }, images: { type: 'string' }, kernels: { type: 'string' }, 'rss-max-iters': { type: 'string' }, out: { type: 'string' }, 'data-dir': { type: 'string' } },
     allowPositionals: true,
   });
-  if (wantsHelp('bench', values)) return 0;
+  if (wantsHelp('bench solve', values)) return 0;
   const { benchSolve, benchSolveMarkdown, BENCH_SOLVE_DEFAULTS } = await import('../eval/bench-solve.js');
   const bundle = onePositional(positionals, 'bundle');
   const d = BENCH_SOLVE_DEFAULTS;
@@ -235,7 +250,7 @@ async function benchCompareCommand(args: string[]): Promise<number> {
     options: { ...MODEL_FLAGS, ...HELP_FLAG, batches: { type: 'string' }, images: { type: 'string' }, windows: { type: 'string' }, rounds: { type: 'string' }, python: { type: 'string' }, kernel: { type: 'string' }, out: { type: 'string' }, 'data-dir': { type: 'string' } },
     allowPositionals: true,
   });
-  if (wantsHelp('bench', values)) return 0;
+  if (wantsHelp('bench compare', values)) return 0;
   const { benchCompare, benchCompareMarkdown, BENCH_COMPARE_DEFAULTS, TorchUnavailable } = await import('../eval/bench-compare.js');
   const bundle = onePositional(positionals, 'bundle');
   const d = BENCH_COMPARE_DEFAULTS;

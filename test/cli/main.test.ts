@@ -157,11 +157,16 @@ describe('deq-serve serve', () => {
 
 describe('deq-serve <command> --help (#9)', () => {
   it('prints each command\'s own usage and exits 0', async () => {
-    for (const cmd of ['serve', 'inspect', 'run', 'eval', 'score', 'bench']) {
-      const r = await runCli([cmd, '--help']);
+    for (const cmd of ['serve', 'inspect', 'run', 'eval', 'score', 'bench', 'bench solve', 'bench compare', 'bench http']) {
+      const r = await runCli([...cmd.split(' '), '--help']);
       expect({ cmd, code: r.code, stderr: r.stderr }).toEqual({ cmd, code: 0, stderr: '' });
       expect(r.stdout.startsWith(`deq-serve ${cmd}`)).toBe(true);
     }
+  });
+
+  it('the top-level help lists the bench subcommands', async () => {
+    const r = await runCli(['--help']);
+    for (const sub of ['bench solve', 'bench compare', 'bench http']) expect(r.stdout).toContain(`deq-serve ${sub} `);
   });
 });
 
