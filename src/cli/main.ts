@@ -103,7 +103,8 @@ const HELP = `deq-serve — serve Deep Equilibrium Models exported to ONNX
 Usage:
 ${Object.values(USAGE).map((u) => `  deq-serve ${u.line}`).join('\n')}
 
-Run \`deq-serve <command> --help\` for a command's options.
+Run \`deq-serve <command> --help\` for a command's options; --verbose prints the stack trace of an
+unexpected error.
 `;
 
 /** \`--help\` is accepted by every command: this adds it to a command's flags. */
@@ -316,7 +317,11 @@ async function main(argv: string[]): Promise<number> {
   return command(rest);
 }
 
-main(process.argv.slice(2)).then(
+// --verbose (any position) or DEQ_VERBOSE=1: an unexpected error prints its stack trace.
+const argv = process.argv.slice(2);
+const verbose = argv.includes('--verbose') || process.env.DEQ_VERBOSE === '1';
+
+main(argv.filter((a) => a !== '--verbose')).then(
   (code) => { process.exitCode = code; },
   (err: unknown) => {
     if (isDeqError(err)) {
@@ -326,7 +331,8 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`deq-serve: ${err.message}\n`);
       process.exitCode = 2;
     } else {
-      process.stderr.write(`deq-serve: unexpected error: ${err instanceof Error ? err.stack : String(err)}\n`);
+      const detail = err instanceof Error ? (verbose ? err.stack : err.message) : String(err);
+      process.stderr.write(`deq-serve: unexpected error: ${detail}\n${verbose ? '' : 'Run again with --verbose for the stack trace.\n'}`);
       process.exitCode = 1;
     }
   },

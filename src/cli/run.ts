@@ -61,7 +61,12 @@ async function runNamed(model: DeqModel, named: Record<string, unknown>, solver:
 }
 
 async function readInput(file: string): Promise<{ input: NdArray; targets?: NdArray } | { named: Record<string, unknown> }> {
-  const bytes = await readFile(file);
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    throw new DeqError('DEQ_ERR_CONFIG_INVALID', `--input ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
   if (extname(file) === '.npy') return { input: parseNpy(bytes, file) };
   let json: unknown;
   try {

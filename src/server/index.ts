@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { DeqError } from '../errors.js';
 import { buildApp, type AppOptions } from './app.js';
 import { describeConfig, type ServerConfig } from './config.js';
 import { discoverModels } from './models.js';
@@ -95,7 +96,12 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
     return closing;
   };
 
-  await app.listen({ port: config.port, host: config.host });
+  try {
+    await app.listen({ port: config.port, host: config.host });
+  } catch (err) {
+    await app.close().catch(() => {});
+    throw listenError(err, config);
+  }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
@@ -113,4 +119,14 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
     throw err;
   }
   return { app, state, url, port, close };
+}
+
+// A port that cannot be had is a configuration problem: say which and how to choose another.
+function listenError(err: unknown, config: Readonly<ServerConfig>): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  const where = `${config.host}:${config.port}`;
+  if (code === 'EADDRINUSE') return new DeqError('DEQ_ERR_CONFIG_INVALID', `${where} is already in use: stop the process listening there, or choose another port with --port N (DEQ_PORT)`);
+  if (code === 'EACCES') return new DeqError('DEQ_ERR_CONFIG_INVALID', `${where}: permission denied (ports below 1024 need privileges): choose another port with --port N (DEQ_PORT)`);
+  if (code === 'EADDRNOTAVAIL') return new DeqError('DEQ_ERR_CONFIG_INVALID', `${where}: this machine has no such address: choose an interface with --host (DEQ_HOST)`);
+  return err;
 }

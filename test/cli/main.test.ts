@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { scratchCopy, TINY_IMAGE, TINY_LM, TINY_TENSOR } from '../helpers/fixtures.js';
 
+const MODELS_DIR = resolve(import.meta.dirname, '..', '..', 'models');
 const cleanups: (() => Promise<void>)[] = [];
 afterAll(async () => { await Promise.all(cleanups.map((c) => c())); });
 
@@ -179,5 +180,29 @@ describe('deq-serve inspect with solver flags (#9)', () => {
     expect(report.parity.passed).toBe(false);
     expect(report.parity.solver_overrides).toEqual({ maxIter: 2, method: 'fixed-point' });
     expect(report.parity.cases.every((c: { iterations: number }) => c.iterations === 2)).toBe(true);
+  });
+});
+
+describe('deq-serve errors for common mistakes: one line, what to do, no stack trace', () => {
+  it('serve on a port in use names the port and the setting to change', async () => {
+    const { createServer } = await import('node:net');
+    const blocker = createServer();
+    await new Promise<void>((done) => blocker.listen(0, '127.0.0.1', done));
+    const port = (blocker.address() as { port: number }).port;
+    try {
+      const r = await runCli(['serve', '--port', String(port), '--host', '127.0.0.1', '--models-dir', MODELS_DIR], 60_000);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`127.0.0.1:${port} is already in use`);
+      expect(r.stderr).toContain('--port N (DEQ_PORT)');
+      expect(r.stderr).not.toMatch(/^\s+at /m);
+    } finally {
+      blocker.close();
+    }
+  });
+
+  it('run with a missing --input file says so', async () => {
+    const r = await runCli(['run', TINY_IMAGE, '--input', '/nonexistent/x.json']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe('deq-serve: --input /nonexistent/x.json: no such file [DEQ_ERR_CONFIG_INVALID]');
   });
 });
