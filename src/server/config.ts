@@ -197,6 +197,9 @@ const CONFIG_SCHEMA = {
   },
 } as const;
 
+/** Other spellings accepted on the command line: `--ep` as every other command calls the providers. */
+export const FLAG_ALIASES: Readonly<Record<string, keyof ServerConfig>> = Object.freeze({ '--models': 'modelsDir', '--ep': 'providers' });
+
 const validate = new Ajv({ allErrors: false, strict: false }).compile<ServerConfig>(CONFIG_SCHEMA);
 
 /**
@@ -218,7 +221,7 @@ export function loadConfig(argv: readonly string[] = [], env: NodeJS.ProcessEnv 
     const arg = argv[i];
     const eq = arg.indexOf('=');
     const flag = eq === -1 ? arg : arg.slice(0, eq);
-    const s = SETTINGS.find((x) => x.flag === flag) ?? (flag === '--models' ? SETTINGS.find((x) => x.key === 'modelsDir') : undefined);
+    const s = SETTINGS.find((x) => x.flag === flag) ?? SETTINGS.find((x) => x.key === FLAG_ALIASES[flag]);
     if (!s) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `unknown option ${JSON.stringify(arg)} (known: ${SETTINGS.map((x) => x.flag).join(', ')})`, { setting: arg });
     let value: string | undefined;
     if (eq !== -1) value = arg.slice(eq + 1);

@@ -75,7 +75,7 @@ export async function discoverModels(modelsDir: string, caps: SolverCaps): Promi
 /** Looks a request's model name up in the loaded set; the name never reaches the file system. */
 export function findModel(models: ReadonlyMap<string, ServedModel>, name: string): ServedModel {
   const m = MODEL_NAME.test(name) ? models.get(name) : undefined;
-  if (!m) throw new DeqError('DEQ_ERR_MODEL_NOT_FOUND', `no model named ${quote(name)}`);
+  if (!m) throw new DeqError('DEQ_ERR_MODEL_NOT_FOUND', `no model named ${quote(name)} (loaded: ${[...models.keys()].join(', ')})`);
   return m;
 }
 

@@ -165,6 +165,13 @@ describe('deq-serve <command> --help (#9)', () => {
     }
   });
 
+  it('serve --help shows each setting\'s default and the --ep spelling', async () => {
+    const r = await runCli(['serve', '--help']);
+    expect(r.stdout).toMatch(/--port\s+DEQ_PORT\s+.*\[default: 8080\]/);
+    expect(r.stdout).toMatch(/--providers\s+DEQ_PROVIDERS\s+.*\[default: cpu\]/);
+    expect(r.stdout).toContain('--ep is another name for --providers');
+  });
+
   it('the top-level help lists the bench subcommands', async () => {
     const r = await runCli(['--help']);
     for (const sub of ['bench solve', 'bench compare', 'bench http']) expect(r.stdout).toContain(`deq-serve ${sub} `);

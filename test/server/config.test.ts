@@ -19,6 +19,11 @@ describe('loadConfig', () => {
     expect(loadConfig()).toEqual(DEFAULT_CONFIG);
   });
 
+  it('takes --ep for --providers and --models for --models-dir, as the other commands spell them', () => {
+    expect(loadConfig(['--ep', 'webgpu,cpu', '--models', 'elsewhere'])).toMatchObject({ providers: ['webgpu', 'cpu'], modelsDir: 'elsewhere' });
+    expect(configError(() => loadConfig(['--ep', 'tpu']))).toMatchObject({ code: 'DEQ_ERR_CONFIG_INVALID', setting: '--providers' });
+  });
+
   it('reads DEQ_* variables, and flags override them', () => {
     const c = loadConfig(['--port', '9000', '--api-keys=aaaaaaaaaaaaaaaa,bbbbbbbbbbbbbbbb', '--open-health', 'false'], { DEQ_PORT: '8000', DEQ_WORKERS: '2', DEQ_PROVIDERS: 'cuda,cpu', DEQ_ON_DEADLINE: 'best-effort' });
     expect(c).toMatchObject({ port: 9000, workers: 2, providers: ['cuda', 'cpu'], onDeadline: 'best-effort', openHealth: false, apiKeys: ['aaaaaaaaaaaaaaaa', 'bbbbbbbbbbbbbbbb'] });

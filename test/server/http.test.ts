@@ -84,6 +84,9 @@ describe('health and metadata', () => {
       expect(r.status).toBe(404);
       expect(['DEQ_ERR_MODEL_NOT_FOUND', 'DEQ_ERR_NOT_FOUND']).toContain(r.body.code);
     }
+    // The message lists what is loaded, so a typo is one look away from its fix.
+    const unknown = await json(await get('/v1/models/tiny-imag'));
+    expect(unknown.error).toMatch(/no model named "tiny-imag" \(loaded: .*tiny-image.*\)/);
     const v2 = await get('/v2/models/..%2F..%2Fetc');
     expect(v2.status).toBe(404);
     expect(await json(v2)).toEqual({ error: expect.any(String) });
