@@ -1,6 +1,7 @@
 import { checkParity, DeqModel, type ParityReport } from '../runtime/index.js';
 import { modelInputs, modelOutputs, type SessionConfig, type TensorSpec } from '../runtime/index.js';
 import type { SolverOptions } from '../solver/index.js';
+import { reportFallbacks } from './fallbacks.js';
 
 /**
  * Prints the manifest summary and the parity check; resolves to the exit code.
@@ -8,6 +9,7 @@ import type { SolverOptions } from '../solver/index.js';
  */
 export async function inspect(dir: string, session: Partial<SessionConfig>, json: boolean, solver: Partial<SolverOptions> = {}): Promise<number> {
   const model = await DeqModel.load(dir, session);
+  reportFallbacks(model);
   try {
     const m = model.manifest;
     const report = await checkParity(model, solver);

@@ -4,6 +4,7 @@ import { DeqError } from '../errors.js';
 import { TensorPipeline } from '../pipelines/tensor.js';
 import { DeqModel, modelInputs, type SessionConfig } from '../runtime/index.js';
 import type { SolverOptions } from '../solver/index.js';
+import { reportFallbacks } from './fallbacks.js';
 import { fromNested, parseNpy, type NdArray } from './npy.js';
 
 /**
@@ -13,6 +14,7 @@ import { fromNested, parseNpy, type NdArray } from './npy.js';
  */
 export async function runFile(dir: string, inputFile: string, session: Partial<SessionConfig>, solver: Partial<SolverOptions>): Promise<number> {
   const model = await DeqModel.load(dir, session);
+  reportFallbacks(model);
   try {
     const read = await readInput(inputFile);
     if ('named' in read) return await runNamed(model, read.named, solver);

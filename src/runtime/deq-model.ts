@@ -164,6 +164,14 @@ export class DeqModel {
     return this.#defaults;
   }
 
+  /**
+   * Why each preferred provider before the one in use could not load (empty when the first
+   * loaded). A fallback is never silent: the CLI and the server report these.
+   */
+  get providerFallbacks(): readonly string[] {
+    return this.#graphs.cell.fallbacks;
+  }
+
   get solverPlacement(): SolverPlacement {
     return this.#device ? 'device' : 'host';
   }

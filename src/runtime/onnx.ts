@@ -3,6 +3,11 @@
 import * as ort from 'onnxruntime-node';
 import { DeqError } from '../errors.js';
 
+// ONNX Runtime's own logger prints a failed provider attempt as coloured native lines on stderr.
+// OnnxGraph.load reports each failure itself (DEQ_ERR_PROVIDER_UNAVAILABLE, or `fallbacks` when a
+// later provider loads), so only fatal native messages are let through. Set before the first session.
+ort.env.logLevel = 'fatal';
+
 /** Execution providers deq-serve knows how to ask for, in the user's order of preference. */
 export type ExecutionProvider = 'cuda' | 'webgpu' | 'cpu';
 export const EXECUTION_PROVIDERS: readonly ExecutionProvider[] = Object.freeze(['cuda', 'webgpu', 'cpu']);
@@ -59,11 +64,14 @@ export class OnnxGraph {
   readonly outputNames: readonly string[];
   /** Per-input declared dims as ONNX states them (symbolic dims are strings). */
   readonly inputShapes: ReadonlyMap<string, readonly (number | string)[]>;
+  /** Why each provider before `provider` in the preference list could not load ("cuda: …"). */
+  readonly fallbacks: readonly string[];
   #session: ort.InferenceSession | null;
 
-  private constructor(path: string, provider: ExecutionProvider, session: ort.InferenceSession) {
+  private constructor(path: string, provider: ExecutionProvider, session: ort.InferenceSession, fallbacks: readonly string[]) {
     this.path = path;
     this.provider = provider;
+    this.fallbacks = fallbacks;
     this.#session = session;
     this.inputNames = session.inputNames;
     this.outputNames = session.outputNames;
@@ -84,7 +92,7 @@ export class OnnxGraph {
     for (const provider of config.providers) {
       try {
         const session = await ort.InferenceSession.create(source, { ...sessionOptions(provider, config), ...outputLocations(options.deviceOutputs) });
-        return new OnnxGraph(path, provider, session);
+        return new OnnxGraph(path, provider, session, failures);
       } catch (err) {
         failures.push(`${provider}: ${firstLine(err)}`);
       }

@@ -113,6 +113,9 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
     const t0 = performance.now();
     await pool.start();
     state.loaded = true;
+    for (const [name, m] of pool.modelInfo) {
+      if (m.fallbacks.length) log.warn({ model: name, provider: m.provider, fallbacks: m.fallbacks }, `${name}: running on ${m.provider}; ${m.fallbacks.join('; ')}`);
+    }
     log.info({ ms: Math.round(performance.now() - t0), workers: config.workers, models: Object.fromEntries(pool.modelInfo) }, 'ready');
   } catch (err) {
     await close();

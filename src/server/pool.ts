@@ -114,7 +114,7 @@ export class WorkerPool {
    */
   readonly events = new EventEmitter();
   /** Provider and warm-up time per model, from the first worker to load. */
-  modelInfo: Map<string, { provider: string; solverKernel: string; warmupMs: number }> = new Map();
+  modelInfo: Map<string, { provider: string; fallbacks: string[]; solverKernel: string; warmupMs: number }> = new Map();
 
   constructor(opts: PoolOptions) {
     this.#opts = opts;
@@ -351,7 +351,7 @@ export class WorkerPool {
             slot.ready = true;
             settled = true;
             this.#respawnFailures = 0;
-            for (const m of msg.models) if (!this.modelInfo.has(m.name)) this.modelInfo.set(m.name, { provider: m.provider, solverKernel: m.solverKernel, warmupMs: m.warmupMs });
+            for (const m of msg.models) if (!this.modelInfo.has(m.name)) this.modelInfo.set(m.name, { provider: m.provider, fallbacks: m.fallbacks, solverKernel: m.solverKernel, warmupMs: m.warmupMs });
             this.logger.info({ worker: slot.index, models: msg.models }, 'solver worker ready');
             resolve();
             this.#pump();

@@ -75,7 +75,7 @@ export type ToWorker =
   | { type: 'release' };
 
 export type FromWorker =
-  | { type: 'ready'; models: { name: string; provider: string; solverKernel: string; warmupMs: number }[] }
+  | { type: 'ready'; models: { name: string; provider: string; fallbacks: string[]; solverKernel: string; warmupMs: number }[] }
   | { type: 'fatal'; error: SerializedError }
   | { type: 'result'; id: number; reply: InferReply }
   | { type: 'error'; id: number; error: SerializedError }

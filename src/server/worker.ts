@@ -214,7 +214,7 @@ async function warmPaddedCell(model: DeqModel, maxRows: number): Promise<void> {
 }
 
 async function start(): Promise<void> {
-  const loaded: { name: string; provider: string; solverKernel: string; warmupMs: number }[] = [];
+  const loaded: { name: string; provider: string; fallbacks: string[]; solverKernel: string; warmupMs: number }[] = [];
   try {
     for (const { name, dir } of init.models) {
       const model = await DeqModel.load(dir, {
@@ -229,7 +229,7 @@ async function start(): Promise<void> {
       models.set(name, model);
       const t0 = performance.now();
       await run(name, warmupJob(model.manifest));
-      loaded.push({ name, provider: model.provider, solverKernel: model.solverKernel, warmupMs: performance.now() - t0 });
+      loaded.push({ name, provider: model.provider, fallbacks: [...model.providerFallbacks], solverKernel: model.solverKernel, warmupMs: performance.now() - t0 });
       const b = init.batching;
       if (b.mode !== 'off') {
         // A batched solve runs the cell at every row count up to maxRows: warm each shape now

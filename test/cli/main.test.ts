@@ -207,6 +207,19 @@ describe('deq-serve errors for common mistakes: one line, what to do, no stack t
     }
   });
 
+  it('a provider fallback is reported with its reason, not silent', async () => {
+    const dir = await scratch(TINY_IMAGE);
+    const parity = JSON.parse(await readFile(join(TINY_IMAGE, 'parity.json'), 'utf8'));
+    const input = join(dir, 'x.json');
+    const rows = parity.cases[0].input.data as number[];
+    await writeFile(input, JSON.stringify({ input: [Array.from({ length: 8 }, (_, k) => rows.slice(k * 8, k * 8 + 8))] }));
+    const r = await runCli(['run', TINY_IMAGE, '--input', input, '--ep', 'cuda,cpu']);
+    expect(r.code, r.stderr).toBe(0);
+    // One line of ours with the reason; none of ONNX Runtime's native log lines.
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/^deq-serve: tiny-image runs on cpu: cuda: \S/);
+  });
+
   it('run with a missing --input file says so', async () => {
     const r = await runCli(['run', TINY_IMAGE, '--input', '/nonexistent/x.json']);
     expect(r.code).toBe(2);

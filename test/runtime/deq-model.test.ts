@@ -158,3 +158,20 @@ describe('DeqModel on the tiny language-model fixture', () => {
     expect((err as DeqError).message).toContain('targets');
   });
 });
+
+describe('DeqModel provider fallback', () => {
+  it('says why each preferred provider could not load; none when the first one did', async () => {
+    // The CUDA provider's library is an install-time opt-in that `npm ci` here never fetches.
+    const m = await DeqModel.load(TINY_IMAGE, { providers: ['cuda', 'cpu'] });
+    try {
+      expect(m.provider).toBe('cpu');
+      expect(m.providerFallbacks).toHaveLength(1);
+      expect(m.providerFallbacks[0]).toMatch(/^cuda: \S/);
+    } finally {
+      await m.release();
+    }
+    const plain = await DeqModel.load(TINY_IMAGE, { providers: ['cpu'] });
+    expect(plain.providerFallbacks).toEqual([]);
+    await plain.release();
+  });
+});
