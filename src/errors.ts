@@ -98,8 +98,8 @@ export function excerpt(value: unknown, max = 40): string {
     }
     return put('}');
   };
-  walk(value, 0);
-  const cut = out.length > max ? `${out.slice(0, max)}…` : out;
+  const whole = walk(value, 0);
+  const cut = out.length > max ? `${out.slice(0, max)}…` : whole ? out : `${out}…`;
   return cut.replace(/[<>&]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 

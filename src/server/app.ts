@@ -58,7 +58,7 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
   const query = new Ajv({ ...AJV_OPTIONS, coerceTypes: true });
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'querystring' ? query : body).compile(schema));
   app.server.headersTimeout = config.headersTimeoutMs;
-  const connections = new ConnectionGuard(app.server, config.maxConnections, PROBE_HEADROOM, capWarning(app, config.maxConnections));
+  const connections = new ConnectionGuard(app.server, config.maxConnections, PROBE_HEADROOM, config.headersTimeoutMs, capWarning(app, config.maxConnections));
   const bodyBudget = new BodyBudget(config.bodyBudgetBytes);
   app.decorate('deq', state);
   app.decorate('edge', { connections, bodyBudget });

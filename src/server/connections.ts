@@ -27,10 +27,19 @@ export class ConnectionGuard {
   private evicted = 0;
   private probation = 0;
 
-  constructor(server: Server, private readonly max: number, headroom: number, private readonly onFull?: () => void) {
+  /**
+   * `idleMs`: a connection with no request in progress (one that never sends a byte,
+   * which Node's headersTimeout does not cover, or an idle keep-alive) is closed after
+   * that long without traffic. One with a request in progress is left to its deadline.
+   */
+  constructor(server: Server, private readonly max: number, headroom: number, private readonly idleMs: number, private readonly onFull?: () => void) {
     server.maxConnections = max + headroom;
     server.on('connection', (socket: Socket) => this.admit(socket));
     server.on('request', (req: IncomingMessage, res: ServerResponse) => this.track(req.socket, res));
+    // Node emits this when a socket's timeout passes and no request or response took it.
+    server.on('timeout', (socket: Socket) => {
+      if (!this.sockets.get(socket)) socket.destroy();
+    });
   }
 
   get stats(): ConnectionStats {
@@ -40,6 +49,7 @@ export class ConnectionGuard {
   private admit(socket: Socket): void {
     this.sockets.set(socket, 0);
     socket.once('close', () => this.sockets.delete(socket));
+    socket.setTimeout(this.idleMs);
     if (this.sockets.size <= this.max) return;
     this.onFull?.();
     for (const [s, busy] of this.sockets) {
