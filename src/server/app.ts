@@ -6,7 +6,7 @@ import { PROBE_HEADROOM, REQUEST_RECEIVE_MS } from './config.js';
 import { ConnectionGuard } from './connections.js';
 import { parseJsonBody } from './json-body.js';
 import { authPlugin } from './plugins/auth.js';
-import { BodyBudget, bodyGuardPlugin, edgePlugin } from './plugins/edge.js';
+import { BodyBudget, bodyGuardPlugin, edgePlugin, originForm } from './plugins/edge.js';
 import { clientErrorHandler, errorsPlugin, expectationFailed, frameworkErrors } from './plugins/errors.js';
 import { metricsPlugin } from './plugins/metrics.js';
 import { requestId, requestLogPlugin } from './plugins/request-log.js';
@@ -49,6 +49,7 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
     // connection used to live 60–90 s; a Host header is checked by edgePlugin, in the catalogue's shape.
     http: { connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs), requireHostHeader: false },
     routerOptions: { maxParamLength: 200 },
+    rewriteUrl: originForm,
     frameworkErrors,
     clientErrorHandler,
   });

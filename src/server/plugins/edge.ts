@@ -31,6 +31,18 @@ export class BodyBudget {
 }
 
 /**
+ * An absolute-form request target (`GET http://host/v2/health/live`, which proxies
+ * send and RFC 9112 §3.2.2 says servers must accept) routed by its path.
+ */
+export function originForm(req: { url?: string }): string {
+  const url = req.url ?? '/';
+  const m = /^https?:\/\/[^/?#]*/i.exec(url);
+  if (!m) return url;
+  const rest = url.slice(m[0].length);
+  return rest.startsWith('/') ? rest : `/${rest}`;
+}
+
+/**
  * First on every request: an HTTP/1.1 request without Host gets the catalogue's 400
  * (Node's own check, turned off in app.ts, answers a bare 400), and a connection let
  * in past --max-connections reaches health routes only.
