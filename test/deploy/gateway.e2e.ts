@@ -58,7 +58,13 @@ describe.skipIf(skip !== null)('nginx in front of two replicas', () => {
   let pngs: { png: Buffer; label: string }[] = [];
   let seq = 0;
 
-  const nextId = (prefix: string) => `${prefix}-${++seq}`;
+  /** Every id this suite sent: replicas also log requests of their own (the /metrics polls, probes) under ids they made. */
+  const sent = new Set<string>();
+  const nextId = (prefix: string) => {
+    const id = `${prefix}-${++seq}`;
+    sent.add(id);
+    return id;
+  };
 
   /** One request through the gateway under the client request id `id`; a network error becomes status 0. */
   async function send(kind: 'classify' | 'score' | 'infer' | 'slow', id: string, slowQuery = SLOW_CLASSIFY): Promise<Outcome> {
@@ -265,7 +271,9 @@ describe.skipIf(skip !== null)('nginx in front of two replicas', () => {
     const shutdownAt = drained.logTime('shutting down')!;
     expect(shutdownAt).toBeGreaterThanOrEqual(signalledAt - 5);
     await servedBy(slowIds);
-    const after = drained.requestLines().filter((l) => l.time >= shutdownAt);
+    // Only the test's own inference requests: the until() poll of /metrics above, answered
+    // after the signal, logged a 200 under an id the server made (3 of 4 runs failed on it, #22).
+    const after = drained.requestLines().filter((l) => l.time >= shutdownAt && sent.has(l.reqId) && !l.url.startsWith('/metrics'));
     const servedAfter = after.filter((l) => l.status === 200).map((l) => l.reqId);
     // Served after the signal: only requests that were already in flight (the slow ones sent before it).
     for (const id of servedAfter) expect(slowIds).toContain(id);
