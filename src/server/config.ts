@@ -180,7 +180,7 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   { key: 'apiKeys', flag: '--api-keys', env: 'DEQ_API_KEYS', kind: 'list', help: 'comma-separated bearer keys; empty = no authentication' },
   { key: 'openHealth', flag: '--open-health', env: 'DEQ_OPEN_HEALTH', kind: 'bool', help: 'health and /metrics need no API key' },
   { key: 'shutdownGraceMs', flag: '--shutdown-grace-ms', env: 'DEQ_SHUTDOWN_GRACE_MS', kind: 'int', help: 'time in-flight requests get to finish after SIGTERM' },
-  { key: 'retryAfterS', flag: '--retry-after-s', env: 'DEQ_RETRY_AFTER_S', kind: 'int', help: 'Retry-After seconds sent with 503 DEQ_ERR_QUEUE_FULL' },
+  { key: 'retryAfterS', flag: '--retry-after-s', env: 'DEQ_RETRY_AFTER_S', kind: 'int', help: 'Retry-After seconds sent with 503 DEQ_ERR_QUEUE_FULL and DEQ_ERR_OVERLOADED' },
   { key: 'bodyBudgetBytes', flag: '--body-budget', env: 'DEQ_BODY_BUDGET', kind: 'int', help: 'request-body bytes all requests together may hold; past it a request gets 503 DEQ_ERR_OVERLOADED with Retry-After before its body is read (a request is charged its Content-Length, or its route\'s limit when chunked)' },
   { key: 'bodyTimeoutMs', flag: '--body-timeout-ms', env: 'DEQ_BODY_TIMEOUT_MS', kind: 'int', help: 'longest wait for the next chunk of a request body before 408 DEQ_ERR_REQUEST_TIMEOUT (stalled uploads)' },
   { key: 'headersTimeoutMs', flag: '--headers-timeout-ms', env: 'DEQ_HEADERS_TIMEOUT_MS', kind: 'int', help: 'time a connection gets to send its request headers, idle new connections included' },
