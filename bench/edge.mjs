@@ -10,7 +10,7 @@
 //     whether liveness answers, and how long the silent ones live.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -19,11 +19,13 @@ import { fileURLToPath } from 'node:url';
 const dist = resolve(process.argv[2] ?? fileURLToPath(new URL('../dist', import.meta.url)));
 const dir = await mkdtemp(join(tmpdir(), 'deq-edge-'));
 await cp(fileURLToPath(new URL('../models/fashion-mnist-jr', import.meta.url)), join(dir, 'fashion-mnist-jr'), { recursive: true });
-const child = spawn(process.execPath, ['--input-type=module', '-e', `
+// A script file, not --eval: the solver workers inherit the process's exec arguments.
+await writeFile(join(dir, 'serve.mjs'), `
   const { loadConfig, startServer } = await import(${JSON.stringify(`${dist}/server/index.js`)});
   const s = await startServer(loadConfig([], {}, { port: 0, modelsDir: ${JSON.stringify(dir)}, workers: 1, logLevel: 'silent' }));
   console.log('READY ' + s.port);
-`], { stdio: ['ignore', 'pipe', 'inherit'] });
+`);
+const child = spawn(process.execPath, [join(dir, 'serve.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] });
 const port = await new Promise((ok) => { let out = ''; child.stdout.on('data', (d) => { out += d; const m = /READY (\d+)/.exec(out); if (m) ok(Number(m[1])); }); });
 const rssMb = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))[1]) / 1024;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
