@@ -2,7 +2,7 @@
 // catalogue, and query booleans. Real HTTP on loopback, port 0.
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FIXTURES, postJson, startTestServer, type TestServer } from './helpers.js';
+import { FIXTURES, postJson, ROOT, startTestServer, type TestServer } from './helpers.js';
 import { rawHttp, rawPost } from './raw-http.js';
 
 let s: TestServer;
@@ -103,5 +103,15 @@ describe('query booleans (defect 5)', () => {
     }
     await expectCode(await classify('logits=yes'), 400, 'DEQ_ERR_INVALID_INPUT');
     await expectCode(await classify('logits=2'), 400, 'DEQ_ERR_INVALID_INPUT');
+  });
+});
+
+describe('docs (defect 6)', () => {
+  it('docs/server.md states the extensions /v2 lists', async () => {
+    const { extensions } = (await (await fetch(`${s.url}/v2`)).json()) as { extensions: string[] };
+    expect(extensions).toEqual(['binary_tensor_data']);
+    const doc = readFileSync(`${ROOT}docs/server.md`, 'utf8');
+    expect(doc).not.toMatch(/extensions` is `\[\]`/);
+    expect(doc).toContain(`\`extensions: ${JSON.stringify(extensions).replace(/,/g, ', ')}\``);
   });
 });
