@@ -92,6 +92,9 @@ describe('the connection cap, in process', () => {
     await new Promise((r) => setTimeout(r, 100));
     expect(held.open()).toBeLessThanOrEqual(8);
     expect(s.app.edge.connections.stats.evicted).toBeGreaterThanOrEqual(32);
+    const metrics = await (await fetch(`${s.url}/metrics`)).text();
+    expect(Number(/^deq_connections_evicted_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(32);
+    expect(Number(/^deq_open_connections (\d+)/m.exec(metrics)?.[1])).toBeLessThanOrEqual(8);
   });
 
   it('when every connection is busy, health routes still answer on new ones; other routes get 503 + Retry-After', async () => {
@@ -105,6 +108,7 @@ describe('the connection cap, in process', () => {
     expect(r?.headers['retry-after']).toBe('1');
     expect(r?.headers.connection).toBe('close');
     expect(JSON.parse(r!.body).error).toMatch(/--max-connections/);
+    expect(s.app.edge.connections.stats.probation).toBeGreaterThanOrEqual(4);
     for (const sock of sockets.splice(0)) sock.destroy();
     await new Promise((r) => setTimeout(r, 100));
     expect(await get(s.port, '/v1/models')).toBe(200);
