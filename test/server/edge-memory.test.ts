@@ -76,7 +76,8 @@ it('holds upload bytes within --body-budget under 20 stalled 10 MiB uploads, ans
   // The 408s released every charge and every buffer.
   expect(budget()).toBe(0);
   expect(after.buffers - before.buffers, report).toBeLessThan(8);
-  expect(after.rss - before.rss, report).toBeLessThan(48); // the allocator keeps some pages: +26 MB measured
+  // The allocator keeps some pages (+26 MB measured), never the budget's worth (the old code: +200 MB here, all still held).
+  expect(after.rss - before.rss, report).toBeLessThan(budgetMiB);
   // And the server still serves.
   expect((await fetch(`${s.url}/v2/health/live`)).status).toBe(200);
 }, 60_000);
