@@ -36,6 +36,7 @@ export const ERROR_CATALOGUE = Object.freeze({
   DEQ_ERR_REQUEST_TIMEOUT: { status: 408, summary: 'the request was not received in time' },
   DEQ_ERR_BAD_REQUEST: { status: 400, summary: 'malformed HTTP request' },
   DEQ_ERR_WORKER_FAILED: { status: 500, summary: 'the solver worker failed while running the request' },
+  DEQ_ERR_OVERLOADED: { status: 503, summary: 'the server holds as many request bodies or connections as it may; retry later' },
   DEQ_ERR_CANCELLED: { status: 499, summary: 'the client went away; the solver rows of its request were freed' },
 } as const);
 
@@ -67,6 +68,39 @@ export class DeqError extends Error {
 export function quote(value: string, max = 64): string {
   const cut = value.length > max ? `${value.slice(0, max)}…` : value;
   return JSON.stringify(cut).replace(/[<>&]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/**
+ * A short excerpt of a client value for an error message: never more than `max`
+ * characters, and never a walk over more of the value than that (a 1 MiB array
+ * or a 5,000-deep one costs what its first few items cost).
+ */
+export function excerpt(value: unknown, max = 40): string {
+  let out = '';
+  const put = (s: string) => { out += s; return out.length < max; };
+  const walk = (v: unknown, depth: number): boolean => {
+    if (v === null || typeof v !== 'object') {
+      const s = typeof v === 'string' ? JSON.stringify(v.length > max ? v.slice(0, max) : v) : typeof v === 'bigint' ? `${v}` : String(JSON.stringify(v) ?? v);
+      return put(s);
+    }
+    if (depth >= 4) return put(Array.isArray(v) ? '[…]' : '{…}');
+    if (Array.isArray(v)) {
+      if (!put('[')) return false;
+      for (let i = 0; i < v.length; i++) if ((i > 0 && !put(',')) || !walk(v[i], depth + 1)) return false;
+      return put(']');
+    }
+    if (!put('{')) return false;
+    let first = true;
+    for (const k in v) {
+      if (!Object.hasOwn(v, k)) continue;
+      if ((!first && !put(',')) || !put(`${JSON.stringify(k.slice(0, max))}:`) || !walk((v as Record<string, unknown>)[k], depth + 1)) return false;
+      first = false;
+    }
+    return put('}');
+  };
+  const whole = walk(value, 0);
+  const cut = out.length > max ? `${out.slice(0, max)}…` : whole ? out : `${out}…`;
+  return cut.replace(/[<>&]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** True for a DeqError, also one rebuilt from a worker message (where `instanceof` fails). */

@@ -1,6 +1,6 @@
 // The generic tensor pipeline: named float32/int64 tensors in (v2 infer, /predict),
 // checked against the manifest's model inputs, and model outputs back as tensors.
-import { DeqError, quote } from '../errors.js';
+import { DeqError, excerpt, quote } from '../errors.js';
 import { DeqModel, modelInputs, type Manifest, type SessionConfig, type TensorSpec, type TensorValue } from '../runtime/index.js';
 import type { SolverOptions } from '../solver/index.js';
 
@@ -161,7 +161,7 @@ export function toTyped(spec: TensorSpec, data: unknown, count: number, vocabSiz
       const v = flat[i];
       // 1e39 is finite as a double but Infinity in float32: the model would see Infinity.
       const f = typeof v === 'number' ? Math.fround(v) : NaN;
-      if (!Number.isFinite(f)) throw invalid(`input ${spec.name}[${i}] must be a number that is finite in float32, |x| ≤ 3.4028235e38 (got ${quote(String(JSON.stringify(v)), 20)})`);
+      if (!Number.isFinite(f)) throw invalid(`input ${spec.name}[${i}] must be a number that is finite in float32, |x| ≤ 3.4028235e38 (got ${excerpt(v, 20)})`);
       out[i] = f;
     }
     return out;
@@ -171,7 +171,7 @@ export function toTyped(spec: TensorSpec, data: unknown, count: number, vocabSiz
   for (let i = 0; i < count; i++) {
     const v = flat[i];
     if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
-      throw invalid(`input ${spec.name}[${i}] must be an integer in [${lo}, ${hi}] (got ${quote(String(JSON.stringify(v)), 20)})`);
+      throw invalid(`input ${spec.name}[${i}] must be an integer in [${lo}, ${hi}] (got ${excerpt(v, 20)})`);
     }
     out[i] = BigInt(v);
   }

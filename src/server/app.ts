@@ -2,7 +2,11 @@ import { Ajv, type Options as AjvOptions } from 'ajv';
 import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { DestinationStream } from 'pino';
 import { DeqError } from '../errors.js';
+import { PROBE_HEADROOM, REQUEST_RECEIVE_MS } from './config.js';
+import { ConnectionGuard } from './connections.js';
+import { parseJsonBody } from './json-body.js';
 import { authPlugin } from './plugins/auth.js';
+import { BodyBudget, bodyGuardPlugin, edgePlugin, originForm } from './plugins/edge.js';
 import { clientErrorHandler, errorsPlugin, expectationFailed, frameworkErrors } from './plugins/errors.js';
 import { metricsPlugin } from './plugins/metrics.js';
 import { requestId, requestLogPlugin } from './plugins/request-log.js';
@@ -39,8 +43,13 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
     // Our onRequest hook answers 503 DEQ_ERR_SHUTTING_DOWN in the catalogue's shape instead.
     return503OnClosing: false,
     // requestTimeout covers receiving the request only (slow clients); solves have their own deadline.
-    requestTimeout: 60_000,
+    requestTimeout: REQUEST_RECEIVE_MS,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    // Node checks headers and request timeouts on this interval (default 30 s), so an idle
+    // connection used to live 60–90 s; a Host header is checked by edgePlugin, in the catalogue's shape.
+    http: { connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs), requireHostHeader: false },
     routerOptions: { maxParamLength: 200 },
+    rewriteUrl: originForm,
     frameworkErrors,
     clientErrorHandler,
   });
@@ -49,7 +58,11 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
   const body = new Ajv({ ...AJV_OPTIONS, coerceTypes: false });
   const query = new Ajv({ ...AJV_OPTIONS, coerceTypes: true });
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'querystring' ? query : body).compile(schema));
+  app.server.headersTimeout = config.headersTimeoutMs;
+  const connections = new ConnectionGuard(app.server, config.maxConnections, PROBE_HEADROOM, config.headersTimeoutMs, capWarning(app, config.maxConnections));
+  const bodyBudget = new BodyBudget(config.bodyBudgetBytes);
   app.decorate('deq', state);
+  app.decorate('edge', { connections, bodyBudget });
   app.server.on('checkExpectation', expectationFailed);
   // Every response, errors included: a JSON body that quotes client input is never sniffed as HTML.
   app.addHook('onSend', async (_req, reply) => {
@@ -57,8 +70,17 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
   });
   await app.register(errorsPlugin);
   await app.register(requestLogPlugin, { state });
+  await app.register(edgePlugin, { config });
   await app.register(authPlugin, { apiKeys: config.apiKeys, openHealth: config.openHealth });
+  await app.register(bodyGuardPlugin, { config, budget: bodyBudget });
   await app.register(metricsPlugin, { state });
+  queryBooleans(app);
+  // Every JSON body is checked for nesting depth before it is parsed (v2 adds its binary form).
+  const jsonParser = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
+    parseJsonBody(req, body as Buffer, done, { maxDepth: config.maxJsonDepth, parser: jsonParser });
+  });
 
   // JSON endpoints refuse other content types up front (415), rather than failing schema checks.
   const jsonOnly = async (req: FastifyRequest) => {
@@ -80,4 +102,43 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
     await scope.register(v2Routes, { state });
   });
   return app;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The connection cap and the body budget, for tests and diagnostics. */
+    edge: { connections: ConnectionGuard; bodyBudget: BodyBudget };
+  }
+}
+
+/** Logs that the connection cap was reached, at most once a minute. */
+function capWarning(app: FastifyInstance, max: number): () => void {
+  let last = -Infinity;
+  return () => {
+    const now = Date.now();
+    if (now - last < 60_000) return;
+    last = now;
+    app.log.warn({ maxConnections: max }, 'connection cap reached: closing idle connections; new ones reach health routes only while all are busy');
+  };
+}
+
+/**
+ * Query-string booleans take true/false/1/0, as most servers do: ajv's coercion
+ * takes only true/false from strings, so 1 and 0 are rewritten for the
+ * parameters a route's schema declares boolean.
+ */
+function queryBooleans(app: FastifyInstance): void {
+  app.addHook('onRoute', (route) => {
+    const props = (route.schema?.querystring as { properties?: Record<string, { type?: unknown }> } | undefined)?.properties;
+    const keys = props ? Object.keys(props).filter((k) => props[k].type === 'boolean') : [];
+    if (keys.length === 0) return;
+    const hook = async (req: FastifyRequest) => {
+      const q = req.query as Record<string, unknown>;
+      for (const k of keys) {
+        if (q[k] === '1') q[k] = 'true';
+        else if (q[k] === '0') q[k] = 'false';
+      }
+    };
+    route.preValidation = [...(route.preValidation === undefined ? [] : Array.isArray(route.preValidation) ? route.preValidation : [route.preValidation]), hook];
+  });
 }

@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Ajv } from 'ajv';
 import { DeqError } from '../errors.js';
@@ -47,6 +49,18 @@ export interface ServerConfig {
   openHealth: boolean;
   shutdownGraceMs: number;
   retryAfterS: number;
+  /** Request-body bytes all requests together may hold in memory (issue #22). */
+  bodyBudgetBytes: number;
+  /** Longest gap between two chunks of a request body before 408. */
+  bodyTimeoutMs: number;
+  /** Time a connection gets to send its request headers. */
+  headersTimeoutMs: number;
+  /** How long an idle keep-alive connection stays open. */
+  keepAliveTimeoutMs: number;
+  /** Open connections before idle ones are closed and new ones may only reach health routes. */
+  maxConnections: number;
+  /** Deepest nesting of arrays and objects a JSON body may have. */
+  maxJsonDepth: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
@@ -62,6 +76,15 @@ interface Setting {
 
 /** Cores the defaults are sized for. */
 const CORES = availableParallelism();
+
+/** Connections past --max-connections kept for health probes (answered; other routes get 503). */
+export const PROBE_HEADROOM = 16;
+
+/** Default cap where many descriptors are allowed: ~3.5 KB each idle, so 4096 is ~14 MB. */
+const DEFAULT_MAX_CONNECTIONS = 4096;
+
+/** The open-file limit (`ulimit -n`) and the --max-connections it allows. */
+export const FD_LIMITS = fdLimits(readOpenFileLimit());
 
 /**
  * The one defaults object. Workers × intra-op threads stays ≤ the cores: one worker
@@ -110,6 +133,15 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   openHealth: true,
   shutdownGraceMs: 10_000,
   retryAfterS: 1,
+  // Four largest uploads at once; a fifth waits (503 + Retry-After) rather than growing RSS.
+  // nginx holds 16 KiB per body in memory and spools the rest to disk (docs/reliability.md).
+  bodyBudgetBytes: 64 << 20,
+  bodyTimeoutMs: 10_000,
+  headersTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 5_000,
+  maxConnections: FD_LIMITS.defaultMaxConnections,
+  // v2 tensors nest one level per dimension (shape has at most 8) under 3 levels of envelope.
+  maxJsonDepth: 32,
   logLevel: 'info',
 });
 
@@ -148,7 +180,13 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   { key: 'apiKeys', flag: '--api-keys', env: 'DEQ_API_KEYS', kind: 'list', help: 'comma-separated bearer keys; empty = no authentication' },
   { key: 'openHealth', flag: '--open-health', env: 'DEQ_OPEN_HEALTH', kind: 'bool', help: 'health and /metrics need no API key' },
   { key: 'shutdownGraceMs', flag: '--shutdown-grace-ms', env: 'DEQ_SHUTDOWN_GRACE_MS', kind: 'int', help: 'time in-flight requests get to finish after SIGTERM' },
-  { key: 'retryAfterS', flag: '--retry-after-s', env: 'DEQ_RETRY_AFTER_S', kind: 'int', help: 'Retry-After seconds sent with 503 DEQ_ERR_QUEUE_FULL' },
+  { key: 'retryAfterS', flag: '--retry-after-s', env: 'DEQ_RETRY_AFTER_S', kind: 'int', help: 'Retry-After seconds sent with 503 DEQ_ERR_QUEUE_FULL and DEQ_ERR_OVERLOADED' },
+  { key: 'bodyBudgetBytes', flag: '--body-budget', env: 'DEQ_BODY_BUDGET', kind: 'int', help: 'request-body bytes all requests together may hold; past it a request gets 503 DEQ_ERR_OVERLOADED with Retry-After before its body is read (a request is charged its Content-Length, or its route\'s limit when chunked)' },
+  { key: 'bodyTimeoutMs', flag: '--body-timeout-ms', env: 'DEQ_BODY_TIMEOUT_MS', kind: 'int', help: 'longest wait for the next chunk of a request body before 408 DEQ_ERR_REQUEST_TIMEOUT (stalled uploads)' },
+  { key: 'headersTimeoutMs', flag: '--headers-timeout-ms', env: 'DEQ_HEADERS_TIMEOUT_MS', kind: 'int', help: 'time a connection gets to send its request headers, idle new connections included' },
+  { key: 'keepAliveTimeoutMs', flag: '--keep-alive-timeout-ms', env: 'DEQ_KEEP_ALIVE_TIMEOUT_MS', kind: 'int', help: 'how long an idle keep-alive connection stays open' },
+  { key: 'maxConnections', flag: '--max-connections', env: 'DEQ_MAX_CONNECTIONS', kind: 'int', help: 'open connections before idle ones are closed to make room; past it, new connections may only reach health routes (16 more), then are refused. Default: from the open-file limit (ulimit -n), at most 4096' },
+  { key: 'maxJsonDepth', flag: '--max-json-depth', env: 'DEQ_MAX_JSON_DEPTH', kind: 'int', help: 'deepest nesting of arrays and objects in a JSON body (400 DEQ_ERR_INVALID_INPUT before parsing)' },
   { key: 'logLevel', flag: '--log-level', env: 'DEQ_LOG_LEVEL', kind: 'string', help: 'pino log level' },
 ]);
 
@@ -193,6 +231,12 @@ const CONFIG_SCHEMA = {
     openHealth: { type: 'boolean' },
     shutdownGraceMs: { type: 'integer', minimum: 0 },
     retryAfterS: { type: 'integer', minimum: 0 },
+    bodyBudgetBytes: { type: 'integer', minimum: 1024 },
+    bodyTimeoutMs: { type: 'integer', minimum: 100 },
+    headersTimeoutMs: { type: 'integer', minimum: 100 },
+    keepAliveTimeoutMs: { type: 'integer', minimum: 100 },
+    maxConnections: { type: 'integer', minimum: 1 },
+    maxJsonDepth: { type: 'integer', minimum: 4, maximum: 1000 },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
   },
 } as const;
@@ -249,7 +293,61 @@ export function loadConfig(argv: readonly string[] = [], env: NodeJS.ProcessEnv 
   if (config.tolMin > config.tolMax) {
     throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting ${origin.get('tolMin') ?? '--tol-min'}: ${config.tolMin} exceeds tol max ${config.tolMax}`, { setting: 'tolMin' });
   }
+  checkEdgeLimits(config, origin);
   return deepFreeze(config);
+}
+
+/** Limits that only make sense together (issue #22): each error names the setting to change. */
+function checkEdgeLimits(c: ServerConfig, origin: Map<string, string>): void {
+  const name = (key: keyof ServerConfig, fallback: string) => origin.get(key) ?? fallback;
+  const largest = Math.max(c.bodyLimitBytes, c.imageLimitBytes);
+  if (c.bodyBudgetBytes < largest) {
+    const n = name('bodyBudgetBytes', '--body-budget');
+    throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting ${n}: ${c.bodyBudgetBytes} is below the largest body one request may send (${largest}, --body-limit / --image-limit), so such a request could never be admitted`, { setting: n });
+  }
+  if (c.maxConnections > FD_LIMITS.maxConnections) {
+    const n = name('maxConnections', '--max-connections');
+    throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting ${n}: ${c.maxConnections} connections need more file descriptors than the open-file limit allows (ulimit -n ${FD_LIMITS.openFiles}: at most ${FD_LIMITS.maxConnections}, keeping ${FD_LIMITS.reserved} for the process and ${PROBE_HEADROOM} for health probes); raise ulimit -n or lower the setting`, { setting: n });
+  }
+  if (c.headersTimeoutMs > REQUEST_RECEIVE_MS || c.bodyTimeoutMs > REQUEST_RECEIVE_MS) {
+    const n = c.headersTimeoutMs > REQUEST_RECEIVE_MS ? name('headersTimeoutMs', '--headers-timeout-ms') : name('bodyTimeoutMs', '--body-timeout-ms');
+    throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting ${n}: must not exceed ${REQUEST_RECEIVE_MS} ms, the time a whole request gets to arrive`, { setting: n });
+  }
+}
+
+/** Time a whole request (headers and body) gets to arrive; solves have their own deadline. */
+export const REQUEST_RECEIVE_MS = 60_000;
+
+interface FdLimits {
+  /** The soft open-file limit, or null where it could not be read. */
+  openFiles: number | null;
+  /** Descriptors kept for the process itself: model files, worker threads, logs, ONNX Runtime. */
+  reserved: number;
+  /** The most --max-connections may be. */
+  maxConnections: number;
+  defaultMaxConnections: number;
+}
+
+/** The --max-connections bounds for an open-file limit (exported for tests). */
+export function fdLimits(openFiles: number | null): FdLimits {
+  if (openFiles === null) return { openFiles, reserved: 0, maxConnections: Number.MAX_SAFE_INTEGER, defaultMaxConnections: 1024 };
+  const reserved = Math.max(64, Math.ceil(openFiles / 8));
+  const maxConnections = Math.max(1, openFiles - reserved - PROBE_HEADROOM);
+  return { openFiles, reserved, maxConnections, defaultMaxConnections: Math.min(DEFAULT_MAX_CONNECTIONS, maxConnections) };
+}
+
+/** The soft RLIMIT_NOFILE, as `ulimit -n` reports it: from /proc on Linux, else the shell. */
+function readOpenFileLimit(): number | null {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    if (m) return m[1] === 'unlimited' ? null : Number(m[1]);
+  } catch { /* not Linux */ }
+  try {
+    const out = execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8', timeout: 2000 }).trim();
+    return /^\d+$/.test(out) ? Number(out) : null;
+  } catch {
+    return null;
+  }
 }
 
 /** The configuration as logged at start: API keys are counted, never shown. */

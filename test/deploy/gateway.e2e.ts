@@ -58,7 +58,13 @@ describe.skipIf(skip !== null)('nginx in front of two replicas', () => {
   let pngs: { png: Buffer; label: string }[] = [];
   let seq = 0;
 
-  const nextId = (prefix: string) => `${prefix}-${++seq}`;
+  /** Every id this suite sent: replicas also log requests of their own (the /metrics polls, probes) under ids they made. */
+  const sent = new Set<string>();
+  const nextId = (prefix: string) => {
+    const id = `${prefix}-${++seq}`;
+    sent.add(id);
+    return id;
+  };
 
   /** One request through the gateway under the client request id `id`; a network error becomes status 0. */
   async function send(kind: 'classify' | 'score' | 'infer' | 'slow', id: string, slowQuery = SLOW_CLASSIFY): Promise<Outcome> {
@@ -265,7 +271,11 @@ describe.skipIf(skip !== null)('nginx in front of two replicas', () => {
     const shutdownAt = drained.logTime('shutting down')!;
     expect(shutdownAt).toBeGreaterThanOrEqual(signalledAt - 5);
     await servedBy(slowIds);
-    const after = drained.requestLines().filter((l) => l.time >= shutdownAt);
+    // Only the test's own inference requests. A replica writes a request's log line when the
+    // response has finished (onResponse), which can come after the client already has it: the
+    // last until() poll of /metrics above could be logged after 'shutting down', as a 200 under
+    // an id the replica made, and the test failed on it (3 of 4 runs on a 2-core box, #22).
+    const after = drained.requestLines().filter((l) => l.time >= shutdownAt && sent.has(l.reqId) && !l.url.startsWith('/metrics'));
     const servedAfter = after.filter((l) => l.status === 200).map((l) => l.reqId);
     // Served after the signal: only requests that were already in flight (the slow ones sent before it).
     for (const id of servedAfter) expect(slowIds).toContain(id);
@@ -284,7 +294,9 @@ describe.skipIf(skip !== null)('nginx in front of two replicas', () => {
     expect(bytes(directive(classifyBlock, 'client_max_body_size'))).toBe(DEFAULT_CONFIG.imageLimitBytes);
     expect(seconds(directive(text, 'proxy_read_timeout')) * 1000).toBeGreaterThan(DEFAULT_CONFIG.requestTimeoutMs);
     const upstream = /upstream deq_serve \{([^}]*)\}/.exec(text)![1];
-    expect(seconds(directive(upstream, 'keepalive_timeout'))).toBeLessThan(72); // fastify's keepAliveTimeout
+    expect(seconds(directive(upstream, 'keepalive_timeout')) * 1000).toBeLessThan(DEFAULT_CONFIG.keepAliveTimeoutMs); // the replicas close idle ones after this
+    expect(seconds(directive(text, 'client_header_timeout')) * 1000).toBe(DEFAULT_CONFIG.headersTimeoutMs);
+    expect(seconds(directive(text, 'client_body_timeout')) * 1000).toBe(DEFAULT_CONFIG.bodyTimeoutMs);
 
     const post = (path: string, type: string, size: number) =>
       fetch(`${gw}${path}`, { method: 'POST', headers: { 'content-type': type }, body: Buffer.alloc(size, 0x20) });

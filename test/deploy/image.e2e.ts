@@ -13,6 +13,8 @@ const TOOLS = [
   { bin: 'runc', pkg: 'runc' },
   { bin: 'debootstrap', pkg: 'debootstrap' },
   { bin: 'update-ca-certificates', pkg: 'ca-certificates' },
+  // podman's network backend, not on PATH; without it `podman info` works but `podman run` does not (#22).
+  { bin: '/usr/lib/podman/netavark', pkg: 'netavark' },
 ];
 const IMAGE = 'localhost/deq-serve:test';
 

@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { isDeqError } from '../../src/errors.js';
-import { DEFAULT_CONFIG, loadConfig, SETTINGS } from '../../src/server/config.js';
+import { DEFAULT_CONFIG, FD_LIMITS, fdLimits, loadConfig, SETTINGS } from '../../src/server/config.js';
 
 function configError(fn: () => unknown): { code: string; message: string; setting: unknown } {
   try {
@@ -52,5 +52,26 @@ describe('loadConfig', () => {
       expect(s.flag).toMatch(/^--[a-z-]+$/);
       expect(s.env).toMatch(/^DEQ_[A-Z_]+$/);
     }
+  });
+
+  it('edge limits (#22): a budget below one request, a cap above the descriptors, and bad depths fail at startup, named', () => {
+    expect(configError(() => loadConfig(['--body-budget', String(1 << 20)]))).toMatchObject({ code: 'DEQ_ERR_CONFIG_INVALID', setting: '--body-budget' });
+    expect(configError(() => loadConfig([], { DEQ_IMAGE_LIMIT: String(100 << 20) })).setting).toBe('--body-budget');
+    expect(configError(() => loadConfig(['--max-json-depth', '2'])).setting).toBe('--max-json-depth');
+    expect(configError(() => loadConfig([], { DEQ_HEADERS_TIMEOUT_MS: '600000' })).setting).toBe('DEQ_HEADERS_TIMEOUT_MS');
+    expect(configError(() => loadConfig(['--max-connections', '0'])).setting).toBe('--max-connections');
+    if (FD_LIMITS.openFiles !== null) {
+      const over = configError(() => loadConfig(['--max-connections', String(FD_LIMITS.maxConnections + 1)]));
+      expect(over.setting).toBe('--max-connections');
+      expect(over.message).toMatch(/ulimit -n/);
+      expect(loadConfig(['--max-connections', String(FD_LIMITS.maxConnections)]).maxConnections).toBe(FD_LIMITS.maxConnections);
+    }
+  });
+
+  it('derives the connection cap from the open-file limit, keeping descriptors for the process and probes', () => {
+    expect(fdLimits(256)).toMatchObject({ reserved: 64, maxConnections: 176, defaultMaxConnections: 176 });
+    expect(fdLimits(1024)).toMatchObject({ reserved: 128, maxConnections: 880, defaultMaxConnections: 880 });
+    expect(fdLimits(1_048_576).defaultMaxConnections).toBe(4096);
+    expect(DEFAULT_CONFIG.maxConnections).toBe(FD_LIMITS.defaultMaxConnections);
   });
 });

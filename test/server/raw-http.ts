@@ -21,7 +21,7 @@ export function rawHttp(port: number, request: string | Buffer, opts: { timeoutM
     const finish = () => {
       clearTimeout(timer);
       socket.destroy();
-      const text = Buffer.concat(chunks).toString('latin1');
+      const text = finalResponse(Buffer.concat(chunks).toString('latin1'));
       const end = text.indexOf('\r\n\r\n');
       if (end === -1) return resolve(null);
       const [statusLine, ...lines] = text.slice(0, end).split('\r\n');
@@ -32,13 +32,15 @@ export function rawHttp(port: number, request: string | Buffer, opts: { timeoutM
       }
       let body = text.slice(end + 4);
       if (headers['transfer-encoding'] === 'chunked') body = dechunk(body);
+      // Bytes past Content-Length belong to a next response (a pipelined or unframed request).
+      else if (/^\d+$/.test(headers['content-length'] ?? '')) body = body.slice(0, Number(headers['content-length']));
       resolve({ status: Number(statusLine.split(' ')[1]), headers, body, ms: performance.now() - t0 });
     };
     const timer = setTimeout(finish, opts.timeoutMs ?? 5000);
     socket.on('data', (d: Buffer) => {
       chunks.push(d);
       // A complete response with a length: no need to wait for the close.
-      const text = Buffer.concat(chunks).toString('latin1');
+      const text = finalResponse(Buffer.concat(chunks).toString('latin1'));
       const end = text.indexOf('\r\n\r\n');
       const m = /\r\ncontent-length: *(\d+)/i.exec(text.slice(0, end));
       if (end !== -1 && m && Buffer.byteLength(text.slice(end + 4), 'latin1') >= Number(m[1])) finish();
@@ -46,6 +48,16 @@ export function rawHttp(port: number, request: string | Buffer, opts: { timeoutM
     socket.on('close', finish);
     socket.on('error', finish);
   });
+}
+
+/** The response after any interim 1xx ones (100 Continue answers an Expect header first). */
+function finalResponse(text: string): string {
+  while (/^HTTP\/1\.[01] 1\d\d /.test(text)) {
+    const end = text.indexOf('\r\n\r\n');
+    if (end === -1) break;
+    text = text.slice(end + 4);
+  }
+  return text;
 }
 
 function dechunk(s: string): string {

@@ -1,7 +1,7 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { DeqError, ERROR_CATALOGUE, isDeqError, quote, type ErrorCode } from '../../errors.js';
+import { DeqError, ERROR_CATALOGUE, excerpt, isDeqError, quote, type ErrorCode } from '../../errors.js';
 import { global } from './plugin.js';
 
 /** What a client is told: catalogue code, its status, and a message without internals. */
@@ -85,7 +85,7 @@ function validationError(errors: SchemaError[], context: string | undefined, fal
   const name = e.instancePath.split('/').filter(Boolean).pop() ?? '';
   const must = e.parentSchema?.description;
   if (must && e.keyword !== 'required') {
-    const got = JSON.stringify(e.data)?.slice(0, 40) ?? String(e.data);
+    const got = excerpt(e.data, 40);
     const code = SOLVER_PARAM_NAMES.has(name) ? 'DEQ_ERR_INVALID_SOLVER_OPTION' : 'DEQ_ERR_INVALID_INPUT';
     return { status: 400, code, message: `${name} must be ${must} (got ${got})` };
   }

@@ -1,3 +1,4 @@
+import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ErrorCode } from '../../errors.js';
 import { summarizeSolve } from '../../solver/index.js';
@@ -108,6 +109,25 @@ declare module 'fastify' {
   }
 }
 
+/** The HTTP edge's limits (#22): how close the server is to them, and how often it closed connections to stay under. */
+function edgeMetrics(registry: Registry, edge: FastifyInstance['edge']): void {
+  const registers = [registry];
+  const { connections, bodyBudget } = edge;
+  new Gauge({ name: 'deq_open_connections', help: 'Open client connections (--max-connections caps them)', registers, collect() { this.set(connections.stats.open); } });
+  new Gauge({ name: 'deq_body_bytes_in_flight', help: 'Request-body bytes charged to --body-budget', registers, collect() { this.set(bodyBudget.inFlight); } });
+  // Cumulative counts kept by the guard, reported as counters.
+  let evicted = 0;
+  let probation = 0;
+  new Counter({
+    name: 'deq_connections_evicted_total', help: 'Idle connections closed to make room under --max-connections', registers,
+    collect() { const n = connections.stats.evicted; this.inc(n - evicted); evicted = n; },
+  });
+  new Counter({
+    name: 'deq_connections_probation_total', help: 'Connections let in past --max-connections, to health routes only', registers,
+    collect() { const n = connections.stats.probation; this.inc(n - probation); probation = n; },
+  });
+}
+
 /** Serves GET /metrics and times every request by route template (never raw URLs: bounded labels). */
 export const metricsPlugin = global('deq-metrics', async (app, opts: { state: ServerState }) => {
   const metrics = new ServerMetrics(opts.state);
@@ -122,6 +142,7 @@ export const metricsPlugin = global('deq-metrics', async (app, opts: { state: Se
     }
   };
   opts.state.pool.events.on('batch', onBatch);
+  edgeMetrics(metrics.registry, app.edge);
   app.addHook('onResponse', async (req, reply) => {
     metrics.requestDuration.observe(
       { method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },

@@ -54,7 +54,8 @@ export const requestLogPlugin = global('deq-request-log', async (app, opts: { st
     };
     // A readiness 503 (starting up, shutting down) is the probe working as designed, not an error.
     const expected = status === 503 && req.routeOptions.config?.open === true;
-    if (status >= 500 && !expected) req.log.error(line, 'request');
+    if (line.code === 'DEQ_ERR_OVERLOADED') req.log.warn(line, 'request'); // load shed at the edge, by design
+    else if (status >= 500 && !expected) req.log.error(line, 'request');
     else req.log.info(line, 'request');
   });
 });

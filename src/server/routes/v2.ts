@@ -8,6 +8,7 @@ import { runSolve } from '../solve.js';
 import { requestControl, solverParamsSchema, type WireSolverOptions } from '../solver-options.js';
 import type { ServerConfig } from '../config.js';
 import { isReady, type ServerState } from '../state.js';
+import { parseJsonBody } from '../json-body.js';
 import { attachBinaryInputs, encodeBinaryResponse, HEADER_LENGTH, splitBody } from '../v2-binary.js';
 
 
@@ -113,7 +114,8 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
       return;
     }
     if (parts) tails.set(req, parts.tail);
-    jsonParser(req, (parts?.json ?? body).toString('utf8'), done);
+    const what = parts ? `the JSON header (the first ${parts.json.length} bytes, Inference-Header-Content-Length)` : 'the JSON body';
+    parseJsonBody(req, parts?.json ?? body, done, { maxDepth: state.config.maxJsonDepth, parser: jsonParser, what });
   };
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, parseBody(false));
