@@ -5,6 +5,7 @@ import { DeqError } from '../errors.js';
 import { authPlugin } from './plugins/auth.js';
 import { clientErrorHandler, errorsPlugin, expectationFailed, frameworkErrors } from './plugins/errors.js';
 import { metricsPlugin } from './plugins/metrics.js';
+import { registerOpenApi, serveOpenApi } from './openapi.js';
 import { requestId, requestLogPlugin } from './plugins/request-log.js';
 import { classifyRoutes } from './routes/classify.js';
 import { healthRoutes } from './routes/health.js';
@@ -58,6 +59,8 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
   await app.register(errorsPlugin);
   await app.register(requestLogPlugin, { state });
   await app.register(authPlugin, { apiKeys: config.apiKeys, openHealth: config.openHealth });
+  // Before any route (metrics has one): it records each route as it is added.
+  if (config.openapi) await registerOpenApi(app, state);
   await app.register(metricsPlugin, { state });
 
   // JSON endpoints refuse other content types up front (415), rather than failing schema checks.
@@ -79,5 +82,6 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
     await scope.register(predictRoutes, { state });
     await scope.register(v2Routes, { state });
   });
+  if (config.openapi) await serveOpenApi(app, config.docs);
   return app;
 }

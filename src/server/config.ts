@@ -48,6 +48,12 @@ export interface ServerConfig {
   shutdownGraceMs: number;
   retryAfterS: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** GET /openapi.json: the OpenAPI 3.1 document of the routes. */
+  openapi: boolean;
+  /** /docs: interactive docs (Swagger UI) over /openapi.json. */
+  docs: boolean;
+  /** /playground: the page that shows models, predictions and solves converging. */
+  playground: boolean;
 }
 
 type Kind = 'int' | 'number' | 'string' | 'list' | 'bool';
@@ -111,6 +117,9 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   shutdownGraceMs: 10_000,
   retryAfterS: 1,
   logLevel: 'info',
+  openapi: true,
+  docs: true,
+  playground: true,
 });
 
 /** Every setting: its flag, its environment variable and what it means (docs/server.md mirrors this). */
@@ -150,6 +159,9 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   { key: 'shutdownGraceMs', flag: '--shutdown-grace-ms', env: 'DEQ_SHUTDOWN_GRACE_MS', kind: 'int', help: 'time in-flight requests get to finish after SIGTERM' },
   { key: 'retryAfterS', flag: '--retry-after-s', env: 'DEQ_RETRY_AFTER_S', kind: 'int', help: 'Retry-After seconds sent with 503 DEQ_ERR_QUEUE_FULL' },
   { key: 'logLevel', flag: '--log-level', env: 'DEQ_LOG_LEVEL', kind: 'string', help: 'pino log level' },
+  { key: 'openapi', flag: '--openapi', env: 'DEQ_OPENAPI', kind: 'bool', help: 'serve the OpenAPI 3.1 document at /openapi.json' },
+  { key: 'docs', flag: '--docs', env: 'DEQ_DOCS', kind: 'bool', help: 'serve interactive docs (Swagger UI) at /docs; needs --openapi' },
+  { key: 'playground', flag: '--playground', env: 'DEQ_PLAYGROUND', kind: 'bool', help: 'serve the playground page at /playground' },
 ]);
 
 const positiveInt = { type: 'integer', minimum: 1 } as const;
@@ -194,6 +206,9 @@ const CONFIG_SCHEMA = {
     shutdownGraceMs: { type: 'integer', minimum: 0 },
     retryAfterS: { type: 'integer', minimum: 0 },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+    openapi: { type: 'boolean' },
+    docs: { type: 'boolean' },
+    playground: { type: 'boolean' },
   },
 } as const;
 
@@ -245,6 +260,9 @@ export function loadConfig(argv: readonly string[] = [], env: NodeJS.ProcessEnv 
   const config = raw as unknown as ServerConfig;
   if (config.tolMin > config.tolMax) {
     throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting ${origin.get('tolMin') ?? '--tol-min'}: ${config.tolMin} exceeds tol max ${config.tolMax}`, { setting: 'tolMin' });
+  }
+  if (config.docs && !config.openapi) {
+    throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting ${origin.get('docs') ?? '--docs'}: the interactive docs read /openapi.json; turn on --openapi or turn off --docs`, { setting: 'docs' });
   }
   return deepFreeze(config);
 }
