@@ -6,6 +6,7 @@ import { authPlugin } from './plugins/auth.js';
 import { clientErrorHandler, errorsPlugin, expectationFailed, frameworkErrors } from './plugins/errors.js';
 import { metricsPlugin } from './plugins/metrics.js';
 import { registerOpenApi, serveOpenApi } from './openapi.js';
+import { servePlayground } from './playground.js';
 import { requestId, requestLogPlugin } from './plugins/request-log.js';
 import { classifyRoutes } from './routes/classify.js';
 import { healthRoutes } from './routes/health.js';
@@ -83,5 +84,6 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
     await scope.register(v2Routes, { state });
   });
   if (config.openapi) await serveOpenApi(app, config.docs);
+  if (config.playground) await servePlayground(app);
   return app;
 }
