@@ -137,9 +137,14 @@ describe('the playground', () => {
     expect(firstBelow(jr)).toBe(answers[0].solver.iterations);
     await expect.poll(() => page.locator('#solve-stats').textContent()).toMatch(/fashion-mnist-jr says .* reached tol/);
     await shot('compare');
-    // The README's picture: the page after the comparison, cropped to its top (kept small).
+    // The README's picture (PLAYGROUND_README_SHOT=docs/playground.png): the image panel and the
+    // two curves, scaled down and palette-coded so the committed file stays small.
     if (process.env.PLAYGROUND_README_SHOT) {
-      await page.screenshot({ path: process.env.PLAYGROUND_README_SHOT, clip: { x: 0, y: 0, width: 1100, height: 1400 } });
+      const from = (await page.locator('#image-panel').boundingBox())!;
+      const to = (await page.locator('#solve-stats').boundingBox())!;
+      const clip = { x: from.x - 8, y: from.y - 8, width: 920, height: to.y + to.height - from.y + 16 };
+      const raw = await page.screenshot({ clip });
+      await sharp(raw).resize({ width: 760 }).png({ palette: true, colours: 64, compressionLevel: 9 }).toFile(process.env.PLAYGROUND_README_SHOT);
     }
   });
 
