@@ -142,7 +142,7 @@ describe('the playground', () => {
     if (process.env.PLAYGROUND_README_SHOT) {
       const from = (await page.locator('#image-panel').boundingBox())!;
       const to = (await page.locator('#solve-stats').boundingBox())!;
-      const clip = { x: from.x - 8, y: from.y - 8, width: 920, height: to.y + to.height - from.y + 16 };
+      const clip = { x: from.x - 8, y: from.y - 8, width: from.width + 16, height: to.y + to.height - from.y + 16 };
       const raw = await page.screenshot({ clip });
       await sharp(raw).resize({ width: 760 }).png({ palette: true, colours: 64, compressionLevel: 9 }).toFile(process.env.PLAYGROUND_README_SHOT);
     }
