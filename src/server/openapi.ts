@@ -79,8 +79,9 @@ export async function serveOpenApi(app: FastifyInstance, docs: boolean): Promise
   if (!docs) return;
   await app.register(swaggerUi, {
     routePrefix: '/docs',
-    // The bundled Swagger UI files only: no CDN, no online validator badge.
-    uiConfig: { url: '/openapi.json', validatorUrl: null, deepLinking: true, tryItOutEnabled: true, displayRequestDuration: true } as any,
+    // The bundled Swagger UI files only: no CDN, and no online validator badge (the plugin's default).
+    // The page reads the document at /docs/json: the same app.swagger() object as /openapi.json.
+    uiConfig: { deepLinking: true, tryItOutEnabled: true, displayRequestDuration: true },
     staticCSP: true,
   });
 }

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, startServer, type RunningServer } from '../../dist/server/index.js';
 import { readFashionMnist } from '../../src/eval/fashion-mnist.js';
 import { FASHION_MNIST_SLICE } from '../helpers/fixtures.js';
-import { postJson, ROOT } from '../server/helpers.js';
+import { postJson, ROOT, startTestServer } from '../server/helpers.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 /** Screenshots are test artifacts (not committed); .ci/run leaves them under .test-results/. */
@@ -188,6 +188,31 @@ describe('the playground', () => {
     await shot('error');
   });
 
+  it('classifies a drawing: the pad\'s strokes reach the model', async () => {
+    await page.selectOption('#model', 'fashion-mnist-jr');
+    const pad = (await page.locator('#pad').boundingBox())!;
+    const at = (fx: number, fy: number) => [pad.x + fx * pad.width, pad.y + fy * pad.height] as const;
+    // A rough trouser: two legs and a waistband.
+    for (const [[x0, y0], [x1, y1]] of [[[0.3, 0.15], [0.7, 0.15]], [[0.32, 0.15], [0.36, 0.9]], [[0.68, 0.15], [0.64, 0.9]]] as const) {
+      await page.mouse.move(...at(x0, y0));
+      await page.mouse.down();
+      await page.mouse.move(...at(x1, y1), { steps: 8 });
+      await page.mouse.up();
+    }
+    await page.click('#classify-drawing');
+    await page.waitForSelector('#predictions li');
+    await page.waitForSelector('#seen[data-drawn="true"]');
+    const grey: number[] = await page.evaluate(() => {
+      const c = document.getElementById('seen') as HTMLCanvasElement;
+      const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+      return Array.from({ length: c.width * c.height }, (_, i) => d[4 * i]);
+    });
+    // The model saw light strokes on a dark ground: the legs' columns are lit, the gap between them is not.
+    expect(grey.filter((g) => g > 200).length).toBeGreaterThan(20);
+    expect(grey.filter((g) => g < 20).length).toBeGreaterThan(300);
+    expect(grey[14 * 28 + 14]).toBeLessThan(20);
+  });
+
   it('has no axe-core violations of serious or critical impact', async () => {
     // Evaluated through the devtools protocol: the page's CSP admits no injected <script>.
     const require = createRequire(import.meta.url);
@@ -217,5 +242,49 @@ describe('the playground', () => {
     const unlabelled = await page.evaluate(() => [...document.querySelectorAll('input, select, textarea')]
       .filter((e) => (e as HTMLInputElement).labels?.length === 0 && !e.getAttribute('aria-label')).map((e) => e.id));
     expect(unlabelled).toEqual([]);
+  });
+});
+
+describe('a tensor model in the playground', () => {
+  it('prefills the JSON editor from the v2 metadata and shows what /predict answers', async () => {
+    const t = await startTestServer({}, ['tiny-tensor']);
+    const p = await browser.newPage();
+    try {
+      await p.goto(`${t.url}/playground/`);
+      await p.waitForSelector('body[data-ready="true"]');
+      expect(await p.isVisible('#tensor-panel')).toBe(true);
+      const inputs = JSON.parse(await p.inputValue('#tensor-json'));
+      const meta: any = await (await fetch(`${t.url}/v2/models/tiny-tensor`)).json();
+      expect(Object.keys(inputs).sort()).toEqual(meta.inputs.map((i: any) => i.name).sort());
+      await p.click('#predict');
+      await p.waitForFunction(() => (document.getElementById('tensor-out')!.textContent ?? '').length > 0);
+      const shown = JSON.parse((await p.textContent('#tensor-out'))!);
+      const api: any = await (await postJson(`${t.url}/v1/models/tiny-tensor/predict`, { inputs })).json();
+      expect(shown.outputs).toEqual(api.outputs);
+      expect(shown.shapes).toEqual(api.shapes);
+      await p.waitForFunction((n) => Number(document.querySelector('g[data-series^="tiny-tensor"]')?.getAttribute('data-points') ?? 0) >= n, api.solver.iterations);
+    } finally {
+      await p.close();
+      await t.cleanup();
+    }
+  });
+});
+
+describe('the interactive docs', () => {
+  it('/docs/ renders every operation of /openapi.json, with nothing fetched from another host', async () => {
+    const p = await browser.newPage();
+    const urls: string[] = [];
+    p.on('request', (r) => urls.push(r.url()));
+    try {
+      await p.goto(`${server.url}/docs/`);
+      const doc: any = await (await fetch(`${server.url}/openapi.json`)).json();
+      const operations = Object.values(doc.paths).reduce((n: number, item: any) => n + Object.keys(item).length, 0);
+      await p.waitForFunction((n) => document.querySelectorAll('.opblock').length >= n, operations, { timeout: 60_000 });
+      expect(await p.locator('.opblock').count()).toBe(operations);
+      expect(urls.filter((u) => !u.startsWith(server.url) && !u.startsWith('data:') && !u.startsWith('blob:'))).toEqual([]);
+      await p.screenshot({ path: join(SHOTS, 'docs.png') });
+    } finally {
+      await p.close();
+    }
   });
 });

@@ -59,7 +59,7 @@ describe('GET /openapi.json', () => {
       for (const status of [400, 404, 500, 503]) expect(op.responses[status], `${method} ${path} ${status}`).toBeDefined();
       if (method === 'post') for (const status of [413, 415, 422, 504]) expect(op.responses[status], `${method} ${path} ${status}`).toBeDefined();
     }
-    expect(doc.components.schemas.Error.properties.code.enum.sort()).toEqual(Object.keys(ERROR_CATALOGUE).sort());
+    expect([...doc.components.schemas.Error.properties.code.enum].sort()).toEqual(Object.keys(ERROR_CATALOGUE).sort());
     const score = doc.paths['/v1/models/{name}/score'].post;
     expect(score.responses['422'].content['application/json'].schema.$ref).toBe('#/components/schemas/Error');
     expect(doc.paths['/v2/models/{name}/infer'].post.responses['400'].content['application/json'].schema.$ref).toBe('#/components/schemas/V2Error');
@@ -173,6 +173,9 @@ describe('settings and auth', () => {
     for (const ref of refs) expect(ref, ref).not.toMatch(/^(https?:)?\/\//);
     for (const ref of refs) expect((await fetch(new URL(ref, `${s.url}/docs/`))).status, ref).toBe(200);
     const init = await (await fetch(`${s.url}/docs/static/swagger-initializer.js`)).text();
-    expect(init).toContain('/openapi.json');
+    expect(init).toContain("validatorUrl: null");
+    // The page reads /docs/json: the very document /openapi.json serves.
+    expect(init).toContain("resolveUrl('./json')");
+    expect(await (await fetch(`${s.url}/docs/json`)).json()).toEqual(doc);
   });
 });
