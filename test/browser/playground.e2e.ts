@@ -172,7 +172,7 @@ describe('the playground', () => {
     await shot('score');
   });
 
-  it('shows the server\'s error message and code for an SVG upload', async () => {
+  it('shows the server\'s error message and code for an SVG upload and for an oversized image', async () => {
     await page.selectOption('#model', 'fashion-mnist-jr');
     await page.setInputFiles('#file', join(dir, 'drawing.svg'));
     await page.waitForSelector('#error:not([hidden])');
@@ -185,6 +185,17 @@ describe('the playground', () => {
     expect(await page.locator('#error-message').textContent()).toBe(api.error);
     // The last image's answer is gone: nothing on show belongs to the refused file.
     expect(await page.locator('#predictions li').count()).toBe(0);
+
+    // An image over --image-limit (10 MB by default): refused by size, before any decoding.
+    const big = Buffer.concat([png, Buffer.alloc(server.state.config.imageLimitBytes + 1024)]);
+    await writeFile(join(dir, 'big.png'), big);
+    await page.setInputFiles('#file', join(dir, 'big.png'));
+    await page.waitForFunction(() => document.getElementById('error-code')?.textContent === 'DEQ_ERR_PAYLOAD_TOO_LARGE');
+    const bigForm = new FormData();
+    bigForm.append('image', new Blob([big], { type: 'image/png' }), 'big.png');
+    const bigApi: any = await (await fetch(`${server.url}/v1/models/fashion-mnist-jr/classify`, { method: 'POST', body: bigForm })).json();
+    expect(bigApi.code).toBe('DEQ_ERR_PAYLOAD_TOO_LARGE');
+    expect(await page.locator('#error-message').textContent()).toBe(bigApi.error);
     await shot('error');
   });
 

@@ -44,6 +44,7 @@ function showError(err: unknown): void {
   } else {
     box.textContent = `Something went wrong: ${err instanceof Error ? err.message : String(err)}`;
   }
+  box.scrollIntoView({ block: 'nearest' });
 }
 
 const current = (): ModelInfo => models.find((m) => m.name === $<HTMLSelectElement>('model').value)!;
@@ -195,6 +196,7 @@ async function runImage(image: Blob): Promise<void> {
   lastImage = image;
   // A refused image must not leave the last image's answer on show.
   $('predictions').replaceChildren();
+  $('solve-stats').textContent = '';
   const seen = $<HTMLCanvasElement>('seen');
   seen.getContext('2d')!.clearRect(0, 0, seen.width, seen.height);
   delete seen.dataset.drawn;
