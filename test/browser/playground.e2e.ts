@@ -13,6 +13,10 @@ import { readFashionMnist } from '../../src/eval/fashion-mnist.js';
 import { FASHION_MNIST_SLICE } from '../helpers/fixtures.js';
 import { postJson, ROOT, startTestServer } from '../server/helpers.js';
 
+// Page functions run in the browser. This file is type-checked without the DOM library (it would
+// retype fetch for every Node test), so the browser globals they use are declared loosely here.
+declare const document: any, window: any, MutationObserver: any, getComputedStyle: any;
+
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 /** Screenshots are test artifacts (not committed); .ci/run leaves them under .test-results/. */
 const SHOTS = join(ROOT, '.test-results', 'playground');
@@ -94,7 +98,7 @@ describe('the playground', () => {
     });
     await page.setInputFiles('#file', join(dir, 'boot.png'));
     await page.waitForSelector('#predictions li');
-    const api: any = await (await fetch(`${server.url}/v1/models/fashion-mnist-plain/classify`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: png })).json();
+    const api: any = await (await fetch(`${server.url}/v1/models/fashion-mnist-plain/classify`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(png) })).json();
     const shown = await page.locator('#predictions li').first().getAttribute('data-label');
     expect(shown).toBe(api.label);
     expect(await page.locator('#predictions li').count()).toBe(5);
@@ -108,7 +112,7 @@ describe('the playground', () => {
 
     // The 28×28 the server preprocessed, drawn back to grey levels: the uploaded pixels.
     const seen: number[] = await page.evaluate(() => {
-      const c = document.getElementById('seen') as HTMLCanvasElement;
+      const c = document.getElementById('seen') as any;
       const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
       return Array.from({ length: c.width * c.height }, (_, i) => d[4 * i]);
     });
@@ -124,7 +128,7 @@ describe('the playground', () => {
     await page.click('#clear-chart');
     await page.click('#compare');
     const answers = await Promise.all(['fashion-mnist-jr', 'fashion-mnist-plain'].map(async (m) =>
-      (await fetch(`${server.url}/v1/models/${m}/classify`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: png })).json() as Promise<any>));
+      (await fetch(`${server.url}/v1/models/${m}/classify`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(png) })).json() as Promise<any>));
     await waitForCurve('fashion-mnist-jr', answers[0].solver.iterations);
     await waitForCurve('fashion-mnist-plain', answers[1].solver.iterations);
     const tol = answers[0].solver.tol;
@@ -157,7 +161,7 @@ describe('the playground', () => {
     const api: any = await (await postJson(`${server.url}/v1/models/brown-lm-jr/score`, { text })).json();
     const tokens = api.results[0].tokens as { token: string; logprob: number; unk: boolean }[];
     const shown = await page.locator('#tokens .tok').evaluateAll((els) => els.map((e) => ({
-      token: e.textContent, logprob: Number((e as HTMLElement).dataset.logprob), unk: e.classList.contains('unk'), bg: getComputedStyle(e).backgroundColor,
+      token: e.textContent, logprob: Number((e as any).dataset.logprob), unk: e.classList.contains('unk'), bg: getComputedStyle(e).backgroundColor,
     })));
     expect(shown.map((t) => t.token)).toEqual(tokens.map((t) => t.token));
     expect(shown.map((t) => t.unk)).toEqual(tokens.map((t) => t.unk));
@@ -177,7 +181,7 @@ describe('the playground', () => {
     await page.setInputFiles('#file', join(dir, 'drawing.svg'));
     await page.waitForSelector('#error:not([hidden])');
     const form = new FormData();
-    form.append('image', new Blob([await readFile(join(dir, 'drawing.svg'))], { type: 'image/svg+xml' }), 'drawing.svg');
+    form.append('image', new Blob([new Uint8Array(await readFile(join(dir, "drawing.svg")))], { type: 'image/svg+xml' }), 'drawing.svg');
     const res = await fetch(`${server.url}/v1/models/fashion-mnist-jr/classify`, { method: 'POST', body: form });
     const api: any = await res.json();
     expect(res.status).toBeGreaterThanOrEqual(400);
@@ -192,7 +196,7 @@ describe('the playground', () => {
     await page.setInputFiles('#file', join(dir, 'big.png'));
     await page.waitForFunction(() => document.getElementById('error-code')?.textContent === 'DEQ_ERR_PAYLOAD_TOO_LARGE');
     const bigForm = new FormData();
-    bigForm.append('image', new Blob([big], { type: 'image/png' }), 'big.png');
+    bigForm.append('image', new Blob([new Uint8Array(big)], { type: 'image/png' }), 'big.png');
     const bigApi: any = await (await fetch(`${server.url}/v1/models/fashion-mnist-jr/classify`, { method: 'POST', body: bigForm })).json();
     expect(bigApi.code).toBe('DEQ_ERR_PAYLOAD_TOO_LARGE');
     expect(await page.locator('#error-message').textContent()).toBe(bigApi.error);
@@ -214,7 +218,7 @@ describe('the playground', () => {
     await page.waitForSelector('#predictions li');
     await page.waitForSelector('#seen[data-drawn="true"]');
     const grey: number[] = await page.evaluate(() => {
-      const c = document.getElementById('seen') as HTMLCanvasElement;
+      const c = document.getElementById('seen') as any;
       const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
       return Array.from({ length: c.width * c.height }, (_, i) => d[4 * i]);
     });
@@ -251,7 +255,7 @@ describe('the playground', () => {
     }
     expect(reached).toBe(true);
     const unlabelled = await page.evaluate(() => [...document.querySelectorAll('input, select, textarea')]
-      .filter((e) => (e as HTMLInputElement).labels?.length === 0 && !e.getAttribute('aria-label')).map((e) => e.id));
+      .filter((e) => (e as any).labels?.length === 0 && !e.getAttribute('aria-label')).map((e) => e.id));
     expect(unlabelled).toEqual([]);
   });
 });
