@@ -228,16 +228,21 @@ describe('the playground', () => {
     expect(grey[14 * 28 + 14]).toBeLessThan(20);
   });
 
-  it('has no axe-core violations of serious or critical impact', async () => {
+  it('has no axe-core violations of serious or critical impact, with the image and the text panel in use', async () => {
     // Evaluated through the devtools protocol: the page's CSP admits no injected <script>.
     const require = createRequire(import.meta.url);
     await page.evaluate(await readFile(require.resolve('axe-core/axe.min.js'), 'utf8'));
-    const result: any = await page.evaluate(() => (window as any).axe.run(document, { resultTypes: ['violations'] }));
-    expect(result.testEngine.name).toBe('axe-core');
-    expect(result.passes.length + result.incomplete.length + result.violations.length).toBeGreaterThan(10);
-    const bad = result.violations.filter((v: any) => v.impact === 'serious' || v.impact === 'critical')
-      .map((v: any) => `${v.id} (${v.impact}): ${v.nodes.map((n: any) => n.target.join(' ')).join(', ')}`);
-    expect(bad).toEqual([]);
+    // The image panel (an error, predictions and curves on show), then the text panel (its shaded tokens).
+    for (const model of ['fashion-mnist-jr', 'brown-lm-jr']) {
+      await page.selectOption('#model', model);
+      const result: any = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+      expect(result.testEngine.name).toBe('axe-core');
+      expect(result.passes.length + result.incomplete.length + result.violations.length).toBeGreaterThan(10);
+      const bad = result.violations.filter((v: any) => v.impact === 'serious' || v.impact === 'critical')
+        .map((v: any) => `${v.id} (${v.impact}): ${v.nodes.map((n: any) => n.target.join(' ')).join(', ')}`);
+      expect(bad, model).toEqual([]);
+    }
+    expect(await page.locator('#tokens .tok').count()).toBeGreaterThan(5);
   });
 
   it('loads nothing from another host and logs no script error', () => {
@@ -247,6 +252,7 @@ describe('the playground', () => {
   });
 
   it('upload is keyboard-operable and every control has a label', async () => {
+    await page.selectOption('#model', 'fashion-mnist-jr');
     await page.focus('#model');
     let reached = false;
     for (let i = 0; i < 30 && !reached; i++) {
@@ -254,6 +260,11 @@ describe('the playground', () => {
       reached = await page.evaluate(() => document.activeElement?.id === 'file');
     }
     expect(reached).toBe(true);
+    // Space on the focused control opens the file chooser; the chosen file is classified.
+    await page.evaluate(() => document.getElementById('predictions').replaceChildren());
+    const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.keyboard.press('Space')]);
+    await chooser.setFiles(join(dir, 'boot.png'));
+    await page.waitForSelector('#predictions li');
     const unlabelled = await page.evaluate(() => [...document.querySelectorAll('input, select, textarea')]
       .filter((e) => (e as any).labels?.length === 0 && !e.getAttribute('aria-label')).map((e) => e.id));
     expect(unlabelled).toEqual([]);
