@@ -354,6 +354,9 @@ async function start(): Promise<void> {
     renderModels();
   });
   await onModelChange();
+  // The links lead nowhere on a server started with --openapi false.
+  const docs = await fetch('/openapi.json', { method: 'HEAD' }).catch(() => null);
+  $('doc-links').hidden = !docs?.ok;
   document.body.dataset.ready = 'true';
 }
 
