@@ -82,7 +82,10 @@ export async function serveOpenApi(app: FastifyInstance, docs: boolean): Promise
     // The bundled Swagger UI files only: no CDN, and no online validator badge (the plugin's default).
     // The page reads the document at /docs/json: the same app.swagger() object as /openapi.json.
     uiConfig: { deepLinking: true, tryItOutEnabled: true, displayRequestDuration: true },
-    staticCSP: true,
+    // The plugin's own policy (staticCSP: true) adds upgrade-insecure-requests, which breaks the
+    // page on a plain-HTTP server reached by another name than localhost, and an outside image host.
+    // Swagger UI sets an inline style element: styles may be inline, scripts may not.
+    staticCSP: "default-src 'self'; base-uri 'self'; connect-src 'self'; font-src 'self' data:; img-src 'self' data:; object-src 'none'; script-src 'self'; script-src-attr 'none'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
   });
 }
 

@@ -300,7 +300,10 @@ describe('the interactive docs', () => {
   it('/docs/ renders every operation of /openapi.json, with nothing fetched from another host', async () => {
     const p = await browser.newPage();
     const urls: string[] = [];
+    const errors: string[] = [];
     p.on('request', (r) => urls.push(r.url()));
+    p.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+    p.on('pageerror', (e) => errors.push(String(e)));
     try {
       await p.goto(`${server.url}/docs/`);
       const doc: any = await (await fetch(`${server.url}/openapi.json`)).json();
@@ -308,6 +311,8 @@ describe('the interactive docs', () => {
       await p.waitForFunction((n) => document.querySelectorAll('.opblock').length >= n, operations, { timeout: 60_000 });
       expect(await p.locator('.opblock').count()).toBe(operations);
       expect(urls.filter((u) => !u.startsWith(server.url) && !u.startsWith('data:') && !u.startsWith('blob:'))).toEqual([]);
+      // Nothing refused by the page's Content-Security-Policy, no script error.
+      expect(errors).toEqual([]);
       await p.screenshot({ path: join(SHOTS, 'docs.png') });
     } finally {
       await p.close();

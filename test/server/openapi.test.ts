@@ -166,6 +166,9 @@ describe('settings and auth', () => {
   it('/docs is Swagger UI from the package\'s own files: nothing loaded from another host', async () => {
     const res = await fetch(`${s.url}/docs/`);
     expect(res.status).toBe(200);
+    const csp = res.headers.get('content-security-policy')!;
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).not.toMatch(/upgrade-insecure-requests|https?:|\.(io|com|org)\b/);
     const html = await res.text();
     expect(html).toContain('swagger-ui');
     const refs = [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]);
