@@ -238,6 +238,6 @@ function addBodies(op: Json, route: string, ex: ExampleModels, imageLimit: numbe
 }
 
 function operationId(method: string, path: string): string {
-  const words = path.split('/').filter(Boolean).map((w) => w.replace(/[{}]/g, '').replace(/^by$/, ''));
+  const words = path.split('/').filter(Boolean).map((w) => w.replace(/[{}]/g, ''));
   return method + words.map((w) => w.charAt(0).toUpperCase() + w.slice(1).replace(/[^a-zA-Z0-9]/g, '')).join('');
 }
