@@ -25,7 +25,8 @@ afterAll(async () => {
 /** Runs schemathesis asynchronously: the server under test lives in this process. */
 function schemathesis(args: string[]): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(join(VENV, 'bin', 'schemathesis'), args, { env: { ...process.env, NO_COLOR: '1' } });
+    // Run in the report folder: schemathesis keeps a crash cache (.schemathesis/) in its working directory.
+    const child = spawn(join(VENV, 'bin', 'schemathesis'), args, { cwd: REPORT, env: { ...process.env, NO_COLOR: '1' } });
     let output = '';
     child.stdout.on('data', (d) => (output += d));
     child.stderr.on('data', (d) => (output += d));
