@@ -46,7 +46,9 @@ it('finds no server error, no undocumented status and no schema violation', asyn
     '--config-file', join(ROOT, 'test/contract/schemathesis.toml'), '--no-color',
     'run', `${s.url}/openapi.json`,
     '--checks', 'not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance',
-    '--max-examples', '25', '--max-time', String(MAX_TIME_S), '--workers', '2', '--request-timeout', '30',
+    // One worker: with several threads, Python 3.11's ast module can fail inside hypothesis
+    // ("AST constructor recursion depth mismatch", cpython#106905), a tool error, not a finding.
+    '--max-examples', '25', '--max-time', String(MAX_TIME_S), '--workers', '1', '--request-timeout', '30',
     '--report', 'junit', '--report-junit-path', join(REPORT, 'junit.xml'),
   ]);
   await writeFile(join(REPORT, 'output.txt'), output);
