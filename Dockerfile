@@ -21,8 +21,10 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.build.json tsconfig.web.json ./
 COPY src ./src
+# The playground page (web/playground, compiled into dist/playground).
+COPY web ./web
 # The solver's WebAssembly kernels (AssemblyScript), compiled by npm run build into dist/.
 COPY assembly ./assembly
 RUN npm run build

@@ -9,6 +9,8 @@ import { authPlugin } from './plugins/auth.js';
 import { BodyBudget, bodyGuardPlugin, edgePlugin, originForm } from './plugins/edge.js';
 import { clientErrorHandler, errorsPlugin, expectationFailed, frameworkErrors } from './plugins/errors.js';
 import { metricsPlugin } from './plugins/metrics.js';
+import { registerOpenApi, serveOpenApi } from './openapi.js';
+import { servePlayground } from './playground.js';
 import { requestId, requestLogPlugin } from './plugins/request-log.js';
 import { classifyRoutes } from './routes/classify.js';
 import { healthRoutes } from './routes/health.js';
@@ -73,6 +75,8 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
   await app.register(edgePlugin, { config });
   await app.register(authPlugin, { apiKeys: config.apiKeys, openHealth: config.openHealth });
   await app.register(bodyGuardPlugin, { config, budget: bodyBudget });
+  // Before any route (metrics has one): it records each route as it is added.
+  if (config.openapi) await registerOpenApi(app, state);
   await app.register(metricsPlugin, { state });
   queryBooleans(app);
   // Every JSON body is checked for nesting depth before it is parsed (v2 adds its binary form).
@@ -101,6 +105,8 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
     await scope.register(predictRoutes, { state });
     await scope.register(v2Routes, { state });
   });
+  if (config.openapi) await serveOpenApi(app, config.docs);
+  if (config.playground) await servePlayground(app);
   return app;
 }
 

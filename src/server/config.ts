@@ -62,6 +62,12 @@ export interface ServerConfig {
   /** Deepest nesting of arrays and objects a JSON body may have. */
   maxJsonDepth: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** GET /openapi.json: the OpenAPI 3.1 document of the routes. */
+  openapi: boolean;
+  /** /docs: interactive docs (Swagger UI) over /openapi.json. */
+  docs: boolean;
+  /** /playground: the page that shows models, predictions and solves converging. */
+  playground: boolean;
 }
 
 type Kind = 'int' | 'number' | 'string' | 'list' | 'bool';
@@ -143,6 +149,9 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   // v2 tensors nest one level per dimension (shape has at most 8) under 3 levels of envelope.
   maxJsonDepth: 32,
   logLevel: 'info',
+  openapi: true,
+  docs: true,
+  playground: true,
 });
 
 /** Every setting: its flag, its environment variable and what it means (docs/server.md mirrors this). */
@@ -188,6 +197,9 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   { key: 'maxConnections', flag: '--max-connections', env: 'DEQ_MAX_CONNECTIONS', kind: 'int', help: 'open connections before idle ones are closed to make room; past it, new connections may only reach health routes (16 more), then are refused. Default: from the open-file limit (ulimit -n), at most 4096' },
   { key: 'maxJsonDepth', flag: '--max-json-depth', env: 'DEQ_MAX_JSON_DEPTH', kind: 'int', help: 'deepest nesting of arrays and objects in a JSON body (400 DEQ_ERR_INVALID_INPUT before parsing)' },
   { key: 'logLevel', flag: '--log-level', env: 'DEQ_LOG_LEVEL', kind: 'string', help: 'pino log level' },
+  { key: 'openapi', flag: '--openapi', env: 'DEQ_OPENAPI', kind: 'bool', help: 'serve the OpenAPI 3.1 document at /openapi.json' },
+  { key: 'docs', flag: '--docs', env: 'DEQ_DOCS', kind: 'bool', help: 'serve interactive docs (Swagger UI) at /docs; needs --openapi' },
+  { key: 'playground', flag: '--playground', env: 'DEQ_PLAYGROUND', kind: 'bool', help: 'serve the playground page at /playground' },
 ]);
 
 const positiveInt = { type: 'integer', minimum: 1 } as const;
@@ -238,6 +250,9 @@ const CONFIG_SCHEMA = {
     maxConnections: { type: 'integer', minimum: 1 },
     maxJsonDepth: { type: 'integer', minimum: 4, maximum: 1000 },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+    openapi: { type: 'boolean' },
+    docs: { type: 'boolean' },
+    playground: { type: 'boolean' },
   },
 } as const;
 
@@ -294,6 +309,9 @@ export function loadConfig(argv: readonly string[] = [], env: NodeJS.ProcessEnv 
     throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting ${origin.get('tolMin') ?? '--tol-min'}: ${config.tolMin} exceeds tol max ${config.tolMax}`, { setting: 'tolMin' });
   }
   checkEdgeLimits(config, origin);
+  if (config.docs && !config.openapi) {
+    throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting ${origin.get('docs') ?? '--docs'}: the interactive docs read /openapi.json; turn on --openapi or turn off --docs`, { setting: 'docs' });
+  }
   return deepFreeze(config);
 }
 

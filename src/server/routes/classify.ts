@@ -12,6 +12,8 @@ interface ClassifyQuery extends WireSolverOptions {
   top_k?: number;
   /** Also return the raw logits (every class, in model order). */
   logits?: boolean;
+  /** Also return the input tensor the model saw, after preprocessing (the playground draws it). */
+  preprocessed?: boolean;
 }
 
 const CLASSIFY_RESPONSE = {
@@ -25,6 +27,7 @@ const CLASSIFY_RESPONSE = {
       items: { type: 'object', required: ['label', 'index', 'probability'], properties: { label: { type: 'string' }, index: { type: 'integer' }, probability: { type: 'number' } } },
     },
     logits: { type: 'array', items: { type: 'number' } },
+    input: { type: 'object', properties: { shape: { type: 'array', items: { type: 'integer' } }, data: { type: 'array', items: { type: 'number' } } } },
     solver: SOLVER_SUMMARY_SCHEMA,
     timing: { type: 'object', properties: { queue_ms: { type: 'number' }, solve_ms: { type: 'number' }, total_ms: { type: 'number' } } },
   },
@@ -66,6 +69,7 @@ export const classifyRoutes: FastifyPluginAsync<{ state: ServerState }> = async 
         properties: {
           top_k: { type: 'integer', minimum: 1, description: 'an integer ≥ 1' },
           logits: { type: 'boolean', description: 'true or false' },
+          preprocessed: { type: 'boolean', description: 'true or false' },
           ...solverParamsSchema(config),
         },
       },
@@ -78,6 +82,8 @@ export const classifyRoutes: FastifyPluginAsync<{ state: ServerState }> = async 
     const control = requestControl(model, req.query, config);
     const bytes = await readImage(req);
     const input = await classifier.preprocess(bytes, { maxPixels: config.maxImagePixels });
+    // Copied before the solve: the input's buffer is transferred to the worker.
+    const seen = req.query.preprocessed ? Array.from(input) : undefined;
     const result = await runSolve(req, model, { input, batch: 1, solver: control.solver, deadline: control.deadline, outputs: [classifier.logitsOutput] });
     const { label, labels, logits } = classifier.postprocess(result.outputs[classifier.logitsOutput].data as Float32Array, req.query.top_k ?? config.topK);
     return {
@@ -85,6 +91,7 @@ export const classifyRoutes: FastifyPluginAsync<{ state: ServerState }> = async 
       label,
       labels,
       ...(req.query.logits ? { logits: Array.from(logits) } : {}),
+      ...(seen ? { input: { shape: [classifier.preprocessSpec.channels, classifier.preprocessSpec.height, classifier.preprocessSpec.width], data: seen } } : {}),
       solver: solverSummary(result),
       timing: { queue_ms: result.queueMs, solve_ms: result.timing.solveMs, total_ms: performance.now() - t0 },
     };

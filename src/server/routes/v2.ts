@@ -66,6 +66,8 @@ const MODEL_METADATA = {
   },
 } as const;
 
+const MODEL_READY = { type: 'object', properties: { name: { type: 'string' }, ready: { type: 'boolean' } } } as const;
+
 const INFER_RESPONSE = {
   type: 'object',
   properties: {
@@ -145,7 +147,7 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
   });
 
   // A health route (docs/server.md, --open-health): no key needed when health is open.
-  app.get<{ Params: ModelParams }>('/v2/models/:name/ready', { config: { open: true } }, async (req, reply) => {
+  app.get<{ Params: ModelParams }>('/v2/models/:name/ready', { config: { open: true }, schema: { response: { 200: MODEL_READY, 503: MODEL_READY } } }, async (req, reply) => {
     findVersion(state, req.params);
     const ready = isReady(state);
     return reply.code(ready ? 200 : 503).send({ name: req.params.name, ready });

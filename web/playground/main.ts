@@ -1,0 +1,363 @@
+import { api, ApiError, type Classification, type ModelInfo, type SolverParams, type SolverSummary } from './api.js';
+import { ResidualChart } from './chart.js';
+import { firstBelow, replaySource, type ResidualPoint } from './residual.js';
+
+const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
+
+let models: ModelInfo[] = [];
+let chart: ResidualChart;
+let lastImage: Blob | null = null;
+
+/** Runs an action with the page's buttons disabled; shows an error the server gave in the alert region. */
+async function busy(action: () => Promise<void>): Promise<void> {
+  const buttons = [...document.querySelectorAll<HTMLButtonElement>('main button')];
+  showError(null);
+  document.body.setAttribute('aria-busy', 'true');
+  for (const b of buttons) b.disabled = true;
+  try {
+    await action();
+  } catch (err) {
+    showError(err);
+  } finally {
+    for (const b of buttons) b.disabled = false;
+    document.body.removeAttribute('aria-busy');
+  }
+}
+
+function showError(err: unknown): void {
+  const box = $('error');
+  if (err === null) {
+    box.hidden = true;
+    box.textContent = '';
+    return;
+  }
+  box.hidden = false;
+  box.replaceChildren();
+  if (err instanceof ApiError) {
+    const code = document.createElement('code');
+    code.id = 'error-code';
+    code.textContent = err.code ?? `HTTP ${err.status}`;
+    const msg = document.createElement('span');
+    msg.id = 'error-message';
+    msg.textContent = err.message;
+    box.append('The server refused the request: ', code, ` (HTTP ${err.status}) `, msg);
+  } else {
+    box.textContent = `Something went wrong: ${err instanceof Error ? err.message : String(err)}`;
+  }
+  box.scrollIntoView({ block: 'nearest' });
+}
+
+const current = (): ModelInfo => models.find((m) => m.name === $<HTMLSelectElement>('model').value)!;
+
+function solverParams(): SolverParams {
+  return {
+    solver: $<HTMLSelectElement>('method').value,
+    tol: Number($<HTMLInputElement>('tol').value),
+    max_iter: Number($<HTMLInputElement>('max-iter').value),
+    stop_mode: $<HTMLSelectElement>('stop-mode').value,
+  };
+}
+
+function fillOptions(select: HTMLSelectElement, values: readonly string[], chosen: string): void {
+  select.replaceChildren(...values.map((v) => new Option(v, v, v === chosen, v === chosen)));
+}
+
+function setSolverControls(m: ModelInfo): void {
+  const d = m.solver_defaults;
+  fillOptions($('method'), m.caps.solver, d.method);
+  fillOptions($('stop-mode'), m.caps.stop_mode, d.stop_mode);
+  const tol = $<HTMLInputElement>('tol');
+  tol.min = String(m.caps.tol[0]);
+  tol.max = String(m.caps.tol[1]);
+  tol.value = String(d.tol);
+  const it = $<HTMLInputElement>('max-iter');
+  it.min = String(m.caps.max_iter[0]);
+  it.max = String(m.caps.max_iter[1]);
+  it.value = String(d.max_iter);
+}
+
+/** The dataset and training facts a bundle's manifest records, as the table shows them. */
+function provenance(m: ModelInfo): { dataset: string; jr: string; quality: string } {
+  const p = m.provenance ?? {};
+  const metrics = p.metrics ?? {};
+  const jrWeight = typeof p.jr_weight === 'number' ? p.jr_weight : undefined;
+  const quality = metrics.test_accuracy !== undefined ? `test accuracy ${(metrics.test_accuracy * 100).toFixed(2)}%`
+    : metrics.val_ppl_python !== undefined ? `validation perplexity ${metrics.val_ppl_python}`
+      : '—';
+  return {
+    dataset: typeof p.dataset === 'string' ? p.dataset.split(';')[0] : '—',
+    jr: jrWeight === undefined ? '—' : jrWeight > 0 ? `yes (weight ${jrWeight})` : 'no',
+    quality,
+  };
+}
+
+function renderModels(): void {
+  const rows = models.map((m) => {
+    const tr = document.createElement('tr');
+    const d = m.solver_defaults;
+    const p = provenance(m);
+    const th = document.createElement('th');
+    th.scope = 'row';
+    th.textContent = m.name;
+    tr.append(th, ...[m.task, `${d.method}, tol ${d.tol} (${d.stop_mode}), ≤ ${d.max_iter} iterations`, p.dataset, p.jr, p.quality].map((t) => {
+      const td = document.createElement('td');
+      td.textContent = t;
+      return td;
+    }));
+    return tr;
+  });
+  $('models').querySelector('tbody')!.replaceChildren(...rows);
+  fillOptions($('model'), models.map((m) => m.name), (models.find((m) => m.task === 'image-classification') ?? models[0])?.name ?? '');
+}
+
+/** The JR and plain models of one dataset, when the server serves both. */
+function jrPair(): { jr: ModelInfo; plain: ModelInfo } | null {
+  const images = models.filter((m) => m.task === 'image-classification' && typeof m.provenance?.jr_weight === 'number');
+  for (const jr of images.filter((m) => m.provenance.jr_weight > 0)) {
+    const plain = images.find((m) => m.provenance.jr_weight === 0 && m.provenance.dataset === jr.provenance.dataset);
+    if (plain) return { jr, plain };
+  }
+  return null;
+}
+
+async function onModelChange(): Promise<void> {
+  const m = current();
+  if (!m) return;
+  setSolverControls(m);
+  $('image-panel').hidden = m.task !== 'image-classification';
+  $('text-panel').hidden = m.task !== 'language-model';
+  $('tensor-panel').hidden = m.task !== 'tensor';
+  $('compare').hidden = jrPair() === null;
+  if (m.task === 'tensor') await busy(async () => prefillTensor(m));
+}
+
+// ---- curves
+
+const curveName = (model: string, s: SolverParams) => `${model} · ${s.solver} tol ${s.tol}`;
+
+/** Adds a curve for a finished solve and fills it in, point by point, from the replays. */
+async function drawCurve(name: string, full: SolverSummary, tol: number, replay: (maxIter: number) => Promise<SolverSummary>): Promise<ResidualPoint[]> {
+  const push = chart.add(name, tol);
+  const source = replaySource(full, replay);
+  $('chart-source').textContent = source.description;
+  return source.points(push);
+}
+
+function describeSolve(name: string, s: SolverSummary): string {
+  const r = s.residual === null ? 'no finite residual' : `residual ${s.residual.toExponential(2)}`;
+  return `${name}: ${s.converged ? 'converged' : s.diverged ? 'diverged' : 'stopped unconverged'} after ${s.iterations} iterations, ${r} (tol ${s.tol}, ${s.stop_mode}).`;
+}
+
+// ---- images
+
+function showPredictions(r: Classification): void {
+  const items = r.labels.map((l) => {
+    const li = document.createElement('li');
+    li.dataset.label = l.label;
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = l.label;
+    const bar = document.createElement('span');
+    bar.className = 'bar';
+    const fill = document.createElement('span');
+    fill.style.width = `${(l.probability * 100).toFixed(1)}%`;
+    bar.append(fill);
+    const pct = document.createElement('span');
+    pct.className = 'pct';
+    pct.textContent = `${(l.probability * 100).toFixed(1)}%`;
+    li.append(name, bar, pct);
+    return li;
+  });
+  $('predictions').replaceChildren(...items);
+}
+
+/** The tensor the server preprocessed, mapped back through its normalization to grey levels. */
+function showSeen(m: ModelInfo, input: Classification['input']): void {
+  const canvas = $<HTMLCanvasElement>('seen');
+  if (!input || !m.preprocess) return;
+  const [c, h, w] = input.shape;
+  canvas.width = w;
+  canvas.height = h;
+  const ctx = canvas.getContext('2d')!;
+  const img = ctx.createImageData(w, h);
+  for (let i = 0; i < w * h; i++) {
+    for (let k = 0; k < 3; k++) {
+      const ch = c === 1 ? 0 : k;
+      const v = input.data[ch * w * h + i] * m.preprocess.std[ch] + m.preprocess.mean[ch];
+      img.data[4 * i + k] = Math.max(0, Math.min(255, Math.round(v * 255)));
+    }
+    img.data[4 * i + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+  canvas.dataset.drawn = 'true';
+}
+
+async function runImage(image: Blob): Promise<void> {
+  lastImage = image;
+  // A refused image must not leave the last image's answer on show.
+  $('predictions').replaceChildren();
+  $('solve-stats').textContent = '';
+  const seen = $<HTMLCanvasElement>('seen');
+  seen.getContext('2d')!.clearRect(0, 0, seen.width, seen.height);
+  delete seen.dataset.drawn;
+  const m = current();
+  const s = solverParams();
+  const r = await api.classify(m.name, image, s, { preprocessed: true, topK: 5 });
+  showPredictions(r);
+  showSeen(m, r.input);
+  $('solve-stats').textContent = describeSolve(m.name, r.solver);
+  await drawCurve(curveName(m.name, s), r.solver, s.tol!, (k) => api.classify(m.name, image, { ...s, max_iter: k }).then((x) => x.solver));
+}
+
+async function compare(): Promise<void> {
+  const pair = jrPair();
+  if (!pair || !lastImage) throw new Error('choose or draw an image first');
+  const image = lastImage;
+  const s = solverParams();
+  const runs = [pair.jr, pair.plain].map(async (m) => {
+    const r = await api.classify(m.name, image, s);
+    const points = await drawCurve(curveName(m.name, s), r.solver, s.tol!, (k) => api.classify(m.name, image, { ...s, max_iter: k }).then((x) => x.solver));
+    return { m, r, at: firstBelow(points, s.tol!) };
+  });
+  const [jr, plain] = await Promise.all(runs);
+  const said = (x: typeof jr) => `${x.m.name} says ${x.r.label} and ${x.at === null ? `did not reach tol ${s.tol} in ${x.r.solver.iterations} iterations` : `reached tol ${s.tol} at iteration ${x.at}`}`;
+  $('solve-stats').textContent = `${said(jr)}; ${said(plain)}.`;
+}
+
+function setUpDrawing(): void {
+  const pad = $<HTMLCanvasElement>('pad');
+  const ctx = pad.getContext('2d')!;
+  const blank = () => {
+    ctx.fillStyle = '#000';
+    ctx.fillRect(0, 0, pad.width, pad.height);
+  };
+  blank();
+  let drawing = false;
+  const at = (e: PointerEvent) => {
+    const b = pad.getBoundingClientRect();
+    return [((e.clientX - b.left) * pad.width) / b.width, ((e.clientY - b.top) * pad.height) / b.height] as const;
+  };
+  pad.addEventListener('pointerdown', (e) => {
+    drawing = true;
+    pad.setPointerCapture(e.pointerId);
+    ctx.beginPath();
+    ctx.moveTo(...at(e));
+  });
+  pad.addEventListener('pointermove', (e) => {
+    if (!drawing) return;
+    ctx.lineTo(...at(e));
+    ctx.strokeStyle = '#fff';
+    ctx.lineWidth = 22;
+    ctx.lineCap = 'round';
+    ctx.lineJoin = 'round';
+    ctx.stroke();
+  });
+  pad.addEventListener('pointerup', () => (drawing = false));
+  $('clear-drawing').addEventListener('click', blank);
+  $('classify-drawing').addEventListener('click', () => busy(async () => {
+    const blob = await new Promise<Blob | null>((resolve) => pad.toBlob(resolve, 'image/png'));
+    if (blob) await runImage(blob);
+  }));
+}
+
+function setUpUpload(): void {
+  const file = $<HTMLInputElement>('file');
+  file.addEventListener('change', () => {
+    const f = file.files?.[0];
+    if (f) void busy(() => runImage(f));
+  });
+  const drop = $('drop');
+  drop.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    drop.classList.add('over');
+  });
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  drop.addEventListener('drop', (e) => {
+    e.preventDefault();
+    drop.classList.remove('over');
+    const f = e.dataTransfer?.files[0];
+    if (f) void busy(() => runImage(f));
+  });
+}
+
+// ---- text
+
+async function scoreText(): Promise<void> {
+  const m = current();
+  const s = solverParams();
+  const text = $<HTMLTextAreaElement>('text').value;
+  const r = await api.score(m.name, text, s);
+  const res = r.results[0];
+  const spans = res.tokens.map((t) => {
+    const span = document.createElement('span');
+    span.className = t.unk ? 'tok unk' : 'tok';
+    // Lighter = more probable; the text stays dark on every shade (contrast ≥ 4.5).
+    const surprise = Math.min(1, -t.logprob / 12);
+    span.style.backgroundColor = `hsl(28 90% ${Math.round(96 - 38 * surprise)}%)`;
+    span.textContent = t.token;
+    span.title = `${t.unk ? '<unk> ' : ''}log-probability ${t.logprob.toFixed(3)}`;
+    span.dataset.logprob = String(t.logprob);
+    span.dataset.unk = String(t.unk);
+    return span;
+  });
+  const tokens = $('tokens');
+  tokens.replaceChildren();
+  spans.forEach((sp, i) => tokens.append(...(i ? [' ', sp] : [sp])));
+  $('text-stats').textContent = `${res.token_count} tokens (${res.unk_count} <unk>) in ${res.windows} window(s): total log-probability ${res.total_logprob.toFixed(2)}, perplexity ${res.perplexity.toFixed(1)}.`;
+  $('solve-stats').textContent = describeSolve(m.name, res.solver) + ' Over several windows, the curve is the worst window\'s.';
+  await drawCurve(curveName(m.name, s), res.solver, s.tol!, (k) => api.score(m.name, text, { ...s, max_iter: k }).then((x) => x.results[0].solver));
+}
+
+// ---- tensors
+
+async function prefillTensor(m: ModelInfo): Promise<void> {
+  const meta = await api.v2Metadata(m.name);
+  // One sample: each input at its declared shape, free dims as 4, filled with zeros (ids: 1).
+  const inputs = Object.fromEntries(meta.inputs.map((t) => {
+    const shape = t.shape.slice(1).map((d) => (d < 0 ? 4 : d));
+    const fill = t.datatype.startsWith('INT') ? 1 : 0;
+    const nest = (dims: number[]): unknown => (dims.length === 0 ? fill : Array.from({ length: dims[0] }, () => nest(dims.slice(1))));
+    return [t.name, nest(shape)];
+  }));
+  $<HTMLTextAreaElement>('tensor-json').value = JSON.stringify(inputs);
+}
+
+async function runTensor(): Promise<void> {
+  const m = current();
+  const s = solverParams();
+  let inputs: unknown;
+  try {
+    inputs = JSON.parse($<HTMLTextAreaElement>('tensor-json').value);
+  } catch (err) {
+    throw new Error(`the inputs are not valid JSON: ${(err as Error).message}`);
+  }
+  const r = await api.predict(m.name, inputs, s);
+  $('tensor-out').textContent = JSON.stringify({ outputs: r.outputs, shapes: r.shapes }, null, 1);
+  $('solve-stats').textContent = describeSolve(m.name, r.solver);
+  await drawCurve(curveName(m.name, s), r.solver, s.tol!, (k) => api.predict(m.name, inputs, { ...s, max_iter: k }).then((x) => x.solver));
+}
+
+// ---- start
+
+async function start(): Promise<void> {
+  chart = new ResidualChart($('chart'), $('chart-summary'));
+  setUpDrawing();
+  setUpUpload();
+  $('model').addEventListener('change', () => void onModelChange());
+  $('defaults').addEventListener('click', () => setSolverControls(current()));
+  $('compare').addEventListener('click', () => busy(compare));
+  $('score').addEventListener('click', () => busy(scoreText));
+  $('predict').addEventListener('click', () => busy(runTensor));
+  $('clear-chart').addEventListener('click', () => chart.clear());
+  await busy(async () => {
+    models = await api.models();
+    renderModels();
+  });
+  await onModelChange();
+  // The links lead nowhere on a server started with --openapi false.
+  const docs = await fetch('/openapi.json', { method: 'HEAD' }).catch(() => null);
+  $('doc-links').hidden = !docs?.ok;
+  document.body.dataset.ready = 'true';
+}
+
+void start();
