@@ -409,12 +409,16 @@ def export_bundle(
                           "a sequence model's state is one tensor")
     if seq_axis != 0 and shapes is None and inject is None:
         raise ExportError("seq_axis needs state_shape (in your layout, e.g. [d, -1]) or an inject graph")
-    inject_m = _fold(inject)[0] if inject is not None else None
-    cell_m, stale = _fold(cell)
-    head_m = _fold(head)[0] if head is not None else None
-    for mod in (inject, head):
-        if mod is not None:
-            stale += _fold(mod)[1]
+    stale: List[str] = []  # "graph.path.weight (...)": weights the model recomputes when it runs
+
+    def folded(role, mod):
+        if mod is None:
+            return None
+        m, notes = _fold(mod)
+        stale.extend(f"{role}.{n}" for n in notes)
+        return m
+
+    inject_m, cell_m, head_m = folded("inject", inject), folded("cell", cell), folded("head", head)
 
     solver = dict(solver or DEFAULT_SOLVER)
     auto_tol = parity_tol is None and parity_solver is None
