@@ -359,7 +359,8 @@ def export_bundle(
                    of [1, ...] tensors per case is accepted where cases differ in length.
     parity_extra:  extra head inputs per case, e.g. {"targets": int64 [N, T]} (LM).
     inject_outputs: names of inject's outputs, in the order it returns them; the cell is
-                   called as cell(z, *inject_outputs), or cell(z, *inputs) without inject.
+                   called as cell(z, *inject_outputs), or cell(z, *inputs) without inject. When
+                   inject returns a list (MDEQ's x_list), the cell gets it as one list argument.
     state_shape:   per-sample shape of z (-1 = the sequence axis); defaults to the shape of
                    inject's single output. Required without inject or with several outputs.
                    A list (or tuple) of shapes makes the state a list (tuple) of tensors: the
@@ -447,11 +448,12 @@ def export_bundle(
     # The same adapters wrap the exporter's folded copies (exported) and the caller's own
     # modules (the reference): the user's modules receive their own state structure and layout.
     def adapt(inj, cel, hed, lay):
-        if lay is None or (not lay.structured and not lay.moved):
+        if lay is None and not pack_u:
             return inj, cel, hed
+        lay = lay or layout.StateLayout(shapes)
         move = lay.moved and inj is not None
         return ((layout.InjectAdapter(inj, lay.seq_axis) if move else inj),
-                layout.CellAdapter(cel, lay, move),
+                layout.CellAdapter(cel, lay, move, pack_u),
                 (layout.HeadAdapter(hed, lay) if hed is not None else None))
 
     def injected_by(inj, xs: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, ...]:
@@ -466,8 +468,11 @@ def export_bundle(
         return int(first.shape[1]) if seq_dynamic and first.dim() >= 2 else None
 
     x_ex, extra_ex = cases_in[0], [cases_extra[0][k] for k in extra_names]
+    with torch.no_grad():
+        raw = inject_m(*[x_ex[k] for k in in_names]) if inject_m is not None else None
+    pack_u = isinstance(raw, list)  # a list of injections (MDEQ): the cell receives the list
     if shapes is None:
-        with torch.no_grad(), _eval_mode(inject):
+        with torch.no_grad():
             u_user = injected_by(inject_m, x_ex)
         if inject_m is None or len(u_user) != 1:
             raise ExportError("state_shape is required when there is no inject graph or it has several outputs")

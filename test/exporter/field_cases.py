@@ -165,11 +165,11 @@ def batchnorm_head_and_dropout_inject():
 
 @case
 def list_state():
-    """MDEQ-style list state: the cell and head receive a list; the bundle stores it flat."""
+    """MDEQ-style list state and list injection: the cell and head receive lists; the bundle stores the state flat."""
     torch.manual_seed(6)
     inj, cell, head = fm.MultiResInject().eval(), fm.MultiResCell().eval(), fm.MultiResHead().eval()
     tensor_bundle("list-state", inj, cell, head, parity_inputs={"x": torch.randn(3, 1, 8, 8)},
-                  state_shape=[[4, 8, 8], [6, 4, 4]])
+                  state_shape=[[4, 8, 8], [6, 4, 4]], inject_outputs=("x_hi", "x_lo"))
     x = torch.randn(2, 1, 8, 8)
     with torch.no_grad():
         u = inj(x)
@@ -190,7 +190,7 @@ def list_state_no_head():
     torch.manual_seed(6)
     inj, cell = fm.MultiResInject().eval(), fm.MultiResCell().eval()
     m = tensor_bundle("list-state-no-head", inj, cell, None, parity_inputs={"x": torch.randn(2, 1, 8, 8)},
-                      state_shape=[[4, 8, 8], [6, 4, 4]])
+                      state_shape=[[4, 8, 8], [6, 4, 4]], inject_outputs=("x_hi", "x_lo"))
     outs = {o["name"]: (o["offset"], o["shape"]) for o in m["state_outputs"]}
     want = {"z0": (0, [4, 8, 8]), "z1": (256, [6, 4, 4])}
     return {"ok": outs == want, "detail": f"state_outputs {outs}"}

@@ -193,11 +193,12 @@ class MultiResInject(nn.Module):
         self.conv = nn.Conv2d(1, 4, 3, padding=1)
 
     def forward(self, x):
-        return self.conv(x)
+        u = self.conv(x)  # MDEQ: the injection is a list, zeros at the lower resolutions
+        return [u, torch.zeros(u.shape[0], 6, 4, 4, dtype=u.dtype)]
 
 
 class MultiResCell(nn.Module):
-    """z = [z_hi (4, 8, 8), z_lo (6, 4, 4)]; each resolution mixes in the other."""
+    """z = [z_hi (4, 8, 8), z_lo (6, 4, 4)], injection xs a list too; each resolution mixes in the other."""
 
     def __init__(self):
         super().__init__()
@@ -209,10 +210,10 @@ class MultiResCell(nn.Module):
             for c in (self.hi, self.lo, self.down, self.up):
                 c.weight.mul_(0.3)
 
-    def forward(self, zs, x):
+    def forward(self, zs, xs):
         hi, lo = zs
-        new_hi = torch.tanh(self.hi(hi) + F.interpolate(self.up(lo), scale_factor=2.0) + x)
-        new_lo = torch.tanh(self.lo(lo) + self.down(hi))
+        new_hi = torch.tanh(self.hi(hi) + F.interpolate(self.up(lo), scale_factor=2.0) + xs[0])
+        new_lo = torch.tanh(self.lo(lo) + self.down(hi) + xs[1])
         return [new_hi, new_lo]
 
 
