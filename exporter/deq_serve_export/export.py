@@ -30,7 +30,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Uni
 import torch
 from torch import nn
 
-from . import layout, norms
+from . import layout, norms, rewrites
 from .manifest_check import manifest_problems
 from .solvers import anderson, broyden, fixed_point, residuals, spectral_radius
 
@@ -214,9 +214,11 @@ def _export(module, args, path, in_names, out_names, dyn):
     if "dynamo" in _export_params():
         kw["dynamo"] = False  # the TorchScript exporter: dynamic_axes as given (torch >= 2.5 has both)
     try:
-        torch.onnx.export(module, tuple(args), path, input_names=list(in_names), output_names=list(out_names),
-                          dynamic_axes=dyn, opset_version=OPSET, do_constant_folding=True, export_params=True,
-                          training=torch.onnx.TrainingMode.EVAL, **kw)
+        with rewrites.layer_norm_rewrite():
+            torch.onnx.export(module, tuple(args), path, input_names=list(in_names), output_names=list(out_names),
+                              dynamic_axes=dyn, opset_version=OPSET, do_constant_folding=True, export_params=True,
+                              training=torch.onnx.TrainingMode.EVAL, **kw)
+        rewrites.bool_add_to_or(path)
     except Exception as err:  # torch raises many types; name the graph and the usual causes
         raise ExportError(
             f"torch.onnx.export failed for {os.path.basename(path)}: {err}\n"

@@ -47,6 +47,7 @@ const SERVED: [string, string][] = [
   ['batchnorm-head-train', 'batchnorm_head_and_dropout_inject'],
   ['list-state', 'list_state'],
   ['channels-first', 'channels_first_sequence'],
+  ['pitfalls', 'upstream_export_pitfalls'],
 ];
 
 describe('the field\'s DEQ constructs export with no glue', () => {
@@ -72,7 +73,7 @@ describe('the field\'s DEQ constructs export with no glue', () => {
     'locuslab_weightnorm', 'torchdeq_norm_in_place', 'stale_weight_fails_parity', 'stale_weight_with_reference',
     'unknown_computed_weight_refused', 'batchnorm_head_and_dropout_inject', 'list_state', 'list_state_no_head',
     'channels_first_sequence', 'sequence_without_state_shape', 'float32_floor', 'invalid_graph_leaves_bundle_intact',
-    'manifest_values_validated', 'history_in_stability_search',
+    'manifest_values_validated', 'upstream_export_pitfalls', 'history_in_stability_search',
   ])('%s', (name) => {
     const r = results[name];
     expect(r, `no result for ${name}`).toBeDefined();

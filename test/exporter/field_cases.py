@@ -329,6 +329,22 @@ def manifest_values_validated():
 
 
 @case
+def upstream_export_pitfalls():
+    """layer_norm with a shape from z.size() and no weight, and a bool + bool causal mask, export
+    under PyTorch 1.13 without rewriting the model (the exporter applies known rewrites)."""
+    torch.manual_seed(12)
+    inj, cell, head = fm.ChannelsFirstInject().eval(), fm.CausalAttentionCell().eval(), fm.ChannelsFirstHead().eval()
+    tensor_bundle("pitfalls", inj, cell, head, parity_inputs={"tokens": torch.randint(0, 11, (3, 7))},
+                  seq_dynamic=True, seq_axis=1, state_pad="right", head_outputs=["logits"])
+    tokens = torch.randint(0, 11, (2, 5))
+    with torch.no_grad():
+        u = inj(tokens)
+        y = head(fixed_point(lambda z: cell(z, u), torch.zeros(2, 6, 5), tol=1e-6))
+    return {"ok": True, "detail": "exported",
+            "reference": {"inputs": {"tokens": tokens.tolist()}, "outputs": {"logits": y.tolist()}}}
+
+
+@case
 def history_in_stability_search():
     """When no iteration cap helps, the stability check searches Broyden's / Anderson's history
     too, and states the memory it costs. run_solver is replaced by one that converges only with

@@ -266,3 +266,25 @@ class BigStateCell(nn.Module):
 
     def forward(self, z, u):
         return 20.0 * torch.tanh(self.scale * z / 20.0 + u)
+
+
+# ---- the DEQ-Transformer's PyTorch 1.13 export pitfalls, in a (B, d, T) causal attention cell:
+#      F.layer_norm with d taken from z.size() and no weight, and a causal mask built as bool + bool
+class CausalAttentionCell(nn.Module):
+    def __init__(self, d=6):
+        super().__init__()
+        self.qkv = nn.Conv1d(d, 3 * d, 1)
+        self.out = nn.Conv1d(d, d, 1)
+        with torch.no_grad():
+            self.qkv.weight.mul_(0.5)
+            self.out.weight.mul_(0.3)
+
+    def forward(self, z, u):
+        bsz, d_model, qlen = z.size()
+        q, k, v = self.qkv(z + u).chunk(3, dim=1)                      # (B, d, T) each
+        scores = torch.einsum("bdi,bdj->bij", q, k) / d_model ** 0.5
+        mask = (torch.triu(torch.ones(qlen, qlen), diagonal=1) > 0)[None]
+        mask += (torch.tril(torch.ones(qlen, qlen), diagonal=-qlen) > 0)[None]   # upstream's local-size term
+        attn = torch.softmax(scores.masked_fill(mask, float("-inf")), dim=-1)
+        out = self.out(torch.einsum("bij,bdj->bdi", attn, v)) + u
+        return F.layer_norm(out.transpose(1, 2), (d_model,)).transpose(1, 2)
