@@ -115,6 +115,28 @@ class _Tupled(nn.Module):
         return _as_tuple(getattr(self, self.attr)(*args), self.names)
 
 
+class _Method(nn.Module):
+    """A method of one of the caller's modules (MDEQ's `model.predict`) as a module: the
+    exporter folds a copy of the owner and calls the same method on the copy."""
+
+    def __init__(self, owner: nn.Module, method: str):
+        super().__init__()
+        self.owner, self.method = owner, method
+
+    def forward(self, *args):
+        return getattr(self.owner, self.method)(*args)
+
+
+def _as_module(obj, role: str) -> Optional[nn.Module]:
+    if obj is None or isinstance(obj, nn.Module):
+        return obj
+    owner = getattr(obj, "__self__", None)
+    if isinstance(owner, nn.Module) and callable(obj):
+        return _Method(owner, obj.__name__)
+    raise ExportError(f"{role} must be a torch.nn.Module or a method of one, such as model.predict "
+                      f"(got {type(obj).__name__}): the exporter copies its owner to fold norms")
+
+
 def _as_tuple(out, names) -> Tuple[torch.Tensor, ...]:
     if isinstance(out, dict):
         return tuple(out[n] for n in names)
@@ -355,7 +377,9 @@ def export_bundle(
 ) -> dict:
     """Write a bundle into out_dir and return the manifest dict (see docs/exporting.md).
 
-    inject, head:  optional modules (None: the cell takes the raw inputs / the outputs are z*).
+    inject, cell, head: modules, or methods of modules (e.g. MDEQ's model.predict as the head);
+                   inject and head are optional (None: the cell takes the raw inputs / the
+                   outputs are z*).
     parity_inputs: model inputs [N, ...]: one tensor (named "x", or "tokens" for a language
                    model), or {name: tensor} for several named inputs (float32 or int64). A list
                    of [1, ...] tensors per case is accepted where cases differ in length.
@@ -402,6 +426,7 @@ def export_bundle(
     is_lm = task == "language-model"
     if seq_dynamic is None:
         seq_dynamic = is_lm
+    inject, cell, head = _as_module(inject, "inject"), _as_module(cell, "cell"), _as_module(head, "head")
     kind, shapes = layout.parse_state_shape(state_shape, seq_axis)
     if seq_axis < 0 and shapes is not None and kind == "tensor":
         seq_axis += len(shapes[0])

@@ -165,22 +165,24 @@ def batchnorm_head_and_dropout_inject():
 
 @case
 def list_state():
-    """MDEQ-style list state and list injection: the cell and head receive lists; the bundle stores the state flat."""
+    """MDEQ-style: a list state and a list injection; the head is a method of the model
+    (MDEQClsNet.predict) with BatchNorm. The cell and head receive lists; the bundle stores the state flat."""
     torch.manual_seed(6)
-    inj, cell, head = fm.MultiResInject().eval(), fm.MultiResCell().eval(), fm.MultiResHead().eval()
-    tensor_bundle("list-state", inj, cell, head, parity_inputs={"x": torch.randn(3, 1, 8, 8)},
+    net = fm.MultiResNet().eval()
+    tensor_bundle("list-state", net.downsample, net.fullstage, net.predict,
+                  parity_inputs={"x": torch.randn(3, 1, 8, 8)},
                   state_shape=[[4, 8, 8], [6, 4, 4]], inject_outputs=("x_hi", "x_lo"))
     x = torch.randn(2, 1, 8, 8)
     with torch.no_grad():
-        u = inj(x)
+        u = net.downsample(x)
 
         def f(flat):
             zs = [flat[:, :256].reshape(-1, 4, 8, 8), flat[:, 256:].reshape(-1, 6, 4, 4)]
-            out = cell(zs, u)
+            out = net.fullstage(zs, u)
             return torch.cat([out[0].flatten(1), out[1].flatten(1)], 1)
 
         z = fixed_point(f, torch.zeros(2, 256 + 96), tol=2e-6)
-        y = head([z[:, :256].reshape(-1, 4, 8, 8), z[:, 256:].reshape(-1, 6, 4, 4)])
+        y = net.predict([z[:, :256].reshape(-1, 4, 8, 8), z[:, 256:].reshape(-1, 6, 4, 4)])
     return {"ok": True, "detail": "exported", "reference": {"inputs": {"x": x.tolist()}, "outputs": {"y": y.tolist()}}}
 
 

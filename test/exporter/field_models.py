@@ -288,3 +288,17 @@ class CausalAttentionCell(nn.Module):
         attn = torch.softmax(scores.masked_fill(mask, float("-inf")), dim=-1)
         out = self.out(torch.einsum("bij,bdj->bdi", attn, v)) + u
         return F.layer_norm(out.transpose(1, 2), (d_model,)).transpose(1, 2)
+
+
+class MultiResNet(nn.Module):
+    """Named as MDEQ's MDEQClsNet: downsample (the injection list), fullstage (f), predict (the head, a method)."""
+
+    def __init__(self):
+        super().__init__()
+        self.downsample, self.fullstage, self.head = MultiResInject(), MultiResCell(), MultiResHead()
+        self.bn = nn.BatchNorm1d(5)
+        with torch.no_grad():
+            self.bn.running_mean.uniform_(-1, 1)
+
+    def predict(self, y_list):
+        return self.bn(self.head(y_list))
