@@ -347,6 +347,31 @@ def upstream_export_pitfalls():
 
 
 @case
+def tuple_state():
+    """A torchdeq-style tuple state (z, h): the cell receives and returns a tuple."""
+    torch.manual_seed(13)
+
+    class TupleCell(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(5, 5), nn.Linear(3, 5)
+            with torch.no_grad():
+                self.a.weight.mul_(0.3), self.b.weight.mul_(0.3)
+
+        def forward(self, zs, u):
+            z, h = zs
+            if not isinstance(zs, tuple):
+                raise TypeError(f"expected a tuple state, got {type(zs).__name__}")
+            return torch.tanh(self.a(z) + self.b(h) + u), torch.tanh(0.5 * h + z[:, :3])
+
+    cell = TupleCell().eval()
+    m = tensor_bundle("tuple-state", None, cell, None, parity_inputs={"u": torch.randn(3, 5)},
+                      state_shape=([5], [3]))
+    outs = [(o["name"], o["offset"], o["shape"]) for o in m["state_outputs"]]
+    return {"ok": outs == [("z0", 0, [5]), ("z1", 5, [3])], "detail": f"state_outputs {outs}"}
+
+
+@case
 def history_in_stability_search():
     """When no iteration cap helps, the stability check searches Broyden's / Anderson's history
     too, and states the memory it costs. run_solver is replaced by one that converges only with
