@@ -659,7 +659,8 @@ def export_bundle(
     # ---- parity: your model as it runs (reference) against the graphs' PyTorch copy
     cases, radii, unconverged, floors = [], [], [], []
     flat_fns, copy_outs, ref_outs = [], [], []
-    with _eval_mode(inject, cell, head):
+    ref_owner = reference if isinstance(reference, nn.Module) else getattr(reference, "__self__", None)
+    with _eval_mode(inject, cell, head, ref_owner if isinstance(ref_owner, nn.Module) else None):
         for i, (xs, ex) in enumerate(zip(cases_in, cases_extra)):
             extra_i = [ex[k] for k in extra_names]
             with torch.no_grad():

@@ -35,6 +35,7 @@ class TorchdeqModel(nn.Module):
     def __init__(self, norm="weight_norm", d=16, n_in=6, n_out=3):
         super().__init__()
         self.enc, self.f, self.dec = nn.Linear(n_in, d), Cell(d), nn.Linear(d, n_out)
+        self.out_drop = nn.Dropout(0.3)  # outside inject, f and head: only eval mode of the model turns it off
         apply_norm(self.f, norm)
         self.deq = get_deq(f_solver="anderson", f_max_iter=200, f_tol=1e-7, f_stop_mode="abs")
 
@@ -43,7 +44,7 @@ class TorchdeqModel(nn.Module):
         u = self.enc(x)
         z_out, info = self.deq(lambda z: self.f(z, u), torch.zeros_like(u))
         self.last_info = info
-        return self.dec(z_out[-1])
+        return self.out_drop(self.dec(z_out[-1]))
 
 
 def checkpointed(norm):
@@ -76,10 +77,12 @@ def served(model, name):
 
 @case
 def torchdeq_weight_norm():
-    model = checkpointed("weight_norm")
+    model = checkpointed("weight_norm").train()  # as left by a training loop: parity runs it in eval mode
     tensor_bundle("torchdeq-weight-norm", model.enc, model.f, model.dec, parity_inputs={"x": torch.randn(4, 6)},
                   reference=model, solver=SOLVER)
-    return served(model, "torchdeq-weight-norm")
+    if not model.training:
+        return {"ok": False, "detail": "the caller's model was left in eval mode"}
+    return served(model.eval(), "torchdeq-weight-norm")
 
 
 @case
