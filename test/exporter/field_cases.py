@@ -372,6 +372,28 @@ def tuple_state():
 
 
 @case
+def pytorch_hook_norms():
+    """PyTorch's own hook-style weight_norm and spectral_norm still fold (recognized by behaviour too)."""
+    import warnings
+    torch.manual_seed(14)
+
+    class Cell(nn.Module):
+        def __init__(self):
+            super().__init__()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch 2.x deprecates the hook style
+                self.a = nn.utils.weight_norm(nn.Linear(8, 8))
+                self.b = nn.utils.spectral_norm(nn.Linear(8, 8))
+
+        def forward(self, z, u):
+            return torch.tanh(0.5 * self.b(z) + 0.1 * self.a(z) + u)
+
+    tensor_bundle("torch-hook-norms", None, Cell().eval(), None, parity_inputs={"u": torch.randn(3, 8)},
+                  state_shape=[8])
+    return {"ok": True, "detail": "exported"}
+
+
+@case
 def history_in_stability_search():
     """When no iteration cap helps, the stability check searches Broyden's / Anderson's history
     too, and states the memory it costs. run_solver is replaced by one that converges only with
