@@ -3,8 +3,9 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    // test/exporter needs Debian's python3-torch/python3-onnx: `npm run test:exporter` (.ci/run runs it).
-    exclude: ['test/exporter/**', '**/node_modules/**'],
+    // test/exporter needs Debian's python3-torch/python3-onnx: `npm run test:exporter` (.ci/run runs it);
+    // test/exporter-pypi needs the PyPI venv: `npm run test:exporter-pypi`.
+    exclude: ['test/exporter/**', 'test/exporter-pypi/**', '**/node_modules/**'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
