@@ -3,6 +3,7 @@ import { kernelForPrecision, resolveSolverOptions, solve, SolverWorkspace, type 
 import { loadBundle, type Bundle, type GraphRole } from './bundle.js';
 import { modelInputs, modelOutputs, stateOutputs, type Manifest, type TensorSpec } from './manifest.js';
 import { CellBatch, padLength, type CellPadding } from './cell-batch.js';
+import { IterateLabeler } from './iterate-labels.js';
 import { createTensor, DEFAULT_SESSION_CONFIG, OnnxGraph, type SessionConfig, type Tensor } from './onnx.js';
 
 /** A dense tensor as it crosses the runtime boundary. */
@@ -28,6 +29,14 @@ export interface InferRequest {
   solver?: Partial<SolverOptions>;
   /** Also return the fixed point z* (batch × state), e.g. to compare solves. */
   returnState?: boolean;
+}
+
+/** Why a model cannot label its iterates (early exit, label trace), or null when it can. */
+export function labelingUnsupported(m: Manifest): string | null {
+  const head = m.graphs.head;
+  if (!head || !m.outputs.logits) return `${m.name} has no classifier head (manifest.outputs.logits)`;
+  if (head.inputs.length !== 1 || m.state.shape.includes(-1)) return `${m.name}'s head reads more than a fixed-size z`;
+  return null;
 }
 
 export interface InferTiming {
@@ -79,6 +88,8 @@ export class DeqModel {
   readonly #freeWorkspaces = new Map<string, SolverWorkspace[]>();
   /** Idle CellBatches of infer(), by batch and shape: four buffers of batch × state each, too many to allocate per request. */
   readonly #freeCells = new Map<string, CellBatch[]>();
+  /** Idle IterateLabelers of infer(), by batch. */
+  readonly #freeLabelers = new Map<string, IterateLabeler[]>();
   /**
    * Where the solver's row algebra runs: `wasm` (SIMD kernels in float64, the default when
    * they load), `wasm-f32` (float32 SIMD kernels: the default of a bundle whose manifest
@@ -142,12 +153,17 @@ export class DeqModel {
     const cellMs0 = cells.elapsed;
     const z = new Float32Array(batch * n);
     const ws = this.#takeWorkspace(prep.options, batch, n);
+    const o = prep.options;
+    // The head labels iterates only when the request needs it: early exit, or a trace of a classifier.
+    const labeler = o.patience > 0 || (o.trace && this.canLabel) ? this.#freeLabelers.get(String(batch))?.pop() ?? this.labeler(prep, batch) : undefined;
     let result: SolveResult;
     try {
-      result = await solve((zz, out, active) => cells.run(zz, out, active), batch, n, z, prep.options, ws);
+      const options = labeler ? { ...o, predict: (zz: Float32Array, want: Uint8Array, labels: Int32Array, margins: Float64Array) => labeler.run(zz, want, labels, margins) } : o;
+      result = await solve((zz, out, active) => cells.run(zz, out, active), batch, n, z, options, ws);
     } finally {
       this.#returnWorkspace(ws);
       keepSpare(this.#freeCells, cellsKey, cells);
+      if (labeler) keepSpare(this.#freeLabelers, String(batch), labeler);
     }
     const cellMs = cells.elapsed - cellMs0;
     const t2 = performance.now();
@@ -176,6 +192,10 @@ export class DeqModel {
       options = resolveSolverOptions(req.solver ?? {}, this.#defaults);
     } catch (err) {
       throw new DeqError('DEQ_ERR_INVALID_SOLVER_OPTION', (err as Error).message);
+    }
+    if (options.patience > 0) {
+      const why = labelingUnsupported(m);
+      if (why) throw new DeqError('DEQ_ERR_INVALID_SOLVER_OPTION', `stop_mode "prediction" needs a classifier: ${why}`);
     }
     const available = modelOutputs(m).map((o) => o.name);
     for (const name of req.outputs ?? []) {
@@ -229,6 +249,17 @@ export class DeqModel {
       prep.cellArgs.map((t, a) => ({ type: t.type as 'float32' | 'int64', tail: padded(t.dims, padding?.args[a] === true) })),
       padding,
     );
+  }
+
+  /** Whether the head can label iterates (a classifier whose head reads z alone): labelingUnsupported. */
+  get canLabel(): boolean {
+    return labelingUnsupported(this.manifest) === null;
+  }
+
+  /** The head's top-1 on iterates of `capacity` slots laid out like `prep` (canLabel must hold). */
+  labeler(prep: Prepared, capacity: number): IterateLabeler {
+    const head = this.manifest.graphs.head!;
+    return new IterateLabeler(this.#graphs.head!, { z: head.inputs[0].name, logits: this.manifest.outputs.logits }, capacity, prep.stateDims.slice(1));
   }
 
   /** The last phase: the head on z* (batch × n), or slices of z* when the bundle has no head. */

@@ -1,6 +1,7 @@
 import { DeqError } from '../errors.js';
 import { SolveSession, SolverWorkspace, type ResolvedSolverOptions, type SolveResult } from '../solver/index.js';
 import type { CellBatch, CellPadding } from './cell-batch.js';
+import type { IterateLabeler } from './iterate-labels.js';
 import type { DeqModel, InferRequest, InferResult, Prepared, TensorValue } from './deq-model.js';
 import type { TurnGate } from './turn-gate.js';
 
@@ -71,7 +72,7 @@ interface Job {
   done: number;
   admittedAt: number;
   z: Float32Array | null;
-  stats: Pick<SolveResult, 'iterations' | 'residual' | 'converged' | 'diverged'> | null;
+  stats: Pick<SolveResult, 'iterations' | 'residual' | 'converged' | 'diverged' | 'end' | 'trace' | 'traceLabels'> | null;
   calls: number;
   cellMs: number;
   /** The last cell run this request took part in (Scheduler.#runs). */
@@ -87,6 +88,8 @@ interface Group {
   key: string;
   session: SolveSession;
   cells: CellBatch;
+  /** The head's top-1 on the slots' iterates (early exit, label traces); made on first need. */
+  labeler: IterateLabeler | null;
   /** The job and its row index in each slot. */
   slotJob: (Job | null)[];
   slotRow: Int32Array;
@@ -178,7 +181,8 @@ export class Scheduler {
       job.z = new Float32Array(prep.batch * prep.n);
       job.stats = {
         iterations: new Int32Array(prep.batch), residual: new Float64Array(prep.batch).fill(Infinity),
-        converged: new Uint8Array(prep.batch), diverged: new Uint8Array(prep.batch),
+        converged: new Uint8Array(prep.batch), diverged: new Uint8Array(prep.batch), end: new Uint8Array(prep.batch),
+        ...(prep.options.trace ? { trace: new Array<Float64Array>(prep.batch), ...(this.model.canLabel ? { traceLabels: new Array<Int32Array>(prep.batch) } : {}) } : {}),
       };
       this.#kick();
     }, (err: Error) => {
@@ -314,6 +318,11 @@ export class Scheduler {
       tol: o.sampleTol ? o.sampleTol[row] : o.tol,
       maxIter: o.sampleMaxIter ? o.sampleMaxIter[row] : o.maxIter,
       stopMode: o.stopMode,
+      patience: o.patience,
+      predictionTol: o.predictionTol,
+      predictionMargin: o.predictionMargin,
+      trace: o.trace,
+      traceLabels: o.trace && this.model.canLabel,
     });
     g.slotJob[slot] = job;
     g.slotRow[slot] = row;
@@ -332,7 +341,7 @@ export class Scheduler {
     const ws = new SolverWorkspace(o.method, maxRows, cells.n, o.history, this.model.solverKernel);
     const g: Group = {
       key, session: new SolveSession(ws, { ...o, trace: false, sampleTol: undefined, sampleMaxIter: undefined }),
-      cells, slotJob: new Array(maxRows).fill(null), slotRow: new Int32Array(maxRows),
+      cells, labeler: null, slotJob: new Array(maxRows).fill(null), slotRow: new Int32Array(maxRows),
       turns: 0, joins: 0, leaves: 0, batch: new Set(),
     };
     this.#groups.set(key, g);
@@ -359,6 +368,11 @@ export class Scheduler {
     await cells.run(ws.z, ws.fz, ws.active);
     const runMs = cells.elapsed - before;
     this.#hooks.onRun?.(cells.lastRows, cells.lastPositions, cells.lastPadPositions);
+    const want = session.predictionMask();
+    if (want) {
+      g.labeler ??= this.model.labeler(g.slotJob.find((j) => j !== null)!.prep!, cells.capacity);
+      await g.labeler.run(ws.z, want, session.prediction, session.predictionMargin);
+    }
     // Each request counts the run once, however many of its rows it evaluated (no per-run allocation).
     const turn = ++this.#runs;
     for (let s = 0; s < g.slotJob.length; s++) {
@@ -408,6 +422,9 @@ export class Scheduler {
     st.residual[r] = sess.residual[s];
     st.converged[r] = sess.converged[s];
     st.diverged[r] = sess.diverged[s];
+    st.end[r] = sess.end[s];
+    if (st.trace) st.trace[r] = sess.trace[s]!.slice(0, sess.iterations[s]);
+    if (st.traceLabels) st.traceLabels[r] = sess.traceLabels[s]!.slice(0, sess.iterations[s]);
     g.slotJob[s] = null;
     job.active--;
     job.done++;

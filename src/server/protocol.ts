@@ -32,6 +32,14 @@ export interface RequestSolver {
   tol: number;
   stopMode: StopMode;
   maxIter: number;
+  /** Early exit on a stable prediction (wire stop_mode "prediction"): iterations the top-1 must hold; 0 or absent: off. */
+  patience?: number;
+  /** The residual bound under which a stable prediction stops a sample. */
+  predictionTol?: number;
+  /** The softmax margin a stable prediction must have. */
+  predictionMargin?: number;
+  /** Return each sample's residual (and a classifier's top-1) per iteration. */
+  trace?: boolean;
 }
 
 export interface InferJob {
@@ -47,13 +55,13 @@ export interface InferJob {
   deadline: number;
 }
 
-/** Per-sample solver outcome as it crosses the worker boundary (the trace never does). */
-export type SolverStats = Omit<SolveResult, 'trace'>;
+/** Per-sample solver outcome as it crosses the worker boundary (the traces only when the request asked). */
+export type SolverStats = SolveResult;
 
 export interface InferReply {
   outputs: Record<string, TensorValue>;
   solver: SolverStats;
-  options: { method: SolverMethod; tol: number; stopMode: StopMode; maxIter: number };
+  options: { method: SolverMethod; tol: number; stopMode: StopMode; maxIter: number; patience: number; predictionTol: number; predictionMargin: number };
   timing: InferTiming;
   /** Batching: time in the worker before the request's first row joined a solve. */
   queueMs?: number;

@@ -102,6 +102,9 @@ function joinReplies(parts: Reply[], batch: number): Reply {
       residual: concat(parts.map((p) => p.solver.residual)),
       converged: concat(parts.map((p) => p.solver.converged)),
       diverged: concat(parts.map((p) => p.solver.diverged)),
+      end: concat(parts.map((p) => p.solver.end)),
+      ...(first.solver.trace ? { trace: parts.flatMap((p) => p.solver.trace!) } : {}),
+      ...(first.solver.traceLabels ? { traceLabels: parts.flatMap((p) => p.solver.traceLabels!) } : {}),
       calls: parts.reduce((a, p) => a + p.solver.calls, 0),
       stopped: parts.some((p) => p.solver.stopped),
     },
@@ -128,12 +131,18 @@ async function runWhole(name: string, job: InferJob) {
 }
 
 function reply(result: InferResult, queueMs?: number): InferReply {
-  const { iterations, residual, converged, diverged, calls, stopped } = result.solver;
+  const { iterations, residual, converged, diverged, end, calls, stopped, trace, traceLabels } = result.solver;
   const o = result.options;
+  // Rows a deadline stopped before they were admitted have no trace: an empty one.
+  const full = <T>(list: T[] | undefined, empty: () => T) => list && Array.from({ length: iterations.length }, (_, i) => list[i] ?? empty());
   return {
     outputs: result.outputs,
-    solver: { iterations, residual, converged, diverged, calls, stopped },
-    options: { method: o.method, tol: o.tol, stopMode: o.stopMode, maxIter: o.maxIter },
+    solver: {
+      iterations, residual, converged, diverged, end, calls, stopped,
+      ...(trace ? { trace: full(trace, () => new Float64Array(0)) } : {}),
+      ...(traceLabels ? { traceLabels: full(traceLabels, () => new Int32Array(0)) } : {}),
+    },
+    options: { method: o.method, tol: o.tol, stopMode: o.stopMode, maxIter: o.maxIter, patience: o.patience, predictionTol: o.predictionTol, predictionMargin: o.predictionMargin },
     timing: result.timing,
     ...(queueMs === undefined ? {} : { queueMs }),
   };
