@@ -2,7 +2,7 @@ export { loadBundle } from './bundle.js';
 export type { Bundle, GraphRole, ParityCase, ParityFile } from './bundle.js';
 export { PAD_MULTIPLE, padLength } from './cell-batch.js';
 export type { CellPadding } from './cell-batch.js';
-export { DeqModel, resolveDims, solverDefaults } from './deq-model.js';
+export { DeqModel, labelingUnsupported, resolveDims, solverDefaults } from './deq-model.js';
 export type { InferRequest, InferResult, InferTiming, TensorValue } from './deq-model.js';
 export { modelInputs, modelOutputs, stateOutputs } from './manifest.js';
 export type { Manifest, GraphSpec, ImagePreprocess, StateOutput, TensorSpec, TokenizerSpec, Task } from './manifest.js';

@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { DeqError } from '../errors.js';
-import { summarizeSolve, type SolveSummary } from '../solver/index.js';
+import { STOP_REASONS, summarizeSolve, type SolveSummary, type StopReason } from '../solver/index.js';
 import type { RunOptions } from '../pipelines/text-scoring.js';
 import type { ServedModel } from './models.js';
 import type { PoolResult } from './pool.js';
@@ -22,6 +22,14 @@ export interface SolverSummary {
   diverged: boolean;
   /** The request deadline cut the solve short (policy "best-effort"). */
   deadline_exceeded: boolean;
+  /** stop_mode "prediction": its settings. */
+  patience?: number;
+  prediction_tol?: number;
+  prediction_margin?: number;
+  /** Why each sample stopped, in sample order (not on /score, whose rows are windows). */
+  stop_reasons?: StopReason[];
+  /** trace=true: per sample, the residual after each evaluation and (classifiers) the top-1 of each iterate. */
+  trace?: { residual: (number | null)[]; top1?: number[] }[];
 }
 
 /**
@@ -71,9 +79,16 @@ export async function runSolve(req: FastifyRequest, model: ServedModel, job: Inf
   return result;
 }
 
-/** The wire summary of a solve's rows (all, or `rows`), with the settings it ran with. */
-export function solverSummary(r: Pick<PoolResult, 'solver' | 'options'>, rows?: Iterable<number>): SolverSummary {
-  return wireSummary(summarizeSolve(r.solver, rows), r.options, r.solver.stopped);
+/** The wire summary of a solve's samples, with the settings it ran with, why each stopped and (trace=true) its trace. */
+export function solverSummary(r: Pick<PoolResult, 'solver' | 'options'>): SolverSummary {
+  const s = r.solver, o = r.options;
+  const trace = s.trace?.map((t, i) => ({ residual: Array.from(t, (x) => (Number.isFinite(x) ? x : null)), ...(s.traceLabels ? { top1: Array.from(s.traceLabels[i]) } : {}) }));
+  return {
+    ...wireSummary(summarizeSolve(s), o, s.stopped),
+    ...(o.patience > 0 ? { stop_mode: 'prediction', patience: o.patience, prediction_tol: o.predictionTol, prediction_margin: o.predictionMargin } : {}),
+    stop_reasons: Array.from(s.end, (e) => STOP_REASONS[e] ?? 'deadline'),
+    ...(trace ? { trace } : {}),
+  };
 }
 
 /** A SolveSummary as the `solver` object of a response. */
@@ -100,6 +115,7 @@ export function mergeSummaries(list: readonly SolverSummary[]): SolverSummary {
     converged: list.every((s) => s.converged),
     diverged: list.some((s) => s.diverged),
     deadline_exceeded: list.some((s) => s.deadline_exceeded),
+    ...(list.some((s) => s.trace) ? { trace: list.flatMap((s) => s.trace ?? []) } : {}),
   };
 }
 
@@ -117,6 +133,17 @@ export const SOLVER_SUMMARY_SCHEMA = {
     converged: { type: 'boolean' },
     diverged: { type: 'boolean' },
     deadline_exceeded: { type: 'boolean' },
+    patience: { type: 'integer' },
+    prediction_tol: { type: 'number' },
+    prediction_margin: { type: 'number' },
+    stop_reasons: { type: 'array', items: { type: 'string', enum: [...new Set(STOP_REASONS)] } },
+    trace: {
+      type: 'array',
+      items: {
+        type: 'object', required: ['residual'],
+        properties: { residual: { type: 'array', items: { type: ['number', 'null'] } }, top1: { type: 'array', items: { type: 'integer' } } },
+      },
+    },
   },
 } as const;
 

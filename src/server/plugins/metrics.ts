@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ErrorCode } from '../../errors.js';
-import { summarizeSolve } from '../../solver/index.js';
+import { RowEnd, summarizeSolve } from '../../solver/index.js';
 import type { BatchStats, PoolResult } from '../pool.js';
 import type { ServerState } from '../state.js';
 import { global } from './plugin.js';
@@ -17,6 +17,7 @@ export class ServerMetrics {
   readonly notConverged: Counter<'model'>;
   readonly diverged: Counter<'model'>;
   readonly deadlineStops: Counter<'model'>;
+  readonly earlyExits: Counter<'model'>;
   readonly errors: Counter<'code'>;
   readonly batchRows: Histogram<'model'>;
   readonly batchJoins: Histogram<'model'>;
@@ -49,8 +50,9 @@ export class ServerMetrics {
       labelNames: ['model', 'method'], buckets: [1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1],
     });
     this.samples = new Counter({ name: 'deq_solver_samples_total', help: 'Samples solved', labelNames: ['model'], registers });
-    this.notConverged = new Counter({ name: 'deq_solver_not_converged_total', help: 'Samples that stopped above tol', labelNames: ['model'], registers });
+    this.notConverged = new Counter({ name: 'deq_solver_not_converged_total', help: 'Samples that stopped above tol, early exits on a stable prediction not counted', labelNames: ['model'], registers });
     this.diverged = new Counter({ name: 'deq_solver_diverged_total', help: 'Samples whose residual blew up or became non-finite', labelNames: ['model'], registers });
+    this.earlyExits = new Counter({ name: 'deq_solver_early_exits_total', help: 'Samples stopped on a stable prediction (stop_mode "prediction"), before tol', labelNames: ['model'], registers });
     this.deadlineStops = new Counter({ name: 'deq_solver_deadline_stops_total', help: 'Solves cut short by the request deadline', labelNames: ['model'], registers });
     this.errors = new Counter({ name: 'deq_errors_total', help: 'Error responses by catalogue code', labelNames: ['code'], registers });
     const rowBuckets = [1, 2, 4, 8, 16, 32, 64, 128];
@@ -92,7 +94,10 @@ export class ServerMetrics {
       if (Number.isFinite(s.residual[i])) this.residual.observe({ model, method }, s.residual[i]);
     }
     const sum = summarizeSolve(s);
-    if (sum.rows > sum.converged) this.notConverged.inc({ model }, sum.rows - sum.converged);
+    let early = 0;
+    for (let i = 0; i < s.end.length; i++) if (s.end[i] === RowEnd.Predicted) early++;
+    if (early) this.earlyExits.inc({ model }, early);
+    if (sum.rows > sum.converged + early) this.notConverged.inc({ model }, sum.rows - sum.converged - early);
     if (sum.diverged) this.diverged.inc({ model }, sum.diverged);
     if (s.stopped) this.deadlineStops.inc({ model });
   }

@@ -4,7 +4,7 @@ import { tensorInputs, V2_DATATYPE } from '../../pipelines/tensor.js';
 import { modelInputs, modelOutputs, type TensorSpec } from '../../runtime/index.js';
 import { findModel, type ServedModel } from '../models.js';
 import { elementCount, jsonTensorStream } from '../json-stream.js';
-import { runSolve } from '../solve.js';
+import { runSolve, solverSummary, SOLVER_SUMMARY_SCHEMA } from '../solve.js';
 import { requestControl, solverParamsSchema, type WireSolverOptions } from '../solver-options.js';
 import type { ServerConfig } from '../config.js';
 import { isReady, type ServerState } from '../state.js';
@@ -82,6 +82,9 @@ const INFER_RESPONSE = {
         all_converged: { type: 'boolean' },
         deadline_exceeded: { type: 'boolean' },
         queue_ms: { type: 'number' }, solve_ms: { type: 'number' },
+        patience: { type: 'integer' }, prediction_tol: { type: 'number' }, prediction_margin: { type: 'number' },
+        stop_reason: SOLVER_SUMMARY_SCHEMA.properties.stop_reasons,
+        trace: SOLVER_SUMMARY_SCHEMA.properties.trace,
       },
     },
     outputs: {
@@ -172,6 +175,7 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
       throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed after the solve (queue ${Math.round(result.queueMs)} ms, worker ${Math.round(result.timing.totalMs)} ms), before the response was written`);
     }
     const s = result.solver;
+    const summary = solverSummary(result);
     const allBinary = body.parameters?.binary_data_output === true;
     const binaryOut = new Set((body.outputs ?? []).filter((o) => o.parameters?.binary_data === true).map((o) => o.name));
     const binaries: (Float32Array | BigInt64Array)[] = [];
@@ -180,7 +184,7 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
       model_version: m.manifest.version ?? '1',
       ...(body.id !== undefined ? { id: body.id } : {}),
       parameters: {
-        solver: result.options.method, tol: result.options.tol, max_iter: result.options.maxIter, stop_mode: result.options.stopMode,
+        solver: result.options.method, tol: result.options.tol, max_iter: result.options.maxIter, stop_mode: summary.stop_mode,
         iterations: Array.from(s.iterations),
         residual: Array.from(s.residual, (r) => (Number.isFinite(r) ? r : null)),
         converged: Array.from(s.converged, (c) => c === 1),
@@ -188,6 +192,9 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
         all_converged: s.converged.every((c) => c === 1),
         deadline_exceeded: s.stopped,
         queue_ms: result.queueMs, solve_ms: result.timing.solveMs,
+        ...(summary.patience !== undefined ? { patience: summary.patience, prediction_tol: summary.prediction_tol, prediction_margin: summary.prediction_margin } : {}),
+        stop_reason: summary.stop_reasons,
+        ...(summary.trace ? { trace: summary.trace } : {}),
       },
       outputs: wanted.map((name) => {
         const t = result.outputs[name];
