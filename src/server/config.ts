@@ -48,6 +48,10 @@ export interface ServerConfig {
   shutdownGraceMs: number;
   retryAfterS: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Fixed-point response cache budget in bytes; 0: off. */
+  cacheBytes: number;
+  /** Models the cache serves; empty: every model (when cacheBytes > 0). */
+  cacheModels: string[];
 }
 
 type Kind = 'int' | 'number' | 'string' | 'list' | 'bool';
@@ -111,6 +115,8 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   shutdownGraceMs: 10_000,
   retryAfterS: 1,
   logLevel: 'info',
+  cacheBytes: 0,
+  cacheModels: [],
 });
 
 /** Every setting: its flag, its environment variable and what it means (docs/server.md mirrors this). */
@@ -150,6 +156,8 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   { key: 'shutdownGraceMs', flag: '--shutdown-grace-ms', env: 'DEQ_SHUTDOWN_GRACE_MS', kind: 'int', help: 'time in-flight requests get to finish after SIGTERM' },
   { key: 'retryAfterS', flag: '--retry-after-s', env: 'DEQ_RETRY_AFTER_S', kind: 'int', help: 'Retry-After seconds sent with 503 DEQ_ERR_QUEUE_FULL' },
   { key: 'logLevel', flag: '--log-level', env: 'DEQ_LOG_LEVEL', kind: 'string', help: 'pino log level' },
+  { key: 'cacheBytes', flag: '--cache-bytes', env: 'DEQ_CACHE_BYTES', kind: 'int', help: 'fixed-point response cache budget in bytes, LRU (0 = off): a repeated request (same model, version, input bytes and solver settings) is answered without a solve' },
+  { key: 'cacheModels', flag: '--cache-models', env: 'DEQ_CACHE_MODELS', kind: 'list', help: 'comma-separated models the response cache serves; empty = every model' },
 ]);
 
 const positiveInt = { type: 'integer', minimum: 1 } as const;
@@ -194,6 +202,8 @@ const CONFIG_SCHEMA = {
     shutdownGraceMs: { type: 'integer', minimum: 0 },
     retryAfterS: { type: 'integer', minimum: 0 },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+    cacheBytes: { type: 'integer', minimum: 0, maximum: 2 ** 40 },
+    cacheModels: { type: 'array', uniqueItems: true, items: { type: 'string', minLength: 1 } },
   },
 } as const;
 

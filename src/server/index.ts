@@ -1,8 +1,10 @@
 import type { FastifyInstance } from 'fastify';
+import { DeqError } from '../errors.js';
 import { buildApp, type AppOptions } from './app.js';
 import { describeConfig, type ServerConfig } from './config.js';
 import { discoverModels } from './models.js';
 import { WorkerPool } from './pool.js';
+import { FixedPointCache } from './response-cache.js';
 import { installSignalHandlers } from './signals.js';
 import type { ServerState } from './state.js';
 
@@ -55,7 +57,10 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
       maxRows: config.batchRows, maxQueueDelayMs: config.maxQueueDelayMs, requestShare: config.requestShare,
     },
   });
-  const state: ServerState = { config, models, pool, loaded: false, closing: false };
+  const unknownCached = config.cacheModels.filter((m) => !models.has(m));
+  if (unknownCached.length) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting --cache-models: no model named ${unknownCached.join(', ')} (serving ${[...models.keys()].join(', ')})`, { setting: 'cacheModels' });
+  const cache = new FixedPointCache(config.cacheBytes, config.cacheModels);
+  const state: ServerState = { config, models, pool, cache, loaded: false, closing: false };
   const app = await buildApp(state, opts);
   const log = app.log;
   pool.logger = log;

@@ -39,6 +39,8 @@ export interface PoolOptions {
 export interface PoolResult extends InferReply {
   /** Time spent waiting: for a worker, then (batching) for a place in a solve. */
   queueMs: number;
+  /** Answered from the fixed-point response cache: no solve ran (server/response-cache.ts). */
+  cached?: boolean;
 }
 
 /** Batching statistics from the workers, for metrics. */

@@ -5,6 +5,7 @@ import type { RunOptions } from '../pipelines/text-scoring.js';
 import type { ServedModel } from './models.js';
 import type { PoolResult } from './pool.js';
 import type { InferJob } from './protocol.js';
+import { FixedPointCache } from './response-cache.js';
 
 /**
  * The `solver` object of a response. Over several rows (a text scored in
@@ -22,6 +23,8 @@ export interface SolverSummary {
   diverged: boolean;
   /** The request deadline cut the solve short (policy "best-effort"). */
   deadline_exceeded: boolean;
+  /** Answered from the fixed-point response cache, with no solve. */
+  cached?: boolean;
   /** stop_mode "prediction": its settings. */
   patience?: number;
   prediction_tol?: number;
@@ -44,6 +47,18 @@ export async function runSolve(req: FastifyRequest, model: ServedModel, job: Inf
   // A request of several solves (/score windows) may reach its deadline between them
   // ("best-effort" still runs them: each stops at once with its best iterate).
   if (deq.config.onDeadline === 'error' && Date.now() >= job.deadline) throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed ${whereTimeWent(req, spent)}, before its next solve was queued`);
+  // Traces are per request and large: they are neither served from the cache nor stored.
+  const cache = deq.cache?.enabled(model.name) && !job.solver.trace ? deq.cache : undefined;
+  const key = cache && FixedPointCache.key(model.name, model.manifest.version ?? '1', job);
+  if (cache && key) {
+    const hit = cache.get(key);
+    if (hit) {
+      metrics.cacheHits.inc({ model: model.name });
+      req.logFields.solve = { cache: 'hit' };
+      return { ...hit, cached: true, queueMs: 0, timing: { injectMs: 0, solveMs: 0, cellMs: 0, headMs: 0, totalMs: 0 } };
+    }
+    metrics.cacheMisses.inc({ model: model.name });
+  }
   let result: PoolResult;
   try {
     // A client that goes away frees its place in the queue, or its solver rows (batching).
@@ -62,6 +77,8 @@ export async function runSolve(req: FastifyRequest, model: ServedModel, job: Inf
     }
     throw err;
   }
+  // A solve a deadline cut short is not the answer to these settings: not stored.
+  if (cache && key && !result.solver.stopped) for (const m of cache.put(key, model.name, result)) metrics.cacheEvictions.inc({ model: m });
   spent.solves++;
   spent.queueMs += result.queueMs;
   spent.workerMs += result.timing.totalMs;
@@ -88,6 +105,7 @@ export function solverSummary(r: Pick<PoolResult, 'solver' | 'options'>): Solver
     ...(o.patience > 0 ? { stop_mode: 'prediction', patience: o.patience, prediction_tol: o.predictionTol, prediction_margin: o.predictionMargin } : {}),
     stop_reasons: Array.from(s.end, (e) => STOP_REASONS[e] ?? 'deadline'),
     ...(trace ? { trace } : {}),
+    ...((r as { cached?: boolean }).cached ? { cached: true } : {}),
   };
 }
 
@@ -133,6 +151,7 @@ export const SOLVER_SUMMARY_SCHEMA = {
     converged: { type: 'boolean' },
     diverged: { type: 'boolean' },
     deadline_exceeded: { type: 'boolean' },
+    cached: { type: 'boolean' },
     patience: { type: 'integer' },
     prediction_tol: { type: 'number' },
     prediction_margin: { type: 'number' },

@@ -18,6 +18,9 @@ export class ServerMetrics {
   readonly diverged: Counter<'model'>;
   readonly deadlineStops: Counter<'model'>;
   readonly earlyExits: Counter<'model'>;
+  readonly cacheHits: Counter<'model'>;
+  readonly cacheMisses: Counter<'model'>;
+  readonly cacheEvictions: Counter<'model'>;
   readonly errors: Counter<'code'>;
   readonly batchRows: Histogram<'model'>;
   readonly batchJoins: Histogram<'model'>;
@@ -25,7 +28,7 @@ export class ServerMetrics {
   readonly batchPositions: Counter<'model'>;
   readonly batchPadPositions: Counter<'model'>;
 
-  constructor(state: Pick<ServerState, 'models' | 'pool' | 'config'>) {
+  constructor(state: Pick<ServerState, 'models' | 'pool' | 'config' | 'cache'>) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'deq_' });
     // Histograms, not summaries: they aggregate across replicas.
@@ -61,7 +64,19 @@ export class ServerMetrics {
     this.batchPositions = new Counter({ name: 'deq_batch_positions_total', help: 'Sequence positions evaluated by cell runs of padded models (state.pad), padding included (batching)', labelNames: ['model'], registers });
     this.batchPadPositions = new Counter({ name: 'deq_batch_pad_positions_total', help: 'Of deq_batch_positions_total, the padding positions (batching)', labelNames: ['model'], registers });
     this.batchLeaves = new Histogram({ name: 'deq_batch_leaves', help: 'Samples that left a solve while others ran on, per solve (batching)', labelNames: ['model'], buckets: [0, ...rowBuckets], registers });
+    this.cacheHits = new Counter({ name: 'deq_cache_hits_total', help: 'Requests (solves) answered from the fixed-point response cache, with no solve', labelNames: ['model'], registers });
+    this.cacheMisses = new Counter({ name: 'deq_cache_misses_total', help: 'Cacheable solves not found in the response cache', labelNames: ['model'], registers });
+    this.cacheEvictions = new Counter({ name: 'deq_cache_evictions_total', help: 'Response cache entries evicted (least recently used) to make room', labelNames: ['model'], registers });
     const { pool, models, config } = state;
+    const { cache } = state;
+    new Gauge({
+      name: 'deq_cache_bytes', help: 'Bytes the response cache holds (its budget: --cache-bytes)', labelNames: ['model'], registers,
+      collect() { if (cache) for (const m of models.keys()) if (cache.enabled(m)) this.set({ model: m }, cache.usage(m).bytes); },
+    });
+    new Gauge({
+      name: 'deq_cache_entries', help: 'Answers the response cache holds', labelNames: ['model'], registers,
+      collect() { if (cache) for (const m of models.keys()) if (cache.enabled(m)) this.set({ model: m }, cache.usage(m).entries); },
+    });
     // The settings that decide throughput, as labels of a constant 1 (the `_info` idiom), so a
     // dashboard or a load test (bench http) can say what it measured.
     new Gauge({
