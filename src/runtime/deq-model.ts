@@ -29,6 +29,8 @@ export interface InferRequest {
   solver?: Partial<SolverOptions>;
   /** Also return the fixed point z* (batch × state), e.g. to compare solves. */
   returnState?: boolean;
+  /** Called after each iteration for every sample evaluated in it (SolverOptions.onIteration; a classifier's label is its top-1). */
+  onIteration?: (sample: number, iteration: number, residual: number, label: number) => void;
 }
 
 /** Why a model cannot label its iterates (early exit, label trace), or null when it can. */
@@ -155,10 +157,13 @@ export class DeqModel {
     const ws = this.#takeWorkspace(prep.options, batch, n);
     const o = prep.options;
     // The head labels iterates only when the request needs it: early exit, or a trace of a classifier.
-    const labeler = o.patience > 0 || (o.trace && this.canLabel) ? this.#freeLabelers.get(String(batch))?.pop() ?? this.labeler(prep, batch) : undefined;
+    const labeler = o.patience > 0 || ((o.trace || req.onIteration) && this.canLabel) ? this.#freeLabelers.get(String(batch))?.pop() ?? this.labeler(prep, batch) : undefined;
     let result: SolveResult;
     try {
-      const options = labeler ? { ...o, predict: (zz: Float32Array, want: Uint8Array, labels: Int32Array, margins: Float64Array) => labeler.run(zz, want, labels, margins) } : o;
+      const options = {
+        ...o, onIteration: req.onIteration,
+        ...(labeler ? { predict: (zz: Float32Array, want: Uint8Array, labels: Int32Array, margins: Float64Array) => labeler.run(zz, want, labels, margins) } : {}),
+      };
       result = await solve((zz, out, active) => cells.run(zz, out, active), batch, n, z, options, ws);
     } finally {
       this.#returnWorkspace(ws);

@@ -321,8 +321,8 @@ export class Scheduler {
       patience: o.patience,
       predictionTol: o.predictionTol,
       predictionMargin: o.predictionMargin,
-      trace: o.trace,
-      traceLabels: o.trace && this.model.canLabel,
+      trace: o.trace || job.req.onIteration !== undefined,
+      traceLabels: (o.trace || job.req.onIteration !== undefined) && this.model.canLabel,
     });
     g.slotJob[slot] = job;
     g.slotRow[slot] = row;
@@ -384,6 +384,13 @@ export class Scheduler {
     }
     g.turns++;
     session.advance();
+    // Rows still in a slot were evaluated this turn (new ones were admitted before it, stopped ones leave below).
+    for (let s = 0; s < g.slotJob.length; s++) {
+      const job = g.slotJob[s];
+      if (!job?.req.onIteration) continue;
+      const it = session.iterations[s];
+      job.req.onIteration(g.slotRow[s], it, session.trace[s]![it - 1], session.traceLabels[s]?.[it - 1] ?? -1);
+    }
     const stillRunning = session.activeCount > 0;
     const finished: Job[] = [];
     for (let k = 0; k < session.endedCount; k++) {

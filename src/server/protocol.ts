@@ -53,6 +53,18 @@ export interface InferJob {
   solver: RequestSolver;
   /** Absolute deadline, Date.now() milliseconds (the one clock main and workers share). */
   deadline: number;
+  /** Report every iteration as it happens ('progress' messages): a client watches the solve (server-sent events). */
+  stream?: boolean;
+}
+
+/** One sample's state after one iteration, as a 'progress' message carries it. */
+export interface IterationEvent {
+  sample: number;
+  iteration: number;
+  /** Residual of the iterate just evaluated (in the stop mode); null when not finite. */
+  residual: number | null;
+  /** Classifiers: the top-1 class of that iterate. */
+  top1?: number;
 }
 
 /** Per-sample solver outcome as it crosses the worker boundary (the traces only when the request asked). */
@@ -86,6 +98,8 @@ export type FromWorker =
   | { type: 'ready'; models: { name: string; provider: string; solverKernel: string; warmupMs: number }[] }
   | { type: 'fatal'; error: SerializedError }
   | { type: 'result'; id: number; reply: InferReply }
+  /** A streamed job's iterations since the last progress message (InferJob.stream). */
+  | { type: 'progress'; id: number; events: IterationEvent[] }
   | { type: 'error'; id: number; error: SerializedError }
   /**
    * Batching statistics since the last report: rows per cell run; joins and leaves per ended

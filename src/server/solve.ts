@@ -4,7 +4,7 @@ import { STOP_REASONS, summarizeSolve, type SolveSummary, type StopReason } from
 import type { RunOptions } from '../pipelines/text-scoring.js';
 import type { ServedModel } from './models.js';
 import type { PoolResult } from './pool.js';
-import type { InferJob } from './protocol.js';
+import type { InferJob, IterationEvent } from './protocol.js';
 import { FixedPointCache } from './response-cache.js';
 
 /**
@@ -39,7 +39,7 @@ export interface SolverSummary {
  * Runs one request's solve on the pool, records metrics, and applies the
  * deadline policy: "error" turns a solve the deadline cut short into 504.
  */
-export async function runSolve(req: FastifyRequest, model: ServedModel, job: InferJob): Promise<PoolResult> {
+export async function runSolve(req: FastifyRequest, model: ServedModel, job: InferJob, onProgress?: (events: IterationEvent[]) => void): Promise<PoolResult> {
   const { deq, metrics } = req.server;
   req.logFields = { ...req.logFields, model: model.name, batch: job.batch };
   let spent = SPENT.get(req);
@@ -47,8 +47,9 @@ export async function runSolve(req: FastifyRequest, model: ServedModel, job: Inf
   // A request of several solves (/score windows) may reach its deadline between them
   // ("best-effort" still runs them: each stops at once with its best iterate).
   if (deq.config.onDeadline === 'error' && Date.now() >= job.deadline) throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed ${whereTimeWent(req, spent)}, before its next solve was queued`);
+  if (onProgress) job.stream = true;
   // Traces are per request and large: they are neither served from the cache nor stored.
-  const cache = deq.cache?.enabled(model.name) && !job.solver.trace ? deq.cache : undefined;
+  const cache = deq.cache?.enabled(model.name) && !job.solver.trace && !job.stream ? deq.cache : undefined;
   const key = cache && FixedPointCache.key(model.name, model.manifest.version ?? '1', job);
   if (cache && key) {
     const hit = cache.get(key);
@@ -67,7 +68,7 @@ export async function runSolve(req: FastifyRequest, model: ServedModel, job: Inf
     const onClose = () => gone.abort();
     socket?.once('close', onClose);
     try {
-      result = await deq.pool.submit(model.name, job, gone.signal);
+      result = await deq.pool.submit(model.name, job, gone.signal, onProgress);
     } finally {
       socket?.off('close', onClose);
     }

@@ -27,18 +27,20 @@ export async function solve(
   const ws = workspace && workspace.fits(opts.method, batch, n, opts.history)
     ? workspace
     : new SolverWorkspace(opts.method, batch, n, opts.history);
-  const { predict } = opts;
+  const { predict, onIteration } = opts;
   if (opts.patience > 0 && !predict) throw new RangeError('patience (early exit on a stable prediction) needs a predict function');
   const session = new SolveSession(ws, opts);
   for (let i = 0; i < batch; i++) {
     session.admit(i, {
       tol: sampleTol ? sampleTol[i] : opts.tol, maxIter: sampleMaxIter ? sampleMaxIter[i] : opts.maxIter, stopMode: opts.stopMode,
-      patience: opts.patience, predictionTol: opts.predictionTol, predictionMargin: opts.predictionMargin, traceLabels: predict !== undefined,
+      patience: opts.patience, predictionTol: opts.predictionTol, predictionMargin: opts.predictionMargin,
+      trace: opts.trace || onIteration !== undefined, traceLabels: predict !== undefined,
     }, z.subarray(i * n, (i + 1) * n));
   }
 
   let calls = 0;
   let stopped = false;
+  const evaluated = onIteration ? new Uint8Array(batch) : null;
   while (session.activeCount > 0) {
     if (calls > 0 && opts.shouldStop?.()) {
       stopped = true;
@@ -48,7 +50,15 @@ export async function solve(
     calls++;
     const want = predict && session.predictionMask();
     if (want) await predict(ws.z, want, session.prediction, session.predictionMargin);
+    evaluated?.set(ws.active);
     session.advance();
+    if (evaluated) {
+      for (let i = 0; i < batch; i++) {
+        if (!evaluated[i]) continue;
+        const it = session.iterations[i];
+        onIteration!(i, it, session.trace[i]![it - 1], session.traceLabels[i]?.[it - 1] ?? -1);
+      }
+    }
   }
   for (let i = 0; i < batch; i++) z.set(session.bestRow(i), i * n);
 

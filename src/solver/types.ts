@@ -68,6 +68,12 @@ export interface SolverOptions {
   trace?: boolean;
   /** Labels iterates, for `patience` and the label trace (see PredictFn). Per call. */
   predict?: PredictFn;
+  /**
+   * Called after every iteration for each sample evaluated in it: the sample's evaluation
+   * count, the residual of the iterate just evaluated, and its label (−1 without `predict`).
+   * For watching a solve live (server-sent events). Per call; keeps per-sample traces.
+   */
+  onIteration?: (sample: number, iteration: number, residual: number, label: number) => void;
   /** Polled between iterations; returning true stops the solve (deadlines). */
   shouldStop?: () => boolean;
 }
@@ -94,7 +100,7 @@ export interface SolveResult {
 }
 
 /** Options that have no default: they are per call. */
-type PerCall = 'shouldStop' | 'sampleTol' | 'sampleMaxIter' | 'predict';
+type PerCall = 'shouldStop' | 'sampleTol' | 'sampleMaxIter' | 'predict' | 'onIteration';
 
 export const SOLVER_DEFAULTS: Readonly<Required<Omit<SolverOptions, PerCall>>> = Object.freeze({
   method: 'broyden',

@@ -7,6 +7,7 @@ import { runSolve, solverSummary, SOLVER_SUMMARY_SCHEMA } from '../solve.js';
 import { requestControl, solverParamsSchema, type WireSolverOptions } from '../solver-options.js';
 import type { ServerConfig } from '../config.js';
 import type { ServerState } from '../state.js';
+import { sendEventStream, wantsEventStream, type ProgressSink } from '../event-stream.js';
 
 interface PredictBody {
   inputs: Record<string, unknown>;
@@ -47,7 +48,7 @@ const PREDICT_RESPONSE = {
 export const predictRoutes: FastifyPluginAsync<{ state: ServerState }> = async (app, { state }) => {
   app.post<{ Params: { name: string }; Body: PredictBody }>('/v1/models/:name/predict', {
     schema: { body: predictBody(state.config), response: { 200: PREDICT_RESPONSE } },
-  }, async (req) => {
+  }, async (req, reply) => {
     const t0 = performance.now();
     const model = findModel(state.models, req.params.name);
     const m = model.manifest;
@@ -59,20 +60,24 @@ export const predictRoutes: FastifyPluginAsync<{ state: ServerState }> = async (
     for (const name of wanted) {
       if (!available.includes(name)) throw new DeqError('DEQ_ERR_INVALID_INPUT', `unknown output ${quote(name)}; ${model.name} has ${available.join(', ')}`);
     }
-    const result = await runSolve(req, model, { ...batch, outputs: wanted, solver: control.solver, deadline: control.deadline });
-    const outputs: Record<string, unknown> = {};
-    const shapes: Record<string, number[]> = {};
-    for (const name of wanted) {
-      const o = nestedOutput(result.outputs[name], unbatched);
-      outputs[name] = o.data;
-      shapes[name] = o.shape;
-    }
-    return {
-      model: model.name,
-      outputs,
-      shapes,
-      solver: solverSummary(result),
-      timing: { queue_ms: result.queueMs, solve_ms: result.timing.solveMs, total_ms: performance.now() - t0 },
+    const answer = async (progress?: ProgressSink) => {
+      const result = await runSolve(req, model, { ...batch, outputs: wanted, solver: control.solver, deadline: control.deadline }, progress);
+      const outputs: Record<string, unknown> = {};
+      const shapes: Record<string, number[]> = {};
+      for (const name of wanted) {
+        const o = nestedOutput(result.outputs[name], unbatched);
+        outputs[name] = o.data;
+        shapes[name] = o.shape;
+      }
+      return {
+        model: model.name,
+        outputs,
+        shapes,
+        solver: solverSummary(result),
+        timing: { queue_ms: result.queueMs, solve_ms: result.timing.solveMs, total_ms: performance.now() - t0 },
+      };
     };
+    if (wantsEventStream(req)) return sendEventStream(reply, answer);
+    return answer();
   });
 };
