@@ -96,22 +96,23 @@ for (const r of reports) {
 }
 if (out) {
   await mkdir(dirname(out), { recursive: true });
-  const svg = basename(out).replace(/\.md$/, '') + '.svg';
   const colors = ['#d62728', '#1f77b4', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
-  const series = [];
-  reports.forEach((r, i) => {
+  // One plot per model: accuracy (linear) against mean NFE, each stop rule a line through its settings.
+  for (const r of reports) {
+    const series = [];
     const base = r.rows.filter((x) => x.kind === 'budget' || x.kind === 'default').sort((a, b) => a.nfe - b.nfe);
-    series.push({ label: `${r.name}: max_iter budgets, default stop`, color: colors[2 * i], values: base.map((x) => 1 - x.accuracy), x: base.map((x) => x.nfe) });
+    series.push({ label: 'max_iter budgets, then the default stop', color: colors[0], values: base.map((x) => 100 * x.accuracy), x: base.map((x) => x.nfe) });
     const kinds = [...new Set(r.rows.filter((x) => x.kind.startsWith('prediction')).map((x) => x.kind))];
-    kinds.forEach((kind, j) => {
-      const p = r.rows.filter((x) => x.kind === kind && configs.filter((c) => `prediction ${c.t} ${c.m}` === kind).length > 1).sort((a, b) => a.nfe - b.nfe);
+    kinds.forEach((kind) => {
+      const p = r.rows.filter((x) => x.kind === kind).sort((a, b) => a.nfe - b.nfe);
       if (p.length < 2) return;
       const [, t, margin] = kind.split(' ');
-      series.push({ label: `${r.name}: prediction_tol ${t}, margin ${margin}, patience ${p.map((x) => x.patience).join('/')}`, color: colors[(2 * i + 1 + j) % colors.length], values: p.map((x) => 1 - x.accuracy), x: p.map((x) => x.nfe) });
+      series.push({ label: `prediction, tol ${t}, margin ${margin}, patience ${p.map((x) => x.patience).join('/')}`, color: colors[series.length % colors.length], values: p.map((x) => 100 * x.accuracy), x: p.map((x) => x.nfe) });
     });
-  });
-  await writeFile(join(dirname(out), svg), logPlot(series, `Test error against mean NFE (${count} Fashion-MNIST test images)`, 'mean NFE per image', 'test error (1 − accuracy)'));
-  lines.push(`![test error against mean NFE](${svg})`, '');
+    const file = `${basename(out).replace(/\.md$/, '')}-${r.name}.svg`;
+    await writeFile(join(dirname(out), file), logPlot(series, `${r.name}: accuracy against mean NFE (${count} test images)`, 'mean NFE per image', 'accuracy (%)', { y: 'linear' }));
+    lines.push(`![${r.name}: accuracy against mean NFE](${file})`, '');
+  }
   await writeFile(out, lines.join('\n'));
 }
 console.log(lines.join('\n'));

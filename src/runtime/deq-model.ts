@@ -29,6 +29,11 @@ export interface InferRequest {
   solver?: Partial<SolverOptions>;
   /** Also return the fixed point z* (batch × state), e.g. to compare solves. */
   returnState?: boolean;
+  /**
+   * Warm start: the solve's initial state z₀ (batch × state, the request's length), instead of
+   * zeros. Only where the solve starts changes: each sample still stops on its own rule.
+   */
+  z0?: Float32Array;
   /** Called after each iteration for every sample evaluated in it (SolverOptions.onIteration; a classifier's label is its top-1). */
   onIteration?: (sample: number, iteration: number, residual: number, label: number) => void;
 }
@@ -153,7 +158,7 @@ export class DeqModel {
     const cells = this.#freeCells.get(cellsKey)?.pop() ?? this.cellBatch(prep, batch);
     for (let i = 0; i < batch; i++) cells.setRow(i, prep.cellArgs, i);
     const cellMs0 = cells.elapsed;
-    const z = new Float32Array(batch * n);
+    const z = req.z0 ? Float32Array.from(req.z0) : new Float32Array(batch * n);
     const ws = this.#takeWorkspace(prep.options, batch, n);
     const o = prep.options;
     // The head labels iterates only when the request needs it: early exit, or a trace of a classifier.
@@ -207,6 +212,10 @@ export class DeqModel {
       if (!available.includes(name)) throw new DeqError('DEQ_ERR_INVALID_INPUT', `unknown output "${name}" (model has ${available.join(', ')})`);
     }
     const feeds = this.#modelFeeds(req);
+    if (req.z0) {
+      const want = batch * resolveDims(m.state.shape, req.length).reduce((a, b) => a * b, 1);
+      if (!(req.z0 instanceof Float32Array) || req.z0.length !== want) throw new DeqError('DEQ_ERR_INVALID_INPUT', `the initial state must be float32 with ${want} values (batch × state), got ${req.z0.length}`);
+    }
     const inject = m.graphs.inject;
     // The cell's inputs after z: inject's outputs, or (no inject graph) the raw inputs.
     let cellArgs: Record<string, Tensor> = feeds;

@@ -314,6 +314,13 @@ export class Scheduler {
     const prep = job.prep!;
     const o = prep.options;
     g.cells.setRow(slot, prep.cellArgs, row, prep.length);
+    // A warm start's row; a padded model's own positions come first, zeros after (as setRow lays out the inputs).
+    let z0: Float32Array | undefined;
+    if (job.req.z0) {
+      const n = prep.n;
+      z0 = job.req.z0.subarray(row * n, (row + 1) * n);
+      if (g.cells.n !== n) { const padded = new Float32Array(g.cells.n); padded.set(z0); z0 = padded; }
+    }
     g.session.admit(slot, {
       tol: o.sampleTol ? o.sampleTol[row] : o.tol,
       maxIter: o.sampleMaxIter ? o.sampleMaxIter[row] : o.maxIter,
@@ -323,7 +330,7 @@ export class Scheduler {
       predictionMargin: o.predictionMargin,
       trace: o.trace || job.req.onIteration !== undefined,
       traceLabels: (o.trace || job.req.onIteration !== undefined) && this.model.canLabel,
-    });
+    }, z0);
     g.slotJob[slot] = job;
     g.slotRow[slot] = row;
     if (job.active === 0 && job.done === 0) job.admittedAt = performance.now();

@@ -449,7 +449,7 @@ export class WorkerPool {
     slot.rows += p.job.batch;
     const { job } = p;
     const transfer: ArrayBuffer[] = [];
-    const arrays = held ? [] : [...(job.input ? [job.input] : []), ...Object.values(job.inputs ?? {}), ...Object.values(job.headInputs ?? {})];
+    const arrays = held ? [] : [...(job.input ? [job.input] : []), ...Object.values(job.inputs ?? {}), ...Object.values(job.headInputs ?? {}), ...(job.z0 ? [job.z0] : [])];
     for (const v of arrays) if (!transfer.includes(v.buffer as ArrayBuffer)) transfer.push(v.buffer as ArrayBuffer);
     const msg: ToWorker = { type: 'infer', id: p.id, model: p.model, job };
     slot.worker.postMessage(msg, transfer);

@@ -53,6 +53,10 @@ export interface InferJob {
   solver: RequestSolver;
   /** Absolute deadline, Date.now() milliseconds (the one clock main and workers share). */
   deadline: number;
+  /** Warm start: the initial state, batch × state (validated on the HTTP thread). */
+  z0?: Float32Array;
+  /** Return z* with the answer. */
+  returnState?: boolean;
   /** Report every iteration as it happens ('progress' messages): a client watches the solve (server-sent events). */
   stream?: boolean;
 }
@@ -72,6 +76,8 @@ export type SolverStats = SolveResult;
 
 export interface InferReply {
   outputs: Record<string, TensorValue>;
+  /** z* per sample, when the job asked (returnState). */
+  state?: TensorValue;
   solver: SolverStats;
   options: { method: SolverMethod; tol: number; stopMode: StopMode; maxIter: number; patience: number; predictionTol: number; predictionMargin: number };
   timing: InferTiming;

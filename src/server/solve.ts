@@ -49,7 +49,8 @@ export async function runSolve(req: FastifyRequest, model: ServedModel, job: Inf
   if (deq.config.onDeadline === 'error' && Date.now() >= job.deadline) throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed ${whereTimeWent(req, spent)}, before its next solve was queued`);
   if (onProgress) job.stream = true;
   // Traces are per request and large: they are neither served from the cache nor stored.
-  const cache = deq.cache?.enabled(model.name) && !job.solver.trace && !job.stream ? deq.cache : undefined;
+  // A warm start or a returned state is per client too: not cached.
+  const cache = deq.cache?.enabled(model.name) && !job.solver.trace && !job.stream && !job.z0 && !job.returnState ? deq.cache : undefined;
   const key = cache && FixedPointCache.key(model.name, model.manifest.version ?? '1', job);
   if (cache && key) {
     const hit = cache.get(key);

@@ -59,7 +59,7 @@ function sliceJob(job: InferJob, b0: number, b1: number): InferJob {
     return v.subarray(b0 * n, b1 * n);
   };
   const each = (r?: Record<string, Float32Array | BigInt64Array>) => (r ? Object.fromEntries(Object.entries(r).map(([k, v]) => [k, part(v)])) : undefined);
-  return { ...job, batch: b1 - b0, input: job.input && part(job.input), inputs: each(job.inputs), headInputs: each(job.headInputs) };
+  return { ...job, batch: b1 - b0, input: job.input && part(job.input), inputs: each(job.inputs), headInputs: each(job.headInputs), z0: job.z0 && (part(job.z0) as Float32Array) };
 }
 
 /** Samples per slice: batch × length stays within `maxRows`. */
@@ -116,9 +116,11 @@ function joinReplies(parts: Reply[], batch: number): Reply {
     outputs[k] = { type: t.type, dims: [batch, ...t.dims.slice(1)], data: concat(parts.map((p) => p.outputs[k].data)) as typeof t.data };
   }
   const timing = { ...first.timing };
+  const state = first.state && { type: first.state.type, dims: [batch, ...first.state.dims.slice(1)], data: concat(parts.map((p) => p.state!.data as Float32Array)) };
   for (const p of parts.slice(1)) for (const k of Object.keys(timing) as (keyof typeof timing)[]) timing[k] += p.timing[k];
   return {
     outputs,
+    ...(state ? { state } : {}),
     solver: {
       iterations: concat(parts.map((p) => p.solver.iterations)),
       residual: concat(parts.map((p) => p.solver.residual)),
@@ -146,6 +148,8 @@ async function runWhole(name: string, job: InferJob, onIteration?: IterationHook
     length: job.length,
     headInputs: job.headInputs,
     outputs: job.outputs,
+    z0: job.z0,
+    returnState: job.returnState,
     onIteration,
     // Checked between solver iterations: a native run cannot be interrupted.
     solver: { ...job.solver, shouldStop: () => aborted || Date.now() >= deadline || offRunning?.cancelled === true },
@@ -160,6 +164,7 @@ function reply(result: InferResult, queueMs?: number): InferReply {
   const full = <T>(list: T[] | undefined, empty: () => T) => list && Array.from({ length: iterations.length }, (_, i) => list[i] ?? empty());
   return {
     outputs: result.outputs,
+    ...(result.state ? { state: result.state } : {}),
     solver: {
       iterations, residual, converged, diverged, end, calls, stopped,
       ...(trace ? { trace: full(trace, () => new Float64Array(0)) } : {}),
@@ -190,6 +195,7 @@ function schedule(id: number, name: string, job: InferJob): void {
     const { id: sid, result } = sched.submit({
       input: slice.input, inputs: slice.inputs, batch: slice.batch, length: slice.length, headInputs: slice.headInputs,
       outputs: slice.outputs, solver: slice.solver, deadline: slice.deadline, onIteration: hook?.(b0),
+      z0: slice.z0, returnState: slice.returnState,
     });
     ids.push(sid);
     parts.push(result.then((r) => reply(r, r.queueMs)));

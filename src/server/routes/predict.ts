@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { DeqError, quote } from '../../errors.js';
-import { nestedInputs, nestedOutput, tensorInputs } from '../../pipelines/tensor.js';
+import { nestedInputs, nestedOutput, nestedShape, stateInput, STATE_TENSOR, tensorInputs } from '../../pipelines/tensor.js';
 import { modelOutputs } from '../../runtime/index.js';
 import { findModel } from '../models.js';
 import { runSolve, solverSummary, SOLVER_SUMMARY_SCHEMA } from '../solve.js';
@@ -10,9 +10,12 @@ import type { ServerState } from '../state.js';
 import { sendEventStream, wantsEventStream, type ProgressSink } from '../event-stream.js';
 
 interface PredictBody {
+  /** Model inputs by name; `deq_state` is a warm start (the solve's initial state). */
   inputs: Record<string, unknown>;
   outputs?: string[];
   parameters?: WireSolverOptions;
+  /** Also return z* as output `deq_state` (to warm-start a later request). */
+  return_state?: boolean;
 }
 
 const predictBody = (config: Readonly<ServerConfig>) => ({
@@ -24,6 +27,7 @@ const predictBody = (config: Readonly<ServerConfig>) => ({
     outputs: { type: 'array', maxItems: 16, items: { type: 'string', maxLength: 128 } },
     // Solver settings, typed with the server caps as ranges (as v2 `parameters`); nothing else.
     parameters: { type: 'object', additionalProperties: false, properties: solverParamsSchema(config) },
+    return_state: { type: 'boolean', description: 'true or false' },
   },
 } as const);
 
@@ -53,21 +57,33 @@ export const predictRoutes: FastifyPluginAsync<{ state: ServerState }> = async (
     const model = findModel(state.models, req.params.name);
     const m = model.manifest;
     const control = requestControl(model, req.body.parameters ?? {}, state.config);
-    const { tensors, unbatched } = nestedInputs(m, req.body.inputs);
+    const { [STATE_TENSOR]: given, ...modelIns } = req.body.inputs;
+    const { tensors, unbatched } = nestedInputs(m, modelIns);
     const batch = tensorInputs(m, tensors, { maxBatch: state.config.maxBatch, vocabSize: model.vocab?.length, context: m.tokenizer?.context });
+    let z0: Float32Array | undefined;
+    if (given !== undefined) {
+      const shape = nestedShape(STATE_TENSOR, given, m.state.shape.length + 1);
+      z0 = stateInput(m, { name: STATE_TENSOR, shape: unbatched ? [1, ...shape] : shape, data: given }, batch.batch, batch.length);
+    }
+    const returnState = req.body.return_state === true;
     const available = modelOutputs(m).map((o) => o.name);
     const wanted = req.body.outputs ?? Object.values(m.outputs);
     for (const name of wanted) {
       if (!available.includes(name)) throw new DeqError('DEQ_ERR_INVALID_INPUT', `unknown output ${quote(name)}; ${model.name} has ${available.join(', ')}`);
     }
     const answer = async (progress?: ProgressSink) => {
-      const result = await runSolve(req, model, { ...batch, outputs: wanted, solver: control.solver, deadline: control.deadline }, progress);
+      const result = await runSolve(req, model, { ...batch, outputs: wanted, solver: control.solver, deadline: control.deadline, z0, returnState }, progress);
       const outputs: Record<string, unknown> = {};
       const shapes: Record<string, number[]> = {};
       for (const name of wanted) {
         const o = nestedOutput(result.outputs[name], unbatched);
         outputs[name] = o.data;
         shapes[name] = o.shape;
+      }
+      if (returnState) {
+        const o = nestedOutput(result.state!, unbatched);
+        outputs[STATE_TENSOR] = o.data;
+        shapes[STATE_TENSOR] = o.shape;
       }
       return {
         model: model.name,

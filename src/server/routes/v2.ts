@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { DeqError, quote } from '../../errors.js';
-import { tensorInputs, V2_DATATYPE } from '../../pipelines/tensor.js';
+import { stateInput, STATE_TENSOR, tensorInputs, V2_DATATYPE } from '../../pipelines/tensor.js';
 import { modelInputs, modelOutputs, type TensorSpec } from '../../runtime/index.js';
 import { findModel, type ServedModel } from '../models.js';
 import { elementCount, jsonTensorStream } from '../json-stream.js';
@@ -35,7 +35,7 @@ const inferBody = (config: Readonly<ServerConfig>) => ({
   required: ['inputs'],
   properties: {
     id: { type: 'string', maxLength: 256 },
-    parameters: { ...PARAMS_SCHEMA, properties: solverParamsSchema(config) },
+    parameters: { ...PARAMS_SCHEMA, properties: { ...solverParamsSchema(config), return_state: { type: 'boolean', description: 'true or false' } } },
     inputs: {
       type: 'array', minItems: 1, maxItems: 16,
       items: {
@@ -159,17 +159,23 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
     const body = req.body;
     const control = requestControl(m, body.parameters ?? {}, state.config);
     attachBinaryInputs(body.inputs, tails.get(req));
-    const { inputs, batch, length } = tensorInputs(m.manifest, body.inputs, {
+    // Input deq_state: a warm start (the solve's z₀); output deq_state, or parameters.return_state: z*.
+    const stateIn = body.inputs.find((t) => t.name === STATE_TENSOR);
+    const { inputs, batch, length } = tensorInputs(m.manifest, body.inputs.filter((t) => t !== stateIn), {
       maxBatch: state.config.maxBatch, vocabSize: m.vocab?.length, context: m.manifest.tokenizer?.context,
     });
+    const z0 = stateIn && stateInput(m.manifest, stateIn, batch, length);
     const headNames = modelOutputs(m.manifest).map((o) => o.name);
-    const wanted = body.outputs?.map((o) => o.name) ?? Object.values(m.manifest.outputs);
-    for (const name of wanted) if (!headNames.includes(name)) throw invalid(`unknown output ${quote(name)}; ${m.name} has ${headNames.join(', ')}`);
+    const named = body.outputs?.map((o) => o.name);
+    const returnState = body.parameters?.return_state === true || named?.includes(STATE_TENSOR) === true;
+    const wanted = named?.filter((n) => n !== STATE_TENSOR) ?? Object.values(m.manifest.outputs);
+    for (const name of wanted) if (!headNames.includes(name)) throw invalid(`unknown output ${quote(name)}; ${m.name} has ${headNames.join(', ')}, ${STATE_TENSOR}`);
+    if (wanted.length === 0) throw invalid(`ask for at least one model output besides ${STATE_TENSOR} (${m.name} has ${headNames.join(', ')})`);
     checkOutputSize(m, wanted, batch, length, state.config.maxOutputElements);
 
     const result = await runSolve(req, m, {
       inputs, batch, length, outputs: wanted,
-      solver: control.solver, deadline: control.deadline,
+      solver: control.solver, deadline: control.deadline, z0, returnState,
     });
     if (state.config.onDeadline === 'error' && Date.now() > control.deadline) {
       throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed after the solve (queue ${Math.round(result.queueMs)} ms, worker ${Math.round(result.timing.totalMs)} ms), before the response was written`);
@@ -196,8 +202,8 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
         stop_reason: summary.stop_reasons,
         ...(summary.trace ? { trace: summary.trace } : {}),
       },
-      outputs: wanted.map((name) => {
-        const t = result.outputs[name];
+      outputs: [...wanted, ...(returnState ? [STATE_TENSOR] : [])].map((name) => {
+        const t = name === STATE_TENSOR ? result.state! : result.outputs[name];
         const meta = { name, datatype: V2_DATATYPE[t.type], shape: t.dims };
         if (allBinary || binaryOut.has(name)) {
           binaries.push(t.data);
