@@ -52,6 +52,10 @@ export interface ServerConfig {
   cacheBytes: number;
   /** Models the cache serves; empty: every model (when cacheBytes > 0). */
   cacheModels: string[];
+  /** Stateful sequences (sequence_id): most live at once, bytes of state, idle timeout. */
+  maxSequences: number;
+  sequenceBytes: number;
+  sequenceIdleMs: number;
 }
 
 type Kind = 'int' | 'number' | 'string' | 'list' | 'bool';
@@ -117,6 +121,9 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   logLevel: 'info',
   cacheBytes: 0,
   cacheModels: [],
+  maxSequences: 1024,
+  sequenceBytes: 256 << 20,
+  sequenceIdleMs: 60_000,
 });
 
 /** Every setting: its flag, its environment variable and what it means (docs/server.md mirrors this). */
@@ -158,6 +165,9 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   { key: 'logLevel', flag: '--log-level', env: 'DEQ_LOG_LEVEL', kind: 'string', help: 'pino log level' },
   { key: 'cacheBytes', flag: '--cache-bytes', env: 'DEQ_CACHE_BYTES', kind: 'int', help: 'fixed-point response cache budget in bytes, LRU (0 = off): a repeated request (same model, version, input bytes and solver settings) is answered without a solve' },
   { key: 'cacheModels', flag: '--cache-models', env: 'DEQ_CACHE_MODELS', kind: 'list', help: 'comma-separated models the response cache serves; empty = every model' },
+  { key: 'maxSequences', flag: '--max-sequences', env: 'DEQ_MAX_SEQUENCES', kind: 'int', help: 'most live stateful sequences (sequence_id) kept; the least recently used makes room (0 = sequences off)' },
+  { key: 'sequenceBytes', flag: '--sequence-bytes', env: 'DEQ_SEQUENCE_BYTES', kind: 'int', help: 'bytes of fixed-point state the live sequences may hold' },
+  { key: 'sequenceIdleMs', flag: '--sequence-idle-ms', env: 'DEQ_SEQUENCE_IDLE_MS', kind: 'int', help: 'a sequence unused this long is forgotten' },
 ]);
 
 const positiveInt = { type: 'integer', minimum: 1 } as const;
@@ -204,6 +214,9 @@ const CONFIG_SCHEMA = {
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
     cacheBytes: { type: 'integer', minimum: 0, maximum: 2 ** 40 },
     cacheModels: { type: 'array', uniqueItems: true, items: { type: 'string', minLength: 1 } },
+    maxSequences: { type: 'integer', minimum: 0, maximum: 1_000_000 },
+    sequenceBytes: { type: 'integer', minimum: 0, maximum: 2 ** 40 },
+    sequenceIdleMs: positiveInt,
   },
 } as const;
 

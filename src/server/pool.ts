@@ -41,6 +41,8 @@ export interface PoolResult extends InferReply {
   queueMs: number;
   /** Answered from the fixed-point response cache: no solve ran (server/response-cache.ts). */
   cached?: boolean;
+  /** The solve started from a given initial state (InferJob.z0). */
+  warmStart?: boolean;
 }
 
 /** Batching statistics from the workers, for metrics. */

@@ -6,6 +6,7 @@ import type { ServedModel } from './models.js';
 import type { PoolResult } from './pool.js';
 import type { InferJob, IterationEvent } from './protocol.js';
 import { FixedPointCache } from './response-cache.js';
+import { resolveDims } from '../runtime/index.js';
 
 /**
  * The `solver` object of a response. Over several rows (a text scored in
@@ -25,6 +26,8 @@ export interface SolverSummary {
   deadline_exceeded: boolean;
   /** Answered from the fixed-point response cache, with no solve. */
   cached?: boolean;
+  /** The solve started from a given state (deq_state, or the request's sequence), not from zeros. */
+  warm_start?: boolean;
   /** stop_mode "prediction": its settings. */
   patience?: number;
   prediction_tol?: number;
@@ -79,6 +82,7 @@ export async function runSolve(req: FastifyRequest, model: ServedModel, job: Inf
     }
     throw err;
   }
+  if (job.z0) result = { ...result, warmStart: true };
   // A solve a deadline cut short is not the answer to these settings: not stored.
   if (cache && key && !result.solver.stopped) for (const m of cache.put(key, model.name, result)) metrics.cacheEvictions.inc({ model: m });
   spent.solves++;
@@ -98,6 +102,45 @@ export async function runSolve(req: FastifyRequest, model: ServedModel, job: Inf
   return result;
 }
 
+/** A request's place in a stateful sequence (Triton's parameter names). */
+export interface SequenceFlags {
+  id: string;
+  start: boolean;
+  end: boolean;
+}
+
+/** The sequence flags of a request's wire fields, if it names a sequence. */
+export function sequenceFlags(p: { sequence_id?: string | number; sequence_start?: unknown; sequence_end?: unknown } | undefined): SequenceFlags | undefined {
+  if (p?.sequence_id === undefined) return undefined;
+  return { id: String(p.sequence_id), start: p.sequence_start === true, end: p.sequence_end === true };
+}
+
+/** JSON Schema properties of the sequence fields. */
+export const SEQUENCE_PARAMS_SCHEMA = {
+  sequence_id: { type: ['string', 'integer'], minLength: 1, maxLength: 128, description: 'a string of 1 to 128 characters, or an integer' },
+  sequence_start: { type: 'boolean', description: 'true or false' },
+  sequence_end: { type: 'boolean', description: 'true or false' },
+} as const;
+
+/**
+ * runSolve for a request that may belong to a stateful sequence (sequence_id): its solve
+ * starts from the sequence's last z* (unless the client sent its own initial state, or the
+ * shape changed, or `sequence_start`), and its z* becomes the sequence's state
+ * (`sequence_end` forgets it). Only where the solve starts depends on the stored state.
+ */
+export async function runSequenced(req: FastifyRequest, model: ServedModel, job: InferJob, seq: SequenceFlags | undefined, onProgress?: (events: IterationEvent[]) => void): Promise<PoolResult> {
+  const store = req.server.deq.sequences;
+  if (!seq) return runSolve(req, model, job, onProgress);
+  if (!store || store.maxSequences === 0) throw new DeqError('DEQ_ERR_INVALID_INPUT', 'stateful sequences are off on this server (--max-sequences 0); send the state yourself as deq_state');
+  const dims = [job.batch, ...resolveDims(model.manifest.state.shape, job.length)];
+  const { z0 } = store.begin(model.name, seq.id, dims, seq.start);
+  // Copied: a job's arrays are transferred to the worker.
+  const run = { ...job, returnState: true, ...(job.z0 === undefined && z0 ? { z0: Float32Array.from(z0) } : {}) };
+  const result = await runSolve(req, model, run, onProgress);
+  store.finish(model.name, seq.id, dims, result.state?.data as Float32Array | undefined, seq.end);
+  return job.returnState ? result : { ...result, state: undefined };
+}
+
 /** The wire summary of a solve's samples, with the settings it ran with, why each stopped and (trace=true) its trace. */
 export function solverSummary(r: Pick<PoolResult, 'solver' | 'options'>): SolverSummary {
   const s = r.solver, o = r.options;
@@ -108,6 +151,7 @@ export function solverSummary(r: Pick<PoolResult, 'solver' | 'options'>): Solver
     stop_reasons: Array.from(s.end, (e) => STOP_REASONS[e] ?? 'deadline'),
     ...(trace ? { trace } : {}),
     ...((r as { cached?: boolean }).cached ? { cached: true } : {}),
+    ...((r as { warmStart?: boolean }).warmStart ? { warm_start: true } : {}),
   };
 }
 
@@ -154,6 +198,7 @@ export const SOLVER_SUMMARY_SCHEMA = {
     diverged: { type: 'boolean' },
     deadline_exceeded: { type: 'boolean' },
     cached: { type: 'boolean' },
+    warm_start: { type: 'boolean' },
     patience: { type: 'integer' },
     prediction_tol: { type: 'number' },
     prediction_margin: { type: 'number' },

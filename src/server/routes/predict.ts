@@ -3,7 +3,7 @@ import { DeqError, quote } from '../../errors.js';
 import { nestedInputs, nestedOutput, nestedShape, stateInput, STATE_TENSOR, tensorInputs } from '../../pipelines/tensor.js';
 import { modelOutputs } from '../../runtime/index.js';
 import { findModel } from '../models.js';
-import { runSolve, solverSummary, SOLVER_SUMMARY_SCHEMA } from '../solve.js';
+import { runSequenced, SEQUENCE_PARAMS_SCHEMA, sequenceFlags, solverSummary, SOLVER_SUMMARY_SCHEMA } from '../solve.js';
 import { requestControl, solverParamsSchema, type WireSolverOptions } from '../solver-options.js';
 import type { ServerConfig } from '../config.js';
 import type { ServerState } from '../state.js';
@@ -16,6 +16,10 @@ interface PredictBody {
   parameters?: WireSolverOptions;
   /** Also return z* as output `deq_state` (to warm-start a later request). */
   return_state?: boolean;
+  /** A stateful sequence: each request starts from the last one's z* (docs/solver.md). */
+  sequence_id?: string | number;
+  sequence_start?: boolean;
+  sequence_end?: boolean;
 }
 
 const predictBody = (config: Readonly<ServerConfig>) => ({
@@ -28,6 +32,7 @@ const predictBody = (config: Readonly<ServerConfig>) => ({
     // Solver settings, typed with the server caps as ranges (as v2 `parameters`); nothing else.
     parameters: { type: 'object', additionalProperties: false, properties: solverParamsSchema(config) },
     return_state: { type: 'boolean', description: 'true or false' },
+    ...SEQUENCE_PARAMS_SCHEMA,
   },
 } as const);
 
@@ -72,7 +77,7 @@ export const predictRoutes: FastifyPluginAsync<{ state: ServerState }> = async (
       if (!available.includes(name)) throw new DeqError('DEQ_ERR_INVALID_INPUT', `unknown output ${quote(name)}; ${model.name} has ${available.join(', ')}`);
     }
     const answer = async (progress?: ProgressSink) => {
-      const result = await runSolve(req, model, { ...batch, outputs: wanted, solver: control.solver, deadline: control.deadline, z0, returnState }, progress);
+      const result = await runSequenced(req, model, { ...batch, outputs: wanted, solver: control.solver, deadline: control.deadline, z0, returnState }, sequenceFlags(req.body), progress);
       const outputs: Record<string, unknown> = {};
       const shapes: Record<string, number[]> = {};
       for (const name of wanted) {

@@ -4,7 +4,7 @@ import { stateInput, STATE_TENSOR, tensorInputs, V2_DATATYPE } from '../../pipel
 import { modelInputs, modelOutputs, type TensorSpec } from '../../runtime/index.js';
 import { findModel, type ServedModel } from '../models.js';
 import { elementCount, jsonTensorStream } from '../json-stream.js';
-import { runSolve, solverSummary, SOLVER_SUMMARY_SCHEMA } from '../solve.js';
+import { runSequenced, SEQUENCE_PARAMS_SCHEMA, sequenceFlags, solverSummary, SOLVER_SUMMARY_SCHEMA } from '../solve.js';
 import { requestControl, solverParamsSchema, type WireSolverOptions } from '../solver-options.js';
 import type { ServerConfig } from '../config.js';
 import { isReady, type ServerState } from '../state.js';
@@ -35,7 +35,7 @@ const inferBody = (config: Readonly<ServerConfig>) => ({
   required: ['inputs'],
   properties: {
     id: { type: 'string', maxLength: 256 },
-    parameters: { ...PARAMS_SCHEMA, properties: { ...solverParamsSchema(config), return_state: { type: 'boolean', description: 'true or false' } } },
+    parameters: { ...PARAMS_SCHEMA, properties: { ...solverParamsSchema(config), return_state: { type: 'boolean', description: 'true or false' }, ...SEQUENCE_PARAMS_SCHEMA } },
     inputs: {
       type: 'array', minItems: 1, maxItems: 16,
       items: {
@@ -84,6 +84,7 @@ const INFER_RESPONSE = {
         queue_ms: { type: 'number' }, solve_ms: { type: 'number' },
         patience: { type: 'integer' }, prediction_tol: { type: 'number' }, prediction_margin: { type: 'number' },
         stop_reason: SOLVER_SUMMARY_SCHEMA.properties.stop_reasons,
+        warm_start: { type: 'boolean' },
         trace: SOLVER_SUMMARY_SCHEMA.properties.trace,
       },
     },
@@ -173,10 +174,10 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
     if (wanted.length === 0) throw invalid(`ask for at least one model output besides ${STATE_TENSOR} (${m.name} has ${headNames.join(', ')})`);
     checkOutputSize(m, wanted, batch, length, state.config.maxOutputElements);
 
-    const result = await runSolve(req, m, {
+    const result = await runSequenced(req, m, {
       inputs, batch, length, outputs: wanted,
       solver: control.solver, deadline: control.deadline, z0, returnState,
-    });
+    }, sequenceFlags(body.parameters as Parameters<typeof sequenceFlags>[0]));
     if (state.config.onDeadline === 'error' && Date.now() > control.deadline) {
       throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed after the solve (queue ${Math.round(result.queueMs)} ms, worker ${Math.round(result.timing.totalMs)} ms), before the response was written`);
     }
@@ -200,6 +201,7 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
         queue_ms: result.queueMs, solve_ms: result.timing.solveMs,
         ...(summary.patience !== undefined ? { patience: summary.patience, prediction_tol: summary.prediction_tol, prediction_margin: summary.prediction_margin } : {}),
         stop_reason: summary.stop_reasons,
+        ...(summary.warm_start ? { warm_start: true } : {}),
         ...(summary.trace ? { trace: summary.trace } : {}),
       },
       outputs: [...wanted, ...(returnState ? [STATE_TENSOR] : [])].map((name) => {
