@@ -2,13 +2,14 @@
 // it helps most), in every batching mode: a sample's stop, answer and label trace do not
 // depend on its company (DeqModel.infer batches, continuous and static scheduling).
 import { resolve } from 'node:path';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeqError } from '../../src/errors.js';
 import { readFashionMnist } from '../../src/eval/fashion-mnist.js';
 import { normalizePixels } from '../../src/preprocess/normalize.js';
 import { argmax, DeqModel, Scheduler, type InferResult, type ScheduledResult } from '../../src/runtime/index.js';
 import { RowEnd, type SolverOptions } from '../../src/solver/index.js';
-import { FASHION_MNIST_SLICE, TINY_LM } from '../helpers/fixtures.js';
+import { FASHION_MNIST_SLICE, TINY_IMAGE, TINY_LM } from '../helpers/fixtures.js';
 import { relDiffL2 } from '../helpers/float.js';
 
 const IMAGES = 12;
@@ -95,4 +96,39 @@ describe('early exit on fashion-mnist-plain', () => {
       await lm.release();
     }
   });
+});
+
+describe('batched equals solo with early exit, traces and warm starts on (property, tiny-image)', () => {
+  let model: DeqModel;
+  beforeAll(async () => { model = await DeqModel.load(TINY_IMAGE); });
+  afterAll(async () => { await model.release(); });
+
+  it('each request scheduled with others (continuous and static) gets its solo iterations, stop reason, label trace and logits', async () => {
+    const request = fc.record({
+      input: fc.array(fc.float({ min: -2, max: 2, noNaN: true, noDefaultInfinity: true }), { minLength: 64, maxLength: 64 }).map((a) => Float32Array.from(a)),
+      z0: fc.option(fc.array(fc.float({ min: -1, max: 1, noNaN: true, noDefaultInfinity: true }), { minLength: 64, maxLength: 64 }).map((a) => Float32Array.from(a)), { nil: undefined }),
+      solver: fc.record({
+        tol: fc.constantFrom(1e-2, 1e-3, 1e-4, 1e-5),
+        maxIter: fc.integer({ min: 2, max: 30 }),
+        patience: fc.integer({ min: 0, max: 4 }),
+        predictionTol: fc.constantFrom(0.01, 0.1, 1),
+        predictionMargin: fc.constantFrom(0, 0.3, 0.8),
+        trace: fc.boolean(),
+      }),
+    });
+    let early = 0;
+    await fc.assert(fc.asyncProperty(fc.constantFrom('continuous' as const, 'static' as const), fc.array(request, { minLength: 2, maxLength: 6 }), async (mode, reqs) => {
+      const sched = new Scheduler(model, { mode, maxRows: 4, maxQueueDelayMs: 1 });
+      const together = await Promise.all(reqs.map((r) => sched.submit({ input: r.input, batch: 1, z0: r.z0, solver: r.solver }).result));
+      for (const [i, r] of reqs.entries()) {
+        const alone = await model.infer({ input: r.input, batch: 1, z0: r.z0, solver: r.solver });
+        expect(together[i].solver.iterations[0]).toBe(alone.solver.iterations[0]);
+        expect(together[i].solver.end[0]).toBe(alone.solver.end[0]);
+        if (r.solver.trace) expect(Array.from(together[i].solver.traceLabels![0])).toEqual(Array.from(alone.solver.traceLabels![0]));
+        expect(relDiffL2(together[i].outputs.logits.data as Float32Array, alone.outputs.logits.data as Float32Array)).toBeLessThanOrEqual(1e-5);
+        if (alone.solver.end[0] === RowEnd.Predicted) early++;
+      }
+    }), { numRuns: 30, seed: 23 });
+    expect(early).toBeGreaterThanOrEqual(5); // the property covered early exits
+  }, 120_000);
 });
