@@ -116,6 +116,18 @@ describe('the response cache over HTTP', () => {
     expect(metric(m1, 'deq_solver_samples_total', 'tiny-image') - metric(m0, 'deq_solver_samples_total', 'tiny-image')).toBe(3);
   });
 
+  it('v2: a repeated request is a hit with the same outputs; other bytes are not', async () => {
+    const body = (v: number) => ({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1, 8, 8], data: Array.from({ length: 64 }, (_, i) => Math.sin(i + v)) }] });
+    const infer = async (v: number) => (await postJson(`${s.url}/v2/models/tiny-image/infer`, body(v))).json() as Promise<any>;
+    const a = await infer(0.5);
+    const b = await infer(0.5);
+    const c = await infer(0.5000001);
+    expect(a.parameters.cached).toBeUndefined();
+    expect(b.parameters.cached).toBe(true);
+    expect(b.outputs).toEqual(a.outputs);
+    expect(c.parameters.cached).toBeUndefined();
+  });
+
   it('a model the cache does not serve always solves', async () => {
     const body = { text: 'the man said .' };
     const m0 = await metrics();
