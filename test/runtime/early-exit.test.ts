@@ -9,6 +9,7 @@ import { readFashionMnist } from '../../src/eval/fashion-mnist.js';
 import { normalizePixels } from '../../src/preprocess/normalize.js';
 import { argmax, DeqModel, Scheduler, type InferResult, type ScheduledResult } from '../../src/runtime/index.js';
 import { RowEnd, type SolverOptions } from '../../src/solver/index.js';
+import { softmaxMargin } from '../../src/runtime/iterate-labels.js';
 import { FASHION_MNIST_SLICE, TINY_IMAGE, TINY_LM } from '../helpers/fixtures.js';
 import { relDiffL2 } from '../helpers/float.js';
 
@@ -131,4 +132,14 @@ describe('batched equals solo with early exit, traces and warm starts on (proper
     }), { numRuns: 30, seed: 23 });
     expect(early).toBeGreaterThanOrEqual(5); // the property covered early exits
   }, 120_000);
+});
+
+describe('softmaxMargin', () => {
+  it('is the top-1 softmax probability minus the runner-up\'s, in float64', () => {
+    const l = Float32Array.of(9, 2, 1, 0, 9);
+    const e = [Math.exp(2), Math.exp(1), 1];
+    expect(softmaxMargin(l, 1, 3)).toBeCloseTo((e[0] - e[1]) / (e[0] + e[1] + e[2]), 12);
+    expect(softmaxMargin(Float32Array.of(1, 1), 0, 2)).toBe(0);
+    expect(softmaxMargin(Float32Array.of(0, 1000), 0, 2)).toBeCloseTo(1, 12);
+  });
 });
