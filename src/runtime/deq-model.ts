@@ -34,9 +34,15 @@ export interface InferRequest {
    * zeros. Only where the solve starts changes: each sample still stops on its own rule.
    */
   z0?: Float32Array;
-  /** Called after each iteration for every sample evaluated in it (SolverOptions.onIteration; a classifier's label is its top-1). */
-  onIteration?: (sample: number, iteration: number, residual: number, label: number) => void;
+  /**
+   * Called after each iteration for every sample evaluated in it (SolverOptions.onIteration): a
+   * classifier's label is its top-1, and `top` its most probable classes (views, valid during the call).
+   */
+  onIteration?: IterationHook;
 }
+
+/** What DeqModel and the scheduler report after each iteration of a watched sample. */
+export type IterationHook = (sample: number, iteration: number, residual: number, label: number, top?: { classes: Int32Array; probabilities: Float32Array }) => void;
 
 /** Why a model cannot label its iterates (early exit, label trace), or null when it can. */
 export function labelingUnsupported(m: Manifest): string | null {
@@ -166,7 +172,8 @@ export class DeqModel {
     let result: SolveResult;
     try {
       const options = {
-        ...o, onIteration: req.onIteration,
+        ...o,
+        onIteration: req.onIteration && ((i: number, it: number, r: number, label: number) => req.onIteration!(i, it, r, label, label >= 0 ? labeler?.topK(i) : undefined)),
         ...(labeler ? { predict: (zz: Float32Array, want: Uint8Array, labels: Int32Array, margins: Float64Array) => labeler.run(zz, want, labels, margins) } : {}),
       };
       result = await solve((zz, out, active) => cells.run(zz, out, active), batch, n, z, options, ws);

@@ -3,7 +3,7 @@ export type { Bundle, GraphRole, ParityCase, ParityFile } from './bundle.js';
 export { PAD_MULTIPLE, padLength } from './cell-batch.js';
 export type { CellPadding } from './cell-batch.js';
 export { DeqModel, labelingUnsupported, resolveDims, solverDefaults } from './deq-model.js';
-export type { InferRequest, InferResult, InferTiming, TensorValue } from './deq-model.js';
+export type { InferRequest, InferResult, InferTiming, IterationHook, TensorValue } from './deq-model.js';
 export { modelInputs, modelOutputs, stateOutputs } from './manifest.js';
 export type { Manifest, GraphSpec, ImagePreprocess, StateOutput, TensorSpec, TokenizerSpec, Task } from './manifest.js';
 export { bundledProviders, DEFAULT_SESSION_CONFIG, EXECUTION_PROVIDERS } from './onnx.js';

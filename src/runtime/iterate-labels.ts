@@ -10,12 +10,18 @@ import { argmax } from './parity.js';
 export class IterateLabeler {
   readonly capacity: number;
   readonly n: number;
+  /** Classes kept per row for `topK` (watching a solve live). */
+  static readonly TOP_K = 5;
   readonly #head: OnnxGraph;
   readonly #zName: string;
   readonly #logits: string;
   readonly #tail: readonly number[];
   readonly #packed: Float32Array;
   readonly #rows: Int32Array;
+  /** Per slot: the top classes of its last labelled iterate, and their softmax probabilities. */
+  readonly #topIdx: Int32Array;
+  readonly #topP: Float32Array;
+  #k = 0;
   /** Head runs made, and the ms spent in them (metrics, benches). */
   runs = 0;
   elapsed = 0;
@@ -29,6 +35,14 @@ export class IterateLabeler {
     this.n = stateTail.reduce((a, b) => a * b, 1);
     this.#packed = new Float32Array(capacity * this.n);
     this.#rows = new Int32Array(capacity);
+    this.#topIdx = new Int32Array(capacity * IterateLabeler.TOP_K);
+    this.#topP = new Float32Array(capacity * IterateLabeler.TOP_K);
+  }
+
+  /** The top classes (most probable first) and probabilities of slot `row`'s last labelled iterate (views). */
+  topK(row: number): { classes: Int32Array; probabilities: Float32Array } {
+    const o = row * IterateLabeler.TOP_K;
+    return { classes: this.#topIdx.subarray(o, o + this.#k), probabilities: this.#topP.subarray(o, o + this.#k) };
   }
 
   /**
@@ -54,6 +68,26 @@ export class IterateLabeler {
       const row = this.#rows[j];
       labels[row] = argmax(logits.subarray(j * classes, (j + 1) * classes));
       margins[row] = softmaxMargin(logits, j * classes, classes);
+      this.#keepTop(row, logits, j * classes, classes);
+    }
+  }
+
+  // Top classes by selection (k ≤ 5 of a few classes): no sort, no allocation.
+  #keepTop(row: number, logits: Float32Array, o: number, classes: number): void {
+    const K = Math.min(IterateLabeler.TOP_K, classes), base = row * IterateLabeler.TOP_K;
+    this.#k = K;
+    let max = -Infinity, sum = 0;
+    for (let c = 0; c < classes; c++) if (logits[o + c] > max) max = logits[o + c];
+    for (let c = 0; c < classes; c++) sum += Math.exp(logits[o + c] - max);
+    for (let t = 0; t < K; t++) {
+      let best = -1;
+      for (let c = 0; c < classes; c++) {
+        let taken = false;
+        for (let u = 0; u < t; u++) if (this.#topIdx[base + u] === c) taken = true;
+        if (!taken && (best < 0 || logits[o + c] > logits[o + best])) best = c;
+      }
+      this.#topIdx[base + t] = best;
+      this.#topP[base + t] = Math.exp(logits[o + best] - max) / sum;
     }
   }
 }

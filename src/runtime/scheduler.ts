@@ -396,7 +396,8 @@ export class Scheduler {
       const job = g.slotJob[s];
       if (!job?.req.onIteration) continue;
       const it = session.iterations[s];
-      job.req.onIteration(g.slotRow[s], it, session.trace[s]![it - 1], session.traceLabels[s]?.[it - 1] ?? -1);
+      const label = session.traceLabels[s]?.[it - 1] ?? -1;
+      job.req.onIteration(g.slotRow[s], it, session.trace[s]![it - 1], label, label >= 0 ? g.labeler?.topK(s) : undefined);
     }
     const stillRunning = session.activeCount > 0;
     const finished: Job[] = [];

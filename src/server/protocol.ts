@@ -67,8 +67,10 @@ export interface IterationEvent {
   iteration: number;
   /** Residual of the iterate just evaluated (in the stop mode); null when not finite. */
   residual: number | null;
-  /** Classifiers: the top-1 class of that iterate. */
+  /** Classifiers: the top-1 class of that iterate… */
   top1?: number;
+  /** …and its most probable classes (up to 5), with softmax probabilities. */
+  top_k?: { index: number; probability: number }[];
 }
 
 /** Per-sample solver outcome as it crosses the worker boundary (the traces only when the request asked). */

@@ -3,7 +3,7 @@
 // calling thread (microsoft/onnxruntime#19611), hence a thread per worker.
 import { parentPort, workerData } from 'node:worker_threads';
 import { DeqError, isDeqError, type ErrorCode } from '../errors.js';
-import { DeqModel, modelInputs, padLength, Scheduler, TurnGate, type ExecutionProvider, type InferResult, type Manifest } from '../runtime/index.js';
+import { DeqModel, modelInputs, padLength, Scheduler, TurnGate, type ExecutionProvider, type InferResult, type IterationHook, type Manifest } from '../runtime/index.js';
 import type { SolverKernel } from '../solver/index.js';
 import type { FromWorker, InferJob, InferReply, IterationEvent, SerializedError, ToWorker, WorkerInit } from './protocol.js';
 
@@ -67,7 +67,6 @@ function slicePer(job: InferJob): number {
   return Math.max(1, Math.floor(init.maxRows / (job.length ?? 1)));
 }
 
-type IterationHook = (sample: number, iteration: number, residual: number, label: number) => void;
 
 /**
  * A streamed job's iteration hook: the samples of one iteration (reported together,
@@ -80,9 +79,13 @@ function progress(id: number | undefined, job: InferJob): ((offset: number) => I
     post({ type: 'progress', id, events: pending });
     pending = [];
   };
-  return (offset) => (sample, iteration, residual, label) => {
+  return (offset) => (sample, iteration, residual, label, top) => {
     if (pending.length === 0) queueMicrotask(flush);
-    pending.push({ sample: offset + sample, iteration, residual: Number.isFinite(residual) ? residual : null, ...(label >= 0 ? { top1: label } : {}) });
+    pending.push({
+      sample: offset + sample, iteration, residual: Number.isFinite(residual) ? residual : null,
+      ...(label >= 0 ? { top1: label } : {}),
+      ...(top ? { top_k: Array.from(top.classes, (index, k) => ({ index, probability: top.probabilities[k] })) } : {}),
+    });
   };
 }
 

@@ -35,7 +35,7 @@ for (const batching of ['off', 'on'] as const) {
 
     it('classify: one event per iteration, in order, with the traced residual and top-1, then the answer', async () => {
       const traced = await (await classify('?trace=true&tol=1e-5')).json() as any;
-      const events = await readEvents(await classify('?tol=1e-5', SSE));
+      const events = await readEvents(await classify('?tol=1e-5&top_k=2', SSE));
       const last = events.at(-1)!;
       expect(last.event).toBe('result');
       const steps = events.slice(0, -1);
@@ -44,7 +44,18 @@ for (const batching of ['off', 'on'] as const) {
       expect(steps.map((e) => e.data.samples[0].residual)).toEqual(traced.solver.trace[0].residual);
       expect(steps.map((e) => e.data.samples[0].top1)).toEqual(traced.solver.trace[0].top1);
       expect(steps.at(-1)!.data.samples[0].label).toBe(last.data.label);
-      expect(last.data.labels).toEqual(traced.labels);
+      // The current top-k of every iterate: top_k entries, most probable first, led by the top-1.
+      for (const e of steps) {
+        const [x] = e.data.samples;
+        expect(x.top_k).toHaveLength(2);
+        expect(x.top_k[0].index).toBe(x.top1);
+        expect(x.top_k[0].label).toBe(x.label);
+        expect(x.top_k[0].probability).toBeGreaterThanOrEqual(x.top_k[1].probability);
+      }
+      const final = steps.at(-1)!.data.samples[0].top_k;
+      expect(final.map((t: any) => t.label)).toEqual(last.data.labels.map((l: any) => l.label));
+      expect(final[0].probability).toBeCloseTo(last.data.labels[0].probability, 4);
+      expect(last.data.labels).toEqual(traced.labels.slice(0, 2));
       expect(last.data.solver.iterations).toBe(traced.solver.iterations);
     });
 

@@ -91,7 +91,13 @@ export const classifyRoutes: FastifyPluginAsync<{ state: ServerState }> = async 
         timing: { queue_ms: result.queueMs, solve_ms: result.timing.solveMs, total_ms: performance.now() - t0 },
       };
     };
-    if (wantsEventStream(req)) return sendEventStream(reply, answer, (e) => (e.top1 === undefined ? e : { ...e, label: classifier.labels[e.top1] }));
+    if (wantsEventStream(req)) {
+      const k = req.query.top_k ?? config.topK;
+      return sendEventStream(reply, answer, (e) => (e.top1 === undefined ? e : {
+        ...e, label: classifier.labels[e.top1],
+        ...(e.top_k ? { top_k: e.top_k.slice(0, k).map((t) => ({ ...t, label: classifier.labels[t.index] })) } : {}),
+      }));
+    }
     return answer();
   });
 };
