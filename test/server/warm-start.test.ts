@@ -43,6 +43,16 @@ for (const batching of ['off', 'on'] as const) {
       }
     });
 
+    it('/score: warm_start solves each window from the previous one, with the cold scores', async () => {
+      const text = Array.from({ length: 40 }, (_, i) => ['the', 'man', 'said', 'it', 'was', '.'][(i * 5) % 6]).join(' ');
+      const body = { text, tol: 1e-5, max_iter: 100 };
+      const cold = await json(await postJson(`${s.url}/v1/models/tiny-lm/score`, body));
+      const warm = await json(await postJson(`${s.url}/v1/models/tiny-lm/score`, { ...body, warm_start: true }));
+      expect(cold.results[0].windows).toBeGreaterThan(1);
+      expect(warm.results[0].windows).toBe(cold.results[0].windows);
+      expect(Math.abs(warm.results[0].total_logprob - cold.results[0].total_logprob)).toBeLessThan(1e-2);
+    });
+
     it('v2: input deq_state warm-starts, output deq_state returns z*; a wrong datatype or shape is a 400', async () => {
       const x = { name: 'x', datatype: 'FP32', shape: [1, 1, 8, 8], data: image(3).flat(2) };
       const cold = await json(await infer({ inputs: [x], outputs: [{ name: 'logits' }, { name: 'deq_state' }], parameters: { tol: 1e-4 } }));

@@ -11,6 +11,8 @@ import { sendEventStream, wantsEventStream, type ProgressSink } from '../event-s
 interface ScoreBody extends WireSolverOptions {
   text?: string;
   texts?: string[];
+  /** Start each window's solve from the previous window's fixed point (windows then go one at a time). */
+  warm_start?: boolean;
 }
 
 function scoreBody(config: Readonly<ServerConfig>) {
@@ -20,6 +22,7 @@ function scoreBody(config: Readonly<ServerConfig>) {
     properties: {
       text: { type: 'string' },
       texts: { type: 'array', minItems: 1, items: { type: 'string' } },
+      warm_start: { type: 'boolean', description: 'true or false' },
       ...solverParamsSchema(config),
     },
     oneOf: [{ required: ['text'], not: { required: ['texts'] } }, { required: ['texts'], not: { required: ['text'] } }],
@@ -103,7 +106,7 @@ export const scoreRoutes: FastifyPluginAsync<{ state: ServerState }> = async (ap
       // Texts are scored one after another, each in as few batched solves as its windows allow.
       const results = [];
       for (const e of encoded) {
-        const s = await scorer.scoreEncoded(e, (r) => run({ ...r, outputs: r.outputs ? [...r.outputs] : undefined, solver: control.solver, deadline: control.deadline }));
+        const s = await scorer.scoreEncoded(e, (r) => run({ ...r, outputs: r.outputs ? [...r.outputs] : undefined, solver: control.solver, deadline: control.deadline }), undefined, { warmStart: req.body.warm_start });
         text++;
         results.push({
         tokens: s.tokens,
