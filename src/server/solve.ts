@@ -5,8 +5,8 @@ import type { RunOptions } from '../pipelines/text-scoring.js';
 import type { ServedModel } from './models.js';
 import type { PoolResult } from './pool.js';
 import type { InferJob, IterationEvent } from './protocol.js';
-import { FixedPointCache } from './response-cache.js';
 import { resolveDims } from '../runtime/index.js';
+import { FixedPointCache } from './response-cache.js';
 
 /**
  * The `solver` object of a response. Over several rows (a text scored in
@@ -142,7 +142,7 @@ export async function runSequenced(req: FastifyRequest, model: ServedModel, job:
 }
 
 /** The wire summary of a solve's samples, with the settings it ran with, why each stopped and (trace=true) its trace. */
-export function solverSummary(r: Pick<PoolResult, 'solver' | 'options'>): SolverSummary {
+export function solverSummary(r: Pick<PoolResult, 'solver' | 'options' | 'cached' | 'warmStart'>): SolverSummary {
   const s = r.solver, o = r.options;
   const trace = s.trace?.map((t, i) => ({ residual: Array.from(t, (x) => (Number.isFinite(x) ? x : null)), ...(s.traceLabels ? { top1: Array.from(s.traceLabels[i]) } : {}) }));
   return {
@@ -150,8 +150,8 @@ export function solverSummary(r: Pick<PoolResult, 'solver' | 'options'>): Solver
     ...(o.patience > 0 ? { stop_mode: 'prediction', patience: o.patience, prediction_tol: o.predictionTol, prediction_margin: o.predictionMargin } : {}),
     stop_reasons: Array.from(s.end, (e) => STOP_REASONS[e] ?? 'deadline'),
     ...(trace ? { trace } : {}),
-    ...((r as { cached?: boolean }).cached ? { cached: true } : {}),
-    ...((r as { warmStart?: boolean }).warmStart ? { warm_start: true } : {}),
+    ...(r.cached ? { cached: true } : {}),
+    ...(r.warmStart ? { warm_start: true } : {}),
   };
 }
 
