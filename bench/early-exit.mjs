@@ -4,8 +4,9 @@
 // accuracy, and top-1 agreement with the default stop. NFE and agreement are counts, not timings.
 //   npm run build && node bench/early-exit.mjs [--data-dir DIR] [--limit N] [--only NAME]
 //     [--configs 3:0.1:0.8,…] [--budgets 3,5,8,10] [--batch 50] [--out docs/results/early-exit.md]
+//   node bench/early-exit.mjs --plot-from docs/results/early-exit.md   (redraws the plots from a report)
 // Each config is patience:prediction_tol:prediction_margin.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { dirname, basename, join } from 'node:path';
 import { argmax, DeqModel } from '../dist/runtime/index.js';
@@ -24,6 +25,48 @@ const B = Number(arg('--batch', '50'));
 const out = arg('--out');
 const only = arg('--only');
 const names = ['fashion-mnist-plain', 'fashion-mnist-jr'].filter((n) => !only || n === only);
+
+
+/** One plot per model beside `out`: accuracy (linear) against mean NFE, each stop rule a line through its settings. Returns the markdown that shows them. */
+async function plots(reports, out, count) {
+  const colors = ['#d62728', '#1f77b4', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
+  const md = [];
+  for (const r of reports) {
+    const series = [];
+    const base = r.rows.filter((x) => x.kind === 'budget' || x.kind === 'default').sort((a, b) => a.nfe - b.nfe);
+    series.push({ label: 'max_iter budgets, then the default stop', color: colors[0], values: base.map((x) => 100 * x.accuracy), x: base.map((x) => x.nfe) });
+    const kinds = [...new Set(r.rows.filter((x) => x.kind.startsWith('prediction')).map((x) => x.kind))];
+    kinds.forEach((kind) => {
+      const p = r.rows.filter((x) => x.kind === kind).sort((a, b) => a.nfe - b.nfe);
+      if (p.length < 2) return;
+      const [, t, margin] = kind.split(' ');
+      series.push({ label: `prediction, tol ${t}, margin ${margin}, patience ${p.map((x) => x.patience).join('/')}`, color: colors[series.length % colors.length], values: p.map((x) => 100 * x.accuracy), x: p.map((x) => x.nfe) });
+    });
+    const file = `${basename(out).replace(/\.md$/, '')}-${r.name}.svg`;
+    await writeFile(join(dirname(out), file), logPlot(series, `${r.name}: accuracy against mean NFE (${count} test images)`, 'mean NFE per image', 'accuracy (%)', { y: 'linear', legend: 'bottom' }));
+    md.push(`![${r.name}: accuracy against mean NFE](${file})`, '');
+  }
+  return md;
+}
+
+// --plot-from FILE.md: redraw the plots from a report this script wrote, without measuring again.
+const plotFrom = arg('--plot-from');
+if (plotFrom) {
+  const text = await readFile(plotFrom, 'utf8');
+  const reports = [];
+  let cur = null;
+  for (const line of text.split('\n')) {
+    const h = /^## (\S+)$/.exec(line);
+    if (h) reports.push((cur = { name: h[1], rows: [] }));
+    const m = /^\| (default stop|max_iter \d+|prediction: patience (\d+), prediction_tol (\S+), prediction_margin (\S+)) .*?\| ([\d.]+) \| [\d.]+× \| ([\d.]+)% \|/.exec(line);
+    if (!cur || !m) continue;
+    const kind = m[1].startsWith('default') ? 'default' : m[1].startsWith('max_iter') ? 'budget' : `prediction ${m[3]} ${m[4]}`;
+    cur.rows.push({ kind, patience: m[2] && Number(m[2]), nfe: Number(m[5]), accuracy: Number(m[6]) / 100 });
+  }
+  const count = Number(/Test images: (\d+)/.exec(text)?.[1]);
+  await plots(reports, plotFrom, count);
+  process.exit(0);
+}
 
 const set = await readFashionMnist('test', dataDir);
 const count = Math.min(Number(arg('--limit', String(set.count))), set.count);
@@ -96,23 +139,7 @@ for (const r of reports) {
 }
 if (out) {
   await mkdir(dirname(out), { recursive: true });
-  const colors = ['#d62728', '#1f77b4', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
-  // One plot per model: accuracy (linear) against mean NFE, each stop rule a line through its settings.
-  for (const r of reports) {
-    const series = [];
-    const base = r.rows.filter((x) => x.kind === 'budget' || x.kind === 'default').sort((a, b) => a.nfe - b.nfe);
-    series.push({ label: 'max_iter budgets, then the default stop', color: colors[0], values: base.map((x) => 100 * x.accuracy), x: base.map((x) => x.nfe) });
-    const kinds = [...new Set(r.rows.filter((x) => x.kind.startsWith('prediction')).map((x) => x.kind))];
-    kinds.forEach((kind) => {
-      const p = r.rows.filter((x) => x.kind === kind).sort((a, b) => a.nfe - b.nfe);
-      if (p.length < 2) return;
-      const [, t, margin] = kind.split(' ');
-      series.push({ label: `prediction, tol ${t}, margin ${margin}, patience ${p.map((x) => x.patience).join('/')}`, color: colors[series.length % colors.length], values: p.map((x) => 100 * x.accuracy), x: p.map((x) => x.nfe) });
-    });
-    const file = `${basename(out).replace(/\.md$/, '')}-${r.name}.svg`;
-    await writeFile(join(dirname(out), file), logPlot(series, `${r.name}: accuracy against mean NFE (${count} test images)`, 'mean NFE per image', 'accuracy (%)', { y: 'linear' }));
-    lines.push(`![${r.name}: accuracy against mean NFE](${file})`, '');
-  }
+  lines.push(...(await plots(reports, out, count)));
   await writeFile(out, lines.join('\n'));
 }
 console.log(lines.join('\n'));

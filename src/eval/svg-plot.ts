@@ -12,7 +12,7 @@ export interface Series {
  * A small standalone SVG line chart with a log10 y axis (residual against iteration, latency
  * against throughput), or a linear one (`y: 'linear'`: accuracy against NFE).
  */
-export function logPlot(series: Series[], title: string, xLabel: string, yLabel: string, opts: { y?: 'log' | 'linear' } = {}): string {
+export function logPlot(series: Series[], title: string, xLabel: string, yLabel: string, opts: { y?: 'log' | 'linear'; legend?: 'top' | 'bottom' } = {}): string {
   const linear = opts.y === 'linear';
   const W = 640, H = 400, L = 70, R = 20, T = 40, B = 50;
   const xOf = (s: Series, i: number) => (s.x ? s.x[i] : i + 1);
@@ -54,7 +54,7 @@ export function logPlot(series: Series[], title: string, xLabel: string, yLabel:
     `<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle">${escape(xLabel)}</text>`,
     `<text transform="translate(16 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle">${escape(yLabel)}</text>`,
   );
-  // The legend sits top right, as wide as its longest label (about 7 px a character at 12 px).
+  // The legend sits top right (or bottom right), as wide as its longest label (about 7 px a character at 12 px).
   const legendX = Math.max(L + 10, W - R - 24 - 7 * Math.max(0, ...series.map((s) => s.label.length)));
   series.forEach((s, k) => {
     const pts: string[] = [];
@@ -64,7 +64,8 @@ export function logPlot(series: Series[], title: string, xLabel: string, yLabel:
     }
     out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${pts.join(' ')}"/>`);
     if (s.x) for (const p of pts) { const [cx, cy] = p.split(','); out.push(`<circle cx="${cx}" cy="${cy}" r="3" fill="${s.color}"/>`); }
-    out.push(`<rect x="${legendX}" y="${T + 8 + k * 18}" width="12" height="3" fill="${s.color}"/>`, `<text x="${legendX + 18}" y="${T + 13 + k * 18}">${escape(s.label)}</text>`);
+    const ly = opts.legend === 'bottom' ? H - B - 12 - (series.length - 1 - k) * 18 : T + 8 + k * 18;
+    out.push(`<rect x="${legendX}" y="${ly}" width="12" height="3" fill="${s.color}"/>`, `<text x="${legendX + 18}" y="${ly + 5}">${escape(s.label)}</text>`);
   });
   out.push('</svg>');
   return out.join('\n') + '\n';
