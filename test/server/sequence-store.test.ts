@@ -69,5 +69,8 @@ describe('stateful sequences over HTTP', () => {
     await infer({ sequence_id: 'cam-1', sequence_end: true });
     expect((await infer({ sequence_id: 'cam-1' })).parameters.warm_start).toBeUndefined();
     expect(next.outputs.map((o: any) => o.name)).toEqual(['logits']); // the state is not returned unless asked
+    const m = await (await fetch(`${s.url}/metrics`)).text();
+    expect(Number(/^deq_sequences_live (\S+)$/m.exec(m)?.[1])).toBe(2); // cam-2, and cam-1 begun again after its end
+    expect(Number(/^deq_sequence_state_bytes (\S+)$/m.exec(m)?.[1])).toBeGreaterThan(0);
   });
 });

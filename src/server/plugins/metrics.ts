@@ -28,7 +28,7 @@ export class ServerMetrics {
   readonly batchPositions: Counter<'model'>;
   readonly batchPadPositions: Counter<'model'>;
 
-  constructor(state: Pick<ServerState, 'models' | 'pool' | 'config' | 'cache'>) {
+  constructor(state: Pick<ServerState, 'models' | 'pool' | 'config' | 'cache' | 'sequences'>) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'deq_' });
     // Histograms, not summaries: they aggregate across replicas.
@@ -68,7 +68,9 @@ export class ServerMetrics {
     this.cacheMisses = new Counter({ name: 'deq_cache_misses_total', help: 'Cacheable solves not found in the response cache', labelNames: ['model'], registers });
     this.cacheEvictions = new Counter({ name: 'deq_cache_evictions_total', help: 'Response cache entries evicted (least recently used) to make room', labelNames: ['model'], registers });
     const { pool, models, config } = state;
-    const { cache } = state;
+    const { cache, sequences } = state;
+    new Gauge({ name: 'deq_sequences_live', help: 'Stateful sequences (sequence_id) whose last fixed point is kept', registers, collect() { if (sequences) this.set(sequences.size); } });
+    new Gauge({ name: 'deq_sequence_state_bytes', help: 'Bytes of fixed-point state the live sequences hold (budget: --sequence-bytes)', registers, collect() { if (sequences) this.set(sequences.bytes); } });
     new Gauge({
       name: 'deq_cache_bytes', help: 'Bytes the response cache holds (its budget: --cache-bytes)', labelNames: ['model'], registers,
       collect() { if (cache) for (const m of models.keys()) if (cache.enabled(m)) this.set({ model: m }, cache.usage(m).bytes); },
