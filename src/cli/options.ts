@@ -10,6 +10,9 @@ export const MODEL_FLAGS = {
   solver: { type: 'string' },
   'stop-mode': { type: 'string' },
   history: { type: 'string' },
+  patience: { type: 'string' },
+  'prediction-tol': { type: 'string' },
+  'prediction-margin': { type: 'string' },
   ep: { type: 'string' },
   threads: { type: 'string' },
   json: { type: 'boolean' },
@@ -25,6 +28,10 @@ export function solverFlags(v: Values): Partial<SolverOptions> {
   if (v.history !== undefined) out.history = intFlag('--history', v.history);
   if (v.solver !== undefined) out.method = enumFlag('--solver', v.solver, SOLVER_METHODS) as SolverMethod;
   if (v['stop-mode'] !== undefined) out.stopMode = enumFlag('--stop-mode', v['stop-mode'], STOP_MODES) as StopMode;
+  // Early exit on a stable prediction (classifiers; docs/solver.md): --patience turns it on.
+  if (v.patience !== undefined) out.patience = intFlag('--patience', v.patience);
+  if (v['prediction-tol'] !== undefined) out.predictionTol = numberFlag('--prediction-tol', v['prediction-tol']);
+  if (v['prediction-margin'] !== undefined) out.predictionMargin = numberFlag('--prediction-margin', v['prediction-margin']);
   return out;
 }
 
