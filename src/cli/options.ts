@@ -1,6 +1,7 @@
 import type { ParseArgsConfig } from 'node:util';
 import { DeqError } from '../errors.js';
 import { EXECUTION_PROVIDERS, type ExecutionProvider, type SessionConfig } from '../runtime/index.js';
+import { PREDICTION_DEFAULTS } from '../server/solver-options.js';
 import { SOLVER_METHODS, STOP_MODES, type SolverMethod, type SolverOptions, type StopMode } from '../solver/index.js';
 
 /** Flags shared by every command that runs a model. */
@@ -28,10 +29,15 @@ export function solverFlags(v: Values): Partial<SolverOptions> {
   if (v.history !== undefined) out.history = intFlag('--history', v.history);
   if (v.solver !== undefined) out.method = enumFlag('--solver', v.solver, SOLVER_METHODS) as SolverMethod;
   if (v['stop-mode'] !== undefined) out.stopMode = enumFlag('--stop-mode', v['stop-mode'], STOP_MODES) as StopMode;
-  // Early exit on a stable prediction (classifiers; docs/solver.md): --patience turns it on.
-  if (v.patience !== undefined) out.patience = intFlag('--patience', v.patience);
-  if (v['prediction-tol'] !== undefined) out.predictionTol = numberFlag('--prediction-tol', v['prediction-tol']);
-  if (v['prediction-margin'] !== undefined) out.predictionMargin = numberFlag('--prediction-margin', v['prediction-margin']);
+  // Early exit on a stable prediction (classifiers; docs/solver.md): --patience turns it on,
+  // with the server's measured defaults for the other two.
+  if (v.patience !== undefined) {
+    out.patience = intFlag('--patience', v.patience);
+    out.predictionTol = v['prediction-tol'] !== undefined ? numberFlag('--prediction-tol', v['prediction-tol']) : PREDICTION_DEFAULTS.predictionTol;
+    out.predictionMargin = v['prediction-margin'] !== undefined ? numberFlag('--prediction-margin', v['prediction-margin']) : PREDICTION_DEFAULTS.predictionMargin;
+  } else if (v['prediction-tol'] !== undefined || v['prediction-margin'] !== undefined) {
+    throw usage('--prediction-tol and --prediction-margin need --patience');
+  }
   return out;
 }
 
