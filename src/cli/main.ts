@@ -7,6 +7,7 @@ import { SOLVER_PLACEMENTS, type SolverPlacement } from '../runtime/index.js';
 
 const MODEL_OPTIONS = `Model options:
   --tol X  --max-iter N  --solver broyden|anderson|fixed-point  --stop-mode abs|rel  --history M
+  --patience K [--prediction-tol X] [--prediction-margin P]   early exit on a stable top-1 (classifiers)
   --ep cpu|webgpu|cuda[,fallback…]  --threads N`;
 
 /** Each command's usage, printed by `deq-serve <command> --help` and, in short, by `deq-serve --help`. */

@@ -1,6 +1,7 @@
 import type { ParseArgsConfig } from 'node:util';
 import { DeqError } from '../errors.js';
 import { EXECUTION_PROVIDERS, type ExecutionProvider, type SessionConfig } from '../runtime/index.js';
+import { PREDICTION_DEFAULTS } from '../server/solver-options.js';
 import { SOLVER_METHODS, STOP_MODES, type SolverMethod, type SolverOptions, type StopMode } from '../solver/index.js';
 
 /** Flags shared by every command that runs a model. */
@@ -10,6 +11,9 @@ export const MODEL_FLAGS = {
   solver: { type: 'string' },
   'stop-mode': { type: 'string' },
   history: { type: 'string' },
+  patience: { type: 'string' },
+  'prediction-tol': { type: 'string' },
+  'prediction-margin': { type: 'string' },
   ep: { type: 'string' },
   threads: { type: 'string' },
   json: { type: 'boolean' },
@@ -25,6 +29,15 @@ export function solverFlags(v: Values): Partial<SolverOptions> {
   if (v.history !== undefined) out.history = intFlag('--history', v.history);
   if (v.solver !== undefined) out.method = enumFlag('--solver', v.solver, SOLVER_METHODS) as SolverMethod;
   if (v['stop-mode'] !== undefined) out.stopMode = enumFlag('--stop-mode', v['stop-mode'], STOP_MODES) as StopMode;
+  // Early exit on a stable prediction (classifiers; docs/solver.md): --patience turns it on,
+  // with the server's measured defaults for the other two.
+  if (v.patience !== undefined) {
+    out.patience = intFlag('--patience', v.patience);
+    out.predictionTol = v['prediction-tol'] !== undefined ? numberFlag('--prediction-tol', v['prediction-tol']) : PREDICTION_DEFAULTS.predictionTol;
+    out.predictionMargin = v['prediction-margin'] !== undefined ? numberFlag('--prediction-margin', v['prediction-margin']) : PREDICTION_DEFAULTS.predictionMargin;
+  } else if (v['prediction-tol'] !== undefined || v['prediction-margin'] !== undefined) {
+    throw usage('--prediction-tol and --prediction-margin need --patience');
+  }
   return out;
 }
 

@@ -3,7 +3,7 @@ import { extname } from 'node:path';
 import { DeqError } from '../errors.js';
 import { TensorPipeline } from '../pipelines/tensor.js';
 import { DeqModel, modelInputs, type SessionConfig } from '../runtime/index.js';
-import type { SolverOptions } from '../solver/index.js';
+import { STOP_REASONS, type SolverOptions } from '../solver/index.js';
 import { reportFallbacks } from './fallbacks.js';
 import { fromNested, parseNpy, type NdArray } from './npy.js';
 
@@ -43,6 +43,7 @@ export async function runFile(dir: string, inputFile: string, session: Partial<S
       residual: res.solver.residual[i],
       converged: res.solver.converged[i] === 1,
       diverged: res.solver.diverged[i] === 1,
+      stop_reason: STOP_REASONS[res.solver.end[i]],
     }));
     process.stdout.write(JSON.stringify({ model: model.name, outputs, solver: { method: res.options.method, tol: res.options.tol, stop_mode: res.options.stopMode, max_iter: res.options.maxIter, samples: stats }, timing_ms: res.timing }, null, 2) + '\n');
     return 0;

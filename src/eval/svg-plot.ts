@@ -8,8 +8,12 @@ export interface Series {
   x?: ArrayLike<number>;
 }
 
-/** A small standalone SVG line chart with a log10 y axis (residual against iteration, latency against throughput). */
-export function logPlot(series: Series[], title: string, xLabel: string, yLabel: string): string {
+/**
+ * A small standalone SVG line chart with a log10 y axis (residual against iteration, latency
+ * against throughput), or a linear one (`y: 'linear'`: accuracy against NFE).
+ */
+export function logPlot(series: Series[], title: string, xLabel: string, yLabel: string, opts: { y?: 'log' | 'linear'; legend?: 'top' | 'bottom' } = {}): string {
+  const linear = opts.y === 'linear';
   const W = 640, H = 400, L = 70, R = 20, T = 40, B = 50;
   const xOf = (s: Series, i: number) => (s.x ? s.x[i] : i + 1);
   let x0 = 1, x1 = Math.max(2, ...series.map((s) => s.values.length));
@@ -19,22 +23,26 @@ export function logPlot(series: Series[], title: string, xLabel: string, yLabel:
     x1 = Math.max(x0 + 1e-9, ...all);
   }
   let lo = Infinity, hi = -Infinity;
+  const plotted = (v: number) => Number.isFinite(v) && (linear || v > 0);
   for (const s of series) for (let i = 0; i < s.values.length; i++) {
     const v = s.values[i];
-    if (v > 0 && Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    if (plotted(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
   }
   if (!Number.isFinite(lo)) { lo = 1e-6; hi = 1; }
-  const y0 = Math.floor(Math.log10(lo)), y1 = Math.ceil(Math.log10(hi)) === Math.floor(Math.log10(lo)) ? Math.floor(Math.log10(lo)) + 1 : Math.ceil(Math.log10(hi));
+  const pad = linear ? Math.max((hi - lo) * 0.08, Math.abs(hi) * 1e-3, 1e-9) : 0;
+  const y0 = linear ? lo - pad : Math.floor(Math.log10(lo));
+  const y1 = linear ? hi + pad : Math.ceil(Math.log10(hi)) === Math.floor(Math.log10(lo)) ? Math.floor(Math.log10(lo)) + 1 : Math.ceil(Math.log10(hi));
   const px = (x: number) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
-  const py = (v: number) => T + ((y1 - Math.log10(v)) / (y1 - y0)) * (H - T - B);
+  const py = (v: number) => T + ((y1 - (linear ? v : Math.log10(v))) / (y1 - y0)) * (H - T - B);
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
     `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${escape(title)}</text>`,
   ];
-  for (let e = y0; e <= y1; e++) {
-    const y = py(10 ** e);
-    out.push(`<line x1="${L}" x2="${W - R}" y1="${y}" y2="${y}" stroke="#ddd"/>`, `<text x="${L - 6}" y="${y + 4}" text-anchor="end">1e${e}</text>`);
+  const grid = linear ? Array.from({ length: 6 }, (_, k) => y0 + ((y1 - y0) * k) / 5) : Array.from({ length: y1 - y0 + 1 }, (_, k) => 10 ** (y0 + k));
+  for (const v of grid) {
+    const y = py(v);
+    out.push(`<line x1="${L}" x2="${W - R}" y1="${y}" y2="${y}" stroke="#ddd"/>`, `<text x="${L - 6}" y="${y + 4}" text-anchor="end">${linear ? Number(v.toPrecision(4)) : `1e${Math.round(Math.log10(v))}`}</text>`);
   }
   const ticks = series.some((s) => s.x)
     ? Array.from({ length: 9 }, (_, k) => x0 + ((x1 - x0) * k) / 8)
@@ -46,15 +54,18 @@ export function logPlot(series: Series[], title: string, xLabel: string, yLabel:
     `<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle">${escape(xLabel)}</text>`,
     `<text transform="translate(16 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle">${escape(yLabel)}</text>`,
   );
+  // The legend sits top right (or bottom right), as wide as its longest label (about 7 px a character at 12 px).
+  const legendX = Math.max(L + 10, W - R - 24 - 7 * Math.max(0, ...series.map((s) => s.label.length)));
   series.forEach((s, k) => {
     const pts: string[] = [];
     for (let i = 0; i < s.values.length; i++) {
       const v = s.values[i];
-      if (v > 0 && Number.isFinite(v)) pts.push(`${px(xOf(s, i)).toFixed(1)},${py(v).toFixed(1)}`);
+      if (plotted(v)) pts.push(`${px(xOf(s, i)).toFixed(1)},${py(v).toFixed(1)}`);
     }
     out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${pts.join(' ')}"/>`);
     if (s.x) for (const p of pts) { const [cx, cy] = p.split(','); out.push(`<circle cx="${cx}" cy="${cy}" r="3" fill="${s.color}"/>`); }
-    out.push(`<rect x="${W - R - 190}" y="${T + 8 + k * 18}" width="12" height="3" fill="${s.color}"/>`, `<text x="${W - R - 172}" y="${T + 13 + k * 18}">${escape(s.label)}</text>`);
+    const ly = opts.legend === 'bottom' ? H - B - 12 - (series.length - 1 - k) * 18 : T + 8 + k * 18;
+    out.push(`<rect x="${legendX}" y="${ly}" width="12" height="3" fill="${s.color}"/>`, `<text x="${legendX + 18}" y="${ly + 5}">${escape(s.label)}</text>`);
   });
   out.push('</svg>');
   return out.join('\n') + '\n';

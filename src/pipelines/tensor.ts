@@ -1,7 +1,7 @@
 // The generic tensor pipeline: named float32/int64 tensors in (v2 infer, /predict),
 // checked against the manifest's model inputs, and model outputs back as tensors.
 import { DeqError, excerpt, quote } from '../errors.js';
-import { DeqModel, modelInputs, type Manifest, type SessionConfig, type TensorSpec, type TensorValue } from '../runtime/index.js';
+import { DeqModel, modelInputs, resolveDims, type Manifest, type SessionConfig, type TensorSpec, type TensorValue } from '../runtime/index.js';
 import type { SolverOptions } from '../solver/index.js';
 
 /** One input tensor as a client sent it: row-major data (flat or nested), batch first. */
@@ -75,6 +75,26 @@ export function tensorInputs(m: Manifest, given: readonly ProvidedTensor[], limi
     throw invalid(`sequence length must be ≤ the model context ${limits.context} (got ${length})`);
   }
   return { inputs, batch, length };
+}
+
+/**
+ * The name a solver state travels under: v2's input (a warm start, z₀) and output (z*),
+ * /predict's `initial_state` and `state`. Triton's implicit state, for a DEQ.
+ */
+export const STATE_TENSOR = 'deq_state';
+
+/**
+ * A client-supplied initial state z₀ for a batch: float32 (FP32), shape [batch, …state]
+ * with the request's sequence length, finite. Anything else is DEQ_ERR_INVALID_INPUT (400).
+ */
+export function stateInput(m: Manifest, t: ProvidedTensor, batch: number, length: number | undefined): Float32Array {
+  const dims = resolveDims(m.state.shape, length);
+  if (t.datatype !== undefined && t.datatype !== 'FP32') throw invalid(`${STATE_TENSOR} must have datatype FP32 (got ${quote(String(t.datatype))})`);
+  const want = [batch, ...dims];
+  if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
+    throw invalid(`${STATE_TENSOR} must have the shape of ${m.name}'s state for this batch, [${want.join(', ')}] (got [${t.shape.join(', ')}])`);
+  }
+  return toTyped({ name: STATE_TENSOR, dtype: 'float32', shape: dims }, t.data, want.reduce((a, b) => a * b, 1)) as Float32Array;
 }
 
 /**

@@ -3,6 +3,7 @@ import { kernelForPrecision, resolveSolverOptions, solve, SolverWorkspace, type 
 import { loadBundle, type Bundle, type GraphRole } from './bundle.js';
 import { modelInputs, modelOutputs, stateOutputs, type Manifest, type TensorSpec } from './manifest.js';
 import { CellBatch, padLength, type CellPadding } from './cell-batch.js';
+import { IterateLabeler } from './iterate-labels.js';
 import { createTensor, DEFAULT_SESSION_CONFIG, OnnxGraph, type SessionConfig, type Tensor } from './onnx.js';
 import { checkDeviceOptions, DeviceSolverGraphs, solveOnDevice } from './device-solve.js';
 
@@ -29,6 +30,27 @@ export interface InferRequest {
   solver?: Partial<SolverOptions>;
   /** Also return the fixed point z* (batch × state), e.g. to compare solves. */
   returnState?: boolean;
+  /**
+   * Warm start: the solve's initial state z₀ (batch × state, the request's length), instead of
+   * zeros. Only where the solve starts changes: each sample still stops on its own rule.
+   */
+  z0?: Float32Array;
+  /**
+   * Called after each iteration for every sample evaluated in it (SolverOptions.onIteration): a
+   * classifier's label is its top-1, and `top` its most probable classes (views, valid during the call).
+   */
+  onIteration?: IterationHook;
+}
+
+/** What DeqModel and the scheduler report after each iteration of a watched sample. */
+export type IterationHook = (sample: number, iteration: number, residual: number, label: number, top?: { classes: Int32Array; probabilities: Float32Array }) => void;
+
+/** Why a model cannot label its iterates (early exit, label trace), or null when it can. */
+export function labelingUnsupported(m: Manifest): string | null {
+  const head = m.graphs.head;
+  if (!head || !m.outputs.logits) return `${m.name} has no classifier head (manifest.outputs.logits)`;
+  if (head.inputs.length !== 1 || m.state.shape.includes(-1)) return `${m.name}'s head reads more than a fixed-size z`;
+  return null;
 }
 
 export interface InferTiming {
@@ -102,6 +124,8 @@ export class DeqModel {
   /** Idle CellBatches of infer(), by batch and shape: four buffers of batch × state each, too many to allocate per request. */
   readonly #freeCells = new Map<string, CellBatch[]>();
   readonly #device: DeviceParts | null;
+  /** Idle IterateLabelers of infer(), by batch. */
+  readonly #freeLabelers = new Map<string, IterateLabeler[]>();
   /**
    * Where the solver's row algebra runs: `wasm` (SIMD kernels in float64, the default when
    * they load), `wasm-f32` (float32 SIMD kernels: the default of a bundle whose manifest
@@ -187,14 +211,23 @@ export class DeqModel {
     const cells = this.#freeCells.get(cellsKey)?.pop() ?? this.cellBatch(prep, batch);
     for (let i = 0; i < batch; i++) cells.setRow(i, prep.cellArgs, i);
     const cellMs0 = cells.elapsed;
-    const z = new Float32Array(batch * n);
+    const z = req.z0 ? Float32Array.from(req.z0) : new Float32Array(batch * n);
     const ws = this.#takeWorkspace(prep.options, batch, n);
+    const o = prep.options;
+    // The head labels iterates only when the request needs it: early exit, or a trace of a classifier.
+    const labeler = o.patience > 0 || ((o.trace || req.onIteration) && this.canLabel) ? this.#freeLabelers.get(String(batch))?.pop() ?? this.labeler(prep, batch) : undefined;
     let result: SolveResult;
     try {
-      result = await solve((zz, out, active) => cells.run(zz, out, active), batch, n, z, prep.options, ws);
+      const options = {
+        ...o,
+        onIteration: req.onIteration && ((i: number, it: number, r: number, label: number) => req.onIteration!(i, it, r, label, label >= 0 ? labeler?.topK(i) : undefined)),
+        ...(labeler ? { predict: (zz: Float32Array, want: Uint8Array, labels: Int32Array, margins: Float64Array) => labeler.run(zz, want, labels, margins) } : {}),
+      };
+      result = await solve((zz, out, active) => cells.run(zz, out, active), batch, n, z, options, ws);
     } finally {
       this.#returnWorkspace(ws);
       keepSpare(this.#freeCells, cellsKey, cells);
+      if (labeler) keepSpare(this.#freeLabelers, String(batch), labeler);
     }
     const cellMs = cells.elapsed - cellMs0;
     const t2 = performance.now();
@@ -229,11 +262,19 @@ export class DeqModel {
     } catch (err) {
       throw new DeqError('DEQ_ERR_INVALID_SOLVER_OPTION', (err as Error).message);
     }
+    if (options.patience > 0) {
+      const why = labelingUnsupported(m);
+      if (why) throw new DeqError('DEQ_ERR_INVALID_SOLVER_OPTION', `stop_mode "prediction" needs a classifier: ${why}`);
+    }
     const available = modelOutputs(m).map((o) => o.name);
     for (const name of req.outputs ?? []) {
       if (!available.includes(name)) throw new DeqError('DEQ_ERR_INVALID_INPUT', `unknown output "${name}" (model has ${available.join(', ')})`);
     }
     const feeds = this.#modelFeeds(req);
+    if (req.z0) {
+      const want = batch * resolveDims(m.state.shape, req.length).reduce((a, b) => a * b, 1);
+      if (!(req.z0 instanceof Float32Array) || req.z0.length !== want) throw new DeqError('DEQ_ERR_INVALID_INPUT', `the initial state must be float32 with ${want} values (batch × state), got ${req.z0.length}`);
+    }
     const inject = m.graphs.inject;
     // The cell's inputs after z: inject's outputs, or (no inject graph) the raw inputs.
     let cellArgs: Record<string, Tensor> = feeds;
@@ -281,6 +322,17 @@ export class DeqModel {
       prep.cellArgs.map((t, a) => ({ type: t.type as 'float32' | 'int64', tail: padded(t.dims, padding?.args[a] === true) })),
       padding,
     );
+  }
+
+  /** Whether the head can label iterates (a classifier whose head reads z alone): labelingUnsupported. */
+  get canLabel(): boolean {
+    return labelingUnsupported(this.manifest) === null;
+  }
+
+  /** The head's top-1 on iterates of `capacity` slots laid out like `prep` (canLabel must hold). */
+  labeler(prep: Prepared, capacity: number): IterateLabeler {
+    const head = this.manifest.graphs.head!;
+    return new IterateLabeler(this.#graphs.head!, { z: head.inputs[0].name, logits: this.manifest.outputs.logits }, capacity, prep.stateDims.slice(1));
   }
 
   /** The last phase: the head on z* (batch × n), or slices of z* when the bundle has no head. */
@@ -378,7 +430,8 @@ export class DeqModel {
     const args: Record<string, Tensor> = {};
     spec.inputs.slice(1).forEach((t, a) => { args[t.name] = prep.cellArgs[a]; });
     const t1 = performance.now();
-    const solved = await solveOnDevice({ graph: device.cell, z: spec.inputs[0].name, out: spec.outputs[0].name, args }, await graphs, prep.stateDims, prep.options);
+    const options = { ...prep.options, onIteration: req.onIteration && ((i: number, it: number, r: number) => req.onIteration!(i, it, r, -1)) };
+    const solved = await solveOnDevice({ graph: device.cell, z: spec.inputs[0].name, out: spec.outputs[0].name, args }, await graphs, prep.stateDims, options, req.z0);
     const t2 = performance.now();
     const outputs = await this.finish(prep, solved.z, req.outputs);
     const t3 = performance.now();

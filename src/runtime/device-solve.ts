@@ -5,7 +5,7 @@
 // (src/solver/session.ts): the same residuals, tolerances, caps, divergence test, restart
 // guard and lowest-residual iterate, so the answers match a host solve up to float32 rounding.
 import { DeqError } from '../errors.js';
-import type { ResolvedSolverOptions, SolveResult } from '../solver/index.js';
+import { RowEnd, type ResolvedSolverOptions, type SolveResult } from '../solver/index.js';
 import { MODE, STEP_STATE, measureGraph, readbackGraph, stepGraph, type StepState } from './device-broyden-graphs.js';
 import { createTensor, OnnxGraph, type SessionConfig, type Tensor } from './onnx.js';
 
@@ -51,6 +51,7 @@ export class DeviceSolverGraphs {
 export function checkDeviceOptions(o: ResolvedSolverOptions): void {
   if (o.method !== 'broyden') throw new DeqError('DEQ_ERR_INVALID_SOLVER_OPTION', `solver placement "device" runs method "broyden" only (got "${o.method}"); use placement "host" for it`);
   if (o.lineSearch) throw new DeqError('DEQ_ERR_INVALID_SOLVER_OPTION', 'solver placement "device" has no line search (lineSearch: true); use placement "host" for it');
+  if (o.patience > 0) throw new DeqError('DEQ_ERR_INVALID_SOLVER_OPTION', 'solver placement "device" does not label its iterates, so it cannot stop on a stable prediction (patience); use placement "host" for it');
 }
 
 export interface DeviceSolve {
@@ -70,10 +71,11 @@ export interface DeviceCell {
 }
 
 /**
- * Solves z* = f(z*) for every sample of the batch from z₀ = 0 with limited-memory Broyden,
- * its state on the cell's provider. `stateDims` is [batch, …state shape].
+ * Solves z* = f(z*) for every sample of the batch from z₀ (zeros when left out) with
+ * limited-memory Broyden, its state on the cell's provider. `stateDims` is [batch, …state shape].
+ * `opts.onIteration` hears each sample's residual per iteration, with no label (−1).
  */
-export async function solveOnDevice(cell: DeviceCell, graphs: DeviceSolverGraphs, stateDims: readonly number[], opts: ResolvedSolverOptions): Promise<DeviceSolve> {
+export async function solveOnDevice(cell: DeviceCell, graphs: DeviceSolverGraphs, stateDims: readonly number[], opts: ResolvedSolverOptions, z0?: Float32Array): Promise<DeviceSolve> {
   checkDeviceOptions(opts);
   const batch = stateDims[0], n = stateDims.slice(1).reduce((a, b) => a * b, 1), m = graphs.history;
   if (opts.history !== m) throw new RangeError(`device solver graphs are for history ${m}, options ask for ${opts.history}`);
@@ -81,8 +83,11 @@ export async function solveOnDevice(cell: DeviceCell, graphs: DeviceSolverGraphs
   const zeros = (d: readonly number[]) => createTensor('float32', new Float32Array(d.reduce((a, b) => a * b, 1)), d);
   const slot = new Float32Array(batch * m);
   for (let i = 0; i < batch; i++) slot[i * m] = 1;
+  if (z0 && z0.length !== batch * n) throw new RangeError(`z0 has ${z0.length} values, expected batch × n = ${batch * n}`);
+  // The best iterate starts at z₀, as the host solver's does (SolveSession.admit).
+  const start = () => (z0 ? createTensor('float32', Float32Array.from(z0), dims) : zeros(dims));
   const state: Record<StepState, Tensor> = {
-    z: zeros(dims), z_prev: zeros(dims), g_prev: zeros(dims), z_best: zeros(dims),
+    z: start(), z_prev: zeros(dims), g_prev: zeros(dims), z_best: start(),
     u_hist: zeros([batch, m, n]), v_hist: zeros([batch, m, n]),
     slot: createTensor('float32', slot, [batch, m]), valid: zeros([batch, m]),
   };
@@ -91,6 +96,7 @@ export async function solveOnDevice(cell: DeviceCell, graphs: DeviceSolverGraphs
 
   const iterations = new Int32Array(batch), residual = new Float64Array(batch).fill(Infinity);
   const converged = new Uint8Array(batch), diverged = new Uint8Array(batch), active = new Uint8Array(batch).fill(1);
+  const ends = new Uint8Array(batch); // RowEnd: 0 while running (or stopped from outside)
   const tol = new Float64Array(batch), maxIter = new Int32Array(batch), abs0 = new Float64Array(batch);
   const first = new Uint8Array(batch).fill(1), restarting = new Uint8Array(batch);
   for (let i = 0; i < batch; i++) {
@@ -115,17 +121,18 @@ export async function solveOnDevice(cell: DeviceCell, graphs: DeviceSolverGraphs
       if (!active[i]) continue;
       const o = 3 * i;
       // The last step left a non-finite z: the host solver ends such a row at the step, uncounted.
-      if (norms[o + 2] !== 0) { end(i, false, true); continue; }
+      if (norms[o + 2] !== 0) { end(i, RowEnd.Diverged); continue; }
       const it = ++iterations[i];
       const abs = Math.sqrt(norms[o]);
       const r = rel ? abs / (Math.sqrt(norms[o + 1]) + 1e-9) : abs;
       if (trace) trace[i][it - 1] = r;
-      if (!Number.isFinite(r)) { end(i, false, true); continue; }
+      opts.onIteration?.(i, it, r, -1);
+      if (!Number.isFinite(r)) { end(i, RowEnd.Diverged); continue; }
       if (it === 1) abs0[i] = abs;
       if (r < residual[i]) { residual[i] = r; improve[i] = 1; }
-      if (r < tol[i]) { end(i, true, false); continue; }
-      if (abs > opts.divergenceFactor * Math.max(abs0[i], 1e-12)) { end(i, false, true); continue; }
-      if (it >= maxIter[i]) { end(i, false, false); continue; }
+      if (r < tol[i]) { end(i, RowEnd.Converged); continue; }
+      if (abs > opts.divergenceFactor * Math.max(abs0[i], 1e-12)) { end(i, RowEnd.Diverged); continue; }
+      if (it >= maxIter[i]) { end(i, RowEnd.Capped); continue; }
       const start = first[i] === 1 || restarting[i] === 1;
       first[i] = 0;
       const wasRestarting = restarting[i] === 1;
@@ -142,14 +149,15 @@ export async function solveOnDevice(cell: DeviceCell, graphs: DeviceSolverGraphs
     for (const s of STEP_STATE) state[s] = next[`${s}_out`];
   }
   const z = (await graphs.readback.run({ x: state.z_best }, { y: null })).y.data as Float32Array;
-  const result: SolveResult = { iterations, residual, converged, diverged, calls, stopped };
+  const result: SolveResult = { iterations, residual, converged, diverged, end: ends, calls, stopped };
   if (trace) result.trace = trace.map((t, i) => t.slice(0, iterations[i]));
   return { z, result, cellMs };
 
-  function end(i: number, ok: boolean, bad: boolean): void {
+  function end(i: number, how: RowEnd): void {
     active[i] = 0;
     running--;
-    if (ok) converged[i] = 1;
-    if (bad) diverged[i] = 1;
+    ends[i] = how;
+    if (how === RowEnd.Converged) converged[i] = 1;
+    if (how === RowEnd.Diverged) diverged[i] = 1;
   }
 }

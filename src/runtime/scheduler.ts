@@ -1,6 +1,7 @@
 import { DeqError } from '../errors.js';
 import { SolveSession, SolverWorkspace, type ResolvedSolverOptions, type SolveResult } from '../solver/index.js';
 import type { CellBatch, CellPadding } from './cell-batch.js';
+import type { IterateLabeler } from './iterate-labels.js';
 import type { DeqModel, InferRequest, InferResult, Prepared, TensorValue } from './deq-model.js';
 import type { TurnGate } from './turn-gate.js';
 
@@ -71,7 +72,7 @@ interface Job {
   done: number;
   admittedAt: number;
   z: Float32Array | null;
-  stats: Pick<SolveResult, 'iterations' | 'residual' | 'converged' | 'diverged'> | null;
+  stats: Pick<SolveResult, 'iterations' | 'residual' | 'converged' | 'diverged' | 'end' | 'trace' | 'traceLabels'> | null;
   calls: number;
   cellMs: number;
   /** The last cell run this request took part in (Scheduler.#runs). */
@@ -87,6 +88,8 @@ interface Group {
   key: string;
   session: SolveSession;
   cells: CellBatch;
+  /** The head's top-1 on the slots' iterates (early exit, label traces); made on first need. */
+  labeler: IterateLabeler | null;
   /** The job and its row index in each slot. */
   slotJob: (Job | null)[];
   slotRow: Int32Array;
@@ -178,7 +181,8 @@ export class Scheduler {
       job.z = new Float32Array(prep.batch * prep.n);
       job.stats = {
         iterations: new Int32Array(prep.batch), residual: new Float64Array(prep.batch).fill(Infinity),
-        converged: new Uint8Array(prep.batch), diverged: new Uint8Array(prep.batch),
+        converged: new Uint8Array(prep.batch), diverged: new Uint8Array(prep.batch), end: new Uint8Array(prep.batch),
+        ...(prep.options.trace ? { trace: new Array<Float64Array>(prep.batch), ...(this.model.canLabel ? { traceLabels: new Array<Int32Array>(prep.batch) } : {}) } : {}),
       };
       this.#kick();
     }, (err: Error) => {
@@ -310,11 +314,23 @@ export class Scheduler {
     const prep = job.prep!;
     const o = prep.options;
     g.cells.setRow(slot, prep.cellArgs, row, prep.length);
+    // A warm start's row; a padded model's own positions come first, zeros after (as setRow lays out the inputs).
+    let z0: Float32Array | undefined;
+    if (job.req.z0) {
+      const n = prep.n;
+      z0 = job.req.z0.subarray(row * n, (row + 1) * n);
+      if (g.cells.n !== n) { const padded = new Float32Array(g.cells.n); padded.set(z0); z0 = padded; }
+    }
     g.session.admit(slot, {
       tol: o.sampleTol ? o.sampleTol[row] : o.tol,
       maxIter: o.sampleMaxIter ? o.sampleMaxIter[row] : o.maxIter,
       stopMode: o.stopMode,
-    });
+      patience: o.patience,
+      predictionTol: o.predictionTol,
+      predictionMargin: o.predictionMargin,
+      trace: o.trace || job.req.onIteration !== undefined,
+      traceLabels: (o.trace || job.req.onIteration !== undefined) && this.model.canLabel,
+    }, z0);
     g.slotJob[slot] = job;
     g.slotRow[slot] = row;
     if (job.active === 0 && job.done === 0) job.admittedAt = performance.now();
@@ -332,7 +348,7 @@ export class Scheduler {
     const ws = new SolverWorkspace(o.method, maxRows, cells.n, o.history, this.model.solverKernel);
     const g: Group = {
       key, session: new SolveSession(ws, { ...o, trace: false, sampleTol: undefined, sampleMaxIter: undefined }),
-      cells, slotJob: new Array(maxRows).fill(null), slotRow: new Int32Array(maxRows),
+      cells, labeler: null, slotJob: new Array(maxRows).fill(null), slotRow: new Int32Array(maxRows),
       turns: 0, joins: 0, leaves: 0, batch: new Set(),
     };
     this.#groups.set(key, g);
@@ -359,6 +375,11 @@ export class Scheduler {
     await cells.run(ws.z, ws.fz, ws.active);
     const runMs = cells.elapsed - before;
     this.#hooks.onRun?.(cells.lastRows, cells.lastPositions, cells.lastPadPositions);
+    const want = session.predictionMask();
+    if (want) {
+      g.labeler ??= this.model.labeler(g.slotJob.find((j) => j !== null)!.prep!, cells.capacity);
+      await g.labeler.run(ws.z, want, session.prediction, session.predictionMargin);
+    }
     // Each request counts the run once, however many of its rows it evaluated (no per-run allocation).
     const turn = ++this.#runs;
     for (let s = 0; s < g.slotJob.length; s++) {
@@ -370,6 +391,14 @@ export class Scheduler {
     }
     g.turns++;
     session.advance();
+    // Rows still in a slot were evaluated this turn (new ones were admitted before it, stopped ones leave below).
+    for (let s = 0; s < g.slotJob.length; s++) {
+      const job = g.slotJob[s];
+      if (!job?.req.onIteration) continue;
+      const it = session.iterations[s];
+      const label = session.traceLabels[s]?.[it - 1] ?? -1;
+      job.req.onIteration(g.slotRow[s], it, session.trace[s]![it - 1], label, label >= 0 ? g.labeler?.topK(s) : undefined);
+    }
     const stillRunning = session.activeCount > 0;
     const finished: Job[] = [];
     for (let k = 0; k < session.endedCount; k++) {
@@ -408,6 +437,9 @@ export class Scheduler {
     st.residual[r] = sess.residual[s];
     st.converged[r] = sess.converged[s];
     st.diverged[r] = sess.diverged[s];
+    st.end[r] = sess.end[s];
+    if (st.trace) st.trace[r] = sess.trace[s]!.slice(0, sess.iterations[s]);
+    if (st.traceLabels) st.traceLabels[r] = sess.traceLabels[s]!.slice(0, sess.iterations[s]);
     g.slotJob[s] = null;
     job.active--;
     job.done++;

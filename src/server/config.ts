@@ -68,6 +68,14 @@ export interface ServerConfig {
   docs: boolean;
   /** /playground: the page that shows models, predictions and solves converging. */
   playground: boolean;
+  /** Fixed-point response cache budget in bytes; 0: off. */
+  cacheBytes: number;
+  /** Models the cache serves; empty: every model (when cacheBytes > 0). */
+  cacheModels: string[];
+  /** Stateful sequences (sequence_id): most live at once, bytes of state, idle timeout. */
+  maxSequences: number;
+  sequenceBytes: number;
+  sequenceIdleMs: number;
 }
 
 type Kind = 'int' | 'number' | 'string' | 'list' | 'bool';
@@ -152,6 +160,11 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   openapi: true,
   docs: true,
   playground: true,
+  cacheBytes: 0,
+  cacheModels: [],
+  maxSequences: 1024,
+  sequenceBytes: 256 << 20,
+  sequenceIdleMs: 60_000,
 });
 
 /** Every setting: its flag, its environment variable and what it means (docs/server.md mirrors this). */
@@ -200,6 +213,11 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   { key: 'openapi', flag: '--openapi', env: 'DEQ_OPENAPI', kind: 'bool', help: 'serve the OpenAPI 3.1 document at /openapi.json' },
   { key: 'docs', flag: '--docs', env: 'DEQ_DOCS', kind: 'bool', help: 'serve interactive docs (Swagger UI) at /docs; needs --openapi' },
   { key: 'playground', flag: '--playground', env: 'DEQ_PLAYGROUND', kind: 'bool', help: 'serve the playground page at /playground' },
+  { key: 'cacheBytes', flag: '--cache-bytes', env: 'DEQ_CACHE_BYTES', kind: 'int', help: 'fixed-point response cache budget in bytes, LRU (0 = off): a repeated request (same model, version, input bytes and solver settings) is answered without a solve' },
+  { key: 'cacheModels', flag: '--cache-models', env: 'DEQ_CACHE_MODELS', kind: 'list', help: 'comma-separated models the response cache serves; empty = every model' },
+  { key: 'maxSequences', flag: '--max-sequences', env: 'DEQ_MAX_SEQUENCES', kind: 'int', help: 'most live stateful sequences (sequence_id) kept; the least recently used makes room (0 = sequences off)' },
+  { key: 'sequenceBytes', flag: '--sequence-bytes', env: 'DEQ_SEQUENCE_BYTES', kind: 'int', help: 'bytes of fixed-point state the live sequences may hold' },
+  { key: 'sequenceIdleMs', flag: '--sequence-idle-ms', env: 'DEQ_SEQUENCE_IDLE_MS', kind: 'int', help: 'a sequence unused this long is forgotten' },
 ]);
 
 const positiveInt = { type: 'integer', minimum: 1 } as const;
@@ -253,6 +271,11 @@ const CONFIG_SCHEMA = {
     openapi: { type: 'boolean' },
     docs: { type: 'boolean' },
     playground: { type: 'boolean' },
+    cacheBytes: { type: 'integer', minimum: 0, maximum: 2 ** 40 },
+    cacheModels: { type: 'array', uniqueItems: true, items: { type: 'string', minLength: 1 } },
+    maxSequences: { type: 'integer', minimum: 0, maximum: 1_000_000 },
+    sequenceBytes: { type: 'integer', minimum: 0, maximum: 2 ** 40 },
+    sequenceIdleMs: positiveInt,
   },
 } as const;
 

@@ -4,6 +4,8 @@ import { buildApp, type AppOptions } from './app.js';
 import { describeConfig, type ServerConfig } from './config.js';
 import { discoverModels } from './models.js';
 import { WorkerPool } from './pool.js';
+import { FixedPointCache } from './response-cache.js';
+import { SequenceStore } from './sequence-store.js';
 import { installSignalHandlers } from './signals.js';
 import type { ServerState } from './state.js';
 
@@ -56,7 +58,11 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
       maxRows: config.batchRows, maxQueueDelayMs: config.maxQueueDelayMs, requestShare: config.requestShare,
     },
   });
-  const state: ServerState = { config, models, pool, loaded: false, closing: false };
+  const unknownCached = config.cacheModels.filter((m) => !models.has(m));
+  if (unknownCached.length) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting --cache-models: no model named ${unknownCached.join(', ')} (serving ${[...models.keys()].join(', ')})`, { setting: 'cacheModels' });
+  const cache = new FixedPointCache(config.cacheBytes, config.cacheModels);
+  const sequences = new SequenceStore({ maxSequences: config.maxSequences, maxBytes: config.sequenceBytes, idleMs: config.sequenceIdleMs });
+  const state: ServerState = { config, models, pool, cache, sequences, loaded: false, closing: false };
   const app = await buildApp(state, opts);
   const log = app.log;
   pool.logger = log;

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { DeqError } from '../errors.js';
 import type { SolverKernel } from '../solver/index.js';
-import type { BatchingConfig, FromWorker, InferJob, InferReply, ToWorker, WorkerInit } from './protocol.js';
+import type { BatchingConfig, FromWorker, InferJob, InferReply, IterationEvent, ToWorker, WorkerInit } from './protocol.js';
 
 /** Where the compiled worker entry lives: beside this file (dist/server/worker.js). */
 const WORKER_URL = new URL('./worker.js', import.meta.url);
@@ -39,6 +39,10 @@ export interface PoolOptions {
 export interface PoolResult extends InferReply {
   /** Time spent waiting: for a worker, then (batching) for a place in a solve. */
   queueMs: number;
+  /** Answered from the fixed-point response cache: no solve ran (server/response-cache.ts). */
+  cached?: boolean;
+  /** The solve started from a given initial state (InferJob.z0). */
+  warmStart?: boolean;
 }
 
 /** Batching statistics from the workers, for metrics. */
@@ -62,6 +66,8 @@ interface Pending {
   timer: NodeJS.Timeout | null;
   resolve: (r: PoolResult) => void;
   reject: (e: Error) => void;
+  /** A streamed job (InferJob.stream): its iterations as the worker reports them. */
+  onProgress?: (events: IterationEvent[]) => void;
   dispatchedAt?: number;
   /** Told to stop at its next iteration because the server is shutting down. */
   aborted?: boolean;
@@ -176,7 +182,7 @@ export class WorkerPool {
    * The job's typed arrays are transferred to the worker (unusable afterwards).
    * Aborting `signal` (the client went away) cancels it: DEQ_ERR_CANCELLED.
    */
-  submit(model: string, job: InferJob, signal?: AbortSignal): Promise<PoolResult> {
+  submit(model: string, job: InferJob, signal?: AbortSignal, onProgress?: (events: IterationEvent[]) => void): Promise<PoolResult> {
     const queue = this.#queues.get(model);
     if (!queue) return Promise.reject(new DeqError('DEQ_ERR_MODEL_NOT_FOUND', `no model named ${model}`));
     if (this.#closing) return Promise.reject(new DeqError('DEQ_ERR_SHUTTING_DOWN', 'the server is shutting down'));
@@ -188,7 +194,7 @@ export class WorkerPool {
         { retryAfterS: this.#opts.retryAfterS ?? 1 }));
     }
     return new Promise<PoolResult>((resolve, reject) => {
-      const p: Pending = { id: this.#nextId++, model, job, enqueuedAt: performance.now(), timer: null, resolve, reject };
+      const p: Pending = { id: this.#nextId++, model, job, enqueuedAt: performance.now(), timer: null, resolve, reject, onProgress };
       this.#running.set(model, this.#running.get(model)! + 1);
       signal?.addEventListener('abort', () => this.cancel(p.id), { once: true });
       if (waits) this.events.emit('enqueue', model);
@@ -280,7 +286,7 @@ export class WorkerPool {
 
   /**
    * The client of request `id` went away: a queued request leaves the queue, a running
-   * one frees its solver rows at the next iteration (batching) or runs out (off).
+   * one stops at its next iteration (batching: its rows are freed; off: the solve ends there).
    * Resolves nothing: the request's promise is rejected with DEQ_ERR_CANCELLED.
    */
   cancel(id: number): void {
@@ -365,6 +371,9 @@ export class WorkerPool {
           case 'error':
             this.#onReply(slot, msg);
             break;
+          case 'progress':
+            slot.inflight.get(msg.id)?.onProgress?.(msg.events);
+            break;
           case 'stats':
             this.events.emit('batch', { model: msg.model, rows: msg.rows, joins: msg.joins, leaves: msg.leaves, positions: msg.positions, padPositions: msg.padPositions } satisfies BatchStats);
             break;
@@ -442,7 +451,7 @@ export class WorkerPool {
     slot.rows += p.job.batch;
     const { job } = p;
     const transfer: ArrayBuffer[] = [];
-    const arrays = held ? [] : [...(job.input ? [job.input] : []), ...Object.values(job.inputs ?? {}), ...Object.values(job.headInputs ?? {})];
+    const arrays = held ? [] : [...(job.input ? [job.input] : []), ...Object.values(job.inputs ?? {}), ...Object.values(job.headInputs ?? {}), ...(job.z0 ? [job.z0] : [])];
     for (const v of arrays) if (!transfer.includes(v.buffer as ArrayBuffer)) transfer.push(v.buffer as ArrayBuffer);
     const msg: ToWorker = { type: 'infer', id: p.id, model: p.model, job };
     slot.worker.postMessage(msg, transfer);

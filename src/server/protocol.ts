@@ -32,6 +32,14 @@ export interface RequestSolver {
   tol: number;
   stopMode: StopMode;
   maxIter: number;
+  /** Early exit on a stable prediction (wire stop_mode "prediction"): iterations the top-1 must hold; 0 or absent: off. */
+  patience?: number;
+  /** The residual bound under which a stable prediction stops a sample. */
+  predictionTol?: number;
+  /** The softmax margin a stable prediction must have. */
+  predictionMargin?: number;
+  /** Return each sample's residual (and a classifier's top-1) per iteration. */
+  trace?: boolean;
 }
 
 export interface InferJob {
@@ -45,15 +53,35 @@ export interface InferJob {
   solver: RequestSolver;
   /** Absolute deadline, Date.now() milliseconds (the one clock main and workers share). */
   deadline: number;
+  /** Warm start: the initial state, batch × state (validated on the HTTP thread). */
+  z0?: Float32Array;
+  /** Return z* with the answer. */
+  returnState?: boolean;
+  /** Report every iteration as it happens ('progress' messages): a client watches the solve (server-sent events). */
+  stream?: boolean;
 }
 
-/** Per-sample solver outcome as it crosses the worker boundary (the trace never does). */
-export type SolverStats = Omit<SolveResult, 'trace'>;
+/** One sample's state after one iteration, as a 'progress' message carries it. */
+export interface IterationEvent {
+  sample: number;
+  iteration: number;
+  /** Residual of the iterate just evaluated (in the stop mode); null when not finite. */
+  residual: number | null;
+  /** Classifiers: the top-1 class of that iterate… */
+  top1?: number;
+  /** …and its most probable classes (up to 5), with softmax probabilities. */
+  top_k?: { index: number; probability: number }[];
+}
+
+/** Per-sample solver outcome as it crosses the worker boundary (the traces only when the request asked). */
+export type SolverStats = SolveResult;
 
 export interface InferReply {
   outputs: Record<string, TensorValue>;
+  /** z* per sample, when the job asked (returnState). */
+  state?: TensorValue;
   solver: SolverStats;
-  options: { method: SolverMethod; tol: number; stopMode: StopMode; maxIter: number };
+  options: { method: SolverMethod; tol: number; stopMode: StopMode; maxIter: number; patience: number; predictionTol: number; predictionMargin: number };
   timing: InferTiming;
   /** Batching: time in the worker before the request's first row joined a solve. */
   queueMs?: number;
@@ -78,6 +106,8 @@ export type FromWorker =
   | { type: 'ready'; models: { name: string; provider: string; fallbacks: string[]; solverKernel: string; warmupMs: number }[] }
   | { type: 'fatal'; error: SerializedError }
   | { type: 'result'; id: number; reply: InferReply }
+  /** A streamed job's iterations since the last progress message (InferJob.stream). */
+  | { type: 'progress'; id: number; events: IterationEvent[] }
   | { type: 'error'; id: number; error: SerializedError }
   /**
    * Batching statistics since the last report: rows per cell run; joins and leaves per ended

@@ -3,9 +3,9 @@
 // calling thread (microsoft/onnxruntime#19611), hence a thread per worker.
 import { parentPort, workerData } from 'node:worker_threads';
 import { DeqError, isDeqError, type ErrorCode } from '../errors.js';
-import { DeqModel, modelInputs, padLength, Scheduler, TurnGate, type ExecutionProvider, type InferResult, type Manifest } from '../runtime/index.js';
+import { DeqModel, modelInputs, padLength, Scheduler, TurnGate, type ExecutionProvider, type InferResult, type IterationHook, type Manifest } from '../runtime/index.js';
 import type { SolverKernel } from '../solver/index.js';
-import type { FromWorker, InferJob, InferReply, SerializedError, ToWorker, WorkerInit } from './protocol.js';
+import type { FromWorker, InferJob, InferReply, IterationEvent, SerializedError, ToWorker, WorkerInit } from './protocol.js';
 
 const port = parentPort!;
 const init = workerData as WorkerInit;
@@ -19,6 +19,8 @@ const gate = new TurnGate();
 const scheduled = new Map<number, { model: string; ids: number[] }>();
 /** Batching off: jobs run one after another on this chain; those still waiting their turn, with their deadline timers. */
 let offChain: Promise<void> = Promise.resolve();
+/** Batching off: the job running now, and whether its client went away (it stops at the next iteration). */
+let offRunning: { id: number; cancelled: boolean } | null = null;
 const offWaiting = new Map<number, NodeJS.Timeout>();
 
 /** Batching statistics since the last report, per model; flushed every STATS_MS. */
@@ -57,7 +59,7 @@ function sliceJob(job: InferJob, b0: number, b1: number): InferJob {
     return v.subarray(b0 * n, b1 * n);
   };
   const each = (r?: Record<string, Float32Array | BigInt64Array>) => (r ? Object.fromEntries(Object.entries(r).map(([k, v]) => [k, part(v)])) : undefined);
-  return { ...job, batch: b1 - b0, input: job.input && part(job.input), inputs: each(job.inputs), headInputs: each(job.headInputs) };
+  return { ...job, batch: b1 - b0, input: job.input && part(job.input), inputs: each(job.inputs), headInputs: each(job.headInputs), z0: job.z0 && (part(job.z0) as Float32Array) };
 }
 
 /** Samples per slice: batch × length stays within `maxRows`. */
@@ -65,12 +67,35 @@ function slicePer(job: InferJob): number {
   return Math.max(1, Math.floor(init.maxRows / (job.length ?? 1)));
 }
 
-/** Runs a job, in slices of samples when batch × length is over `maxRows`. */
-async function run(name: string, job: InferJob): Promise<Reply> {
+
+/**
+ * A streamed job's iteration hook: the samples of one iteration (reported together,
+ * synchronously) go out as one 'progress' message. `offset`: the first sample of a slice.
+ */
+function progress(id: number | undefined, job: InferJob): ((offset: number) => IterationHook) | undefined {
+  if (id === undefined || !job.stream) return undefined;
+  let pending: IterationEvent[] = [];
+  const flush = () => {
+    post({ type: 'progress', id, events: pending });
+    pending = [];
+  };
+  return (offset) => (sample, iteration, residual, label, top) => {
+    if (pending.length === 0) queueMicrotask(flush);
+    pending.push({
+      sample: offset + sample, iteration, residual: Number.isFinite(residual) ? residual : null,
+      ...(label >= 0 ? { top1: label } : {}),
+      ...(top ? { top_k: Array.from(top.classes, (index, k) => ({ index, probability: top.probabilities[k] })) } : {}),
+    });
+  };
+}
+
+/** Runs a job, in slices of samples when batch × length is over `maxRows`. `id`: the pool's, for progress messages. */
+async function run(name: string, job: InferJob, id?: number): Promise<Reply> {
   const per = slicePer(job);
-  if (job.batch <= per) return runWhole(name, job);
+  const hook = progress(id, job);
+  if (job.batch <= per) return runWhole(name, job, hook?.(0));
   const parts: Reply[] = [];
-  for (let b0 = 0; b0 < job.batch; b0 += per) parts.push(await runWhole(name, sliceJob(job, b0, Math.min(job.batch, b0 + per))));
+  for (let b0 = 0; b0 < job.batch; b0 += per) parts.push(await runWhole(name, sliceJob(job, b0, Math.min(job.batch, b0 + per)), hook?.(b0)));
   return joinReplies(parts, job.batch);
 }
 
@@ -94,14 +119,19 @@ function joinReplies(parts: Reply[], batch: number): Reply {
     outputs[k] = { type: t.type, dims: [batch, ...t.dims.slice(1)], data: concat(parts.map((p) => p.outputs[k].data)) as typeof t.data };
   }
   const timing = { ...first.timing };
+  const state = first.state && { type: first.state.type, dims: [batch, ...first.state.dims.slice(1)], data: concat(parts.map((p) => p.state!.data as Float32Array)) };
   for (const p of parts.slice(1)) for (const k of Object.keys(timing) as (keyof typeof timing)[]) timing[k] += p.timing[k];
   return {
     outputs,
+    ...(state ? { state } : {}),
     solver: {
       iterations: concat(parts.map((p) => p.solver.iterations)),
       residual: concat(parts.map((p) => p.solver.residual)),
       converged: concat(parts.map((p) => p.solver.converged)),
       diverged: concat(parts.map((p) => p.solver.diverged)),
+      end: concat(parts.map((p) => p.solver.end)),
+      ...(first.solver.trace ? { trace: parts.flatMap((p) => p.solver.trace!) } : {}),
+      ...(first.solver.traceLabels ? { traceLabels: parts.flatMap((p) => p.solver.traceLabels!) } : {}),
       calls: parts.reduce((a, p) => a + p.solver.calls, 0),
       stopped: parts.some((p) => p.solver.stopped),
     },
@@ -110,7 +140,7 @@ function joinReplies(parts: Reply[], batch: number): Reply {
   };
 }
 
-async function runWhole(name: string, job: InferJob) {
+async function runWhole(name: string, job: InferJob, onIteration?: IterationHook) {
   const model = models.get(name);
   if (!model) throw new DeqError('DEQ_ERR_MODEL_NOT_FOUND', `model ${name} is not loaded in this worker`);
   const { deadline } = job;
@@ -121,19 +151,29 @@ async function runWhole(name: string, job: InferJob) {
     length: job.length,
     headInputs: job.headInputs,
     outputs: job.outputs,
+    z0: job.z0,
+    returnState: job.returnState,
+    onIteration,
     // Checked between solver iterations: a native run cannot be interrupted.
-    solver: { ...job.solver, shouldStop: () => aborted || Date.now() >= deadline },
+    solver: { ...job.solver, shouldStop: () => aborted || Date.now() >= deadline || offRunning?.cancelled === true },
   });
   return reply(result);
 }
 
 function reply(result: InferResult, queueMs?: number): InferReply {
-  const { iterations, residual, converged, diverged, calls, stopped } = result.solver;
+  const { iterations, residual, converged, diverged, end, calls, stopped, trace, traceLabels } = result.solver;
   const o = result.options;
+  // Rows a deadline stopped before they were admitted have no trace: an empty one.
+  const full = <T>(list: T[] | undefined, empty: () => T) => list && Array.from({ length: iterations.length }, (_, i) => list[i] ?? empty());
   return {
     outputs: result.outputs,
-    solver: { iterations, residual, converged, diverged, calls, stopped },
-    options: { method: o.method, tol: o.tol, stopMode: o.stopMode, maxIter: o.maxIter },
+    ...(result.state ? { state: result.state } : {}),
+    solver: {
+      iterations, residual, converged, diverged, end, calls, stopped,
+      ...(trace ? { trace: full(trace, () => new Float64Array(0)) } : {}),
+      ...(traceLabels ? { traceLabels: full(traceLabels, () => new Int32Array(0)) } : {}),
+    },
+    options: { method: o.method, tol: o.tol, stopMode: o.stopMode, maxIter: o.maxIter, patience: o.patience, predictionTol: o.predictionTol, predictionMargin: o.predictionMargin },
     timing: result.timing,
     ...(queueMs === undefined ? {} : { queueMs }),
   };
@@ -150,13 +190,15 @@ function schedule(id: number, name: string, job: InferJob): void {
     return;
   }
   const per = slicePer(job);
+  const hook = progress(id, job);
   const ids: number[] = [];
   const parts: Promise<Reply>[] = [];
   for (let b0 = 0; b0 < job.batch; b0 += per) {
     const slice = job.batch <= per ? job : sliceJob(job, b0, Math.min(job.batch, b0 + per));
     const { id: sid, result } = sched.submit({
       input: slice.input, inputs: slice.inputs, batch: slice.batch, length: slice.length, headInputs: slice.headInputs,
-      outputs: slice.outputs, solver: slice.solver, deadline: slice.deadline,
+      outputs: slice.outputs, solver: slice.solver, deadline: slice.deadline, onIteration: hook?.(b0),
+      z0: slice.z0, returnState: slice.returnState,
     });
     ids.push(sid);
     parts.push(result.then((r) => reply(r, r.queueMs)));
@@ -276,15 +318,19 @@ port.on('message', (msg: ToWorker) => {
       if (timer === undefined) return; // already answered: expired or cancelled
       offWaiting.delete(id);
       clearTimeout(timer);
-      return run(model, job).then(
-        (reply) => post({ type: 'result', id, reply }),
+      const running = (offRunning = { id, cancelled: false });
+      return run(model, job, id).then(
+        (reply) => post(running.cancelled
+          ? { type: 'error', id, error: { code: 'DEQ_ERR_CANCELLED', message: 'the client went away during the solve' } }
+          : { type: 'result', id, reply }),
         (err: unknown) => post({ type: 'error', id, error: serialize(err) }),
-      );
+      ).finally(() => { offRunning = null; });
     });
   } else if (msg.type === 'abort') {
     aborted = true;
     for (const s of schedulers.values()) s.abortAll();
   } else if (msg.type === 'cancel') {
+    if (offRunning?.id === msg.id) offRunning.cancelled = true;
     const waiting = offWaiting.get(msg.id);
     if (waiting !== undefined) {
       offWaiting.delete(msg.id);

@@ -1,8 +1,8 @@
 export { resolveSolverOptions, solve } from './solve.js';
 export { defaultSolverKernel, kernelForPrecision, SOLVER_KERNELS, SolverWorkspace, type SolverKernel } from './workspace.js';
 export { SOLVER_DEFAULTS, SOLVER_METHODS, STOP_MODES } from './types.js';
-export type { FixedPointFn, ResolvedSolverOptions, SolveResult, SolverMethod, SolverOptions, StopMode } from './types.js';
+export type { FixedPointFn, PredictFn, ResolvedSolverOptions, SolveResult, SolverMethod, SolverOptions, StopMode } from './types.js';
 export { summarizeSolve } from './summary.js';
 export type { SolveRows, SolveSummary } from './summary.js';
-export { RowEnd, SolveSession } from './session.js';
-export type { RowOptions } from './session.js';
+export { RowEnd, SolveSession, STOP_REASONS } from './session.js';
+export type { RowOptions, StopReason } from './session.js';

@@ -11,10 +11,24 @@ export interface RowOptions {
   tol: number;
   maxIter: number;
   stopMode: StopMode;
+  /** Early exit: stop once the row's label has not changed for this many iterations (0: off). */
+  patience?: number;
+  /** …and its residual is below this… */
+  predictionTol?: number;
+  /** …and the label's margin (written by the caller with it) is at least this. */
+  predictionMargin?: number;
+  /** Keep the row's residual per evaluation (and its label, with `traceLabels`). Defaults to the session's `trace`. */
+  trace?: boolean;
+  /** Keep the row's label per evaluation too (the caller labels its iterates). */
+  traceLabels?: boolean;
 }
 
 /** How a row's solve ended. */
-export const enum RowEnd { Running = 0, Converged = 1, Capped = 2, Diverged = 3, Evicted = 4 }
+export const enum RowEnd { Running = 0, Converged = 1, Capped = 2, Diverged = 3, Evicted = 4, Predicted = 5 }
+
+/** The wire name of each RowEnd: why a sample stopped (Running: the solve was stopped from outside). */
+export const STOP_REASONS = Object.freeze(['deadline', 'converged', 'max_iter', 'diverged', 'deadline', 'prediction'] as const);
+export type StopReason = (typeof STOP_REASONS)[number];
 
 /**
  * A fixed-point solve whose rows come and go: the resumable form of `solve()`.
@@ -40,8 +54,26 @@ export class SolveSession {
   /** Rows that ended during the last `advance` (indices in `ended[0 … endedCount)`). */
   readonly ended: Int32Array;
   endedCount = 0;
-  /** Per-row residual after each evaluation, when opts.trace (allocates per row). */
+  /** Per-row residual after each evaluation, when the row asked for a trace (allocates per row). */
   readonly trace: (Float64Array | null)[];
+  /** Per-row label after each evaluation, when the row asked for `traceLabels`. */
+  readonly traceLabels: (Int32Array | null)[];
+  /**
+   * The label of each row's current iterate: written by the caller before `advance` for the
+   * rows `predictionMask()` lists (e.g. the head's top-1 on ws.z).
+   */
+  readonly prediction: Int32Array;
+  /** How sure the caller is of each label (a classifier's softmax margin), written with `prediction`. */
+  readonly predictionMargin: Float64Array;
+  readonly #patience: Int32Array;
+  readonly #predictionTol: Float64Array;
+  readonly #minMargin: Float64Array;
+  /** Iterations in a row the label has not changed. */
+  readonly #streak: Int32Array;
+  readonly #lastLabel: Int32Array;
+  /** Rows that need a label per iteration (early exit or label trace), and the mask handed out. */
+  readonly #wantsLabel: Uint8Array;
+  readonly #mask: Uint8Array;
   readonly #tol: Float64Array;
   readonly #maxIter: Int32Array;
   readonly #rel: Uint8Array;
@@ -62,6 +94,16 @@ export class SolveSession {
     this.end = new Uint8Array(b);
     this.ended = new Int32Array(b);
     this.trace = new Array(b).fill(null);
+    this.traceLabels = new Array(b).fill(null);
+    this.prediction = new Int32Array(b);
+    this.predictionMargin = new Float64Array(b);
+    this.#patience = new Int32Array(b);
+    this.#predictionTol = new Float64Array(b);
+    this.#minMargin = new Float64Array(b);
+    this.#streak = new Int32Array(b);
+    this.#lastLabel = new Int32Array(b);
+    this.#wantsLabel = new Uint8Array(b);
+    this.#mask = new Uint8Array(b);
     this.#tol = new Float64Array(b);
     this.#maxIter = new Int32Array(b);
     this.#rel = new Uint8Array(b);
@@ -107,8 +149,28 @@ export class SolveSession {
     ws.head[slot] = 0;
     ws.alpha[slot] = 1;
     ws.restart[slot] = 0;
-    if (this.opts.trace) this.trace[slot] = new Float64Array(row.maxIter);
+    const patience = row.patience ?? 0;
+    this.#patience[slot] = patience;
+    this.#predictionTol[slot] = row.predictionTol ?? this.opts.predictionTol;
+    this.#minMargin[slot] = row.predictionMargin ?? this.opts.predictionMargin;
+    this.#streak[slot] = 0;
+    this.#lastLabel[slot] = -1;
+    const trace = row.trace ?? this.opts.trace;
+    this.trace[slot] = trace ? new Float64Array(row.maxIter) : null;
+    this.traceLabels[slot] = trace && row.traceLabels ? new Int32Array(row.maxIter) : null;
+    this.#wantsLabel[slot] = patience > 0 || this.traceLabels[slot] !== null ? 1 : 0;
     ws.active[slot] = 1;
+  }
+
+  /**
+   * The active rows whose current iterate needs a label before the next `advance`
+   * (the caller writes `prediction` for them), or null when none does.
+   */
+  predictionMask(): Uint8Array | null {
+    const { active } = this.ws;
+    let any = 0;
+    for (let i = 0; i < this.ws.batch; i++) any |= this.#mask[i] = active[i] & this.#wantsLabel[i];
+    return any ? this.#mask : null;
   }
 
   /** Stops a running row where it is (deadline, client gone); its best iterate stays readable. */
@@ -211,6 +273,16 @@ export class SolveSession {
     this.#residualNow = r;
     const t = this.trace[i];
     if (t) t[it - 1] = r;
+    let stable = false;
+    if (this.#wantsLabel[i]) {
+      const label = this.prediction[i];
+      const tl = this.traceLabels[i];
+      if (tl) tl[it - 1] = label;
+      this.#streak[i] = it > 1 && label === this.#lastLabel[i] ? this.#streak[i] + 1 : 0;
+      this.#lastLabel[i] = label;
+      const k = this.#patience[i];
+      stable = k > 0 && this.#streak[i] >= k && r < this.#predictionTol[i] && this.predictionMargin[i] >= this.#minMargin[i];
+    }
     if (!Number.isFinite(r)) return RowEnd.Diverged;
     if (it === 1) ws.abs0[i] = abs;
     if (r < this.residual[i]) {
@@ -219,6 +291,13 @@ export class SolveSession {
       else copyRow(ws.z, o, this.#best!, o, n);
     }
     if (r < this.#tol[i]) return RowEnd.Converged;
+    if (stable) {
+      // The answer is the iterate whose label was judged stable, not an earlier lower-residual one.
+      this.residual[i] = r;
+      if (w) w.k.copy(w.zBest + 4 * o, w.z + 4 * o, 4 * n);
+      else copyRow(ws.z, o, this.#best!, o, n);
+      return RowEnd.Predicted;
+    }
     if (abs > this.opts.divergenceFactor * Math.max(ws.abs0[i], 1e-12)) return RowEnd.Diverged;
     return it >= this.#maxIter[i] ? RowEnd.Capped : RowEnd.Running;
   }

@@ -27,13 +27,20 @@ export async function solve(
   const ws = workspace && workspace.fits(opts.method, batch, n, opts.history)
     ? workspace
     : new SolverWorkspace(opts.method, batch, n, opts.history);
+  const { predict, onIteration } = opts;
+  if (opts.patience > 0 && !predict) throw new RangeError('patience (early exit on a stable prediction) needs a predict function');
   const session = new SolveSession(ws, opts);
   for (let i = 0; i < batch; i++) {
-    session.admit(i, { tol: sampleTol ? sampleTol[i] : opts.tol, maxIter: sampleMaxIter ? sampleMaxIter[i] : opts.maxIter, stopMode: opts.stopMode }, z.subarray(i * n, (i + 1) * n));
+    session.admit(i, {
+      tol: sampleTol ? sampleTol[i] : opts.tol, maxIter: sampleMaxIter ? sampleMaxIter[i] : opts.maxIter, stopMode: opts.stopMode,
+      patience: opts.patience, predictionTol: opts.predictionTol, predictionMargin: opts.predictionMargin,
+      trace: opts.trace || onIteration !== undefined, traceLabels: predict !== undefined,
+    }, z.subarray(i * n, (i + 1) * n));
   }
 
   let calls = 0;
   let stopped = false;
+  const evaluated = onIteration ? new Uint8Array(batch) : null;
   while (session.activeCount > 0) {
     if (calls > 0 && opts.shouldStop?.()) {
       stopped = true;
@@ -41,13 +48,24 @@ export async function solve(
     }
     await f(ws.z, ws.fz, ws.active);
     calls++;
+    const want = predict && session.predictionMask();
+    if (want) await predict(ws.z, want, session.prediction, session.predictionMargin);
+    evaluated?.set(ws.active);
     session.advance();
+    if (evaluated) {
+      for (let i = 0; i < batch; i++) {
+        if (!evaluated[i]) continue;
+        const it = session.iterations[i];
+        onIteration!(i, it, session.trace[i]![it - 1], session.traceLabels[i]?.[it - 1] ?? -1);
+      }
+    }
   }
   for (let i = 0; i < batch; i++) z.set(session.bestRow(i), i * n);
 
-  const { iterations, residual, converged, diverged } = session;
-  const result: SolveResult = { iterations, residual, converged, diverged, calls, stopped };
+  const { iterations, residual, converged, diverged, end } = session;
+  const result: SolveResult = { iterations, residual, converged, diverged, end, calls, stopped };
   if (opts.trace) result.trace = session.trace.map((t, i) => t!.slice(0, iterations[i]));
+  if (opts.trace && predict) result.traceLabels = session.traceLabels.map((t, i) => t!.slice(0, iterations[i]));
   return result;
 }
 
@@ -72,6 +90,9 @@ function validateOptions(o: ResolvedSolverOptions): void {
   if (!(o.andersonBeta > 0 && o.andersonBeta <= 1)) throw new RangeError(`andersonBeta must be in (0, 1] (got ${o.andersonBeta})`);
   if (!(o.andersonLambda >= 0)) throw new RangeError(`andersonLambda must be ≥ 0 (got ${o.andersonLambda})`);
   if (!(o.divergenceFactor > 1)) throw new RangeError(`divergenceFactor must be > 1 (got ${o.divergenceFactor})`);
+  if (!Number.isInteger(o.patience) || o.patience < 0) throw new RangeError(`patience must be an integer ≥ 0 (got ${o.patience})`);
+  if (!(o.predictionTol > 0)) throw new RangeError(`predictionTol must be > 0 (got ${o.predictionTol})`);
+  if (!(o.predictionMargin >= 0 && o.predictionMargin <= 1)) throw new RangeError(`predictionMargin must be in [0, 1] (got ${o.predictionMargin})`);
   if (!(o.restartFactor > 1)) throw new RangeError(`restartFactor must be > 1 (got ${o.restartFactor})`);
   if (o.sampleTol) for (const t of Array.from(o.sampleTol)) if (!(t > 0) || !Number.isFinite(t)) throw new RangeError(`sampleTol values must be positive finite numbers (got ${t})`);
   if (o.sampleMaxIter) for (const k of Array.from(o.sampleMaxIter)) if (!Number.isInteger(k) || k < 1) throw new RangeError(`sampleMaxIter values must be integers ≥ 1 (got ${k})`);

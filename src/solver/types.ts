@@ -13,6 +13,14 @@ export const STOP_MODES: readonly StopMode[] = Object.freeze(['abs', 'rel']);
  */
 export type FixedPointFn = (z: Float32Array, out: Float32Array, active: Uint8Array) => void | Promise<void>;
 
+/**
+ * Labels the current iterate of the rows whose `want[i]` is 1: writes into `labels[i]` an
+ * integer that names the model's answer there (a classifier's top-1 class) and into
+ * `margins[i]` how sure it is (the top-1's softmax probability minus the runner-up's).
+ * The solver only compares these numbers; what they mean is the caller's (the head runs here).
+ */
+export type PredictFn = (z: Float32Array, want: Uint8Array, labels: Int32Array, margins: Float64Array) => void | Promise<void>;
+
 /** Options common to every solver. */
 export interface SolverOptions {
   method: SolverMethod;
@@ -46,8 +54,26 @@ export interface SolverOptions {
    */
   sampleTol?: ArrayLike<number>;
   sampleMaxIter?: ArrayLike<number>;
-  /** Keep each sample's residual per evaluation (allocates; off for serving). */
+  /**
+   * Early exit on a stable prediction: a sample also stops once `predict` has given it the
+   * same label for `patience` consecutive iterations (patience + 1 iterates agree) while its
+   * residual is below `predictionTol`. 0 (the default) turns it off. Needs `predict`.
+   */
+  patience?: number;
+  /** The loose residual bound (in `stopMode`) under which a stable prediction may stop a sample. */
+  predictionTol?: number;
+  /** …and the margin `predict` gives the label must be at least this (0: any). */
+  predictionMargin?: number;
+  /** Keep each sample's residual per evaluation, and its label when `predict` is given (allocates; off for serving). */
   trace?: boolean;
+  /** Labels iterates, for `patience` and the label trace (see PredictFn). Per call. */
+  predict?: PredictFn;
+  /**
+   * Called after every iteration for each sample evaluated in it: the sample's evaluation
+   * count, the residual of the iterate just evaluated, and its label (−1 without `predict`).
+   * For watching a solve live (server-sent events). Per call; keeps per-sample traces.
+   */
+  onIteration?: (sample: number, iteration: number, residual: number, label: number) => void;
   /** Polled between iterations; returning true stops the solve (deadlines). */
   shouldStop?: () => boolean;
 }
@@ -65,12 +91,16 @@ export interface SolveResult {
   calls: number;
   /** True when shouldStop() ended the solve early. */
   stopped: boolean;
+  /** How each sample's solve ended (RowEnd: 1 converged, 2 reached max_iter, 3 diverged, 4 stopped from outside, 5 stable prediction). */
+  end: Uint8Array;
   /** Per-sample residual after each evaluation, when `trace` was requested. */
   trace?: Float64Array[];
+  /** Per-sample label of each evaluated iterate, when `trace` was requested with `predict`. */
+  traceLabels?: Int32Array[];
 }
 
 /** Options that have no default: they are per call. */
-type PerCall = 'shouldStop' | 'sampleTol' | 'sampleMaxIter';
+type PerCall = 'shouldStop' | 'sampleTol' | 'sampleMaxIter' | 'predict' | 'onIteration';
 
 export const SOLVER_DEFAULTS: Readonly<Required<Omit<SolverOptions, PerCall>>> = Object.freeze({
   method: 'broyden',
@@ -84,6 +114,9 @@ export const SOLVER_DEFAULTS: Readonly<Required<Omit<SolverOptions, PerCall>>> =
   damping: 1.0,
   divergenceFactor: 1e4,
   restartFactor: 10,
+  patience: 0,
+  predictionTol: 0.1,
+  predictionMargin: 0,
   trace: false,
 });
 

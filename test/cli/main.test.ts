@@ -87,6 +87,12 @@ describe('deq-serve run', () => {
       expect(out.solver.samples[i].converged).toBe(true);
     }
     expect(out.solver.tol).toBe(1e-5);
+    // Early exit: --patience stops on a stable top-1 before the tight tol, and says so per sample.
+    const early = await runCli(['run', TINY_IMAGE, '--input', input, '--tol', '1e-6', '--max-iter', '100', '--patience', '1', '--prediction-tol', '1', '--prediction-margin', '0']);
+    expect(early.code).toBe(0);
+    const eo = JSON.parse(early.stdout);
+    expect(eo.solver.samples.map((x: any) => x.stop_reason)).toEqual(['prediction', 'prediction']);
+    expect(eo.solver.samples[0].iterations).toBeLessThan(out.solver.samples[0].iterations);
   });
 
   it('runs a model with several named inputs from { "inputs": {...} }', async () => {

@@ -19,7 +19,7 @@ describe('solver defaults (docs/solver.md)', () => {
   it('are the documented values', () => {
     expect(SOLVER_DEFAULTS).toEqual({
       method: 'broyden', tol: 1e-3, stopMode: 'rel', maxIter: 30, history: 8, lineSearch: false,
-      andersonLambda: 1e-4, andersonBeta: 1, damping: 1, divergenceFactor: 1e4, restartFactor: 10, trace: false,
+      andersonLambda: 1e-4, andersonBeta: 1, damping: 1, divergenceFactor: 1e4, restartFactor: 10, patience: 0, predictionTol: 0.1, predictionMargin: 0, trace: false,
     });
     expect(Object.isFrozen(SOLVER_DEFAULTS)).toBe(true);
   });

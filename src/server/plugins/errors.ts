@@ -67,7 +67,7 @@ interface SchemaError {
   data?: unknown;
 }
 
-const SOLVER_PARAM_NAMES = new Set(['tol', 'max_iter', 'solver', 'stop_mode', 'deadline_ms']);
+const SOLVER_PARAM_NAMES = new Set(['tol', 'max_iter', 'solver', 'stop_mode', 'deadline_ms', 'patience', 'prediction_tol', 'prediction_margin']);
 
 /**
  * A schema failure as a client error that names the parameter: an unknown one is

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ErrorCode } from '../../errors.js';
-import { summarizeSolve } from '../../solver/index.js';
+import { RowEnd, summarizeSolve } from '../../solver/index.js';
 import type { BatchStats, PoolResult } from '../pool.js';
 import type { ServerState } from '../state.js';
 import { global } from './plugin.js';
@@ -18,6 +18,10 @@ export class ServerMetrics {
   readonly notConverged: Counter<'model'>;
   readonly diverged: Counter<'model'>;
   readonly deadlineStops: Counter<'model'>;
+  readonly earlyExits: Counter<'model'>;
+  readonly cacheHits: Counter<'model'>;
+  readonly cacheMisses: Counter<'model'>;
+  readonly cacheEvictions: Counter<'model'>;
   readonly errors: Counter<'code'>;
   readonly batchRows: Histogram<'model'>;
   readonly batchJoins: Histogram<'model'>;
@@ -25,7 +29,7 @@ export class ServerMetrics {
   readonly batchPositions: Counter<'model'>;
   readonly batchPadPositions: Counter<'model'>;
 
-  constructor(state: Pick<ServerState, 'models' | 'pool' | 'config'>) {
+  constructor(state: Pick<ServerState, 'models' | 'pool' | 'config' | 'cache' | 'sequences'>) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'deq_' });
     // Histograms, not summaries: they aggregate across replicas.
@@ -50,8 +54,9 @@ export class ServerMetrics {
       labelNames: ['model', 'method'], buckets: [1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1],
     });
     this.samples = new Counter({ name: 'deq_solver_samples_total', help: 'Samples solved', labelNames: ['model'], registers });
-    this.notConverged = new Counter({ name: 'deq_solver_not_converged_total', help: 'Samples that stopped above tol', labelNames: ['model'], registers });
+    this.notConverged = new Counter({ name: 'deq_solver_not_converged_total', help: 'Samples that stopped above tol, early exits on a stable prediction not counted', labelNames: ['model'], registers });
     this.diverged = new Counter({ name: 'deq_solver_diverged_total', help: 'Samples whose residual blew up or became non-finite', labelNames: ['model'], registers });
+    this.earlyExits = new Counter({ name: 'deq_solver_early_exits_total', help: 'Samples stopped on a stable prediction (stop_mode "prediction"), before tol', labelNames: ['model'], registers });
     this.deadlineStops = new Counter({ name: 'deq_solver_deadline_stops_total', help: 'Solves cut short by the request deadline', labelNames: ['model'], registers });
     this.errors = new Counter({ name: 'deq_errors_total', help: 'Error responses by catalogue code', labelNames: ['code'], registers });
     const rowBuckets = [1, 2, 4, 8, 16, 32, 64, 128];
@@ -60,7 +65,21 @@ export class ServerMetrics {
     this.batchPositions = new Counter({ name: 'deq_batch_positions_total', help: 'Sequence positions evaluated by cell runs of padded models (state.pad), padding included (batching)', labelNames: ['model'], registers });
     this.batchPadPositions = new Counter({ name: 'deq_batch_pad_positions_total', help: 'Of deq_batch_positions_total, the padding positions (batching)', labelNames: ['model'], registers });
     this.batchLeaves = new Histogram({ name: 'deq_batch_leaves', help: 'Samples that left a solve while others ran on, per solve (batching)', labelNames: ['model'], buckets: [0, ...rowBuckets], registers });
+    this.cacheHits = new Counter({ name: 'deq_cache_hits_total', help: 'Requests (solves) answered from the fixed-point response cache, with no solve', labelNames: ['model'], registers });
+    this.cacheMisses = new Counter({ name: 'deq_cache_misses_total', help: 'Cacheable solves not found in the response cache', labelNames: ['model'], registers });
+    this.cacheEvictions = new Counter({ name: 'deq_cache_evictions_total', help: 'Response cache entries evicted (least recently used) to make room', labelNames: ['model'], registers });
     const { pool, models, config } = state;
+    const { cache, sequences } = state;
+    new Gauge({ name: 'deq_sequences_live', help: 'Stateful sequences (sequence_id) whose last fixed point is kept', registers, collect() { if (sequences) this.set(sequences.size); } });
+    new Gauge({ name: 'deq_sequence_state_bytes', help: 'Bytes of fixed-point state the live sequences hold (budget: --sequence-bytes)', registers, collect() { if (sequences) this.set(sequences.bytes); } });
+    new Gauge({
+      name: 'deq_cache_bytes', help: 'Bytes the response cache holds (its budget: --cache-bytes)', labelNames: ['model'], registers,
+      collect() { if (cache) for (const m of models.keys()) if (cache.enabled(m)) this.set({ model: m }, cache.usage(m).bytes); },
+    });
+    new Gauge({
+      name: 'deq_cache_entries', help: 'Answers the response cache holds', labelNames: ['model'], registers,
+      collect() { if (cache) for (const m of models.keys()) if (cache.enabled(m)) this.set({ model: m }, cache.usage(m).entries); },
+    });
     // The settings that decide throughput, as labels of a constant 1 (the `_info` idiom), so a
     // dashboard or a load test (bench http) can say what it measured.
     new Gauge({
@@ -93,7 +112,10 @@ export class ServerMetrics {
       if (Number.isFinite(s.residual[i])) this.residual.observe({ model, method }, s.residual[i]);
     }
     const sum = summarizeSolve(s);
-    if (sum.rows > sum.converged) this.notConverged.inc({ model }, sum.rows - sum.converged);
+    let early = 0;
+    for (let i = 0; i < s.end.length; i++) if (s.end[i] === RowEnd.Predicted) early++;
+    if (early) this.earlyExits.inc({ model }, early);
+    if (sum.rows > sum.converged + early) this.notConverged.inc({ model }, sum.rows - sum.converged - early);
     if (sum.diverged) this.diverged.inc({ model }, sum.diverged);
     if (s.stopped) this.deadlineStops.inc({ model });
   }

@@ -7,6 +7,7 @@ import { findModel, taskRoute, type ServedModel } from '../models.js';
 import { runSolve, solverSummary, SOLVER_SUMMARY_SCHEMA } from '../solve.js';
 import { requestControl, solverParamsSchema, type WireSolverOptions } from '../solver-options.js';
 import type { ServerState } from '../state.js';
+import { sendEventStream, wantsEventStream, type ProgressSink } from '../event-stream.js';
 
 interface ClassifyQuery extends WireSolverOptions {
   top_k?: number;
@@ -75,7 +76,7 @@ export const classifyRoutes: FastifyPluginAsync<{ state: ServerState }> = async 
       },
       response: { 200: CLASSIFY_RESPONSE },
     },
-  }, async (req) => {
+  }, async (req, reply) => {
     const t0 = performance.now();
     const model = findModel(state.models, req.params.name);
     const classifier = classifierOf(model);
@@ -84,17 +85,27 @@ export const classifyRoutes: FastifyPluginAsync<{ state: ServerState }> = async 
     const input = await classifier.preprocess(bytes, { maxPixels: config.maxImagePixels });
     // Copied before the solve: the input's buffer is transferred to the worker.
     const seen = req.query.preprocessed ? Array.from(input) : undefined;
-    const result = await runSolve(req, model, { input, batch: 1, solver: control.solver, deadline: control.deadline, outputs: [classifier.logitsOutput] });
-    const { label, labels, logits } = classifier.postprocess(result.outputs[classifier.logitsOutput].data as Float32Array, req.query.top_k ?? config.topK);
-    return {
-      model: model.name,
-      label,
-      labels,
-      ...(req.query.logits ? { logits: Array.from(logits) } : {}),
-      ...(seen ? { input: { shape: [classifier.preprocessSpec.channels, classifier.preprocessSpec.height, classifier.preprocessSpec.width], data: seen } } : {}),
-      solver: solverSummary(result),
-      timing: { queue_ms: result.queueMs, solve_ms: result.timing.solveMs, total_ms: performance.now() - t0 },
+    const answer = async (progress?: ProgressSink) => {
+      const result = await runSolve(req, model, { input, batch: 1, solver: control.solver, deadline: control.deadline, outputs: [classifier.logitsOutput] }, progress);
+      const { label, labels, logits } = classifier.postprocess(result.outputs[classifier.logitsOutput].data as Float32Array, req.query.top_k ?? config.topK);
+      return {
+        model: model.name,
+        label,
+        labels,
+        ...(req.query.logits ? { logits: Array.from(logits) } : {}),
+        ...(seen ? { input: { shape: [classifier.preprocessSpec.channels, classifier.preprocessSpec.height, classifier.preprocessSpec.width], data: seen } } : {}),
+        solver: solverSummary(result),
+        timing: { queue_ms: result.queueMs, solve_ms: result.timing.solveMs, total_ms: performance.now() - t0 },
+      };
     };
+    if (wantsEventStream(req)) {
+      const k = req.query.top_k ?? config.topK;
+      return sendEventStream(reply, answer, (e) => (e.top1 === undefined ? e : {
+        ...e, label: classifier.labels[e.top1],
+        ...(e.top_k ? { top_k: e.top_k.slice(0, k).map((t) => ({ ...t, label: classifier.labels[t.index] })) } : {}),
+      }));
+    }
+    return answer();
   });
 };
 

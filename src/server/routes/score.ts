@@ -6,10 +6,13 @@ import { mergeSummaries, runSolve, SOLVER_SUMMARY_SCHEMA, wireSummary } from '..
 import { requestControl, solverParamsSchema, type WireSolverOptions } from '../solver-options.js';
 import type { ServerState } from '../state.js';
 import type { ServerConfig } from '../config.js';
+import { sendEventStream, wantsEventStream, type ProgressSink } from '../event-stream.js';
 
 interface ScoreBody extends WireSolverOptions {
   text?: string;
   texts?: string[];
+  /** Start each window's solve from the previous window's fixed point (windows then go one at a time). */
+  warm_start?: boolean;
 }
 
 function scoreBody(config: Readonly<ServerConfig>) {
@@ -19,6 +22,7 @@ function scoreBody(config: Readonly<ServerConfig>) {
     properties: {
       text: { type: 'string' },
       texts: { type: 'array', minItems: 1, items: { type: 'string' } },
+      warm_start: { type: 'boolean', description: 'true or false' },
       ...solverParamsSchema(config),
     },
     oneOf: [{ required: ['text'], not: { required: ['texts'] } }, { required: ['texts'], not: { required: ['text'] } }],
@@ -71,7 +75,7 @@ export const scoreRoutes: FastifyPluginAsync<{ state: ServerState }> = async (ap
   };
   app.post<{ Params: { name: string }; Body: ScoreBody }>('/v1/models/:name/score', {
     schema: { body: scoreBody(config), response: { 200: SCORE_RESPONSE } },
-  }, async (req) => {
+  }, async (req, reply) => {
     const model = findModel(state.models, req.params.name);
     const scorer = scorerOf(model);
     const texts = req.body.texts ?? [req.body.text!];
@@ -92,12 +96,19 @@ export const scoreRoutes: FastifyPluginAsync<{ state: ServerState }> = async (ap
       return e;
     });
     const control = requestControl(model, req.body, config);
-    const run = (r: Parameters<typeof runSolve>[2]) => runSolve(req, model, r);
-    // Texts are scored one after another, each in as few batched solves as its windows allow.
-    const results = [];
-    for (const e of encoded) {
-      const s = await scorer.scoreEncoded(e, (r) => run({ ...r, outputs: r.outputs ? [...r.outputs] : undefined, solver: control.solver, deadline: control.deadline }));
-      results.push({
+    const answer = async (progress?: ProgressSink) => {
+      // Streamed, each event names the text and the solve (a batch of its windows) it belongs to.
+      let text = 0, solve = 0;
+      const run = (r: Parameters<typeof runSolve>[2]) => {
+        const at = { text, solve: solve++ };
+        return runSolve(req, model, r, progress && ((events) => progress(events.map((e) => ({ ...e, ...at })))));
+      };
+      // Texts are scored one after another, each in as few batched solves as its windows allow.
+      const results = [];
+      for (const e of encoded) {
+        const s = await scorer.scoreEncoded(e, (r) => run({ ...r, outputs: r.outputs ? [...r.outputs] : undefined, solver: control.solver, deadline: control.deadline }), undefined, { warmStart: req.body.warm_start });
+        text++;
+        results.push({
         tokens: s.tokens,
         token_count: s.tokens.length,
         unk_count: s.unkCount,
@@ -105,9 +116,12 @@ export const scoreRoutes: FastifyPluginAsync<{ state: ServerState }> = async (ap
         perplexity: s.perplexity,
         windows: s.windows,
         solver: wireSummary(s.solver, s.options, s.solver.stopped),
-      });
-    }
-    return { model: model.name, results, solver: mergeSummaries(results.map((r) => r.solver)) };
+        });
+      }
+      return { model: model.name, results, solver: mergeSummaries(results.map((r) => r.solver)) };
+    };
+    if (wantsEventStream(req)) return sendEventStream(reply, answer);
+    return answer();
   });
 };
 

@@ -1,10 +1,10 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { DeqError, quote } from '../../errors.js';
-import { tensorInputs, V2_DATATYPE } from '../../pipelines/tensor.js';
+import { stateInput, STATE_TENSOR, tensorInputs, V2_DATATYPE } from '../../pipelines/tensor.js';
 import { modelInputs, modelOutputs, type TensorSpec } from '../../runtime/index.js';
 import { findModel, type ServedModel } from '../models.js';
 import { elementCount, jsonTensorStream } from '../json-stream.js';
-import { runSolve } from '../solve.js';
+import { runSequenced, SEQUENCE_PARAMS_SCHEMA, sequenceFlags, solverSummary, SOLVER_SUMMARY_SCHEMA } from '../solve.js';
 import { requestControl, solverParamsSchema, type WireSolverOptions } from '../solver-options.js';
 import type { ServerConfig } from '../config.js';
 import { isReady, type ServerState } from '../state.js';
@@ -36,7 +36,7 @@ const inferBody = (config: Readonly<ServerConfig>) => ({
   required: ['inputs'],
   properties: {
     id: { type: 'string', maxLength: 256 },
-    parameters: { ...PARAMS_SCHEMA, properties: solverParamsSchema(config) },
+    parameters: { ...PARAMS_SCHEMA, properties: { ...solverParamsSchema(config), return_state: { type: 'boolean', description: 'true or false' }, ...SEQUENCE_PARAMS_SCHEMA } },
     inputs: {
       type: 'array', minItems: 1, maxItems: 16,
       items: {
@@ -85,6 +85,11 @@ const INFER_RESPONSE = {
         all_converged: { type: 'boolean' },
         deadline_exceeded: { type: 'boolean' },
         queue_ms: { type: 'number' }, solve_ms: { type: 'number' },
+        patience: { type: 'integer' }, prediction_tol: { type: 'number' }, prediction_margin: { type: 'number' },
+        stop_reason: SOLVER_SUMMARY_SCHEMA.properties.stop_reasons,
+        warm_start: { type: 'boolean' },
+        cached: { type: 'boolean' },
+        trace: SOLVER_SUMMARY_SCHEMA.properties.trace,
       },
     },
     outputs: {
@@ -160,22 +165,29 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
     const body = req.body;
     const control = requestControl(m, body.parameters ?? {}, state.config);
     attachBinaryInputs(body.inputs, tails.get(req));
-    const { inputs, batch, length } = tensorInputs(m.manifest, body.inputs, {
+    // Input deq_state: a warm start (the solve's z₀); output deq_state, or parameters.return_state: z*.
+    const stateIn = body.inputs.find((t) => t.name === STATE_TENSOR);
+    const { inputs, batch, length } = tensorInputs(m.manifest, body.inputs.filter((t) => t !== stateIn), {
       maxBatch: state.config.maxBatch, vocabSize: m.vocab?.length, context: m.manifest.tokenizer?.context,
     });
+    const z0 = stateIn && stateInput(m.manifest, stateIn, batch, length);
     const headNames = modelOutputs(m.manifest).map((o) => o.name);
-    const wanted = body.outputs?.map((o) => o.name) ?? Object.values(m.manifest.outputs);
-    for (const name of wanted) if (!headNames.includes(name)) throw invalid(`unknown output ${quote(name)}; ${m.name} has ${headNames.join(', ')}`);
+    const named = body.outputs?.map((o) => o.name);
+    const returnState = body.parameters?.return_state === true || named?.includes(STATE_TENSOR) === true;
+    const wanted = named?.filter((n) => n !== STATE_TENSOR) ?? Object.values(m.manifest.outputs);
+    for (const name of wanted) if (!headNames.includes(name)) throw invalid(`unknown output ${quote(name)}; ${m.name} has ${headNames.join(', ')}, ${STATE_TENSOR}`);
+    if (wanted.length === 0) throw invalid(`ask for at least one model output besides ${STATE_TENSOR} (${m.name} has ${headNames.join(', ')})`);
     checkOutputSize(m, wanted, batch, length, state.config.maxOutputElements);
 
-    const result = await runSolve(req, m, {
+    const result = await runSequenced(req, m, {
       inputs, batch, length, outputs: wanted,
-      solver: control.solver, deadline: control.deadline,
-    });
+      solver: control.solver, deadline: control.deadline, z0, returnState,
+    }, sequenceFlags(body.parameters as Parameters<typeof sequenceFlags>[0]));
     if (state.config.onDeadline === 'error' && Date.now() > control.deadline) {
       throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed after the solve (queue ${Math.round(result.queueMs)} ms, worker ${Math.round(result.timing.totalMs)} ms), before the response was written`);
     }
     const s = result.solver;
+    const summary = solverSummary(result);
     const allBinary = body.parameters?.binary_data_output === true;
     const binaryOut = new Set((body.outputs ?? []).filter((o) => o.parameters?.binary_data === true).map((o) => o.name));
     const binaries: (Float32Array | BigInt64Array)[] = [];
@@ -184,7 +196,7 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
       model_version: m.manifest.version ?? '1',
       ...(body.id !== undefined ? { id: body.id } : {}),
       parameters: {
-        solver: result.options.method, tol: result.options.tol, max_iter: result.options.maxIter, stop_mode: result.options.stopMode,
+        solver: result.options.method, tol: result.options.tol, max_iter: result.options.maxIter, stop_mode: summary.stop_mode,
         iterations: Array.from(s.iterations),
         residual: Array.from(s.residual, (r) => (Number.isFinite(r) ? r : null)),
         converged: Array.from(s.converged, (c) => c === 1),
@@ -192,9 +204,14 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
         all_converged: s.converged.every((c) => c === 1),
         deadline_exceeded: s.stopped,
         queue_ms: result.queueMs, solve_ms: result.timing.solveMs,
+        ...(summary.patience !== undefined ? { patience: summary.patience, prediction_tol: summary.prediction_tol, prediction_margin: summary.prediction_margin } : {}),
+        stop_reason: summary.stop_reasons,
+        ...(summary.warm_start ? { warm_start: true } : {}),
+        ...(summary.cached ? { cached: true } : {}),
+        ...(summary.trace ? { trace: summary.trace } : {}),
       },
-      outputs: wanted.map((name) => {
-        const t = result.outputs[name];
+      outputs: [...wanted, ...(returnState ? [STATE_TENSOR] : [])].map((name) => {
+        const t = name === STATE_TENSOR ? result.state! : result.outputs[name];
         const meta = { name, datatype: V2_DATATYPE[t.type], shape: t.dims };
         if (allBinary || binaryOut.has(name)) {
           binaries.push(t.data);
