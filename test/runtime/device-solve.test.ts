@@ -168,5 +168,18 @@ describe('DeqModel with solverPlacement "device"', () => {
     const req = batchRequest(host, null, 1, 0);
     await expect(dev.infer({ ...req, solver: { method: 'anderson' } })).rejects.toMatchObject({ code: 'DEQ_ERR_INVALID_SOLVER_OPTION', message: expect.stringContaining('anderson') });
     await expect(dev.infer({ ...req, solver: { lineSearch: true } })).rejects.toMatchObject({ code: 'DEQ_ERR_INVALID_SOLVER_OPTION', message: expect.stringContaining('lineSearch') });
+    await expect(dev.infer({ ...req, solver: { patience: 3 } })).rejects.toMatchObject({ code: 'DEQ_ERR_INVALID_SOLVER_OPTION', message: expect.stringContaining('patience') });
+  });
+
+  it('a warm start from the host\'s own z* stops at the first evaluation, with each sample\'s end reason', async () => {
+    const { host, dev } = models['fashion-mnist-jr'];
+    const images = await benchImages(host, 4, 'test/fixtures/fashion-mnist');
+    const req = { ...batchRequest(host, images, 4, 0), returnState: true };
+    const cold = await host.infer(req);
+    const warm = await dev.infer({ ...req, z0: cold.state!.data as Float32Array });
+    expect(Array.from(warm.solver.iterations)).toEqual([1, 1, 1, 1]);
+    expect(Array.from(warm.solver.end)).toEqual([1, 1, 1, 1]); // RowEnd.Converged
+    const coldDev = await dev.infer(req);
+    expect(Math.min(...coldDev.solver.iterations)).toBeGreaterThan(1);
   });
 });
