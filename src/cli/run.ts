@@ -45,7 +45,7 @@ export async function runFile(dir: string, inputFile: string, session: Partial<S
       diverged: res.solver.diverged[i] === 1,
       stop_reason: STOP_REASONS[res.solver.end[i]],
     }));
-    process.stdout.write(JSON.stringify({ model: model.name, outputs, solver: { method: res.options.method, tol: res.options.tol, stop_mode: res.options.stopMode, max_iter: res.options.maxIter, samples: stats }, timing_ms: res.timing }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ model: model.name, outputs, solver: { method: res.options.method, tol: res.options.tol, stop_mode: res.options.stopMode, max_iter: res.options.maxIter, samples: stats }, timing: timingJson(res.timing) }, null, 2) + '\n');
     return 0;
   } finally {
     await model.release();
@@ -59,7 +59,7 @@ async function runNamed(model: DeqModel, named: Record<string, unknown>, solver:
   const samples = Array.from({ length: res.solver.iterations.length }, (_, i) => ({
     iterations: res.solver.iterations[i], residual: res.solver.residual[i], converged: res.solver.converged[i] === 1, diverged: res.solver.diverged[i] === 1,
   }));
-  process.stdout.write(JSON.stringify({ model: model.name, outputs, solver: { method: res.options.method, tol: res.options.tol, stop_mode: res.options.stopMode, max_iter: res.options.maxIter, samples }, timing_ms: res.timing }, null, 2) + '\n');
+  process.stdout.write(JSON.stringify({ model: model.name, outputs, solver: { method: res.options.method, tol: res.options.tol, stop_mode: res.options.stopMode, max_iter: res.options.maxIter, samples }, timing: timingJson(res.timing) }, null, 2) + '\n');
   return 0;
 }
 
@@ -93,4 +93,9 @@ function toInt64(a: NdArray): BigInt64Array {
     if (!Number.isInteger(v)) throw new DeqError('DEQ_ERR_INVALID_INPUT', `token ids must be integers (got ${v})`);
     return BigInt(v);
   });
+}
+
+/** Timings as every machine-readable output of deq-serve spells them: snake_case, in ms. */
+function timingJson(t: { injectMs: number; solveMs: number; cellMs: number; headMs: number; totalMs: number }): Record<string, number> {
+  return { inject_ms: t.injectMs, solve_ms: t.solveMs, cell_ms: t.cellMs, head_ms: t.headMs, total_ms: t.totalMs };
 }

@@ -1,6 +1,6 @@
 import { availableParallelism, cpus } from 'node:os';
 import { DeqError } from '../errors.js';
-import { caseInputs, DeqModel, modelInputs, toTyped, type InferRequest, type SessionConfig, type SolverPlacement } from '../runtime/index.js';
+import { caseInputs, DeqModel, modelInputs, toTyped, type InferRequest, type InferResult, type SessionConfig, type SolverPlacement } from '../runtime/index.js';
 import type { SolverOptions } from '../solver/index.js';
 import { summarize } from './stats.js';
 
@@ -13,22 +13,26 @@ export interface BenchOptions {
   solverPlacement?: SolverPlacement;
 }
 
+/** snake_case, as every machine-readable output of deq-serve. */
 export interface BenchReport {
   model: string;
   provider: string;
-  solverPlacement: SolverPlacement;
+  solver_placement: SolverPlacement;
   batch: number;
   runs: number;
-  iterationsMean: number;
-  /** Medians over runs, milliseconds. */
-  totalMs: number;
-  solveMs: number;
-  cellMs: number;
-  solverMs: number;
-  injectMs: number;
-  headMs: number;
-  /** Share of the solve spent outside ONNX Runtime (median over runs). */
-  solverFraction: number;
+  nfe_mean: number;
+  /**
+   * The run with the median total time, milliseconds: one run's parts, so they add up
+   * (total = inject + solve + head; solve = cell + solver).
+   */
+  total_ms: number;
+  inject_ms: number;
+  solve_ms: number;
+  cell_ms: number;
+  solver_ms: number;
+  head_ms: number;
+  /** solver_ms / solve_ms of that run. */
+  solver_fraction: number;
   machine: string;
 }
 
@@ -42,23 +46,17 @@ export async function bench(dir: string, opts: BenchOptions): Promise<BenchRepor
     const req = benchRequest(model, opts.batch);
     req.solver = opts.solver;
     for (let i = 0; i < opts.warmup; i++) await model.infer(req);
-    const total: number[] = [], solveMs: number[] = [], cellMs: number[] = [], inject: number[] = [], head: number[] = [], fraction: number[] = [], iters: number[] = [];
+    const runs: { timing: InferResult['timing']; nfe: number }[] = [];
     for (let i = 0; i < opts.runs; i++) {
       const r = await model.infer(req);
-      total.push(r.timing.totalMs);
-      solveMs.push(r.timing.solveMs);
-      cellMs.push(r.timing.cellMs);
-      inject.push(r.timing.injectMs);
-      head.push(r.timing.headMs);
-      fraction.push((r.timing.solveMs - r.timing.cellMs) / r.timing.solveMs);
-      iters.push(r.solver.iterations.reduce((a, b) => a + b, 0) / opts.batch);
+      runs.push({ timing: r.timing, nfe: r.solver.iterations.reduce((a, b) => a + b, 0) / opts.batch });
     }
-    const med = (v: number[]) => summarize(v).p50;
+    const t = [...runs].sort((x, y) => x.timing.totalMs - y.timing.totalMs)[runs.length >> 1].timing;
     return {
-      model: model.name, provider: model.provider, solverPlacement: model.solverPlacement, batch: opts.batch, runs: opts.runs,
-      iterationsMean: summarize(iters).mean,
-      totalMs: med(total), solveMs: med(solveMs), cellMs: med(cellMs), solverMs: med(solveMs) - med(cellMs),
-      injectMs: med(inject), headMs: med(head), solverFraction: med(fraction),
+      model: model.name, provider: model.provider, solver_placement: model.solverPlacement, batch: opts.batch, runs: opts.runs,
+      nfe_mean: summarize(runs.map((r) => r.nfe)).mean,
+      total_ms: t.totalMs, inject_ms: t.injectMs, solve_ms: t.solveMs, cell_ms: t.cellMs, solver_ms: t.solveMs - t.cellMs, head_ms: t.headMs,
+      solver_fraction: (t.solveMs - t.cellMs) / t.solveMs,
       machine: `${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores`,
     };
   } finally {

@@ -129,9 +129,9 @@ describe('deq-serve bench --solver-placement', () => {
     const r = await runCli(['bench', JR, '--runs', '2', '--warmup', '1', '--solver-placement', 'device'], 120_000);
     expect(r.code).toBe(0);
     const report = JSON.parse(r.stdout);
-    expect(report.solverPlacement).toBe('device');
-    expect(report.iterationsMean).toBeGreaterThan(1);
-    expect(report.iterationsMean).toBeLessThan(30);
+    expect(report.solver_placement).toBe('device');
+    expect(report.nfe_mean).toBeGreaterThan(1);
+    expect(report.nfe_mean).toBeLessThan(30);
   });
 
   it('refuses an unknown placement, naming the flag', async () => {

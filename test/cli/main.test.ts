@@ -134,15 +134,19 @@ describe('deq-serve run', () => {
 });
 
 describe('deq-serve bench', () => {
-  it('splits the solve into ONNX time and solver time', async () => {
+  it('splits one run\'s solve into ONNX time and solver time, in snake_case, and the parts add up', async () => {
     const r = await runCli(['bench', TINY_IMAGE, '--runs', '20', '--warmup', '2']);
     expect(r.code).toBe(0);
     const b = JSON.parse(r.stdout);
-    expect(b.cellMs).toBeGreaterThan(0);
-    expect(b.solveMs).toBeGreaterThanOrEqual(b.cellMs);
-    expect(b.solverFraction).toBeGreaterThan(0);
-    expect(b.solverFraction).toBeLessThan(1);
-    expect(b.iterationsMean).toBeGreaterThan(1);
+    for (const key of Object.keys(b)) expect(key).toMatch(/^[a-z0-9_]+$/);
+    expect(b.cell_ms).toBeGreaterThan(0);
+    expect(b.solve_ms).toBeGreaterThanOrEqual(b.cell_ms);
+    expect(b.cell_ms + b.solver_ms).toBeCloseTo(b.solve_ms, 9);
+    expect(b.inject_ms + b.solve_ms + b.head_ms).toBeLessThanOrEqual(b.total_ms + 1e-9);
+    expect(b.solver_fraction).toBeCloseTo(b.solver_ms / b.solve_ms, 9);
+    expect(b.solver_fraction).toBeGreaterThan(0);
+    expect(b.solver_fraction).toBeLessThan(1);
+    expect(b.nfe_mean).toBeGreaterThan(1);
   });
 });
 
