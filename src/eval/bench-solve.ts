@@ -5,7 +5,6 @@ import { promisify } from 'node:util';
 import { DeqModel, type SessionConfig } from '../runtime/index.js';
 import type { SolverKernel, SolverOptions } from '../solver/index.js';
 import { batchRequest, benchImages } from './bench-inputs.js';
-import { summarize } from './stats.js';
 import { markdownTable } from './markdown-table.js';
 
 export interface BenchSolveOptions {
@@ -28,7 +27,7 @@ export const BENCH_SOLVE_DEFAULTS: Omit<BenchSolveOptions, 'solver' | 'session'>
   batches: [1, 8, 32], images: 64, minRuns: 4, warmup: 2, kernels: ['js', 'wasm', 'wasm-f32'], rssMaxIters: [10, 100, 1000], rssBatch: 32,
 };
 
-/** One batch size on one kernel. Times are per sample, medians over runs, ms. */
+/** One batch size on one kernel. Times are per sample, ms, from the run with the median solve time (so they add up). */
 export interface BenchSolveRow {
   batch: number;
   kernel: SolverKernel;
@@ -79,7 +78,7 @@ export async function benchSolve(dir: string, o: BenchSolveOptions): Promise<Ben
     };
     for (const batch of o.batches) {
       const runs = Math.max(o.minRuns, Math.ceil(o.images / batch));
-      const acc = new Map(o.kernels.map((k) => [k, { solve: [] as number[], cell: [] as number[], solver: [] as number[], frac: [] as number[], perIter: [] as number[], nfe: 0, samples: 0 }]));
+      const acc = new Map(o.kernels.map((k) => [k, { runs: [] as { solveMs: number; cellMs: number; nfe: number }[], nfe: 0, samples: 0 }]));
       for (let r = -o.warmup; r < runs; r++) {
         const req = batchRequest(model, images, batch, Math.max(r, 0) * batch);
         req.solver = o.solver;
@@ -90,21 +89,19 @@ export async function benchSolve(dir: string, o: BenchSolveOptions): Promise<Ben
           const a = acc.get(kernel)!;
           const t = res.timing;
           const nfe = res.solver.iterations.reduce((s, x) => s + x, 0);
-          a.solve.push(t.solveMs / batch);
-          a.cell.push(t.cellMs / batch);
-          a.solver.push((t.solveMs - t.cellMs) / batch);
-          a.frac.push((t.solveMs - t.cellMs) / t.solveMs);
-          a.perIter.push(((t.solveMs - t.cellMs) * 1000) / nfe);
+          a.runs.push({ solveMs: t.solveMs, cellMs: t.cellMs, nfe });
           a.nfe += nfe;
           a.samples += batch;
         }
       }
       for (const kernel of o.kernels) {
         const a = acc.get(kernel)!;
-        const med = (v: number[]) => summarize(v).p50;
+        // The run with the median solve time, whole: its columns add up (solve = cell + solver).
+        const m = [...a.runs].sort((x, y) => x.solveMs - y.solveMs)[a.runs.length >> 1];
+        const solver = m.solveMs - m.cellMs;
         rows.push({
           batch, kernel, runs, nfe_mean: a.nfe / a.samples,
-          solve_ms: med(a.solve), cell_ms: med(a.cell), solver_ms: med(a.solver), solver_fraction: med(a.frac), solver_us_per_iter: med(a.perIter),
+          solve_ms: m.solveMs / batch, cell_ms: m.cellMs / batch, solver_ms: solver / batch, solver_fraction: solver / m.solveMs, solver_us_per_iter: (solver * 1000) / m.nfe,
         });
       }
     }
@@ -139,7 +136,7 @@ export function benchSolveMarkdown(r: BenchSolveReport, command: string): string
     '',
     `Reproduce: \`${command}\``,
     '',
-    `Per sample, medians over runs; runs of the kernels alternate. \`js\` is the scalar TypeScript reference, \`wasm\` the SIMD kernels in float64 arithmetic, \`wasm-f32\` the SIMD kernels in float32 arithmetic (docs/solver.md, "Kernel precision"). This bundle's default: \`${r.default_kernel}\` (its manifest's solver.precision; docs/bundle-format.md).`,
+    `Per sample, from each kernel's run with the median solve time (one run, so solve = cell + solver); runs of the kernels alternate. \`js\` is the scalar TypeScript reference, \`wasm\` the SIMD kernels in float64 arithmetic, \`wasm-f32\` the SIMD kernels in float32 arithmetic (docs/solver.md, "Kernel precision"). This bundle's default: \`${r.default_kernel}\` (its manifest's solver.precision; docs/bundle-format.md).`,
     '',
     ...markdownTable(['batch', 'kernel', 'NFE', 'solve ms', 'cell ms', 'solver ms', 'solver share', 'solver µs / evaluation'],
       r.rows.map((x) => [String(x.batch), x.kernel, f(x.nfe_mean), f(x.solve_ms, 3), f(x.cell_ms, 3), f(x.solver_ms, 3), `${f(100 * x.solver_fraction, 1)}%`, f(x.solver_us_per_iter, 1)])),
