@@ -136,8 +136,8 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   // precision"), so it is the model's author who turns it on, after checking, not the server.
   solverKernel: 'auto',
   // Measured on 2 cores (docs/server.md, "Continuous batching"): batching wins at high image
-  // concurrency and loses on single requests and on short /score texts (windows of different
-  // lengths cannot share a solve), so it is an opt-in.
+  // concurrency and loses on single requests and on short /score texts (their windows, padded to a
+  // shared length where the bundle declares state.pad, fill few rows per run), so it is an opt-in.
   batching: 'off',
   batchRows: 32,
   maxQueueDelayMs: 0,
