@@ -55,9 +55,19 @@ const validateManifest = ajv.compile<Manifest>(MANIFEST_SCHEMA);
 
 /**
  * Reads and verifies a bundle folder: schema, cross-field consistency, then the
- * sha256 of every file it names. Every error names the file and the field.
+ * sha256 of every file it names. Every error names the bundle, the file and the field.
  */
 export async function loadBundle(dir: string): Promise<Bundle> {
+  try {
+    return await readBundle(dir);
+  } catch (err) {
+    // A server loads many bundles: say which one, once.
+    if (err instanceof DeqError && !err.message.startsWith(dir)) throw new DeqError(err.code, `${dir}: ${err.message}`, err.details);
+    throw err;
+  }
+}
+
+async function readBundle(dir: string): Promise<Bundle> {
   const manifest = await readManifest(dir);
   checkConsistency(manifest);
   const graphs = {} as Bundle['graphs'];

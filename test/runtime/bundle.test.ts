@@ -42,6 +42,13 @@ describe('loadBundle', () => {
     expect(lm.manifest.tokenizer?.context).toBeGreaterThan(1);
   });
 
+  it('names the bundle in a bad manifest\'s message, once', async () => {
+    const dir = await damaged(TINY_IMAGE, (d) => editManifest(d, (m) => { m.solver.tol = 'x'; }));
+    const err = await loadError(dir);
+    expect(err.code).toBe('DEQ_ERR_BUNDLE_INVALID');
+    expect(err.message).toBe(`${dir}: manifest.json: /solver/tol must be number`);
+  });
+
   it('names the missing file', async () => {
     const dir = await damaged(TINY_IMAGE, (d) => rm(join(d, 'cell.onnx')));
     const err = await loadError(dir);
