@@ -11,6 +11,7 @@ import type { SolverKernel } from '../solver/index.js';
 import { batchRequest, benchImages, benchWindows, windowTokens, type BenchImages, type BenchWindows } from './bench-inputs.js';
 import { machineName } from './bench-solve.js';
 import { markdownTable } from './markdown-table.js';
+import { progress } from './progress.js';
 
 /** The interpreter the recipes use (Debian's python3 with python3-torch). */
 export const RECIPE_PYTHON = '/usr/bin/python3';
@@ -167,17 +168,22 @@ async function alternate<D extends { msPerSample: number }, T extends { ms_per_s
 async function perThreads<R>(dir: string, o: BenchCompareOptions, row: (model: DeqModel, batch: number, threads: number) => Promise<R>): Promise<{ name: string; kernel: string; rows: R[] }> {
   const rows: R[] = [];
   let name = '', kernel = '';
+  const shown = progress('bench compare rows', o.threads.length * o.batches.length);
   for (const threads of o.threads) {
     const model = await DeqModel.load(dir, { ...o.session, intraOpThreads: threads });
     name = model.name;
     if (o.kernel) model.solverKernel = o.kernel;
     kernel = model.solverKernel;
     try {
-      for (const batch of o.batches) rows.push(await row(model, batch, threads));
+      for (const batch of o.batches) {
+        rows.push(await row(model, batch, threads));
+        shown.tick();
+      }
     } finally {
       await model.release();
     }
   }
+  shown.done();
   return { name, kernel, rows };
 }
 

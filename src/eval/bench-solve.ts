@@ -6,6 +6,7 @@ import { DeqModel, type SessionConfig } from '../runtime/index.js';
 import type { SolverKernel, SolverOptions } from '../solver/index.js';
 import { batchRequest, benchImages } from './bench-inputs.js';
 import { markdownTable } from './markdown-table.js';
+import { progress } from './progress.js';
 
 export interface BenchSolveOptions {
   batches: number[];
@@ -76,6 +77,8 @@ export async function benchSolve(dir: string, o: BenchSolveOptions): Promise<Ben
       inputs: images?.source ?? 'the bundle\'s first parity input, repeated',
       machine: machineName(), load_average: loadavg().map((x) => Math.round(x * 100) / 100),
     };
+    const solves = o.batches.reduce((s, b) => s + (Math.max(o.minRuns, Math.ceil(o.images / b)) + o.warmup) * o.kernels.length, 0);
+    const shown = progress(`bench solve ${model.name}`, solves);
     for (const batch of o.batches) {
       const runs = Math.max(o.minRuns, Math.ceil(o.images / batch));
       const acc = new Map(o.kernels.map((k) => [k, { runs: [] as { solveMs: number; cellMs: number; nfe: number }[], nfe: 0, samples: 0 }]));
@@ -85,6 +88,7 @@ export async function benchSolve(dir: string, o: BenchSolveOptions): Promise<Ben
         for (const kernel of o.kernels) {
           model.solverKernel = kernel;
           const res = await model.infer(req);
+          shown.tick();
           if (r < 0) continue;
           const a = acc.get(kernel)!;
           const t = res.timing;
@@ -105,6 +109,7 @@ export async function benchSolve(dir: string, o: BenchSolveOptions): Promise<Ben
         });
       }
     }
+    shown.done();
   } finally {
     await model.release();
   }

@@ -8,6 +8,7 @@ import type { SolverMethod, SolverOptions, StopMode } from '../solver/index.js';
 import { readFashionMnist, type ImageSet } from './fashion-mnist.js';
 import { logPlot } from './svg-plot.js';
 import { summarize, type Summary } from './stats.js';
+import { progress } from './progress.js';
 
 export interface ImageEvalOptions {
   /** Evaluate only the first N test images. */
@@ -64,6 +65,7 @@ export async function evaluateSet(model: DeqModel, set: ImageSet, count: number,
   const input = new Float32Array(batch * per);
   let correct = 0, notConverged = 0, diverged = 0;
   const start = performance.now();
+  const shown = progress(`${model.name} images`, count);
   for (let first = 0; first < count; first += batch) {
     const b = Math.min(batch, count - first);
     for (let i = 0; i < b; i++) normalizePixels(set.images.subarray((first + i) * per, (first + i + 1) * per), p, input, i * per);
@@ -77,7 +79,9 @@ export async function evaluateSet(model: DeqModel, set: ImageSet, count: number,
       notConverged += 1 - res.solver.converged[i];
       diverged += res.solver.diverged[i];
     }
+    shown.tick(b);
   }
+  shown.done();
   const ms = performance.now() - start;
   return { accuracy: correct / count, nfe: summarize(iterations), residual: summarize(residual), notConverged, diverged, msPerImage: ms / count };
 }
