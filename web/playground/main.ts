@@ -301,6 +301,8 @@ function setUpUpload(): void {
   const file = $<HTMLInputElement>('file');
   file.addEventListener('change', () => {
     const f = file.files?.[0];
+    // Emptied, so that choosing the same file again (after changing the solver) runs it again.
+    file.value = '';
     if (f) void busy((signal) => runImage(f, signal));
   });
   const drop = $('drop');
