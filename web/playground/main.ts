@@ -38,6 +38,8 @@ async function busy(action: (signal: AbortSignal) => Promise<void>): Promise<voi
     // Stopped (not replaced by a newer run, which has the line now).
     else if (running === null) $('solve-stats').textContent = 'Stopped before the answer: the request was cancelled, and the server stopped solving.';
   } finally {
+    // A run that failed in one of its streams (JR against plain runs two) closes the others.
+    run.abort();
     if (running === run) running = null;
     // Another run may have started meanwhile: the last one to end gives the buttons back.
     if (--active === 0) {
