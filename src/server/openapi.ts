@@ -109,9 +109,66 @@ function finishDocument(doc: Json, state: ServerState): Json {
       addParameterExamples(op, path, examples);
       addBodies(op, route, examples, config.imageLimitBytes);
       if (route === 'GET /metrics') op.responses['200'] = { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } };
+      if (STREAMED.has(route)) addEventStream(op, route);
     }
   }
+  doc.components.schemas = { ...doc.components.schemas, ...EVENT_SCHEMAS };
   return doc;
+}
+
+/** The solve routes that answer `Accept: text/event-stream` with per-iteration events (src/server/event-stream.ts). */
+const STREAMED = new Set(['POST /v1/models/{name}/classify', 'POST /v1/models/{name}/score', 'POST /v1/models/{name}/predict']);
+
+/** The data of the stream's `iteration` and `error` events (its `result` is the 200 JSON body). */
+const EVENT_SCHEMAS = {
+  IterationEvent: {
+    type: 'object',
+    required: ['samples'],
+    description: 'data of an `iteration` event: one entry per row the solver iterated',
+    properties: {
+      samples: {
+        type: 'array',
+        items: {
+          type: 'object',
+          required: ['sample', 'iteration', 'residual'],
+          properties: {
+            sample: { type: 'integer', description: 'row of the solve' },
+            iteration: { type: 'integer', minimum: 1, description: 'evaluations of f so far' },
+            residual: { type: ['number', 'null'], description: 'residual of this iterate in the stop mode; null when not finite' },
+            top1: { type: 'integer', description: 'classifiers: top-1 class of this iterate' },
+            label: { type: 'string', description: 'classify: its label' },
+            top_k: { type: 'array', items: { type: 'object', properties: { index: { type: 'integer' }, label: { type: 'string' }, probability: { type: 'number' } } } },
+            text: { type: 'integer', description: '/score: index of the text' },
+            solve: { type: 'integer', description: '/score: the solve (a batch of windows)' },
+            window: { type: 'integer', description: '/score: index of the window in its text' },
+          },
+        },
+      },
+    },
+  },
+  StreamError: {
+    type: 'object',
+    required: ['error', 'code', 'status'],
+    description: 'data of an `error` event: what the JSON answer would have said, with its HTTP status',
+    properties: { error: { type: 'string' }, code: { type: 'string', enum: Object.keys(ERROR_CATALOGUE) }, status: { type: 'integer' } },
+  },
+};
+
+/** The 200 answer as server-sent events, beside its JSON form. */
+function addEventStream(op: Json, route: string): void {
+  const ok = op.responses['200'];
+  if (!ok?.content) return;
+  const row = route.endsWith('/score') ? '{"sample":0,"iteration":1,"residual":0.21,"text":0,"solve":0,"window":0}' : '{"sample":0,"iteration":1,"residual":0.21}';
+  ok.description = 'The answer; with `Accept: text/event-stream`, server-sent events: `iteration` per solver iteration, then `result` (this JSON body) or `error`';
+  ok.content['text/event-stream'] = {
+    schema: {
+      type: 'string',
+      description: 'With `Accept: text/event-stream`: an `iteration` event per solver iteration (data: #/components/schemas/IterationEvent), '
+        + 'then `result` (data: the application/json answer) or `error` (data: #/components/schemas/StreamError); then the stream ends. '
+        + 'A request that fails validation gets a plain JSON error instead. Closing the connection cancels the solve.',
+    },
+    example: `event: iteration\ndata: {"samples":[${row}]}\n\nevent: result\ndata: {…}\n\n`,
+  };
 }
 
 /** Every catalogue status, the codes behind it, and which operations can answer it. */

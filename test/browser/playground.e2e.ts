@@ -30,6 +30,8 @@ let png: Buffer;
 let pixels: Uint8Array;
 /** Every URL the page asked for: the page must load nothing from anywhere else. */
 const requested: string[] = [];
+/** The solve requests the page sent (path and Accept header): one stream per solve, no replays. */
+const solves: { path: string; accept: string }[] = [];
 const consoleErrors: string[] = [];
 
 beforeAll(async () => {
@@ -42,11 +44,15 @@ beforeAll(async () => {
   png = await sharp(Buffer.from(pixels), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();
   await writeFile(join(dir, 'boot.png'), png);
   await writeFile(join(dir, 'drawing.svg'), '<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"><rect width="28" height="28" fill="white"/></svg>');
-  server = await startServer(loadConfig([], {}, { port: 0, host: '127.0.0.1', modelsDir: join(ROOT, 'models'), workers: 2, logLevel: 'silent' }));
+  server = await startServer(loadConfig([], {}, { port: 0, host: '127.0.0.1', modelsDir: join(ROOT, 'models'), workers: 2, logLevel: 'silent', maxIterCap: 100_000 }));
   // --no-sandbox: CI runs as root, where chromium's sandbox refuses to start.
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
   page = await browser.newPage({ viewport: { width: 1100, height: 1400 } });
-  page.on('request', (r) => requested.push(r.url()));
+  page.on('request', (r) => {
+    requested.push(r.url());
+    const path = new URL(r.url()).pathname;
+    if (/\/(classify|score|predict)$/.test(path)) solves.push({ path, accept: r.headers().accept ?? '' });
+  });
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
   await page.goto(`${server.url}/playground/`);
@@ -70,6 +76,24 @@ async function curve(series: string): Promise<{ iteration: number; residual: num
   });
 }
 
+/** A solve's iteration events, fetched here as the page fetches them: residuals per window (or per sample). */
+async function streamed(url: string, init: RequestInit, key: (x: any) => number = (x) => x.sample): Promise<Map<number, number[]>> {
+  const res = await fetch(url, { ...init, headers: { ...(init.headers as Record<string, string>), accept: 'text/event-stream' } });
+  expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+  const curves = new Map<number, number[]>();
+  for (const block of (await res.text()).split('\n\n')) {
+    if (!block.startsWith('event: iteration')) continue;
+    for (const x of JSON.parse(block.slice(block.indexOf('data: ') + 6)).samples) curves.set(key(x), [...(curves.get(key(x)) ?? []), x.residual]);
+  }
+  return curves;
+}
+
+/** Drawn residuals (3 significant digits in the chart's tooltips) against the server's. */
+function expectSameCurve(drawn: { iteration: number; residual: number }[], residuals: number[], what: string): void {
+  expect(drawn.map((p) => p.iteration), what).toEqual(residuals.map((_, i) => i + 1));
+  drawn.forEach((p, i) => expect(Math.abs(p.residual - residuals[i]) / residuals[i], `${what}, iteration ${i + 1}`).toBeLessThan(0.006));
+}
+
 async function waitForCurve(series: string, points: number): Promise<void> {
   await page.waitForFunction(([s, n]) => Number(document.querySelector(`g[data-series^="${s}"]`)?.getAttribute('data-points') ?? 0) >= Number(n), [series, points] as const, { timeout: 60_000 });
 }
@@ -85,17 +109,9 @@ describe('the playground', () => {
     expect(rows.find((r) => r.startsWith('brown-lm-jr'))).toContain('validation perplexity 274.01');
   });
 
-  it('classifies an uploaded Fashion-MNIST image: the API\'s label, the image the model saw, and a curve drawn live', async () => {
+  it('classifies an uploaded Fashion-MNIST image: the API\'s label, the image the model saw, and the curve from its event stream', async () => {
     await page.selectOption('#model', 'fashion-mnist-plain');
-    // Records the curve's point count at every change: a live chart grows one point at a time.
-    await page.evaluate(() => {
-      const seen: number[] = [];
-      (window as any).__growth = seen;
-      new MutationObserver(() => {
-        const n = Number(document.querySelector('#chart g[data-series]')?.getAttribute('data-points') ?? -1);
-        if (n >= 0 && seen.at(-1) !== n) seen.push(n);
-      }).observe(document.getElementById('chart')!, { subtree: true, childList: true, attributes: true });
-    });
+    solves.length = 0;
     await page.setInputFiles('#file', join(dir, 'boot.png'));
     await page.waitForSelector('#predictions li');
     const api: any = await (await fetch(`${server.url}/v1/models/fashion-mnist-plain/classify`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(png) })).json();
@@ -104,11 +120,11 @@ describe('the playground', () => {
     expect(await page.locator('#predictions li').count()).toBe(5);
 
     await waitForCurve('fashion-mnist-plain', api.solver.iterations);
-    const points = await curve('fashion-mnist-plain');
-    expect(points.map((p) => p.iteration)).toEqual(Array.from({ length: api.solver.iterations }, (_, i) => i + 1));
-    expect(points.at(-1)!.residual).toBeCloseTo(api.solver.residual, 3);
-    const growth: number[] = await page.evaluate(() => (window as any).__growth);
-    expect(growth.length, `counts seen: ${growth}`).toBeGreaterThan(3);
+    // One point per iteration: the residuals the solver traced, from one streamed request (no replays).
+    const traced: any = await (await fetch(`${server.url}/v1/models/fashion-mnist-plain/classify?trace=true`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(png) })).json();
+    expect(api.solver.iterations).toBeGreaterThan(3);
+    expectSameCurve(await curve('fashion-mnist-plain'), traced.solver.trace[0].residual, 'plain');
+    expect(solves).toEqual([{ path: '/v1/models/fashion-mnist-plain/classify', accept: 'text/event-stream' }]);
 
     // The 28×28 the server preprocessed, drawn back to grey levels: the uploaded pixels.
     const seen: number[] = await page.evaluate(() => {
@@ -126,6 +142,7 @@ describe('the playground', () => {
   it('runs JR against plain on the same image: two curves, JR under the tolerance in fewer iterations', async () => {
     await page.selectOption('#model', 'fashion-mnist-jr');
     await page.click('#clear-chart');
+    solves.length = 0;
     await page.click('#compare');
     const answers = await Promise.all(['fashion-mnist-jr', 'fashion-mnist-plain'].map(async (m) =>
       (await fetch(`${server.url}/v1/models/${m}/classify`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(png) })).json() as Promise<any>));
@@ -139,6 +156,13 @@ describe('the playground', () => {
     expect(plain.length).toBeGreaterThan(1);
     expect(firstBelow(jr)).toBeLessThan(firstBelow(plain));
     expect(firstBelow(jr)).toBe(answers[0].solver.iterations);
+    // Each curve is its own stream's iterations, one request per model.
+    for (const [name, drawn] of [['fashion-mnist-jr', jr], ['fashion-mnist-plain', plain]] as const) {
+      const events = await streamed(`${server.url}/v1/models/${name}/classify`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(png) });
+      expectSameCurve(drawn, events.get(0)!, name);
+    }
+    expect(solves.map((r) => r.path).sort()).toEqual(['/v1/models/fashion-mnist-jr/classify', '/v1/models/fashion-mnist-plain/classify']);
+    expect(solves.every((r) => r.accept === 'text/event-stream')).toBe(true);
     await expect.poll(() => page.locator('#solve-stats').textContent()).toMatch(/fashion-mnist-jr says .* reached tol/);
     await shot('compare');
     // The README's picture (PLAYGROUND_README_SHOT=docs/playground.png): the image panel and the
@@ -174,6 +198,69 @@ describe('the playground', () => {
     await expect.poll(() => page.locator('#text-stats').textContent()).toContain(`perplexity ${api.results[0].perplexity.toFixed(1)}`);
     await waitForCurve('brown-lm-jr', api.results[0].solver.iterations);
     await shot('score');
+  });
+
+  it('draws one residual curve per scoring window, each from the /score stream', async () => {
+    await page.selectOption('#model', 'brown-lm-jr');
+    await page.click('#clear-chart');
+    // About 100 tokens: several 64-token windows (stride 32).
+    const text = Array.from({ length: 6 }, () => 'The jury said it did find that the city of Atlanta was well run and that the election was fair.').join(' ');
+    await page.fill('#text', text);
+    await page.click('#score');
+    const api: any = await (await postJson(`${server.url}/v1/models/brown-lm-jr/score`, { text })).json();
+    const windows: number = api.results[0].windows;
+    expect(windows).toBeGreaterThan(2);
+    const perWindow = await streamed(`${server.url}/v1/models/brown-lm-jr/score`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ text }) }, (x) => x.window);
+    expect([...perWindow.keys()].sort((a, b) => a - b)).toEqual(Array.from({ length: windows }, (_, w) => w));
+    await expect.poll(() => page.locator('#chart g[data-series^="brown-lm-jr"]').count(), { timeout: 60_000 }).toBe(windows);
+    for (let w = 0; w < windows; w++) {
+      const name = (await page.locator('#chart g[data-series^="brown-lm-jr"]').nth(w).getAttribute('data-series'))!;
+      expect(name).toMatch(new RegExp(`· window ${w}$`));
+      await waitForCurve(name, perWindow.get(w)!.length);
+      expectSameCurve(await curve(name), perWindow.get(w)!, name);
+    }
+    await expect.poll(() => page.locator('#solve-stats').textContent()).toContain(`${windows} windows`);
+    await shot('score-windows');
+  });
+
+  it('draws a long solve while it runs; Stop and a replacing run close the stream, and the server stops solving', async () => {
+    await page.selectOption('#model', 'fashion-mnist-plain');
+    await page.click('#clear-chart');
+    // Fixed-point iteration to an absolute tolerance float32 never reaches: it runs to max_iter.
+    await page.selectOption('#method', 'fixed-point');
+    await page.selectOption('#stop-mode', 'abs');
+    await page.fill('#tol', '1e-8');
+    await page.fill('#max-iter', '100000');
+    const count = (k = 0) => page.evaluate((i) => Number(document.querySelectorAll('#chart g[data-series]')[i]?.getAttribute('data-points') ?? 0), k);
+    await page.setInputFiles('#file', join(dir, 'boot.png'));
+    // Points arrive while there is no answer yet: the curve grows with the stream.
+    await page.waitForFunction(() => Number(document.querySelector('#chart g[data-series]')?.getAttribute('data-points') ?? 0) >= 20, undefined, { timeout: 60_000 });
+    expect(await page.locator('#predictions li').count()).toBe(0);
+    const early = await count();
+    await page.waitForFunction((n) => Number(document.querySelector('#chart g[data-series]')?.getAttribute('data-points') ?? 0) > n + 20, early, { timeout: 60_000 });
+    expect(await page.locator('#predictions li').count()).toBe(0);
+    expect(server.state.pool.inFlight()).toBe(1);
+
+    // A new upload replaces the run: the first stream closes, the second one draws.
+    await page.setInputFiles('#file', join(dir, 'boot.png'));
+    await page.waitForFunction(() => Number(document.querySelectorAll('#chart g[data-series]')[1]?.getAttribute('data-points') ?? 0) >= 20, undefined, { timeout: 60_000 });
+    const first = await count(0);
+    await expect.poll(() => server.state.pool.inFlight(), { timeout: 15_000 }).toBe(1);
+
+    // Stop: no answer, no error, the curve stops growing, and the server's worker is free.
+    await page.click('#stop');
+    await expect.poll(() => server.state.pool.inFlight(), { timeout: 15_000 }).toBe(0);
+    await expect.poll(() => page.locator('#solve-stats').textContent()).toMatch(/^Stopped before the answer/);
+    const stopped = await count(1);
+    await page.waitForTimeout(500);
+    expect(await count(1)).toBe(stopped);
+    expect(await count(0)).toBe(first);
+    expect(stopped).toBeLessThan(100_000);
+    expect(await page.locator('#error').isHidden()).toBe(true);
+    expect(await page.locator('#predictions li').count()).toBe(0);
+    await shot('stopped');
+    await page.click('#defaults');
+    await page.click('#clear-chart');
   });
 
   it('shows the server\'s error message and code for an SVG upload and for an oversized image', async () => {

@@ -3,7 +3,7 @@
 // client that disconnects cancels its solve. Both batching modes.
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { postJson, startTestServer, until, type TestServer } from './helpers.js';
+import { LONG_TEXT, postJson, startTestServer, until, type TestServer } from './helpers.js';
 
 interface Sse { event: string; data: any }
 
@@ -79,6 +79,31 @@ for (const batching of ['off', 'on'] as const) {
       const texts = events.slice(0, -1).map((e) => e.data.samples[0].text);
       expect(texts).toEqual([...texts].sort((a, b) => a - b));
       expect(new Set(texts)).toEqual(new Set([0, 1]));
+    });
+
+    it('/score: each iteration names its window, so a client draws one curve per window', async () => {
+      for (const warm_start of [false, true]) {
+        const events = await readEvents(await postJson(`${s.url}/v1/models/tiny-lm/score`, { texts: [LONG_TEXT, 'the man said .'], warm_start }, SSE));
+        const result = events.at(-1)!;
+        expect(result.event).toBe('result');
+        const samples = events.slice(0, -1).flatMap((e) => e.data.samples);
+        result.data.results.forEach((r: any, text: number) => {
+          const mine = samples.filter((x: any) => x.text === text);
+          // Every window of the text has a curve, and only those: iterations 1, 2, … each.
+          expect(new Set(mine.map((x: any) => x.window)), `warm_start ${warm_start}`).toEqual(new Set(Array.from({ length: r.windows }, (_, w) => w)));
+          for (let w = 0; w < r.windows; w++) {
+            const its = mine.filter((x: any) => x.window === w).map((x: any) => x.iteration);
+            expect(its).toEqual(Array.from({ length: its.length }, (_, i) => i + 1));
+          }
+          expect(Math.max(...mine.map((x: any) => x.iteration))).toBe(r.solver.iterations);
+        });
+        expect(result.data.results[0].windows).toBeGreaterThan(2);
+        // Solves run the text's windows in order: a later solve never holds an earlier window.
+        const first = samples.filter((x: any) => x.text === 0);
+        for (let i = 1; i < first.length; i++) if (first[i].solve > first[i - 1].solve) expect(first[i].window).toBeGreaterThan(first[i - 1].window);
+        // One window at a time with warm starts: the window is the solve.
+        if (warm_start) expect(first.every((x: any) => x.window === x.solve)).toBe(true);
+      }
     });
 
     it('a bad request is a plain 400, not a stream', async () => {

@@ -76,6 +76,12 @@ describe('GET /openapi.json', () => {
     expect(q.schema.maximum).toBe(s.state.config.maxIterCap);
   });
 
+  it('documents the solve routes\' server-sent events beside their JSON answer', () => {
+    const streamed = operations().filter(({ op }) => op.responses['200']?.content?.['text/event-stream']).map(({ method, path }) => `${method} ${path}`);
+    expect(streamed.sort()).toEqual(['post /v1/models/{name}/classify', 'post /v1/models/{name}/predict', 'post /v1/models/{name}/score']);
+    expect(Object.keys(doc.components.schemas.IterationEvent.properties.samples.items.properties)).toEqual(expect.arrayContaining(['sample', 'iteration', 'residual', 'window']));
+  });
+
   it('has no security requirement when no API key is configured', () => {
     expect(doc.security).toBeUndefined();
     expect(doc.components.securitySchemes.bearer).toMatchObject({ type: 'http', scheme: 'bearer' });
@@ -117,6 +123,14 @@ describe('each operation\'s example, sent to the live server', () => {
       const res = await fetch(url, init);
       const body = await res.text();
       if (res.status !== 200) failures.push(`${method.toUpperCase()} ${path} → ${res.status} ${body.slice(0, 200)}`);
+      // A documented event stream: the same example, asked for as events, ends with its answer.
+      if (op.responses['200']?.content?.['text/event-stream']) {
+        const sse = await fetch(url, { ...init, headers: { ...(init.headers as Record<string, string>), accept: 'text/event-stream' } });
+        const events = await sse.text();
+        if (!/^text\/event-stream/.test(sse.headers.get('content-type') ?? '') || !/^event: iteration\n/.test(events) || !/\nevent: result\ndata: \{.*\}\n\n$/.test(events)) {
+          failures.push(`${method.toUpperCase()} ${path} as text/event-stream → ${sse.status} ${sse.headers.get('content-type')} ${events.slice(-200)}`);
+        }
+      }
     }
     expect(failures).toEqual([]);
   });

@@ -1,4 +1,5 @@
 /** The deq-serve API as the playground uses it: the same routes and bodies any client sends. */
+import { readSolveStream, type IterationSample } from './residual.js';
 
 export interface SolverDefaults {
   method: string;
@@ -59,6 +60,12 @@ export interface Scoring {
   solver: SolverSummary;
 }
 
+export interface Prediction {
+  outputs: Record<string, unknown>;
+  shapes: Record<string, number[]>;
+  solver: SolverSummary;
+}
+
 /** An answer other than 2xx: the server's message, its catalogue code (v1) and HTTP status. */
 export class ApiError extends Error {
   constructor(message: string, readonly status: number, readonly code: string | undefined) {
@@ -66,8 +73,10 @@ export class ApiError extends Error {
   }
 }
 
-async function call<T>(url: string, init?: RequestInit): Promise<T> {
-  const res = await fetch(url, init);
+/** Answers the playground asks for as server-sent events: each iteration as the solve runs. */
+export type OnIteration = (samples: IterationSample[]) => void;
+
+async function refusal(res: Response): Promise<ApiError> {
   const text = await res.text();
   let body: any;
   try {
@@ -75,8 +84,26 @@ async function call<T>(url: string, init?: RequestInit): Promise<T> {
   } catch {
     body = undefined;
   }
-  if (!res.ok) throw new ApiError(body?.error ?? (text.slice(0, 200) || res.statusText), res.status, body?.code);
-  return body as T;
+  return new ApiError(body?.error ?? (text.slice(0, 200) || res.statusText), res.status, body?.code);
+}
+
+/**
+ * The same request with `Accept: text/event-stream`: `onIteration` sees each iteration as it
+ * arrives, and the answer comes last. Aborting `signal` closes the connection, which
+ * cancels the solve on the server.
+ */
+async function stream<T>(url: string, init: RequestInit, onIteration: OnIteration, signal?: AbortSignal): Promise<T> {
+  const res = await fetch(url, { ...init, headers: { ...(init.headers as Record<string, string> | undefined), accept: 'text/event-stream' }, signal });
+  if (!res.ok) throw await refusal(res);
+  if (!res.body || !/^text\/event-stream/.test(res.headers.get('content-type') ?? '')) return (await res.json()) as T;
+  return readSolveStream<T>(res.body, onIteration, (f) => new ApiError(f.error, f.status, f.code));
+}
+
+async function call<T>(url: string, init?: RequestInit): Promise<T> {
+  const res = await fetch(url, init);
+  if (!res.ok) throw await refusal(res);
+  const text = await res.text();
+  return JSON.parse(text) as T;
 }
 
 function query(params: Record<string, string | number | boolean | undefined>): string {
@@ -90,20 +117,26 @@ const json = (body: unknown): RequestInit => ({ method: 'POST', headers: { 'cont
 export const api = {
   models: () => call<{ models: ModelInfo[] }>('/v1/models').then((r) => r.models),
 
-  /** The image goes as multipart field "image", as a browser form would send it. */
-  classify(model: string, image: Blob, solver: SolverParams, opts: { topK?: number; preprocessed?: boolean } = {}): Promise<Classification> {
+  /** The image goes as multipart field "image", as a browser form would send it; streamed when `onIteration` is given. */
+  classify(model: string, image: Blob, solver: SolverParams, opts: { topK?: number; preprocessed?: boolean } = {}, onIteration?: OnIteration, signal?: AbortSignal): Promise<Classification> {
     const form = new FormData();
     form.append('image', image, image instanceof File ? image.name : 'drawing.png');
     const q = query({ ...solver, top_k: opts.topK, preprocessed: opts.preprocessed || undefined });
-    return call<Classification>(`/v1/models/${encodeURIComponent(model)}/classify${q}`, { method: 'POST', body: form });
+    const url = `/v1/models/${encodeURIComponent(model)}/classify${q}`;
+    const init = { method: 'POST', body: form };
+    return onIteration ? stream<Classification>(url, init, onIteration, signal) : call<Classification>(url, init);
   },
 
-  score: (model: string, text: string, solver: SolverParams) =>
-    call<Scoring>(`/v1/models/${encodeURIComponent(model)}/score`, json({ text, ...solver })),
+  score: (model: string, text: string, solver: SolverParams, onIteration?: OnIteration, signal?: AbortSignal) => {
+    const url = `/v1/models/${encodeURIComponent(model)}/score`;
+    return onIteration ? stream<Scoring>(url, json({ text, ...solver }), onIteration, signal) : call<Scoring>(url, json({ text, ...solver }));
+  },
 
-  predict: (model: string, inputs: unknown, solver: SolverParams) =>
-    call<{ outputs: Record<string, unknown>; shapes: Record<string, number[]>; solver: SolverSummary }>(
-      `/v1/models/${encodeURIComponent(model)}/predict`, json({ inputs, parameters: solver })),
+  predict: (model: string, inputs: unknown, solver: SolverParams, onIteration?: OnIteration, signal?: AbortSignal) => {
+    const url = `/v1/models/${encodeURIComponent(model)}/predict`;
+    const init = json({ inputs, parameters: solver });
+    return onIteration ? stream<Prediction>(url, init, onIteration, signal) : call<Prediction>(url, init);
+  },
 
   v2Metadata: (model: string) =>
     call<{ inputs: { name: string; datatype: string; shape: number[] }[] }>(`/v2/models/${encodeURIComponent(model)}`),

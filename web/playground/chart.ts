@@ -3,6 +3,7 @@ import type { ResidualPoint } from './residual.js';
 const SVG = 'http://www.w3.org/2000/svg';
 const W = 640, H = 300;
 const M = { left: 64, right: 16, top: 14, bottom: 42 };
+const MAX_DOTS = 200, MAX_LEGEND = 12;
 // Distinct in colour and in dash pattern, so a curve is told apart without colour too.
 const STYLES = [
   { color: '#1f5fbf', dash: '' },
@@ -47,13 +48,24 @@ export class ResidualChart {
     this.render();
     return (p) => {
       s.points.push(p);
-      this.render();
+      this.#schedule();
     };
   }
 
   clear(): void {
     this.#series = [];
     this.render();
+  }
+
+  #pending = false;
+  /** Points can arrive faster than frames (a stream of thousands of iterations): one render per frame. */
+  #schedule(): void {
+    if (this.#pending) return;
+    this.#pending = true;
+    requestAnimationFrame(() => {
+      this.#pending = false;
+      this.render();
+    });
   }
 
   render(): void {
@@ -82,12 +94,14 @@ export class ResidualChart {
     this.#series.forEach((s, k) => {
       const pts = s.points.filter((p) => p.residual > 0);
       const path = pts.map((p) => `${x(p.iteration).toFixed(1)},${y(p.residual).toFixed(1)}`).join(' ');
-      const dots = pts.map((p) => `<circle cx="${x(p.iteration).toFixed(1)}" cy="${y(p.residual).toFixed(1)}" r="3"><title>${esc(s.name)}: iteration ${p.iteration}, residual ${p.residual.toExponential(2)}</title></circle>`).join('');
+      // Dots (each with its value as a tooltip) while they can be told apart; past that, the line alone.
+      const dots = pts.length > MAX_DOTS ? '' : pts.map((p) => `<circle cx="${x(p.iteration).toFixed(1)}" cy="${y(p.residual).toFixed(1)}" r="3"><title>${esc(s.name)}: iteration ${p.iteration}, residual ${p.residual.toExponential(2)}</title></circle>`).join('');
       const ly = M.top + 14 + 16 * k;
+      // The legend names the first curves; the summary below the chart names them all.
+      const legend = k < MAX_LEGEND ? `<line x1="${W - M.right - 300}" x2="${W - M.right - 276}" y1="${ly - 4}" y2="${ly - 4}" stroke-width="2" stroke-dasharray="${s.style.dash}"/>` +
+        `<text class="legend" x="${W - M.right - 270}" y="${ly}" stroke="none">${esc(s.name)}</text>` : '';
       parts.push(`<g data-series="${esc(s.name)}" data-points="${pts.length}" stroke="${s.style.color}" fill="${s.style.color}">` +
-        `<polyline fill="none" stroke-width="2" stroke-dasharray="${s.style.dash}" points="${path}"/>${dots}` +
-        `<line x1="${W - M.right - 300}" x2="${W - M.right - 276}" y1="${ly - 4}" y2="${ly - 4}" stroke-width="2" stroke-dasharray="${s.style.dash}"/>` +
-        `<text class="legend" x="${W - M.right - 270}" y="${ly}" stroke="none">${esc(s.name)}</text></g>`);
+        `<polyline fill="none" stroke-width="2" stroke-dasharray="${s.style.dash}" points="${path}"/>${dots}${legend}</g>`);
     });
     this.svg.innerHTML = parts.join('');
     this.#summary.textContent = this.#series.length === 0

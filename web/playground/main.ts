@@ -1,6 +1,6 @@
-import { api, ApiError, type Classification, type ModelInfo, type SolverParams, type SolverSummary } from './api.js';
+import { api, ApiError, type Classification, type ModelInfo, type OnIteration, type SolverParams, type SolverSummary } from './api.js';
 import { ResidualChart } from './chart.js';
-import { firstBelow, replaySource, type ResidualPoint } from './residual.js';
+import { firstBelow, streamSource, type IterationSample, type ResidualPoint } from './residual.js';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 
@@ -8,19 +8,45 @@ let models: ModelInfo[] = [];
 let chart: ResidualChart;
 let lastImage: Blob | null = null;
 
-/** Runs an action with the page's buttons disabled; shows an error the server gave in the alert region. */
-async function busy(action: () => Promise<void>): Promise<void> {
-  const buttons = [...document.querySelectorAll<HTMLButtonElement>('main button')];
+/** The run in progress: a new run, "Stop" or another model cancels it (its stream closes, the server stops solving). */
+let running: AbortController | null = null;
+let active = 0;
+
+function stopRun(): void {
+  running?.abort();
+  running = null;
+}
+
+/**
+ * Runs an action with the page's buttons disabled (all but Stop); shows an error the server
+ * gave in the alert region. A run replaced or stopped before its answer shows no error.
+ */
+async function busy(action: (signal: AbortSignal) => Promise<void>): Promise<void> {
+  stopRun();
+  const run = new AbortController();
+  running = run;
+  const buttons = [...document.querySelectorAll<HTMLButtonElement>('main button:not(#stop)')];
   showError(null);
   document.body.setAttribute('aria-busy', 'true');
   for (const b of buttons) b.disabled = true;
+  $<HTMLButtonElement>('stop').disabled = false;
+  active++;
   try {
-    await action();
+    await action(run.signal);
   } catch (err) {
-    showError(err);
+    if (!run.signal.aborted) showError(err);
+    // Stopped (not replaced by a newer run, which has the line now).
+    else if (running === null) $('solve-stats').textContent = 'Stopped before the answer: the request was cancelled, and the server stopped solving.';
   } finally {
-    for (const b of buttons) b.disabled = false;
-    document.body.removeAttribute('aria-busy');
+    // A run that failed in one of its streams (JR against plain runs two) closes the others.
+    run.abort();
+    if (running === run) running = null;
+    // Another run may have started meanwhile: the last one to end gives the buttons back.
+    if (--active === 0) {
+      for (const b of buttons) b.disabled = false;
+      $<HTMLButtonElement>('stop').disabled = true;
+      document.body.removeAttribute('aria-busy');
+    }
   }
 }
 
@@ -123,6 +149,7 @@ function jrPair(): { jr: ModelInfo; plain: ModelInfo } | null {
 async function onModelChange(): Promise<void> {
   const m = current();
   if (!m) return;
+  stopRun();
   setSolverControls(m);
   $('image-panel').hidden = m.task !== 'image-classification';
   $('text-panel').hidden = m.task !== 'language-model';
@@ -135,12 +162,22 @@ async function onModelChange(): Promise<void> {
 
 const curveName = (model: string, s: SolverParams) => `${model} · ${s.solver} tol ${s.tol}`;
 
-/** Adds a curve for a finished solve and fills it in, point by point, from the replays. */
-async function drawCurve(name: string, full: SolverSummary, tol: number, replay: (maxIter: number) => Promise<SolverSummary>): Promise<ResidualPoint[]> {
-  const push = chart.add(name, tol);
-  const source = replaySource(full, replay);
+/**
+ * Runs a solve as a stream and draws its curves as the iterations arrive: one curve per name
+ * `curveOf` gives a row (a curve is added on its first point). Resolves with the answer and
+ * the points of each curve.
+ */
+async function drawLive<T>(solve: (onIteration: OnIteration, signal?: AbortSignal) => Promise<T>, curveOf: (s: IterationSample) => string, tol: number, signal: AbortSignal): Promise<{ answer: T; curves: Map<string, ResidualPoint[]> }> {
+  const source = streamSource(solve, curveOf);
   $('chart-source').textContent = source.description;
-  return source.points(push);
+  const curves = new Map<string, { push: (p: ResidualPoint) => void; points: ResidualPoint[] }>();
+  const answer = await source.run((name, p) => {
+    let c = curves.get(name);
+    if (!c) curves.set(name, (c = { push: chart.add(name, tol), points: [] }));
+    c.points.push(p);
+    c.push(p);
+  }, signal);
+  return { answer, curves: new Map([...curves].map(([k, v]) => [k, v.points])) };
 }
 
 function describeSolve(name: string, s: SolverSummary): string {
@@ -192,7 +229,7 @@ function showSeen(m: ModelInfo, input: Classification['input']): void {
   canvas.dataset.drawn = 'true';
 }
 
-async function runImage(image: Blob): Promise<void> {
+async function runImage(image: Blob, signal: AbortSignal): Promise<void> {
   lastImage = image;
   // A refused image must not leave the last image's answer on show.
   $('predictions').replaceChildren();
@@ -202,22 +239,24 @@ async function runImage(image: Blob): Promise<void> {
   delete seen.dataset.drawn;
   const m = current();
   const s = solverParams();
-  const r = await api.classify(m.name, image, s, { preprocessed: true, topK: 5 });
+  const name = curveName(m.name, s);
+  $('solve-stats').textContent = `${m.name}: solving…`;
+  const { answer: r } = await drawLive((on, sig) => api.classify(m.name, image, s, { preprocessed: true, topK: 5 }, on, sig), () => name, s.tol!, signal);
   showPredictions(r);
   showSeen(m, r.input);
   $('solve-stats').textContent = describeSolve(m.name, r.solver);
-  await drawCurve(curveName(m.name, s), r.solver, s.tol!, (k) => api.classify(m.name, image, { ...s, max_iter: k }).then((x) => x.solver));
 }
 
-async function compare(): Promise<void> {
+async function compare(signal: AbortSignal): Promise<void> {
   const pair = jrPair();
   if (!pair || !lastImage) throw new Error('choose or draw an image first');
   const image = lastImage;
   const s = solverParams();
+  // Both solves at once, each curve drawn from its own stream.
   const runs = [pair.jr, pair.plain].map(async (m) => {
-    const r = await api.classify(m.name, image, s);
-    const points = await drawCurve(curveName(m.name, s), r.solver, s.tol!, (k) => api.classify(m.name, image, { ...s, max_iter: k }).then((x) => x.solver));
-    return { m, r, at: firstBelow(points, s.tol!) };
+    const name = curveName(m.name, s);
+    const { answer: r, curves } = await drawLive((on, sig) => api.classify(m.name, image, s, {}, on, sig), () => name, s.tol!, signal);
+    return { m, r, at: firstBelow(curves.get(name) ?? [], s.tol!) };
   });
   const [jr, plain] = await Promise.all(runs);
   const said = (x: typeof jr) => `${x.m.name} says ${x.r.label} and ${x.at === null ? `did not reach tol ${s.tol} in ${x.r.solver.iterations} iterations` : `reached tol ${s.tol} at iteration ${x.at}`}`;
@@ -254,9 +293,9 @@ function setUpDrawing(): void {
   });
   pad.addEventListener('pointerup', () => (drawing = false));
   $('clear-drawing').addEventListener('click', blank);
-  $('classify-drawing').addEventListener('click', () => busy(async () => {
+  $('classify-drawing').addEventListener('click', () => busy(async (signal) => {
     const blob = await new Promise<Blob | null>((resolve) => pad.toBlob(resolve, 'image/png'));
-    if (blob) await runImage(blob);
+    if (blob) await runImage(blob, signal);
   }));
 }
 
@@ -264,7 +303,9 @@ function setUpUpload(): void {
   const file = $<HTMLInputElement>('file');
   file.addEventListener('change', () => {
     const f = file.files?.[0];
-    if (f) void busy(() => runImage(f));
+    // Emptied, so that choosing the same file again (after changing the solver) runs it again.
+    file.value = '';
+    if (f) void busy((signal) => runImage(f, signal));
   });
   const drop = $('drop');
   drop.addEventListener('dragover', (e) => {
@@ -276,17 +317,20 @@ function setUpUpload(): void {
     e.preventDefault();
     drop.classList.remove('over');
     const f = e.dataTransfer?.files[0];
-    if (f) void busy(() => runImage(f));
+    if (f) void busy((signal) => runImage(f, signal));
   });
 }
 
 // ---- text
 
-async function scoreText(): Promise<void> {
+async function scoreText(signal: AbortSignal): Promise<void> {
   const m = current();
   const s = solverParams();
   const text = $<HTMLTextAreaElement>('text').value;
-  const r = await api.score(m.name, text, s);
+  // One curve per window: the stream names each iteration's window.
+  const name = curveName(m.name, s);
+  $('solve-stats').textContent = `${m.name}: solving…`;
+  const { answer: r } = await drawLive((on, sig) => api.score(m.name, text, s, on, sig), (x) => `${name} · window ${x.window ?? x.sample}`, s.tol!, signal);
   const res = r.results[0];
   const spans = res.tokens.map((t) => {
     const span = document.createElement('span');
@@ -304,8 +348,7 @@ async function scoreText(): Promise<void> {
   tokens.replaceChildren();
   spans.forEach((sp, i) => tokens.append(...(i ? [' ', sp] : [sp])));
   $('text-stats').textContent = `${res.token_count} tokens (${res.unk_count} <unk>) in ${res.windows} window(s): total log-probability ${res.total_logprob.toFixed(2)}, perplexity ${res.perplexity.toFixed(1)}.`;
-  $('solve-stats').textContent = describeSolve(m.name, res.solver) + ' Over several windows, the curve is the worst window\'s.';
-  await drawCurve(curveName(m.name, s), res.solver, s.tol!, (k) => api.score(m.name, text, { ...s, max_iter: k }).then((x) => x.results[0].solver));
+  $('solve-stats').textContent = describeSolve(m.name, res.solver) + (res.windows > 1 ? ` The summary is the worst of the ${res.windows} windows; the chart has one curve per window.` : '');
 }
 
 // ---- tensors
@@ -322,7 +365,7 @@ async function prefillTensor(m: ModelInfo): Promise<void> {
   $<HTMLTextAreaElement>('tensor-json').value = JSON.stringify(inputs);
 }
 
-async function runTensor(): Promise<void> {
+async function runTensor(signal: AbortSignal): Promise<void> {
   const m = current();
   const s = solverParams();
   let inputs: unknown;
@@ -331,10 +374,10 @@ async function runTensor(): Promise<void> {
   } catch (err) {
     throw new Error(`the inputs are not valid JSON: ${(err as Error).message}`);
   }
-  const r = await api.predict(m.name, inputs, s);
+  const name = curveName(m.name, s);
+  const { answer: r } = await drawLive((on, sig) => api.predict(m.name, inputs, s, on, sig), (x) => (x.sample === 0 ? name : `${name} · sample ${x.sample}`), s.tol!, signal);
   $('tensor-out').textContent = JSON.stringify({ outputs: r.outputs, shapes: r.shapes }, null, 1);
   $('solve-stats').textContent = describeSolve(m.name, r.solver);
-  await drawCurve(curveName(m.name, s), r.solver, s.tol!, (k) => api.predict(m.name, inputs, { ...s, max_iter: k }).then((x) => x.solver));
 }
 
 // ---- start
@@ -349,6 +392,7 @@ async function start(): Promise<void> {
   $('score').addEventListener('click', () => busy(scoreText));
   $('predict').addEventListener('click', () => busy(runTensor));
   $('clear-chart').addEventListener('click', () => chart.clear());
+  $('stop').addEventListener('click', stopRun);
   await busy(async () => {
     models = await api.models();
     renderModels();

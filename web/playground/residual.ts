@@ -1,5 +1,3 @@
-import type { SolverSummary } from './api.js';
-
 /** One point of a residual curve: the residual after `iteration` evaluations of f. */
 export interface ResidualPoint {
   iteration: number;
@@ -7,45 +5,114 @@ export interface ResidualPoint {
 }
 
 /**
- * Where a solve's residual-against-iteration curve comes from. The chart only
- * sees points arriving; a source decides how they are obtained. A per-iteration
- * server stream (SSE) is one more implementation of this interface: it calls
- * `onPoint` as each event arrives.
+ * One row's iteration as the server streams it (`event: iteration`, one entry of its
+ * `samples`). /score adds the text, the solve and the window (its index in the text).
  */
-export interface ResidualSource {
-  /** Shown under the chart: how the points were obtained. */
-  readonly description: string;
-  /** Calls `onPoint` for each point, in iteration order; resolves with all of them. */
-  points(onPoint: (p: ResidualPoint) => void, signal?: AbortSignal): Promise<ResidualPoint[]>;
+export interface IterationSample {
+  sample: number;
+  iteration: number;
+  /** null when not finite. */
+  residual: number | null;
+  text?: number;
+  solve?: number;
+  window?: number;
 }
 
 /**
- * Replays a finished solve with max_iter = 1, 2, …, n − 1, one request each, with
- * every other setting unchanged. The solver is deterministic, so the k-th replay
- * runs the same first k iterations and answers the lowest residual reached in
- * them: the iterate the server returns when it stops after k. The last point is
- * the full solve's own answer. Costs n − 1 extra requests (n ≤ the max_iter cap).
+ * Where residual-against-iteration curves come from. The chart only sees points arriving,
+ * each for a named curve; a source decides how they are obtained. `run` performs the solve
+ * and resolves with its answer; aborting `signal` cancels it.
  */
-export function replaySource(full: SolverSummary, solveWithMaxIter: (maxIter: number) => Promise<SolverSummary>): ResidualSource {
+export interface ResidualSource<T> {
+  /** Shown under the chart: how the points were obtained. */
+  readonly description: string;
+  run(onPoint: (curve: string, p: ResidualPoint) => void, signal?: AbortSignal): Promise<T>;
+}
+
+/** The error event the server ends a failed stream with. */
+export interface StreamFailure {
+  error: string;
+  code?: string;
+  status: number;
+}
+
+/**
+ * The server's per-iteration stream (`Accept: text/event-stream`): every iteration event
+ * becomes a point on the curve `curveOf` names for its row, as it arrives. `solve` sends the
+ * request with that header and `signal` (a POST body rules out EventSource); closing the
+ * connection cancels the solve on the server.
+ */
+export function streamSource<T>(
+  solve: (onIteration: (samples: IterationSample[]) => void, signal?: AbortSignal) => Promise<T>,
+  curveOf: (s: IterationSample) => string,
+): ResidualSource<T> {
   return {
-    description: 'Each point is the server\'s own answer to the same request stopped after k iterations (max_iter = k): the lowest residual reached by then.',
-    async points(onPoint, signal) {
-      const out: ResidualPoint[] = [];
-      const push = (p: ResidualPoint) => {
-        out.push(p);
-        onPoint(p);
-      };
-      for (let k = 1; k < full.iterations; k++) {
-        if (signal?.aborted) break;
-        const s = await solveWithMaxIter(k);
-        if (s.residual === null) break; // diverged: nothing to draw on a log scale
-        push({ iteration: s.iterations, residual: s.residual });
-        if (s.converged) break;
+    description: 'Drawn live from the server\'s event stream: one point per solver iteration as it arrives (the residual of that iterate, in the stop mode).',
+    run: (onPoint, signal) => solve((samples) => {
+      for (const s of samples) {
+        // Log scale: a non-finite or zero residual has no place on it.
+        if (s.residual !== null && s.residual > 0 && Number.isFinite(s.residual)) onPoint(curveOf(s), { iteration: s.iteration, residual: s.residual });
       }
-      if (full.residual !== null && !signal?.aborted) push({ iteration: full.iterations, residual: full.residual });
-      return out;
-    },
+    }, signal),
   };
+}
+
+/** Splits text/event-stream text into events as chunks arrive (the `event` and `data` fields; comments and ids ignored). */
+export class EventStreamParser {
+  #buf = '';
+  #event = '';
+  #data: string[] = [];
+
+  push(chunk: string): { event: string; data: string }[] {
+    this.#buf += chunk;
+    const out: { event: string; data: string }[] = [];
+    let nl: number;
+    while ((nl = this.#buf.search(/\r\n|\r|\n/)) >= 0) {
+      // A lone \r at the end of a chunk may be half of \r\n: wait for the next chunk.
+      if (this.#buf[nl] === '\r' && nl === this.#buf.length - 1) break;
+      const line = this.#buf.slice(0, nl);
+      this.#buf = this.#buf.slice(nl + (this.#buf.startsWith('\r\n', nl) ? 2 : 1));
+      if (line === '') {
+        if (this.#data.length) out.push({ event: this.#event || 'message', data: this.#data.join('\n') });
+        this.#event = '';
+        this.#data = [];
+        continue;
+      }
+      const colon = line.indexOf(':');
+      if (colon === 0) continue;
+      const field = colon < 0 ? line : line.slice(0, colon);
+      const value = colon < 0 ? '' : line.slice(colon + (line[colon + 1] === ' ' ? 2 : 1));
+      if (field === 'event') this.#event = value;
+      else if (field === 'data') this.#data.push(value);
+    }
+    return out;
+  }
+}
+
+/**
+ * Reads a solve's event stream as it arrives: `onIteration` gets each iteration event's
+ * samples, the `result` event's data is the answer; an `error` event rejects with what
+ * `fail` makes of it, and so does a stream that ends without an answer.
+ */
+export async function readSolveStream<T>(body: ReadableStream<Uint8Array>, onIteration: (samples: IterationSample[]) => void, fail: (f: StreamFailure) => Error): Promise<T> {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  const parser = new EventStreamParser();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      for (const e of parser.push(done ? decoder.decode() : decoder.decode(value, { stream: true }))) {
+        const data = JSON.parse(e.data);
+        if (e.event === 'iteration') onIteration(data.samples);
+        else if (e.event === 'result') return data as T;
+        else if (e.event === 'error') throw fail(data as StreamFailure);
+      }
+      if (done) throw fail({ error: 'the event stream ended before the answer', status: 502 });
+    }
+  } finally {
+    // Nothing more is wanted: an early return or a throw closes the connection.
+    reader.cancel().catch(() => {});
+  }
 }
 
 /** The iteration at which a curve first goes under `tol`, or null. */

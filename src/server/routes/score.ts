@@ -97,17 +97,20 @@ export const scoreRoutes: FastifyPluginAsync<{ state: ServerState }> = async (ap
     });
     const control = requestControl(model, req.body, config);
     const answer = async (progress?: ProgressSink) => {
-      // Streamed, each event names the text and the solve (a batch of its windows) it belongs to.
-      let text = 0, solve = 0;
+      // Streamed, each event names the text, the solve (a batch of its windows) and the window
+      // (its index in the text): a solve's rows are consecutive windows, solves run in order.
+      let text = 0, solve = 0, firstWindow = 0;
       const run = (r: Parameters<typeof runSolve>[2]) => {
-        const at = { text, solve: solve++ };
-        return runSolve(req, model, r, progress && ((events) => progress(events.map((e) => ({ ...e, ...at })))));
+        const at = { text, solve: solve++ }, base = firstWindow;
+        firstWindow += r.batch;
+        return runSolve(req, model, r, progress && ((events) => progress(events.map((e) => ({ ...e, ...at, window: base + e.sample })))));
       };
       // Texts are scored one after another, each in as few batched solves as its windows allow.
       const results = [];
       for (const e of encoded) {
         const s = await scorer.scoreEncoded(e, (r) => run({ ...r, outputs: r.outputs ? [...r.outputs] : undefined, solver: control.solver, deadline: control.deadline }), undefined, { warmStart: req.body.warm_start });
         text++;
+        firstWindow = 0;
         results.push({
         tokens: s.tokens,
         token_count: s.tokens.length,
