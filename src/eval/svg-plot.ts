@@ -39,13 +39,13 @@ export function logPlot(series: Series[], title: string, xLabel: string, yLabel:
     `<rect width="${W}" height="${H}" fill="white"/>`,
     `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${escape(title)}</text>`,
   ];
-  const grid = linear ? Array.from({ length: 6 }, (_, k) => y0 + ((y1 - y0) * k) / 5) : Array.from({ length: y1 - y0 + 1 }, (_, k) => 10 ** (y0 + k));
+  const grid = linear ? niceTicks(y0, y1, 6) : Array.from({ length: y1 - y0 + 1 }, (_, k) => 10 ** (y0 + k));
   for (const v of grid) {
     const y = py(v);
     out.push(`<line x1="${L}" x2="${W - R}" y1="${y}" y2="${y}" stroke="#ddd"/>`, `<text x="${L - 6}" y="${y + 4}" text-anchor="end">${linear ? Number(v.toPrecision(4)) : `1e${Math.round(Math.log10(v))}`}</text>`);
   }
   const ticks = series.some((s) => s.x)
-    ? Array.from({ length: 9 }, (_, k) => x0 + ((x1 - x0) * k) / 8)
+    ? niceTicks(x0, x1, 8)
     : Array.from({ length: Math.floor((x1 - 1) / Math.max(1, Math.ceil(x1 / 10))) + 1 }, (_, k) => 1 + k * Math.max(1, Math.ceil(x1 / 10)));
   for (const x of ticks) out.push(`<text x="${px(x)}" y="${H - B + 16}" text-anchor="middle">${Number(x.toPrecision(3))}</text>`);
   out.push(
@@ -69,6 +69,22 @@ export function logPlot(series: Series[], title: string, xLabel: string, yLabel:
   });
   out.push('</svg>');
   return out.join('\n') + '\n';
+}
+
+/**
+ * Round tick values inside [lo, hi]: multiples of 1, 2 or 5 × 10^k, about `target` of them
+ * (0, 200, 400 … rather than 111, 222, 334 …).
+ */
+export function niceTicks(lo: number, hi: number, target: number): number[] {
+  if (!(hi > lo)) return [lo];
+  const raw = (hi - lo) / Math.max(1, target);
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw)!;
+  const ticks: number[] = [];
+  // Rounded to the step's own precision, so 0.1 + 0.2 prints as 0.3.
+  const digits = Math.max(0, -Math.floor(Math.log10(step)));
+  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step) ticks.push(Number(v.toFixed(digits)));
+  return ticks;
 }
 
 function escape(s: string): string {
