@@ -7,6 +7,7 @@ import { WorkerPool } from './pool.js';
 import { FixedPointCache } from './response-cache.js';
 import { SequenceStore } from './sequence-store.js';
 import { installSignalHandlers } from './signals.js';
+import { startupTable } from './startup-table.js';
 import type { ServerState } from './state.js';
 
 export { DEFAULT_CONFIG, SETTINGS, describeConfig, loadConfig } from './config.js';
@@ -123,6 +124,8 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
       if (m.fallbacks.length) log.warn({ model: name, provider: m.provider, fallbacks: m.fallbacks }, `${name}: running on ${m.provider}; ${m.fallbacks.join('; ')}`);
     }
     log.info({ ms: Math.round(performance.now() - t0), workers: config.workers, models: Object.fromEntries(pool.modelInfo) }, 'ready');
+    // A person at a terminal gets the models as a table too; log collectors see only the JSON lines.
+    if (opts.handleSignals && process.stderr.isTTY) process.stderr.write(startupTable(models, pool.modelInfo, url));
   } catch (err) {
     await close();
     throw err;
