@@ -125,7 +125,7 @@ const COMMANDS: Record<string, Command> = {
     if (args.includes('--help') || args.includes('-h')) {
       const shown = (v: unknown) => (Array.isArray(v) ? v.join(',') || '(none)' : v === undefined || v === '' ? '(none)' : String(v));
       const rows = SETTINGS.map((s) => `  ${s.flag.padEnd(22)} ${s.env.padEnd(24)} ${s.help} [default: ${shown((DEFAULT_CONFIG as unknown as Record<string, unknown>)[s.key])}]`);
-      process.stdout.write(`deq-serve serve [options]\n\nEvery option can also be set by its environment variable. --ep is another name for --providers, --models for --models-dir.\n\n${rows.join('\n')}\n`);
+      process.stdout.write(`deq-serve serve [options]\n\nEvery option can also be set by its environment variable. --ep is another name for --providers, --models for --models-dir (a folder of bundles, or one bundle to serve alone).\n\n${rows.join('\n')}\n`);
       return 0;
     }
     const config = loadConfig(args, process.env);

@@ -171,7 +171,7 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
 export const SETTINGS: readonly Setting[] = Object.freeze([
   { key: 'port', flag: '--port', env: 'DEQ_PORT', kind: 'int', help: 'TCP port (0 = any free port)' },
   { key: 'host', flag: '--host', env: 'DEQ_HOST', kind: 'string', help: 'interface to listen on' },
-  { key: 'modelsDir', flag: '--models-dir', env: 'DEQ_MODELS_DIR', kind: 'string', help: 'folder whose subfolders with a manifest.json are served' },
+  { key: 'modelsDir', flag: '--models-dir', env: 'DEQ_MODELS_DIR', kind: 'string', help: 'folder whose subfolders with a manifest.json are served, or one bundle folder to serve alone' },
   { key: 'providers', flag: '--providers', env: 'DEQ_PROVIDERS', kind: 'list', help: 'execution providers in order of preference (cuda, webgpu, cpu)' },
   { key: 'workers', flag: '--workers', env: 'DEQ_WORKERS', kind: 'int', help: 'solver worker threads, each with its own sessions' },
   { key: 'intraOpThreads', flag: '--threads', env: 'DEQ_THREADS', kind: 'int', help: 'ONNX Runtime intra-op threads per worker' },

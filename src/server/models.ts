@@ -46,8 +46,9 @@ export function effectiveSolver(m: Manifest, caps: SolverCaps): { solver: Resolv
 
 /**
  * Finds every subfolder of `modelsDir` that holds a manifest.json and verifies
- * it (schema, checksums). Fails on a bad bundle or a duplicate name: a server
- * that silently drops a model is worse than one that does not start.
+ * it (schema, checksums); a `modelsDir` that is itself a bundle is served alone.
+ * Fails on a bad bundle or a duplicate name: a server that silently drops a model
+ * is worse than one that does not start.
  */
 export async function discoverModels(modelsDir: string, caps: SolverCaps): Promise<Map<string, ServedModel>> {
   const root = resolve(modelsDir);
@@ -57,10 +58,11 @@ export async function discoverModels(modelsDir: string, caps: SolverCaps): Promi
   } catch (err) {
     throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting --models-dir: cannot read ${root} (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { setting: 'modelsDir' });
   }
+  const isBundle = (dir: string) => stat(join(dir, 'manifest.json')).then((s) => s.isFile(), () => false);
+  const dirs = (await isBundle(root)) ? [root] : entries.map((entry) => join(root, entry));
   const models = new Map<string, ServedModel>();
-  for (const entry of entries) {
-    const dir = join(root, entry);
-    if (!(await stat(join(dir, 'manifest.json')).then((s) => s.isFile(), () => false))) continue;
+  for (const dir of dirs) {
+    if (!(await isBundle(dir))) continue;
     const bundle = await loadBundle(dir);
     const { name } = bundle.manifest;
     if (!MODEL_NAME.test(name)) throw new DeqError('DEQ_ERR_BUNDLE_INVALID', `${dir}/manifest.json: name ${JSON.stringify(name)} is not a valid model name`);
