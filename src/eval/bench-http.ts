@@ -58,11 +58,12 @@ export interface BenchHttpRow {
   server_info: Record<string, string> | null;
 }
 
+/** snake_case, as every machine-readable output of deq-serve. */
 export interface BenchHttpReport {
   machine: string;
   traffic: TrafficSpec[];
   protocol: string;
-  limits: LoadLimits;
+  limits: { duration_s: number; max_requests: number; warmup_requests: number; timeout_ms: number };
   rows: BenchHttpRow[];
 }
 
@@ -288,7 +289,9 @@ export async function benchHttp(opts: BenchHttpOptions): Promise<BenchHttpReport
       await server.stop();
     }
   }
-  const report: BenchHttpReport = { machine: machine(), traffic: opts.traffic, protocol: opts.protocol, limits: opts.limits, rows };
+  const l = opts.limits;
+  const limits = { duration_s: l.durationS, max_requests: l.maxRequests, warmup_requests: l.warmupRequests, timeout_ms: l.timeoutMs };
+  const report: BenchHttpReport = { machine: machine(), traffic: opts.traffic, protocol: opts.protocol, limits, rows };
   if (opts.out) await writeReports(report, opts.out);
   return report;
 }
@@ -329,7 +332,7 @@ async function writeReports(r: BenchHttpReport, out: string): Promise<void> {
   const md = `# HTTP load: ${r.traffic.map((t) => `${t.model}${t.query ? `?${t.query}` : ''} (share ${t.share})`).join(', ')}
 
 Measured by \`deq-serve bench http\` (${r.protocol} protocol) on ${r.machine}. Each level runs for at most
-${r.limits.durationS} s or ${r.limits.maxRequests} requests after ${r.limits.warmupRequests} warm-up requests. Latency is from the intended send
+${r.limits.duration_s} s or ${r.limits.max_requests} requests after ${r.limits.warmup_requests} warm-up requests. Latency is from the intended send
 time (open loop: Poisson arrivals) or the send (closed loop), HDR histograms; "units" are tokens scored for /score.
 
 Server settings (its \`deq_server_info\` metric):

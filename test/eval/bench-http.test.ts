@@ -52,6 +52,8 @@ describe('deq-serve bench http', () => {
       out: join(out, 'http.md'),
     });
     expect(report.rows.map((r) => [r.mode, r.concurrency, r.rate])).toEqual([['external', 2, null], ['external', null, 20]]);
+    // Machine-readable output is snake_case throughout, the limits included.
+    expect(report.limits).toEqual({ duration_s: 1, max_requests: 30, warmup_requests: 3, timeout_ms: 10_000 });
     for (const r of report.rows) {
       expect(r.requests).toBeGreaterThan(0);
       expect(r.requests).toBeLessThanOrEqual(30);
