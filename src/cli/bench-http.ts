@@ -52,7 +52,8 @@ export async function benchHttpCommand(args: string[]): Promise<number> {
     },
     dataDir: values['data-dir'],
     out: values.out,
-    log: values.json ? undefined : (line) => process.stdout.write(line + '\n'),
+    // Progress lines: on stdout as the report itself, or on stderr when stdout carries --json.
+    log: (line) => (values.json ? process.stderr : process.stdout).write(line + '\n'),
   });
   if (values.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   return report.rows.some((r) => r.requests === 0) ? 1 : 0;

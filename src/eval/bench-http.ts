@@ -257,7 +257,10 @@ export async function benchHttp(opts: BenchHttpOptions): Promise<BenchHttpReport
   const rows: BenchHttpRow[] = [];
   const targets = opts.modes?.length ? opts.modes : [undefined];
   for (const mode of targets) {
+    if (mode !== undefined) log(`starting deq-serve --batching ${mode} …`);
+    const t0 = performance.now();
     const server = mode === undefined ? { url: opts.url ?? 'http://127.0.0.1:8080', stop: async () => {} } : await startServer(mode, opts);
+    if (mode !== undefined) log(`ready at ${server.url} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     try {
       const classes = await trafficClasses(server.url, opts.traffic, opts.protocol, opts.dataDir);
       const shapes: LoadShape[] = [

@@ -143,3 +143,17 @@ describe('deq-serve bench --solver-placement', () => {
     expect(r.stderr).toMatch(/--solver-placement must be one of host, device/);
   });
 });
+
+describe('deq-serve bench http --compare', () => {
+  it('says what it is doing while it starts each server, on stderr when stdout carries --json', async () => {
+    const r = await runCli(['bench', 'http', '--compare', '--modes', 'off', '--traffic', 'tiny-image', '--concurrency', '1', '--duration', '0.3',
+      '--max-requests', '5', '--warmup', '0', '--models-dir', resolve(import.meta.dirname, '..', 'fixtures', 'tiny-image'), '--server-args=--workers 1',
+      '--data-dir', FASHION_MNIST_SLICE, '--json'], 120_000);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines[0]).toBe('starting deq-serve --batching off …');
+    expect(lines[1]).toMatch(/^ready at http:\/\/127\.0\.0\.1:\d+ in \d+\.\d s$/);
+    expect(lines[2]).toMatch(/^off c=1: /);
+    expect(JSON.parse(r.stdout).rows).toHaveLength(1);
+  });
+});
