@@ -106,13 +106,24 @@ export async function solveOnDevice(cell: DeviceCell, graphs: DeviceSolverGraphs
   const rel = opts.stopMode === 'rel';
   const trace = opts.trace ? Array.from({ length: batch }, (_, i) => new Float64Array(maxIter[i])) : null;
 
+  // Feeds and fetches built once: each iteration only swaps the tensors in them.
+  const cellFeeds: Record<string, Tensor> = { ...cell.args, [cell.z]: state.z };
+  const cellFetch = { [cell.out]: null };
+  const measureFeeds: Record<string, Tensor> = { z: state.z, fz: state.z };
+  const measureFetch = { g: null, norms: null };
+  const stepFeeds: Record<string, Tensor> = { ...state, g: state.z, mode: modeT, improve: improveT };
+  const stepFetch = Object.fromEntries(STEP_STATE.map((s) => [`${s}_out`, null]));
+  const outName = Object.fromEntries(STEP_STATE.map((s) => [s, `${s}_out`])) as Record<StepState, string>;
   let calls = 0, cellMs = 0, running = batch, stopped = false;
   while (running > 0) {
     if (calls > 0 && opts.shouldStop?.()) { stopped = true; break; }
     const t0 = performance.now();
-    const fz = (await cell.graph.run({ [cell.z]: state.z, ...cell.args }, { [cell.out]: null }))[cell.out];
+    cellFeeds[cell.z] = state.z;
+    const fz = (await cell.graph.run(cellFeeds, cellFetch))[cell.out];
     cellMs += performance.now() - t0;
-    const measured = await graphs.measure.run({ z: state.z, fz }, { g: null, norms: null });
+    measureFeeds.z = state.z;
+    measureFeeds.fz = fz;
+    const measured = await graphs.measure.run(measureFeeds, measureFetch);
     const norms = measured.norms.data as Float32Array;
     calls++;
     for (let i = 0; i < batch; i++) {
@@ -145,8 +156,10 @@ export async function solveOnDevice(cell: DeviceCell, graphs: DeviceSolverGraphs
       }
       mode[i] = start ? MODE.start : MODE.next;
     }
-    const next = await graphs.step.run({ ...state, g: measured.g, mode: modeT, improve: improveT }, Object.fromEntries(STEP_STATE.map((s) => [`${s}_out`, null])));
-    for (const s of STEP_STATE) state[s] = next[`${s}_out`];
+    for (const s of STEP_STATE) stepFeeds[s] = state[s];
+    stepFeeds.g = measured.g;
+    const next = await graphs.step.run(stepFeeds, stepFetch);
+    for (const s of STEP_STATE) state[s] = next[outName[s]];
   }
   const z = (await graphs.readback.run({ x: state.z_best }, { y: null })).y.data as Float32Array;
   const result: SolveResult = { iterations, residual, converged, diverged, end: ends, calls, stopped };
