@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 import field_models as fm
+from reference_solve import fixed_point
 from deq_serve_export import ExportError, export_bundle
 
 torch.set_num_threads(2)
@@ -32,15 +33,6 @@ def case(fn):
     return fn
 
 
-def fixed_point(f, z0, tol=1e-7, max_iter=5000):
-    """The user's own solve: plain iteration on the user's own modules."""
-    z = z0
-    for _ in range(max_iter):
-        fz = f(z)
-        if float((fz - z).abs().max()) < tol:
-            return fz
-        z = fz
-    raise RuntimeError("reference iteration did not converge")
 
 
 def tensor_bundle(name, inject, cell, head, **kw):
@@ -75,7 +67,7 @@ def locuslab_weightnorm():
     x = torch.randn(3, 6)
     with torch.no_grad():
         u = inj(x)
-        y = head(fixed_point(lambda z: cell(z, u), torch.zeros(3, 12)))
+        y = head(fixed_point(lambda z: cell(z, u), torch.zeros(3, 12), tol=1e-7))
     return {"ok": True, "detail": "exported", "reference": {"inputs": {"x": x.tolist()}, "outputs": {"y": y.tolist()}}}
 
 
@@ -158,7 +150,7 @@ def batchnorm_head_and_dropout_inject():
     inj.eval(), cell.eval(), head.eval()
     with torch.no_grad():
         u, v = inj(x)
-        y = head(fixed_point(lambda z: cell(z, u, v), torch.zeros(3, 8)))
+        y = head(fixed_point(lambda z: cell(z, u, v), torch.zeros(3, 8), tol=1e-7))
     return {"ok": modes == [True, True, True], "detail": f"exported; caller's training flags after export {modes}",
             "reference": {"inputs": {"x": x.tolist()}, "outputs": {"y": y.tolist()}}}
 
@@ -208,7 +200,7 @@ def channels_first_sequence():
     tokens = torch.randint(0, 11, (2, 5))
     with torch.no_grad():
         u = inj(tokens)
-        y = head(fixed_point(lambda z: cell(z, u), torch.zeros(2, 6, 5)))
+        y = head(fixed_point(lambda z: cell(z, u), torch.zeros(2, 6, 5), tol=1e-7))
     return {"ok": m["state"] == {"shape": [-1, 6], "pad": "right"}, "detail": f"state {m['state']}",
             "reference": {"inputs": {"tokens": tokens.tolist()}, "outputs": {"logits": y.tolist()}}}
 
