@@ -79,6 +79,10 @@ class Cell(nn.Module):
         with torch.no_grad():  # small residual branches: start near a contraction
             self.proj.weight.mul_(0.5)
             self.ff2.weight.mul_(0.5)
+        # variational dropout: one mask per sequence and feature, drawn once per forward solve and
+        # kept for every iteration (and the backward solve), so f stays one function while it is
+        # solved; None in eval mode and in the exported graph
+        self.drop_mask = None
 
     def forward(self, z, u):
         B, T, D = z.shape
@@ -94,9 +98,14 @@ class Cell(nn.Module):
         mask = i.unsqueeze(0) > i.unsqueeze(1)  # key index > query index
         att = att.masked_fill(mask, -1e9).softmax(dim=-1)
         y = (att @ v).transpose(1, 2).reshape(B, T, D)
-        h = x + self.proj(y)
-        h = h + self.ff2(F.gelu(self.ff1(self.ln2(h))))
-        return self.ln_out(h)
+        y = self.proj(y)
+        if self.drop_mask is not None:
+            y = y * self.drop_mask
+        h = x + y
+        ff = self.ff2(F.gelu(self.ff1(self.ln2(h))))
+        if self.drop_mask is not None:
+            ff = ff * self.drop_mask
+        return self.ln_out(h + ff)
 
 
 class Head(nn.Module):
@@ -160,8 +169,10 @@ class Head(nn.Module):
 
 
 class BrownDEQ(nn.Module):
-    def __init__(self, vocab, de, d, heads, ff, context, f_max_iter, b_max_iter, f_tol, b_tol, dropout):
+    def __init__(self, vocab, de, d, heads, ff, context, f_max_iter, b_max_iter, f_tol, b_tol, dropout,
+                 cell_dropout=0.0):
         super().__init__()
+        self.cell_dropout = cell_dropout
         self.inject = Inject(vocab, de, d, context)
         self.deq = DEQFixedPoint(Cell(d, heads, ff), f_max_iter=f_max_iter, b_max_iter=b_max_iter,
                                  f_tol=f_tol, b_tol=b_tol, stop_mode="rel", history=8)
@@ -171,8 +182,13 @@ class BrownDEQ(nn.Module):
     def forward(self, x, jac=False):
         u = self.inject(x)
         if self.training and self.dropout > 0:
-            # dropout on the injection only, so the cell stays the same function across iterations
             u = F.dropout(u, self.dropout, True)
+        cell = self.deq.cell
+        if self.training and self.cell_dropout > 0:
+            keep = 1.0 - self.cell_dropout
+            cell.drop_mask = torch.bernoulli(u.new_full((u.shape[0], 1, u.shape[2]), keep)) / keep
+        else:
+            cell.drop_mask = None
         z = self.deq(u, jac=jac)
         return z
 
@@ -202,7 +218,7 @@ def windows_plan(n: int, context: int, stride: int):
 
 
 def window_input(stream: torch.Tensor, a: int, length: int) -> torch.Tensor:
-    return torch.cat([torch.tensor([BOS_ID]), stream[a:a + length - 1]])
+    return torch.cat([stream.new_tensor([BOS_ID]), stream[a:a + length - 1]])
 
 
 @torch.no_grad()
@@ -265,7 +281,8 @@ the work tree in /var/tmp/deq-serve/brown-lm-jr/.
 # ----------------------------------------------------------------------------- main
 def build(args, vocab_size):
     return BrownDEQ(vocab_size, args.de, args.d, args.heads, args.ff, args.context,
-                    args.f_max_iter, args.b_max_iter, args.f_tol, 1e-4, args.dropout)
+                    args.f_max_iter, args.b_max_iter, args.f_tol, 1e-4, args.dropout,
+                    getattr(args, "cell_dropout", 0.0))
 
 
 def lr_at(step, total, args, wall_s=None):
@@ -293,7 +310,15 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--dropout", type=float, default=0.1, help="dropout on the injection u")
+    ap.add_argument("--cell-dropout", type=float, default=0.0,
+                    help="variational dropout on the cell's attention and MLP branches (one mask per solve)")
+    ap.add_argument("--wd", type=float, default=0.0, help="AdamW weight decay")
+    ap.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")
+    ap.add_argument("--final-eval", action="store_true",
+                    help="after training (or alone): perplexity of best.pt on the whole validation and test "
+                         "splits, written to <ckpt-dir>/summary.json")
+    ap.add_argument("--final-tokens", type=int, default=0, help="--final-eval on the first N tokens (0 = all)")
     ap.add_argument("--jr-weight", type=float, default=2.0)
     ap.add_argument("--jr-freq", type=float, default=0.25)
     ap.add_argument("--f-max-iter", type=int, default=8)
@@ -322,6 +347,8 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.ckpt_dir, exist_ok=True)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if args.device == "auto" else args.device))
 
     vocab, ids, stats = brown.load()
     V = len(vocab)
@@ -330,11 +357,15 @@ def main():
 
     if args.export_only:
         return export(args, vocab, stats, valid)
+    if args.final_eval and args.epochs == 0:
+        return final_eval(args, V, ids, device)
 
+    train, valid = train.to(device), valid.to(device)
     torch.manual_seed(args.seed)
     random.seed(args.seed)
-    model = build(args, V)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    model = build(args, V).to(device)
+    opt = (torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd) if args.wd > 0
+           else torch.optim.Adam(model.parameters(), lr=args.lr))
     T, B = args.context, args.batch
     per_epoch = args.steps_per_epoch or (len(train) - T) // (T * B)
     total_steps = per_epoch * args.epochs
@@ -342,19 +373,21 @@ def main():
              "run": time.strftime("%Y%m%d-%H%M")}
     latest = os.path.join(args.ckpt_dir, "latest.pt")
     if args.resume and os.path.exists(latest):
-        ck = torch.load(latest)
+        ck = torch.load(latest, map_location=device, weights_only=False)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         state.update(ck["state"])
-        torch.set_rng_state(ck["rng"])
+        torch.set_rng_state(ck["rng"].cpu())
         print(f"resumed from {latest}: epoch {state['epoch']} batch {state['batch_in_epoch']} step {state['step']}",
               flush=True)
     print(f"|V|={V} params={sum(p.numel() for p in model.parameters())} steps/epoch={per_epoch} "
           f"tokens/step={T * B}", flush=True)
 
-    def ckpt(path):
-        save_ckpt(path, {"model": model.state_dict(), "opt": opt.state_dict(), "state": dict(state),
-                         "rng": torch.get_rng_state(), "args": vars(args), "vocab_size": V})
+    def ckpt(path, with_opt=True):
+        # best.pt has no optimizer state: it is only ever exported (a third of the size to move)
+        save_ckpt(path, {"model": model.state_dict(), **({"opt": opt.state_dict()} if with_opt else {}),
+                         "state": dict(state), "rng": torch.get_rng_state(), "args": vars(args),
+                         "vocab_size": V, "torch": torch.__version__, "device": str(device)})
 
     if args.budget_min > 0 and state["wall"] >= args.budget_min * 60:
         print(f"time budget of {args.budget_min} min already spent ({state['wall'] / 60:.1f} min); "
@@ -373,9 +406,9 @@ def main():
         t0 = time.time()
         for bi in range(state["batch_in_epoch"], per_epoch):
             a = starts[bi]
-            idx = a.unsqueeze(1) + torch.arange(T).unsqueeze(0)
+            idx = (a.unsqueeze(1) + torch.arange(T).unsqueeze(0)).to(device)
             y = train[idx]
-            x = torch.cat([torch.full((B, 1), BOS_ID, dtype=torch.long), train[idx[:, :-1]]], 1)
+            x = torch.cat([torch.full((B, 1), BOS_ID, dtype=torch.long, device=device), train[idx[:, :-1]]], 1)
             jac = args.jr_weight > 0 and random.random() < args.jr_freq
             wall_now = state["wall"] + time.time() - t_last_ckpt
             if args.budget_min > 0 and wall_now >= args.budget_min * 60:
@@ -433,7 +466,7 @@ def main():
             state["best_val"] = ev["ppl"]
             state["best_epoch"] = ep + 1 if not out_of_time else ep + state["batch_in_epoch"] / per_epoch
             state["best_step"] = state["step"]
-            ckpt(os.path.join(args.ckpt_dir, "best.pt"))
+            ckpt(os.path.join(args.ckpt_dir, "best.pt"), with_opt=False)
         ckpt(latest)
         t_last_ckpt = time.time()
         ep_label = f"{ep + 1}" if not out_of_time else f"{ep + 1} (partial: {state['batch_in_epoch']}/{per_epoch} batches, time budget reached)"
@@ -443,6 +476,27 @@ def main():
                f"{lr_at(state['step'], total_steps, args, state['wall']):.2e} | {state['wall'] / 60:.0f} |")
         log_md(args.bundle_dir, row, MD_HEADER)
         print("epoch", row, f"(val nfe {ev['nfe']:.1f} rel {ev['rel']:.3g})", flush=True)
+    if args.final_eval:
+        final_eval(args, V, ids, device)
+
+
+def final_eval(args, V, ids, device):
+    """Sliding-window perplexity of best.pt on the whole validation and test splits (the
+    TypeScript `eval` measures the exported bundle the same way)."""
+    ck = torch.load(os.path.join(args.ckpt_dir, "best.pt"), map_location=device, weights_only=False)
+    a = argparse.Namespace(**ck["args"])
+    model = build(a, V).to(device)
+    model.load_state_dict(ck["model"])
+    out = {"checkpoint": "best.pt", "state": ck["state"], "args": ck["args"], "torch": torch.__version__,
+           "device": str(device)}
+    for split in ("valid", "test"):
+        stream = torch.tensor(ids[split], dtype=torch.long, device=device)
+        t0 = time.time()
+        out[split] = evaluate(model, stream, a.context, a.stride, max_tokens=args.final_tokens)
+        out[split]["seconds"] = time.time() - t0
+        print(f"final {split}: ppl {out[split]['ppl']:.2f} nfe {out[split]['nfe']:.2f}", flush=True)
+    with open(os.path.join(args.ckpt_dir, "summary.json"), "w") as fh:
+        json.dump(out, fh, indent=1)
 
 
 # ----------------------------------------------------------------------------- export
@@ -452,7 +506,7 @@ def export(args, vocab, stats, valid):
     path = os.path.join(args.ckpt_dir, f"{args.export_from}.pt")
     if not os.path.exists(path):
         path = os.path.join(args.ckpt_dir, "latest.pt")
-    ck = torch.load(path)
+    ck = torch.load(path, map_location="cpu", weights_only=False)
     a = argparse.Namespace(**ck["args"])
     model = build(a, len(vocab))
     model.load_state_dict(ck["model"])
@@ -473,7 +527,9 @@ def export(args, vocab, stats, valid):
         "command": "nice -n 19 /usr/bin/python3 models/recipes/train_brown_lm.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in cmd.items()
             if k in ("d", "de", "heads", "ff", "context", "stride", "batch", "lr", "epochs", "dropout",
-                     "jr_weight", "jr_freq", "f_max_iter", "b_max_iter", "f_tol", "seed")),
+                     "cell_dropout", "wd", "jr_weight", "jr_freq", "f_max_iter", "b_max_iter", "f_tol", "seed",
+                     "budget_min")),
+        "device": ck.get("device", "cpu"), "train_torch": ck.get("torch", torch.__version__),
         "checkpoint": os.path.basename(path),
         "embedding_storage": "fp32" if args.fp32_embeddings else "fp16 (rounded before the parity vectors were made)",
         "jr_weight": a.jr_weight,

@@ -88,16 +88,19 @@ def augment(x: torch.Tensor, shift: int) -> torch.Tensor:
 
     Shifted-in pixels are background: the normalized value of a 0 pixel, not 0.
     """
-    flip = torch.rand(x.shape[0]) < 0.5
+    # random numbers come from the CPU generator (so a seed means the same run on any device)
+    flip = (torch.rand(x.shape[0]) < 0.5).to(x.device)
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
     if shift == 0:
         return x
     n, _, h, w = x.shape
     padded = F.pad(x, (shift, shift, shift, shift), value=-MEAN / STD)
-    dy = torch.randint(0, 2 * shift + 1, (n,))
-    dx = torch.randint(0, 2 * shift + 1, (n,))
-    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None].expand(n, 1, h, w + 2 * shift)
-    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :].expand(n, 1, h, w)
+    dy = torch.randint(0, 2 * shift + 1, (n,)).to(x.device)
+    dx = torch.randint(0, 2 * shift + 1, (n,)).to(x.device)
+    ar_h = torch.arange(h, device=x.device)
+    ar_w = torch.arange(w, device=x.device)
+    rows = (dy[:, None] + ar_h[None, :])[:, None, :, None].expand(n, 1, h, w + 2 * shift)
+    cols = (dx[:, None] + ar_w[None, :])[:, None, None, :].expand(n, 1, h, w)
     return padded.gather(2, rows).gather(3, cols)
 
 
@@ -139,24 +142,25 @@ class Cell(nn.Module):
 
 
 class Head(nn.Module):
-    def __init__(self, C: int, hidden: int):
+    def __init__(self, C: int, hidden: int, dropout: float = 0.0):
         super().__init__()
         self.conv = nn.Conv2d(C, 2 * C, 3, stride=2, padding=1, bias=False)
         self.gn = nn.GroupNorm(groups(2 * C), 2 * C)
         self.fc1 = nn.Linear(2 * C * 49, hidden)
+        self.drop = nn.Dropout(dropout)  # the wide fc1 is where the plain model overfits
         self.fc2 = nn.Linear(hidden, 10)
 
     def forward(self, z):
         h = F.relu(self.gn(self.conv(z)))
-        return self.fc2(F.relu(self.fc1(h.flatten(1))))
+        return self.fc2(self.drop(F.relu(self.fc1(h.flatten(1)))))
 
 
 class DEQClassifier(nn.Module):
-    def __init__(self, C: int, H: int, head_hidden: int, f_iter: int, b_iter: int):
+    def __init__(self, C: int, H: int, head_hidden: int, f_iter: int, b_iter: int, head_dropout: float = 0.0):
         super().__init__()
         self.inject = Inject(C)
         self.cell = Cell(C, H)
-        self.head = Head(C, head_hidden)
+        self.head = Head(C, head_hidden, head_dropout)
         self.deq = DEQFixedPoint(self.cell, f_max_iter=f_iter, b_max_iter=b_iter,
                                  f_tol=1e-3, b_tol=1e-4, stop_mode="rel", history=8)
 
@@ -170,7 +174,7 @@ class DEQClassifier(nn.Module):
 @torch.no_grad()
 def evaluate(model: DEQClassifier, x, y, batch=500, solver=SHIPPED_SOLVER, jr_samples=200):
     model.eval()
-    correct, nfe, rel, n = 0, 0.0, 0.0, 0
+    correct, nfe, rel, n, conv = 0, 0.0, 0.0, 0, 0
     for i in range(0, x.shape[0], batch):
         xb, yb = x[i:i + batch], y[i:i + batch]
         u = model.inject(xb)
@@ -180,6 +184,7 @@ def evaluate(model: DEQClassifier, x, y, batch=500, solver=SHIPPED_SOLVER, jr_sa
         correct += int((logits.argmax(1) == yb).sum())
         nfe += float(out["nstep"].float().sum())
         rel += float(out["rel"].sum())
+        conv += int((out[solver["stop_mode"]] <= solver["tol"]).sum())
         n += xb.shape[0]
     # Jacobian estimates at z* on a fixed subset
     xs = x[:jr_samples]
@@ -191,8 +196,43 @@ def evaluate(model: DEQClassifier, x, y, batch=500, solver=SHIPPED_SOLVER, jr_sa
         torch.manual_seed(0)
         jr = float(jac_hutchinson(fz, zl, vecs=2, create_graph=False))
     rho = spectral_radius(lambda z: model.cell(z, u[:32]), zs[:32], n_iters=40)
-    return {"test_acc": correct / n, "nfe": nfe / n, "rel": rel / n, "jr": jr,
+    return {"test_acc": correct / n, "nfe": nfe / n, "rel": rel / n, "converged": conv / n, "jr": jr,
             "rho_mean": float(rho.mean()), "rho_max": float(rho.max())}
+
+
+@torch.no_grad()
+def accuracy_curve(model: DEQClassifier, x, y, nfes, solver=SHIPPED_SOLVER, batch=500):
+    """Accuracy when the solver may spend at most k f-evaluations (k = 1 is the head at z0 = 0,
+    k = 2 the head after one application of f), for each k in nfes; tol 0 so no sample stops early.
+
+    This is what says whether the equilibrium earns its keep: a model whose accuracy at k = 2
+    is already its converged accuracy is a shallow network with extra steps.
+    """
+    model.eval()
+    correct = {k: 0 for k in nfes}
+    for i in range(0, x.shape[0], batch):
+        xb, yb = x[i:i + batch], y[i:i + batch]
+        u = model.inject(xb)
+        for k in nfes:
+            out = model.deq.solve(u, max_iter=k, tol=0.0, stop_mode=solver["stop_mode"],
+                                  history=solver["history"])
+            correct[k] += int((model.head(out["result"]).argmax(1) == yb).sum())
+    return {k: correct[k] / x.shape[0] for k in nfes}
+
+
+@torch.no_grad()
+def train_accuracy(model: DEQClassifier, x, y, solver=SHIPPED_SOLVER, batch=500):
+    """Accuracy on un-augmented training images in eval mode with the shipped solver
+    (the figure the train-test gap is measured with; the running training accuracy is
+    taken with dropout, augmentation and the training cap)."""
+    model.eval()
+    correct = 0
+    for i in range(0, x.shape[0], batch):
+        u = model.inject(x[i:i + batch])
+        out = model.deq.solve(u, max_iter=solver["max_iter"], tol=solver["tol"],
+                              stop_mode=solver["stop_mode"], history=solver["history"])
+        correct += int((model.head(out["result"]).argmax(1) == y[i:i + batch]).sum())
+    return correct / x.shape[0]
 
 
 # ----------------------------------------------------------------------------- main
@@ -205,6 +245,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="bundle folder (default models/<name>)")
+    ap.add_argument("--bundle-dir", default=None,
+                    help="where the bundle goes (default: --out); the training log and summary are copied there")
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--channels", type=int, default=32)
     ap.add_argument("--hidden", type=int, default=32, help="inner channels of the cell")
@@ -213,7 +255,21 @@ def main():
     ap.add_argument("--b-iter", type=int, default=10, help="training backward Broyden cap")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--wd", type=float, default=0.0)
+    ap.add_argument("--wd", type=float, default=0.0, help="weight decay (L2 in Adam; decoupled with --adamw)")
+    ap.add_argument("--adamw", action="store_true", help="AdamW (decoupled weight decay) instead of Adam")
+    ap.add_argument("--head-dropout", type=float, default=0.0, help="dropout after the head's hidden layer")
+    ap.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")
+    ap.add_argument("--budget-min", type=float, default=0.0,
+                    help="train for this many minutes (summed over resumes) with the LR schedule decaying over "
+                         "that time instead of over --epochs; --epochs is then an upper bound")
+    ap.add_argument("--serve-max-iter", type=int, default=SHIPPED_SOLVER["max_iter"],
+                    help="max_iter of the manifest's solver block (and of the evaluation)")
+    ap.add_argument("--serve-history", type=int, default=SHIPPED_SOLVER["history"],
+                    help="Broyden history of the manifest's solver block (and of the evaluation)")
+    ap.add_argument("--curve-nfes", default="1,2,3,4,5,6,8,10,12,15,20,25,30,40,60",
+                    help="f-evaluation caps for the final accuracy-against-NFE curve (test set)")
+    ap.add_argument("--train-eval", type=int, default=10000,
+                    help="un-augmented training images for the final train accuracy (eval mode, shipped solver)")
     ap.add_argument("--augment", choices=["flip-shift", "flip", "none"], default="flip-shift")
     ap.add_argument("--solver-precision", choices=["float64", "float32"], default="float64",
                     help="manifest solver.precision: float32 lets deq-serve run float32 solver kernels; "
@@ -230,6 +286,9 @@ def main():
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if args.device == "auto" else args.device))
+    solver = dict(SHIPPED_SOLVER, max_iter=args.serve_max_iter, history=args.serve_history)
     out_dir = args.out or os.path.join(ROOT, "models", args.name)
     ck_dir = os.path.join(out_dir, "checkpoints")
     os.makedirs(ck_dir, exist_ok=True)
@@ -246,22 +305,32 @@ def main():
         xte, yte = xte[:args.test_subset], yte[:args.test_subset]
 
     ck_path = os.path.join(ck_dir, "last.pt")
-    ck = torch.load(ck_path) if args.export_only else None
+    # map_location: a checkpoint written on a GPU machine exports on this one
+    ck = torch.load(ck_path, map_location="cpu", weights_only=False) if args.export_only else None
     if ck is not None:  # the architecture comes from the checkpoint, not from the command line
-        for k in ("channels", "hidden", "head_hidden", "f_iter", "b_iter"):
+        for k in ("channels", "hidden", "head_hidden", "f_iter", "b_iter", "head_dropout",
+                  "serve_max_iter", "serve_history"):
             setattr(args, k, ck["args"].get(k, getattr(args, k)))
-    model = DEQClassifier(args.channels, args.hidden, args.head_hidden, args.f_iter, args.b_iter)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.wd)
+        solver = dict(SHIPPED_SOLVER, max_iter=args.serve_max_iter, history=args.serve_history)
+        device = torch.device("cpu")
+    xtr, ytr, xte, yte = xtr.to(device), ytr.to(device), xte.to(device), yte.to(device)
+    model = DEQClassifier(args.channels, args.hidden, args.head_hidden, args.f_iter, args.b_iter,
+                          args.head_dropout).to(device)
+    opt = (torch.optim.AdamW if args.adamw else torch.optim.Adam)(model.parameters(), lr=args.lr,
+                                                                   weight_decay=args.wd)
     steps_per_epoch = math.ceil(xtr.shape[0] / args.batch)
     if args.max_steps:
         steps_per_epoch = min(steps_per_epoch, args.max_steps)
     total = steps_per_epoch * args.epochs
     warm = min(300, total // 10)
 
-    def lr_at(step):
+    def lr_at(step, wall_s=0.0):
         if step < warm:
             return args.lr * (step + 1) / warm
-        p = (step - warm) / max(1, total - warm)
+        if args.budget_min > 0:  # the machine decides how many steps fit: decay over the time budget
+            p = min(1.0, wall_s / (args.budget_min * 60))
+        else:
+            p = (step - warm) / max(1, total - warm)
         return args.lr * 0.5 * (1 + math.cos(math.pi * p))
 
     start_epoch, step, wall, history = 0, 0, 0.0, []
@@ -270,7 +339,7 @@ def main():
         start_epoch, step, wall, history = ck["epoch"], ck["step"], ck["wall"], ck["history"]
         planned = ck["args"]["epochs"]
         for k, v in ck["args"].items():  # train-time settings (name, jr weight, ...) from the checkpoint
-            if k not in ("export_only", "out"):
+            if k not in ("export_only", "out", "no_export", "device", "data", "bundle_dir"):
                 setattr(args, k, v)
         command = ck.get("command") or (
             "/usr/bin/python3 models/recipes/train_fashion_mnist.py " + " ".join(
@@ -282,11 +351,11 @@ def main():
                          f"(training stopped early).\n")
         args.epochs = start_epoch
     elif args.resume and os.path.exists(ck_path):
-        ck = torch.load(ck_path)
+        ck = torch.load(ck_path, map_location=device, weights_only=False)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         start_epoch, step, wall, history = ck["epoch"], ck["step"], ck["wall"], ck["history"]
-        torch.set_rng_state(ck["torch_rng"])
+        torch.set_rng_state(ck["torch_rng"].cpu())
         random.setstate(ck["py_rng"])
         print(f"resumed from epoch {start_epoch}", flush=True)
         prev = ck.get("command") or ck["args"]
@@ -314,20 +383,24 @@ def main():
     n_params = sum(p.numel() for p in model.parameters())
     print(f"params {n_params}, steps/epoch {steps_per_epoch}", flush=True)
 
+    out_of_time = False
     for epoch in range(start_epoch, 0 if args.export_only else args.epochs):
         model.train()
         t0 = time.time()
-        perm = torch.randperm(xtr.shape[0])
+        perm = torch.randperm(xtr.shape[0]).to(device)
         s_loss = s_acc = s_nfe = s_rel = s_jr = 0.0
         n_jr = 0
         n_seen = 0
         for bi in range(steps_per_epoch):
+            if args.budget_min > 0 and bi > 0 and wall + time.time() - t0 >= args.budget_min * 60:
+                out_of_time = True
+                break
             idx = perm[bi * args.batch:(bi + 1) * args.batch]
             xb, yb = xtr[idx], ytr[idx]
             if args.augment != "none":
                 xb = augment(xb, shift=2 if args.augment == "flip-shift" else 0)
             for g in opt.param_groups:
-                g["lr"] = lr_at(step)
+                g["lr"] = lr_at(step, wall + time.time() - t0)
             use_jr = args.jr_weight > 0 and random.random() < args.jr_freq
             logits = model(xb, jac=use_jr)
             loss = F.cross_entropy(logits, yb)
@@ -352,10 +425,19 @@ def main():
                       f"rel {model.deq.info['rel']:.2e} bnfe {model.deq.info.get('b_nstep', 0):.1f} "
                       f"jr {s_jr / max(1, n_jr):.3f} {time.time() - t0:.0f}s", flush=True)
         train_s = time.time() - t0
-        last = epoch + 1 == args.epochs
+        # the last epoch: the planned one, or the one that used up the time budget
+        last = epoch + 1 == args.epochs or out_of_time or (
+            args.budget_min > 0 and wall + time.time() - t0 >= args.budget_min * 60)
         n_ev = xte.shape[0] if last or not args.eval_subset else args.eval_subset
-        ev = evaluate(model, xte[:n_ev], yte[:n_ev])
+        ev = evaluate(model, xte[:n_ev], yte[:n_ev], solver=solver)
         ev["test_n"] = n_ev
+        if out_of_time:
+            ev["partial_epoch"] = f"{bi}/{steps_per_epoch}"
+        if last:
+            # the figures issue #27 asks for: is the fixed point needed, and is the model overfitted
+            nfes = [int(k) for k in args.curve_nfes.split(",")]
+            ev["accuracy_at_nfe"] = {str(k): v for k, v in accuracy_curve(model, xte, yte, nfes, solver).items()}
+            ev["train_acc_eval"] = train_accuracy(model, xtr[:args.train_eval], ytr[:args.train_eval], solver)
         ep_s = time.time() - t0
         wall += ep_s
         rec = {"epoch": epoch + 1, "train_loss": s_loss / n_seen, "train_acc": s_acc / n_seen,
@@ -368,10 +450,18 @@ def main():
                      f"{rec['train_nfe']:.2f} | {rec['train_rel']:.2e} | "
                      f"{rec['jr_term']:.4f} | {ev['test_acc']:.4f}{'' if n_ev == xte.shape[0] else f' ({n_ev})'} | {ev['nfe']:.2f} | {ev['rel']:.2e} | "
                      f"{ev['jr']:.4f} | {ev['rho_mean']:.3f} / {ev['rho_max']:.3f} | {ep_s:.0f} |\n")
+        tmp = ck_path + ".tmp"  # a run stopped mid-save keeps its previous checkpoint
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch + 1,
                     "step": step, "wall": wall, "history": history, "args": vars(args),
                     "torch_rng": torch.get_rng_state(), "py_rng": random.getstate(),
-                    "command": command}, ck_path)
+                    "command": command, "torch": torch.__version__, "device": str(device)}, tmp)
+        os.replace(tmp, ck_path)
+        if last:
+            with open(os.path.join(out_dir, "summary.json"), "w") as fh:
+                json.dump({"name": args.name, "args": vars(args), "solver": solver, "wall_s": wall,
+                           "torch": torch.__version__, "device": str(device), "final": rec}, fh, indent=1)
+        if last:
+            break
 
     if args.no_export:
         return
@@ -383,12 +473,15 @@ def main():
     # reach it on every input; provenance.parity_selection says how many were skipped)
     picks = list(range(50))
     t_exp = time.time()
+    # the exporter replaces only a bundle folder (or makes a new one): a staging folder that holds
+    # checkpoints is not one, so a staged run names its bundle folder with --bundle-dir
+    bundle_dir = args.bundle_dir or out_dir
     manifest = export_bundle(
-        out_dir, model.inject, model.cell, model.head, parity_inputs=xte[picks],
+        bundle_dir, model.inject, model.cell, model.head, parity_inputs=xte[picks],
         name=args.name, task="image-classification", version="1",
         description=(f"MDEQ-style DEQ classifier for Fashion-MNIST ({args.channels} channels at 14x14, "
                      f"JR weight {args.jr_weight}). Test accuracy {final['test_acc']:.4f}."),
-        solver=dict(SHIPPED_SOLVER, **({"precision": "float32"} if args.solver_precision == "float32" else {})),
+        solver=dict(solver, **({"precision": "float32"} if args.solver_precision == "float32" else {})),
         labels=LABELS,
         preprocess={"kind": "image", "width": 28, "height": 28, "channels": 1,
                     "mean": [MEAN], "std": [STD], "invert": False, "resize": "contain"},
@@ -402,7 +495,11 @@ def main():
             "train_wall_time_s": round(wall),
             "metrics": {"test_accuracy": final["test_acc"], "forward_nfe_mean": round(final["nfe"], 3),
                         "forward_rel_residual_mean": final["rel"], "jac_fro2_per_dim": final["jr"],
-                        "train_loss": final["train_loss"]},
+                        "train_loss": final["train_loss"],
+                        **({"converged_fraction": final["converged"]} if "converged" in final else {}),
+                        **({"train_accuracy_eval": final["train_acc_eval"],
+                            "accuracy_at_nfe": final["accuracy_at_nfe"]} if "accuracy_at_nfe" in final else {})},
+            "device": (ck or {}).get("device", str(device)), "train_torch": (ck or {}).get("torch", torch.__version__),
         },
         head_outputs=["logits"], output_roles={"logits": "logits"}, include_z_star=False,
         # 1e-5 left the plain model (rho ~0.95, 3136->128 head) at 1.1e-3 max |d logits|
@@ -413,7 +510,12 @@ def main():
         fh.write(f"\nTotal training wall time (incl. per-epoch evaluation): {wall:.0f} s. "
                  f"Exported bundle in {time.time() - t_exp:.0f} s; spectral radius at z* "
                  f"(parity inputs) {manifest['provenance']['spectral_radius']}.\n")
-    print("exported", out_dir, flush=True)
+    if os.path.abspath(bundle_dir) != os.path.abspath(out_dir):
+        import shutil
+        for f in ("TRAINING.md", "summary.json"):
+            if os.path.exists(os.path.join(out_dir, f)):
+                shutil.copy(os.path.join(out_dir, f), os.path.join(bundle_dir, f))
+    print("exported", bundle_dir, flush=True)
 
 
 if __name__ == "__main__":
