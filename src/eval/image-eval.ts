@@ -27,6 +27,13 @@ export interface ImageEvalOptions {
   out?: string;
   /** Folder of the IDX files; defaults to Debian's dataset-fashion-mnist. */
   dataDir?: string;
+  /**
+   * Caps on evaluations of f for the accuracy-against-NFE curve (no early stop): cap 1 is the
+   * head at z₀, cap 2 after one application of f. Empty: no curve.
+   */
+  nfeCaps?: number[];
+  /** Training images scored at the solver defaults, for the train-test gap (0: none). */
+  trainImages?: number;
 }
 
 export interface SetResult {
@@ -52,7 +59,14 @@ export interface ModelReport {
   sweep: (SetResult & { tol: number })[];
   /** Median residual after each evaluation of f (capped solve, tight tol). */
   trace: Float64Array;
+  /** Accuracy when the solver may evaluate f at most `cap` times. */
+  nfeCurve: { cap: number; accuracy: number }[];
+  /** Accuracy on the first `trainImages` training images, at the solver defaults. */
+  train?: { images: number; accuracy: number };
 }
+
+/** Below any residual a float32 cell reaches: a capped solve then runs to its cap. */
+const NO_EARLY_STOP = 1e-30;
 
 /** Runs one model over (a prefix of) an image set at the given batch size. */
 export async function evaluateSet(model: DeqModel, set: ImageSet, count: number, batch: number, solver: Partial<SolverOptions>): Promise<SetResult> {
@@ -126,7 +140,20 @@ export async function evalFashionMnist(bundles: string[], opts: ImageEvalOptions
         sweep.push({ tol, ...r });
       }
       const trace = await residualTrace(model, set, Math.min(opts.traceImages, count), d.maxIter, opts.sweepMode);
-      reports.push({ name: model.name, provenance: model.manifest.provenance ?? {}, method: d.method, provider: model.provider, tol: d.tol, stopMode: d.stopMode, maxIter: d.maxIter, full, msPerImageBatch1: latency.msPerImage, sweep, trace });
+      const nfeCurve: ModelReport['nfeCurve'] = [];
+      for (const cap of opts.nfeCaps ?? []) {
+        const r = await evaluateSet(model, set, count, opts.batch, { ...opts.solver, maxIter: cap, tol: NO_EARLY_STOP });
+        log(`  at most ${cap} evaluations of f: accuracy ${(r.accuracy * 100).toFixed(2)}%`);
+        nfeCurve.push({ cap, accuracy: r.accuracy });
+      }
+      let train: ModelReport['train'];
+      if (opts.trainImages) {
+        const trainSet = await readFashionMnist('train', opts.dataDir);
+        const images = Math.min(opts.trainImages, trainSet.count);
+        train = { images, accuracy: (await evaluateSet(model, trainSet, images, opts.batch, opts.solver)).accuracy };
+        log(`  train accuracy (first ${images}) ${(train.accuracy * 100).toFixed(2)}%`);
+      }
+      reports.push({ name: model.name, provenance: model.manifest.provenance ?? {}, method: d.method, provider: model.provider, tol: d.tol, stopMode: d.stopMode, maxIter: d.maxIter, full, msPerImageBatch1: latency.msPerImage, sweep, trace, nfeCurve, train });
     } finally {
       await model.release();
     }
@@ -146,6 +173,12 @@ async function writeReport(reports: ModelReport[], count: number, setSize: numbe
   await mkdir(dirname(out), { recursive: true });
   const svgName = basename(out).replace(/\.md$/, '') + '-residuals.svg';
   const plotMode = opts.sweepMode;
+  if ((opts.nfeCaps ?? []).length > 0) {
+    await writeFile(join(dirname(out), basename(out).replace(/\.md$/, '') + '-accuracy-nfe.svg'), logPlot(
+      reports.map((r, i) => ({ label: r.name, color: COLORS[i % COLORS.length], values: Float64Array.from(r.nfeCurve, (c) => c.accuracy * 100), x: Float64Array.from(r.nfeCurve, (c) => c.cap) })),
+      `Test accuracy against the cap on evaluations of f (${count} images, no early stop)`, 'evaluations of f (cap)', 'accuracy (%)', { y: 'linear' },
+    ));
+  }
   await writeFile(join(dirname(out), svgName), logPlot(
     reports.map((r, i) => ({ label: r.name, color: COLORS[i % COLORS.length], values: r.trace })),
     `Median ${plotMode} residual vs. evaluations of f (${[...new Set(reports.map((r) => r.method))].join(', ')}, first ${Math.min(opts.traceImages, count)} test images)`, 'evaluation of f', `${plotMode} residual ‖f(z)−z‖${plotMode === 'rel' ? ' / ‖f(z)‖' : ''}`,
@@ -177,8 +210,44 @@ async function writeReport(reports: ModelReport[], count: number, setSize: numbe
     '',
     'NFE counts evaluations of the cell f, the initial f(z₀) included, per image. Each image stops on its own residual.',
     '',
+    ...nfeCurveSection(reports, count, opts),
+    ...trainSection(reports),
   ];
   await writeFile(out, lines.join('\n'));
+}
+
+/** Accuracy against the cap on evaluations of f: does the equilibrium earn its keep? */
+function nfeCurveSection(reports: ModelReport[], count: number, opts: ImageEvalOptions): string[] {
+  const caps = opts.nfeCaps ?? [];
+  if (caps.length === 0) return [];
+  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+  const name = basename(opts.out!).replace(/\.md$/, '') + '-accuracy-nfe.svg';
+  return [
+    '## Accuracy against evaluations of f',
+    '',
+    `Each column solves with at most the given number of evaluations of f and no early stop (${count} test images): cap 1 scores the head at z₀ = 0, cap 2 after one application of f. A model whose accuracy at cap 2 is already its converged accuracy does not need its fixed point.`,
+    '',
+    `| model | ${caps.join(' | ')} | converged (defaults) |`,
+    `|---|${caps.map(() => '---').join('|')}|---|`,
+    ...reports.map((r) => `| ${r.name} | ${r.nfeCurve.map((c) => pct(c.accuracy)).join(' | ')} | ${pct(r.full.accuracy)} |`),
+    '',
+    `![accuracy against evaluations of f](${name})`,
+    '',
+  ];
+}
+
+function trainSection(reports: ModelReport[]): string[] {
+  const rows = reports.filter((r) => r.train);
+  if (rows.length === 0) return [];
+  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+  return [
+    '## Train-test gap (solver defaults, eval mode, no augmentation)',
+    '',
+    '| model | train images | train accuracy | test accuracy | gap (points) |',
+    '|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.name} | ${r.train!.images} | ${pct(r.train!.accuracy)} | ${pct(r.full.accuracy)} | ${((r.train!.accuracy - r.full.accuracy) * 100).toFixed(2)} |`),
+    '',
+  ];
 }
 
 function machine(): string {
