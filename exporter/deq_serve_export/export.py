@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -135,6 +136,20 @@ def _as_module(obj, role: str) -> Optional[nn.Module]:
         return _Method(owner, obj.__name__)
     raise ExportError(f"{role} must be a torch.nn.Module or a method of one, such as model.predict "
                       f"(got {type(obj).__name__}): the exporter copies its owner to fold norms")
+
+
+def _one_input_after_z(cell: nn.Module) -> bool:
+    """Whether the cell's signature takes exactly one argument after z (and no *args)."""
+    fn = getattr(cell.owner, cell.method) if isinstance(cell, _Method) else cell.forward
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required_after_z = [p for p in positional[1:] if p.default is p.empty]
+    return len(positional) >= 2 and len(required_after_z) == 1
 
 
 def _as_tuple(out, names) -> Tuple[torch.Tensor, ...]:
@@ -480,15 +495,13 @@ def export_bundle(
         lay = lay or layout.StateLayout(shapes)
         move = lay.moved and inj is not None
         return ((layout.InjectAdapter(inj, lay.seq_axis) if move else inj),
-                layout.CellAdapter(cel, lay, move, pack_u),
+                layout.CellAdapter(cel, lay, move, pack_u and type(raw)),
                 (layout.HeadAdapter(hed, lay) if hed is not None else None))
 
     def injected_by(inj, xs: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, ...]:
         if inj is None:
             return tuple(xs[k] for k in in_names)
         return _as_tuple(inj(*[xs[k] for k in in_names]), inject_outputs)
-
-    cell_arg_names = inject_outputs if inject_m is not None else in_names
 
     def seq_len(xs: Dict[str, torch.Tensor]) -> Optional[int]:
         first = xs[in_names[0]]
@@ -497,7 +510,13 @@ def export_bundle(
     x_ex, extra_ex = cases_in[0], [cases_extra[0][k] for k in extra_names]
     with torch.no_grad():
         raw = inject_m(*[x_ex[k] for k in in_names]) if inject_m is not None else None
-    pack_u = isinstance(raw, list)  # a list of injections (MDEQ): the cell receives the list
+    # A list of injections (MDEQ's x_list), or a tuple for a cell that takes one injection argument
+    # (deq-zoo's DEQ-INR: u = injection(x) is a tuple of chunks, f(z, u) indexes it): the cell
+    # receives the list (tuple) as one argument.
+    pack_u = isinstance(raw, list) or (isinstance(raw, tuple) and len(raw) > 1 and _one_input_after_z(cell))
+    if isinstance(raw, (list, tuple)) and len(raw) > 1 and list(inject_outputs) == ["u"]:
+        inject_outputs = [f"u{i}" for i in range(len(raw))]  # the default name, numbered per element
+    cell_arg_names = inject_outputs if inject_m is not None else in_names
     if shapes is None:
         with torch.no_grad():
             u_user = injected_by(inject_m, x_ex)

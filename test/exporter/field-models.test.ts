@@ -26,7 +26,7 @@ describeExportCases({
     'locuslab_weightnorm', 'torchdeq_norm_in_place', 'stale_weight_fails_parity', 'stale_weight_with_reference',
     'unknown_computed_weight_refused', 'batchnorm_head_and_dropout_inject', 'list_state', 'list_state_no_head',
     'channels_first_sequence', 'sequence_without_state_shape', 'float32_floor', 'invalid_graph_leaves_bundle_intact',
-    'manifest_values_validated', 'upstream_export_pitfalls', 'tuple_state', 'pytorch_hook_norms', 'history_in_stability_search',
+    'manifest_values_validated', 'upstream_export_pitfalls', 'tuple_state', 'tuple_injection', 'pytorch_hook_norms', 'history_in_stability_search',
   ],
   served: [
     ['locuslab-weightnorm', 'locuslab_weightnorm'],
@@ -37,6 +37,7 @@ describeExportCases({
     ['list-state', 'list_state'],
     ['channels-first', 'channels_first_sequence'],
     ['pitfalls', 'upstream_export_pitfalls'],
+    ['tuple-injection', 'tuple_injection'],
   ],
   inspected: ['list-state-no-head', 'float32-floor', 'tuple-state', 'torch-hook-norms'],
   more: ({ results, work }) => {

@@ -364,6 +364,42 @@ def tuple_state():
 
 
 @case
+def tuple_injection():
+    """deq-zoo's DEQ-INR: inject returns a tuple of chunks (x_map(x).chunk(2)) and f(z, u) indexes
+    the tuple; only inject, f and head are named (no state_shape glue beyond the state's size, no
+    inject_outputs)."""
+    torch.manual_seed(14)
+
+    class Injection(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.x_map = nn.Linear(2, 12)
+
+        def forward(self, x):
+            return torch.sin(self.x_map(x)).chunk(2, dim=-1)
+
+    class MFN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.z_map = nn.Linear(6, 6)
+            with torch.no_grad():
+                self.z_map.weight.mul_(0.4)
+
+        def forward(self, z, u):
+            if not isinstance(u, tuple):
+                raise TypeError(f"expected the injection tuple, got {type(u).__name__}")
+            return self.z_map(z + u[0]) * u[1]
+
+    inj, cell, head = Injection().eval(), MFN().eval(), nn.Linear(6, 1).eval()
+    tensor_bundle("tuple-injection", inj, cell, head, parity_inputs={"x": torch.rand(4, 2) * 2 - 1}, state_shape=[6])
+    x = torch.rand(3, 2) * 2 - 1
+    with torch.no_grad():
+        u = inj(x)
+        y = head(fixed_point(lambda z: cell(z, u), torch.zeros(3, 6), tol=2e-6))
+    return {"ok": True, "detail": "exported", "reference": {"inputs": {"x": x.tolist()}, "outputs": {"y": y.tolist()}}}
+
+
+@case
 def pytorch_hook_norms():
     """PyTorch's own hook-style weight_norm and spectral_norm still fold (recognized by behaviour too)."""
     import warnings
