@@ -179,6 +179,30 @@ def list_state():
 
 
 @case
+def list_state_inject_first():
+    """MDEQ as upstream writes it: `downsample` returns one tensor, MDEQNet._forward appends zeros for
+    the lower resolutions. With inject_to="first" the exporter builds that list: downsample -> fullstage
+    -> predict, nothing else named."""
+    torch.manual_seed(6)
+    net = fm.MultiResNet().eval()
+    tensor_bundle("list-state-inject-first", net.downsample.conv, net.fullstage, net.predict,
+                  parity_inputs={"x": torch.randn(3, 1, 8, 8)}, state_shape=[[4, 8, 8], [6, 4, 4]],
+                  inject_to="first")
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        u = [net.downsample.conv(x), torch.zeros(2, 6, 4, 4)]
+
+        def f(flat):
+            zs = [flat[:, :256].reshape(-1, 4, 8, 8), flat[:, 256:].reshape(-1, 6, 4, 4)]
+            out = net.fullstage(zs, u)
+            return torch.cat([out[0].flatten(1), out[1].flatten(1)], 1)
+
+        z = fixed_point(f, torch.zeros(2, 256 + 96), tol=2e-6)
+        y = net.predict([z[:, :256].reshape(-1, 4, 8, 8), z[:, 256:].reshape(-1, 6, 4, 4)])
+    return {"ok": True, "detail": "exported", "reference": {"inputs": {"x": x.tolist()}, "outputs": {"y": y.tolist()}}}
+
+
+@case
 def list_state_no_head():
     """Without a head, each element of a list state is an output of its own."""
     torch.manual_seed(6)
