@@ -25,7 +25,7 @@ describeExportCases({
   cases: [
     'locuslab_weightnorm', 'torchdeq_norm_in_place', 'stale_weight_fails_parity', 'stale_weight_with_reference',
     'unknown_computed_weight_refused', 'batchnorm_head_and_dropout_inject', 'list_state', 'list_state_inject_first', 'list_state_no_head',
-    'channels_first_sequence', 'sequence_without_state_shape', 'float32_floor', 'invalid_graph_leaves_bundle_intact',
+    'channels_first_sequence', 'deq_transformer_adapter', 'sequence_without_state_shape', 'float32_floor', 'invalid_graph_leaves_bundle_intact',
     'manifest_values_validated', 'upstream_export_pitfalls', 'tuple_state', 'tuple_injection', 'pytorch_hook_norms', 'history_in_stability_search',
   ],
   served: [
@@ -37,6 +37,7 @@ describeExportCases({
     ['list-state', 'list_state'],
     ['list-state-inject-first', 'list_state_inject_first'],
     ['channels-first', 'channels_first_sequence'],
+    ['deq-transformer-like', 'deq_transformer_adapter'],
     ['pitfalls', 'upstream_export_pitfalls'],
     ['tuple-injection', 'tuple_injection'],
   ],

@@ -20,7 +20,7 @@ from torch import nn
 
 import field_models as fm
 from reference_solve import fixed_point
-from deq_serve_export import ExportError, export_bundle
+from deq_serve_export import ExportError, deq_transformer_lm, export_bundle
 
 torch.set_num_threads(2)
 OUT = sys.argv[1]
@@ -227,6 +227,26 @@ def channels_first_sequence():
         y = head(fixed_point(lambda z: cell(z, u), torch.zeros(2, 6, 5), tol=1e-7))
     return {"ok": m["state"] == {"shape": [-1, 6], "pad": "right"}, "detail": f"state {m['state']}",
             "reference": {"inputs": {"tokens": tokens.tolist()}, "outputs": {"logits": y.tolist()}}}
+
+
+@case
+def deq_transformer_adapter():
+    """locuslab/deq's DEQTransformerLM (by its names and signatures): deq_transformer_lm(model) names
+    inject, f and head; the reference is the model's own time-first forward with its own solve."""
+    torch.manual_seed(15)
+    lm = fm.DEQTransformerLMLike().train()  # as left by training: dropout must be off in parity and export
+    inject, cell, head = deq_transformer_lm(lm)
+    tokens, targets = torch.randint(0, 13, (3, 6)), torch.randint(0, 13, (3, 6))
+    tensor_bundle("deq-transformer-like", inject, cell, head, parity_inputs={"tokens": tokens},
+                  parity_extra={"targets": targets}, state_shape=[lm.d_model, -1], seq_axis=1, seq_dynamic=True,
+                  state_pad="right", head_outputs=["nll"],
+                  reference=lambda x, y: lm(x.t(), y.t(), None)[0].t())
+    lm.eval()
+    x, y = torch.randint(0, 13, (2, 5)), torch.randint(0, 13, (2, 5))
+    with torch.no_grad():
+        nll = lm(x.t(), y.t(), None)[0].t()
+    return {"ok": True, "detail": "exported",
+            "reference": {"inputs": {"tokens": x.tolist(), "targets": y.tolist()}, "outputs": {"nll": nll.tolist()}}}
 
 
 @case
