@@ -10,7 +10,7 @@ itself comes from PyPI in the venv). Needs `npm run build` (deq-serve's CLI in d
 Fashion-MNIST (apt-get install dataset-fashion-mnist). Not a CI test: CI has no upstream checkout.
 
 The model is DEQ-Fourier-MFN1L256D as deq-zoo's get_summary_dict configures it (spectral norm,
-fixed-point solver, f_max_iter 100), fitted for 300 Adam steps to one 28x28 Fashion-MNIST image
+fixed-point solver, f_max_iter 100), fitted for 150 Adam steps to one 28x28 Fashion-MNIST image
 (deq-zoo fits images the same way; its own images need downloads). torchdeq's forward solve is
 tightened to f_tol 1e-6 (abs) so that its outputs are a converged fixed point to compare with.
 """
@@ -46,7 +46,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("upstream", help="checkout of github:locuslab/torchdeq")
     ap.add_argument("out", nargs="?", default=os.path.join(tempfile.gettempdir(), "verify-upstream", "deq-inr"))
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=150)
     a = ap.parse_args()
     torch.set_num_threads(1)
     sys.path.insert(0, os.path.join(a.upstream, "deq-zoo", "deq-inr"))
