@@ -10,7 +10,7 @@ The argument is a checkout of github:locuslab/deq. Needs yacs and termcolor (ups
 
 Why it trains first: MDEQ TINY as initialized has no reachable fixed point (upstream's Broyden
 stays at a relative residual of about 0.4), so nothing could be compared. It is trained for
---steps steps (default 200) on Fashion-MNIST (28x28 padded to TINY's 32x32, the gray channel
+--steps steps (default 120, batch 8) on Fashion-MNIST (28x28 padded to TINY's 32x32, the gray channel
 repeated to 3) with upstream's own DEQ training path (Broyden forward, implicit backward through
 its hook) and upstream's Jacobian regularization (jac_loss_estimate, weight --jac-weight), which
 is what makes the learned f contractive enough for the solves to converge. The weights are
@@ -103,8 +103,8 @@ def main():
     ap.add_argument("upstream", help="checkout of github:locuslab/deq")
     ap.add_argument("out", nargs="?", default=os.path.join(tempfile.gettempdir(), "verify-upstream", "mdeq-tiny"))
     ap.add_argument("--pydeps", help="folder with yacs and termcolor (pip install --target)")
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=120)
+    ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--jac-weight", type=float, default=2.0)
     ap.add_argument("--checkpoint", default=os.path.join(tempfile.gettempdir(), "verify-upstream", "mdeq-tiny.pt"))
     ap.add_argument("--f-thres", type=int, default=200, help="upstream Broyden's iteration cap for the reference")
