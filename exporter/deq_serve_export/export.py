@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -135,6 +136,20 @@ def _as_module(obj, role: str) -> Optional[nn.Module]:
         return _Method(owner, obj.__name__)
     raise ExportError(f"{role} must be a torch.nn.Module or a method of one, such as model.predict "
                       f"(got {type(obj).__name__}): the exporter copies its owner to fold norms")
+
+
+def _one_input_after_z(cell: nn.Module) -> bool:
+    """Whether the cell's signature takes exactly one argument after z (and no *args)."""
+    fn = getattr(cell.owner, cell.method) if isinstance(cell, _Method) else cell.forward
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required_after_z = [p for p in positional[1:] if p.default is p.empty]
+    return len(positional) >= 2 and len(required_after_z) == 1
 
 
 def _as_tuple(out, names) -> Tuple[torch.Tensor, ...]:
@@ -358,6 +373,7 @@ def export_bundle(
     vocab: Optional[List[str]] = None,
     parity_extra: Optional[Dict[str, torch.Tensor]] = None,
     inject_outputs: Sequence[str] = ("u",),
+    inject_to: Optional[str] = None,
     state_shape: Optional[Sequence] = None,
     state_outputs: Optional[Mapping[str, Tuple[int, Sequence[int]]]] = None,
     head_outputs: Sequence[str] = ("logits",),
@@ -387,6 +403,10 @@ def export_bundle(
     inject_outputs: names of inject's outputs, in the order it returns them; the cell is
                    called as cell(z, *inject_outputs), or cell(z, *inputs) without inject. When
                    inject returns a list (MDEQ's x_list), the cell gets it as one list argument.
+    inject_to:     "first": with a list state, inject's single output is the injection of the
+                   state's first element and the cell receives the list [u, 0, ..., 0], zeros
+                   of the other elements' shapes (MDEQ: `downsample` injects only the highest
+                   resolution, MDEQNet._forward appends zeros for the rest).
     state_shape:   per-sample shape of z (-1 = the sequence axis); defaults to the shape of
                    inject's single output. Required without inject or with several outputs.
                    A list (or tuple) of shapes makes the state a list (tuple) of tensors: the
@@ -480,15 +500,14 @@ def export_bundle(
         lay = lay or layout.StateLayout(shapes)
         move = lay.moved and inj is not None
         return ((layout.InjectAdapter(inj, lay.seq_axis) if move else inj),
-                layout.CellAdapter(cel, lay, move, pack_u),
+                layout.CellAdapter(cel, lay, move, pack_u and (list if inject_to == "first" else type(raw)),
+                                   zero_rest=inject_to == "first"),
                 (layout.HeadAdapter(hed, lay) if hed is not None else None))
 
     def injected_by(inj, xs: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, ...]:
         if inj is None:
             return tuple(xs[k] for k in in_names)
         return _as_tuple(inj(*[xs[k] for k in in_names]), inject_outputs)
-
-    cell_arg_names = inject_outputs if inject_m is not None else in_names
 
     def seq_len(xs: Dict[str, torch.Tensor]) -> Optional[int]:
         first = xs[in_names[0]]
@@ -497,7 +516,23 @@ def export_bundle(
     x_ex, extra_ex = cases_in[0], [cases_extra[0][k] for k in extra_names]
     with torch.no_grad():
         raw = inject_m(*[x_ex[k] for k in in_names]) if inject_m is not None else None
-    pack_u = isinstance(raw, list)  # a list of injections (MDEQ): the cell receives the list
+    # A list of injections (MDEQ's x_list), or a tuple for a cell that takes one injection argument
+    # (deq-zoo's DEQ-INR: u = injection(x) is a tuple of chunks, f(z, u) indexes it): the cell
+    # receives the list (tuple) as one argument.
+    if inject_to not in (None, "first"):
+        raise ExportError(f"inject_to must be None or 'first' (got {inject_to!r})")
+    if inject_to == "first":
+        if kind != "list" or inject_m is None or not isinstance(raw, torch.Tensor):
+            raise ExportError("inject_to='first' needs a list state_shape and an inject that returns one tensor "
+                              "(the first element's injection)")
+        if list(raw.shape[1:]) != list(shapes[0]):
+            raise ExportError(f"inject_to='first': inject's output has per-sample shape {list(raw.shape[1:])}, "
+                              f"the state's first element {list(shapes[0])}")
+    pack_u = (inject_to == "first" or isinstance(raw, list)
+              or (isinstance(raw, tuple) and len(raw) > 1 and _one_input_after_z(cell)))
+    if isinstance(raw, (list, tuple)) and len(raw) > 1 and list(inject_outputs) == ["u"]:
+        inject_outputs = [f"u{i}" for i in range(len(raw))]  # the default name, numbered per element
+    cell_arg_names = inject_outputs if inject_m is not None else in_names
     if shapes is None:
         with torch.no_grad():
             u_user = injected_by(inject_m, x_ex)

@@ -103,16 +103,20 @@ class InjectAdapter(nn.Module):
 class CellAdapter(nn.Module):
     """cell(z, *u) on the bundle's state: the user's cell gets its own state structure and layout."""
 
-    def __init__(self, cell: nn.Module, layout: StateLayout, move_inputs: bool, pack_inputs: bool = False):
+    def __init__(self, cell: nn.Module, layout: StateLayout, move_inputs: bool, pack_inputs=False, zero_rest=False):
         super().__init__()
         self.cell, self.layout, self.move_inputs, self.pack_inputs = cell, layout, move_inputs, pack_inputs
+        self.zero_rest = zero_rest  # inject_to="first": zeros for the other elements' injections (MDEQ)
 
     def forward(self, z, *u):
         if self.move_inputs:
             u = tuple(_move_out(t, self.layout.seq_axis) for t in u)
-        if self.pack_inputs:  # inject returned a list (MDEQ's x_list): the cell takes it as one argument
-            u = (list(u),)
-        return self.layout.to_bundle(self.cell(self.layout.to_user(z), *u))
+        zs = self.layout.to_user(z)
+        if self.zero_rest:
+            u = (u[0], *[torch.zeros_like(t) for t in zs[1:]])
+        if self.pack_inputs:  # inject returned a list (MDEQ's x_list) or a tuple the cell takes as one argument
+            u = (tuple(u) if self.pack_inputs is tuple else list(u),)
+        return self.layout.to_bundle(self.cell(zs, *u))
 
 
 class HeadAdapter(nn.Module):

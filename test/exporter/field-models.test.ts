@@ -24,9 +24,9 @@ describeExportCases({
   script: 'test/exporter/field_cases.py',
   cases: [
     'locuslab_weightnorm', 'torchdeq_norm_in_place', 'stale_weight_fails_parity', 'stale_weight_with_reference',
-    'unknown_computed_weight_refused', 'batchnorm_head_and_dropout_inject', 'list_state', 'list_state_no_head',
-    'channels_first_sequence', 'sequence_without_state_shape', 'float32_floor', 'invalid_graph_leaves_bundle_intact',
-    'manifest_values_validated', 'upstream_export_pitfalls', 'tuple_state', 'pytorch_hook_norms', 'history_in_stability_search',
+    'unknown_computed_weight_refused', 'batchnorm_head_and_dropout_inject', 'list_state', 'list_state_inject_first', 'list_state_no_head',
+    'channels_first_sequence', 'deq_transformer_adapter', 'sequence_without_state_shape', 'float32_floor', 'invalid_graph_leaves_bundle_intact',
+    'manifest_values_validated', 'upstream_export_pitfalls', 'tuple_state', 'tuple_injection', 'pytorch_hook_norms', 'history_in_stability_search',
   ],
   served: [
     ['locuslab-weightnorm', 'locuslab_weightnorm'],
@@ -35,8 +35,11 @@ describeExportCases({
     ['batchnorm-head', 'batchnorm_head_and_dropout_inject'],
     ['batchnorm-head-train', 'batchnorm_head_and_dropout_inject'],
     ['list-state', 'list_state'],
+    ['list-state-inject-first', 'list_state_inject_first'],
     ['channels-first', 'channels_first_sequence'],
+    ['deq-transformer-like', 'deq_transformer_adapter'],
     ['pitfalls', 'upstream_export_pitfalls'],
+    ['tuple-injection', 'tuple_injection'],
   ],
   inspected: ['list-state-no-head', 'float32-floor', 'tuple-state', 'torch-hook-norms'],
   more: ({ results, work }) => {

@@ -20,7 +20,7 @@ from torch import nn
 
 import field_models as fm
 from reference_solve import fixed_point
-from deq_serve_export import ExportError, export_bundle
+from deq_serve_export import ExportError, deq_transformer_lm, export_bundle
 
 torch.set_num_threads(2)
 OUT = sys.argv[1]
@@ -179,6 +179,30 @@ def list_state():
 
 
 @case
+def list_state_inject_first():
+    """MDEQ as upstream writes it: `downsample` returns one tensor, MDEQNet._forward appends zeros for
+    the lower resolutions. With inject_to="first" the exporter builds that list: downsample -> fullstage
+    -> predict, nothing else named."""
+    torch.manual_seed(6)
+    net = fm.MultiResNet().eval()
+    tensor_bundle("list-state-inject-first", net.downsample.conv, net.fullstage, net.predict,
+                  parity_inputs={"x": torch.randn(3, 1, 8, 8)}, state_shape=[[4, 8, 8], [6, 4, 4]],
+                  inject_to="first")
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        u = [net.downsample.conv(x), torch.zeros(2, 6, 4, 4)]
+
+        def f(flat):
+            zs = [flat[:, :256].reshape(-1, 4, 8, 8), flat[:, 256:].reshape(-1, 6, 4, 4)]
+            out = net.fullstage(zs, u)
+            return torch.cat([out[0].flatten(1), out[1].flatten(1)], 1)
+
+        z = fixed_point(f, torch.zeros(2, 256 + 96), tol=2e-6)
+        y = net.predict([z[:, :256].reshape(-1, 4, 8, 8), z[:, 256:].reshape(-1, 6, 4, 4)])
+    return {"ok": True, "detail": "exported", "reference": {"inputs": {"x": x.tolist()}, "outputs": {"y": y.tolist()}}}
+
+
+@case
 def list_state_no_head():
     """Without a head, each element of a list state is an output of its own."""
     torch.manual_seed(6)
@@ -203,6 +227,26 @@ def channels_first_sequence():
         y = head(fixed_point(lambda z: cell(z, u), torch.zeros(2, 6, 5), tol=1e-7))
     return {"ok": m["state"] == {"shape": [-1, 6], "pad": "right"}, "detail": f"state {m['state']}",
             "reference": {"inputs": {"tokens": tokens.tolist()}, "outputs": {"logits": y.tolist()}}}
+
+
+@case
+def deq_transformer_adapter():
+    """locuslab/deq's DEQTransformerLM (by its names and signatures): deq_transformer_lm(model) names
+    inject, f and head; the reference is the model's own time-first forward with its own solve."""
+    torch.manual_seed(15)
+    lm = fm.DEQTransformerLMLike().train()  # as left by training: dropout must be off in parity and export
+    inject, cell, head = deq_transformer_lm(lm)
+    tokens, targets = torch.randint(0, 13, (3, 6)), torch.randint(0, 13, (3, 6))
+    tensor_bundle("deq-transformer-like", inject, cell, head, parity_inputs={"tokens": tokens},
+                  parity_extra={"targets": targets}, state_shape=[lm.d_model, -1], seq_axis=1, seq_dynamic=True,
+                  state_pad="right", head_outputs=["nll"],
+                  reference=lambda x, y: lm(x.t(), y.t(), None)[0].t())
+    lm.eval()
+    x, y = torch.randint(0, 13, (2, 5)), torch.randint(0, 13, (2, 5))
+    with torch.no_grad():
+        nll = lm(x.t(), y.t(), None)[0].t()
+    return {"ok": True, "detail": "exported",
+            "reference": {"inputs": {"tokens": x.tolist(), "targets": y.tolist()}, "outputs": {"nll": nll.tolist()}}}
 
 
 @case
@@ -361,6 +405,42 @@ def tuple_state():
                       state_shape=([5], [3]))
     outs = [(o["name"], o["offset"], o["shape"]) for o in m["state_outputs"]]
     return {"ok": outs == [("z0", 0, [5]), ("z1", 5, [3])], "detail": f"state_outputs {outs}"}
+
+
+@case
+def tuple_injection():
+    """deq-zoo's DEQ-INR: inject returns a tuple of chunks (x_map(x).chunk(2)) and f(z, u) indexes
+    the tuple; only inject, f and head are named (no state_shape glue beyond the state's size, no
+    inject_outputs)."""
+    torch.manual_seed(14)
+
+    class Injection(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.x_map = nn.Linear(2, 12)
+
+        def forward(self, x):
+            return torch.sin(self.x_map(x)).chunk(2, dim=-1)
+
+    class MFN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.z_map = nn.Linear(6, 6)
+            with torch.no_grad():
+                self.z_map.weight.mul_(0.4)
+
+        def forward(self, z, u):
+            if not isinstance(u, tuple):
+                raise TypeError(f"expected the injection tuple, got {type(u).__name__}")
+            return self.z_map(z + u[0]) * u[1]
+
+    inj, cell, head = Injection().eval(), MFN().eval(), nn.Linear(6, 1).eval()
+    tensor_bundle("tuple-injection", inj, cell, head, parity_inputs={"x": torch.rand(4, 2) * 2 - 1}, state_shape=[6])
+    x = torch.rand(3, 2) * 2 - 1
+    with torch.no_grad():
+        u = inj(x)
+        y = head(fixed_point(lambda z: cell(z, u), torch.zeros(3, 6), tol=2e-6))
+    return {"ok": True, "detail": "exported", "reference": {"inputs": {"x": x.tolist()}, "outputs": {"y": y.tolist()}}}
 
 
 @case

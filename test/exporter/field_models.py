@@ -302,3 +302,88 @@ class MultiResNet(nn.Module):
 
     def predict(self, y_list):
         return self.bn(self.head(y_list))
+
+
+# ---- locuslab/deq's DEQTransformerLM, by its attribute names and call signatures (the real one needs
+#      the upstream checkout): word_emb, iodrop(x, p), inject_conv, pos_emb, pos_drop,
+#      func(z, us, z0, pos_emb), crit(hidden, target) -> NLL, and a time-first forward(data, target, mems)
+class VariationalDropoutLike(nn.Module):
+    def forward(self, x, dropout=0.5):
+        if not self.training or dropout == 0:
+            return x
+        return x * torch.bernoulli(torch.full_like(x, 1 - dropout)) / (1 - dropout)
+
+
+class SinusoidPositions(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.register_buffer("inv_freq", 1 / (10000 ** (torch.arange(0.0, d, 2.0) / d)))
+
+    def forward(self, pos_seq):
+        s = torch.outer(self.inv_freq, pos_seq)
+        return torch.cat([s.sin(), s.cos()], dim=0)[None]  # (1, d, L)
+
+
+class DeqLmFunc(nn.Module):
+    """func(z1ss, uss, z0, pos_emb): causal attention over [z0, z], injection added to the qkv projection."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.qkv_net = nn.Conv1d(d, 3 * d, 1, bias=False)
+        self.r_net = nn.Conv1d(d, d, 1, bias=False)
+        self.o_net = nn.Conv1d(d, d, 1)
+        with torch.no_grad():
+            self.qkv_net.weight.mul_(0.4)
+            self.o_net.weight.mul_(0.3)
+
+    def forward(self, z1ss, uss, z0, pos_emb):
+        bsz, d_model, qlen = z1ss.size()
+        cat = torch.cat([z0, z1ss], dim=-1)
+        q, k, v = (self.qkv_net(cat) + uss).chunk(3, dim=1)
+        k = k + self.r_net(pos_emb[:, :, -1:])  # the embedding of distance 0 (upstream's is relative, via _rel_shift)
+        mlen = z0.size(2)
+        klen = mlen + qlen
+        scores = torch.einsum("bdi,bdj->bij", q[:, :, -qlen:], k) / d_model ** 0.5
+        mask = (torch.triu(torch.ones(qlen, klen), diagonal=1 + mlen) > 0)[None]
+        mask += (torch.tril(torch.ones(qlen, klen), diagonal=mlen - 1000) > 0)[None]
+        attn = torch.softmax(scores.masked_fill(mask, float("-inf")), dim=-1)
+        out = self.o_net(torch.einsum("bij,bdj->bdi", attn, v)) + z1ss
+        return F.layer_norm(out.transpose(1, 2), (d_model,)).transpose(1, 2)
+
+
+class NllCrit(nn.Module):
+    def __init__(self, d, vocab):
+        super().__init__()
+        self.out = nn.Linear(d, vocab)
+
+    def forward(self, hidden, target):
+        return -F.log_softmax(self.out(hidden), dim=-1).gather(1, target.unsqueeze(1)).squeeze(1)
+
+
+class DEQTransformerLMLike(nn.Module):
+    def __init__(self, vocab=13, d=8):
+        super().__init__()
+        self.d_model, self.dropout = d, 0.1
+        self.word_emb = nn.Embedding(vocab, d)
+        self.iodrop, self.pos_drop = VariationalDropoutLike(), nn.Dropout(0.1)
+        self.inject_conv = nn.Conv1d(d, 3 * d, 1)
+        self.pos_emb = SinusoidPositions(d)
+        self.func = DeqLmFunc(d)
+        self.crit = NllCrit(d, vocab)
+
+    def forward(self, data, target, mems):
+        """Time-first as upstream: data, target (T, B); returns [nll (T, B)], solved by plain iteration."""
+        dec_inp = data.t()
+        bsz, qlen = dec_inp.size()
+        us = self.inject_conv(self.iodrop(self.word_emb(dec_inp), self.dropout).transpose(1, 2))
+        z0 = torch.zeros(bsz, self.d_model, 0)
+        pos_emb = self.pos_drop(self.pos_emb(torch.arange(qlen - 1, -1, -1.0)))
+        z = torch.zeros(bsz, self.d_model, qlen)
+        for _ in range(2000):
+            z_next = self.func(z, us, z0, pos_emb)
+            done = (z_next - z).abs().max() < 1e-7
+            z = z_next
+            if done:
+                break
+        hidden = self.iodrop(z, self.dropout).permute(2, 0, 1).reshape(-1, self.d_model)
+        return [self.crit(hidden, target.reshape(-1)).view(qlen, bsz)]
