@@ -76,6 +76,8 @@ export interface ServerConfig {
   maxSequences: number;
   sequenceBytes: number;
   sequenceIdleMs: number;
+  /** OIP v2 over gRPC (inference.GRPCInferenceService) on its own port; -1: off. */
+  grpcPort: number;
 }
 
 type Kind = 'int' | 'number' | 'string' | 'list' | 'bool';
@@ -165,6 +167,7 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   maxSequences: 1024,
   sequenceBytes: 256 << 20,
   sequenceIdleMs: 60_000,
+  grpcPort: -1,
 });
 
 /** Every setting: its flag, its environment variable and what it means (docs/server.md mirrors this). */
@@ -218,6 +221,7 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   { key: 'maxSequences', flag: '--max-sequences', env: 'DEQ_MAX_SEQUENCES', kind: 'int', help: 'most live stateful sequences (sequence_id) kept; the least recently used makes room (0 = sequences off)' },
   { key: 'sequenceBytes', flag: '--sequence-bytes', env: 'DEQ_SEQUENCE_BYTES', kind: 'int', help: 'bytes of fixed-point state the live sequences may hold' },
   { key: 'sequenceIdleMs', flag: '--sequence-idle-ms', env: 'DEQ_SEQUENCE_IDLE_MS', kind: 'int', help: 'a sequence unused this long is forgotten' },
+  { key: 'grpcPort', flag: '--grpc-port', env: 'DEQ_GRPC_PORT', kind: 'int', help: 'serve the Open Inference Protocol over gRPC (inference.GRPCInferenceService) on this port, on --host (-1 = off, 0 = any free port); KServe and Triton use 8081 and 8001' },
 ]);
 
 const positiveInt = { type: 'integer', minimum: 1 } as const;
@@ -276,6 +280,7 @@ const CONFIG_SCHEMA = {
     maxSequences: { type: 'integer', minimum: 0, maximum: 1_000_000 },
     sequenceBytes: { type: 'integer', minimum: 0, maximum: 2 ** 40 },
     sequenceIdleMs: positiveInt,
+    grpcPort: { type: 'integer', minimum: -1, maximum: 65535 },
   },
 } as const;
 

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { DeqError } from '../errors.js';
 import { buildApp, type AppOptions } from './app.js';
 import { describeConfig, type ServerConfig } from './config.js';
+import { startGrpc, type GrpcServer } from './grpc/service.js';
 import { discoverModels } from './models.js';
 import { WorkerPool } from './pool.js';
 import { FixedPointCache } from './response-cache.js';
@@ -31,6 +32,8 @@ export interface RunningServer {
   /** Base URL, e.g. http://127.0.0.1:8080 */
   url: string;
   port: number;
+  /** The gRPC port, when --grpc-port turned gRPC on. */
+  grpcPort?: number;
   /** Graceful stop: readiness false, drain in-flight within the grace period, release sessions. */
   close(): Promise<void>;
 }
@@ -76,13 +79,14 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
     log.warn({ workers: config.workers, threads: config.intraOpThreads, cores }, 'workers × threads exceeds the cores: solves will contend for CPU');
   }
 
+  let grpcServer: GrpcServer | undefined;
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
       state.closing = true;
       let timer: NodeJS.Timeout | undefined;
       const graceOver = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), config.shutdownGraceMs); });
-      const drained = app.close();
+      const drained = Promise.all([app.close(), grpcServer?.close(config.shutdownGraceMs + FLUSH_MS)]).then(() => {});
       if ((await Promise.race([drained, graceOver])) === 'timeout') {
         // Queued and running requests are answered 503 DEQ_ERR_SHUTTING_DOWN first
         // (a running solve stops at its next iteration); only connections still
@@ -114,6 +118,16 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}`;
 
+  if (config.grpcPort >= 0) {
+    try {
+      grpcServer = await startGrpc(app, state, config.host, config.grpcPort);
+    } catch (err) {
+      await app.close().catch(() => {});
+      throw err;
+    }
+    log.info({ port: grpcServer.port }, 'gRPC (inference.GRPCInferenceService) listening');
+  }
+
   if (opts.handleSignals) installSignalHandlers({ close, pool, log, graceMs: config.shutdownGraceMs });
 
   try {
@@ -130,7 +144,7 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
     await close();
     throw err;
   }
-  return { app, state, url, port, close };
+  return { app, state, url, port, ...(grpcServer ? { grpcPort: grpcServer.port } : {}), close };
 }
 
 // A port that cannot be had is a configuration problem: say which and how to choose another.

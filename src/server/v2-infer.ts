@@ -212,6 +212,9 @@ function extraOutput(name: ExtraName, r: PoolResult, batch: number): V2OutputTen
   }
 }
 
+/** Server metadata (GET /v2, ServerMetadata). */
+export const SERVER_METADATA = Object.freeze({ name: 'deq-serve', version: process.env.npm_package_version ?? '0.1.0', extensions: Object.freeze(['binary_tensor_data']) as readonly string[] });
+
 /** A tensor's metadata entry: the batch dim and symbolic dims as -1. */
 function meta(t: TensorSpec) {
   return { name: t.name, datatype: V2_DATATYPE[t.dtype], shape: [-1, ...t.shape] };

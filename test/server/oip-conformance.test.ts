@@ -29,6 +29,7 @@ afterAll(async () => {
 });
 
 const get = (path: string) => fetch(`${s.url}${path}`);
+const json = (r: Response): Promise<any> => r.json(); // eslint-disable-line @typescript-eslint/no-explicit-any
 const image = (batch: number) => ({ name: 'x', datatype: 'FP32', shape: [batch, 1, 8, 8], data: Array.from({ length: batch * 64 }, (_, i) => Math.sin(i) / 2) });
 
 describe('Open Inference Protocol REST, against the spec\'s OpenAPI file', () => {
@@ -45,18 +46,18 @@ describe('Open Inference Protocol REST, against the spec\'s OpenAPI file', () =>
       const path = template.replace('${MODEL_NAME}', 'tiny-image').replace('${MODEL_VERSION}', '1');
       const r = await get(path);
       expect(r.status, path).toBe(200);
-      const body = await r.json();
+      const body = await json(r);
       if (path === '/v2/') check('metadata_server_response', body);
       else if (/\/v2\/models\/[^/]+(\/versions\/[^/]+)?$/.test(path)) check('metadata_model_response', body);
     }
   });
 
   it('GET /v2/ and /v2 are the same server metadata', async () => {
-    expect(await (await get('/v2/')).json()).toEqual(await (await get('/v2')).json());
+    expect(await json(await get('/v2/'))).toEqual(await json(await get('/v2')));
   });
 
   it('model metadata names a <framework>_<format> platform', async () => {
-    const m = await (await get('/v2/models/tiny-image')).json();
+    const m = await json(await get('/v2/models/tiny-image'));
     expect(m.platform).toMatch(/^[a-z0-9]+_[a-z0-9]+$/);
   });
 
@@ -71,7 +72,7 @@ describe('Open Inference Protocol REST, against the spec\'s OpenAPI file', () =>
       for (const path of [`/v2/models/${model}/infer`, `/v2/models/${model}/versions/1/infer`]) {
         const r = await postJson(`${s.url}${path}`, body);
         expect(r.status, path).toBe(200);
-        const out = await r.json();
+        const out = await json(r);
         check('inference_response', out);
         // The spec's prose: a parameter value is a string, a number or a boolean.
         for (const [k, v] of Object.entries(out.parameters)) expect(['string', 'number', 'boolean'], k).toContain(typeof v);
@@ -87,16 +88,16 @@ describe('Open Inference Protocol REST, against the spec\'s OpenAPI file', () =>
     ];
     for (const r of await Promise.all(cases)) {
       expect(r.status).toBeGreaterThanOrEqual(400);
-      check('inference_error_response', await r.json());
+      check('inference_error_response', await json(r));
     }
-    check('metadata_model_error_response', await (await get('/v2/models/nope')).json());
+    check('metadata_model_error_response', await json(await get('/v2/models/nope')));
   });
 
   it('with no outputs named, returns every output the metadata lists', async () => {
-    const meta = await (await get('/v2/models/tiny-lm')).json();
+    const meta = await json(await get('/v2/models/tiny-lm'));
     const r = await postJson(`${s.url}/v2/models/tiny-lm/infer`, lmInferBody(1, 3));
     expect(r.status).toBe(200);
-    const out = await r.json();
+    const out = await json(r);
     expect(out.outputs.map((o: { name: string }) => o.name)).toEqual(meta.outputs.map((o: { name: string }) => o.name));
     expect(out.outputs.map((o: { name: string }) => o.name)).toContain('logprobs');
   });
@@ -105,7 +106,7 @@ describe('Open Inference Protocol REST, against the spec\'s OpenAPI file', () =>
     // tiny-lm at 2 × 6: logprobs alone is 2 × 6 × 20 = 240 values, over the 200 this server allows.
     const r = await postJson(`${s.url}/v2/models/tiny-lm/infer`, lmInferBody(2, 6));
     expect(r.status).toBe(413);
-    const e = await r.json();
+    const e = await json(r);
     expect(e.error).toMatch(/`outputs`/);
     check('inference_error_response', e);
     const ok = await postJson(`${s.url}/v2/models/tiny-lm/infer`, { ...lmInferBody(2, 6), outputs: [{ name: 'target_logprobs' }] });

@@ -5,7 +5,7 @@ import { jsonTensorStream } from '../json-stream.js';
 import { isReady, type ServerState } from '../state.js';
 import { parseJsonBody } from '../json-body.js';
 import { attachBinaryInputs, encodeBinaryResponse, HEADER_LENGTH, splitBody, tensorBytes } from '../v2-binary.js';
-import { findV2Model, inferBodySchema, inferV2, modelMetadata, type V2Request } from '../v2-infer.js';
+import { findV2Model, inferBodySchema, inferV2, modelMetadata, SERVER_METADATA, type V2Request } from '../v2-infer.js';
 
 const TENSOR_META = { type: 'object', properties: { name: { type: 'string' }, datatype: { type: 'string' }, shape: { type: 'array', items: { type: 'integer' } } } } as const;
 
@@ -113,8 +113,6 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
     return reply.header('Inference-Header-Content-Length', headerLength).type('application/octet-stream').send(bytes);
   });
 };
-
-const SERVER_METADATA = Object.freeze({ name: 'deq-serve', version: process.env.npm_package_version ?? '0.1.0', extensions: ['binary_tensor_data'] });
 
 /** A JSON number, or null where it is not finite (as jsonTensorStream writes it). */
 function jsonNumber(v: number | bigint): number | null {
