@@ -92,7 +92,9 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
     // v2 binary tensor extension: JSON header + raw tensor bytes, whatever the Content-Type
     // (tritonclient sends none); the v2 routes parse it, other routes have no parser for it.
     const binary = req.headers['inference-header-content-length'] !== undefined;
-    if (!binary && !/^application\/json\s*(;|$)/i.test(type)) {
+    // v2 also takes JSON with no Content-Type at all (tritonclient's all-JSON requests; Triton does).
+    const untypedV2 = req.headers['content-type'] === undefined && req.url.startsWith('/v2/');
+    if (!binary && !untypedV2 && !/^application\/json\s*(;|$)/i.test(type)) {
       throw new DeqError('DEQ_ERR_UNSUPPORTED_MEDIA_TYPE', `send Content-Type: application/json (got ${JSON.stringify(type.slice(0, 60))})`);
     }
   };

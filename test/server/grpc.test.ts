@@ -101,7 +101,8 @@ describe('gRPC inference.GRPCInferenceService', () => {
     const missing = await failure(call(c, 'ModelMetadata', { name: 'nope', version: '' }));
     expect(missing.code).toBe(grpc.status.NOT_FOUND);
     expect(missing.metadata.get('deq-error-code')).toEqual(['DEQ_ERR_MODEL_NOT_FOUND']);
-    expect((await failure(call(c, 'ModelReady', { name: 'tiny-image', version: '7' }))).code).toBe(grpc.status.NOT_FOUND);
+    expect(await call(c, 'ModelReady', { name: 'tiny-image', version: '7' })).toEqual({ ready: false }); // as Triton answers
+    expect(await call(c, 'ModelReady', { name: 'nope', version: '' })).toEqual({ ready: false });
   });
 
   it('ModelInfer with raw_input_contents answers raw_output_contents, bit for bit the REST binary answer', async () => {

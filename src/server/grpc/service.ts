@@ -82,8 +82,13 @@ export async function startGrpc(app: FastifyInstance, state: ServerState, host: 
   const impl: Record<string, Unary> = {
     ServerLive: rpc('ServerLive', async () => ({ live: true })),
     ServerReady: rpc('ServerReady', async () => ({ ready: isReady(state) })),
+    // As Triton: a model or version it does not serve is not ready (OK, ready false), not an error.
     ModelReady: rpc('ModelReady', async (call) => {
-      findV2Model(state.models, call.request.name, call.request.version);
+      try {
+        findV2Model(state.models, call.request.name, call.request.version);
+      } catch {
+        return { ready: false };
+      }
       return { ready: isReady(state) };
     }),
     ServerMetadata: rpc('ServerMetadata', async () => SERVER_METADATA),

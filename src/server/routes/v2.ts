@@ -51,7 +51,8 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
     let parts: ReturnType<typeof splitBody>;
     try {
       parts = splitBody(body, req.headers[HEADER_LENGTH]);
-      if (!parts && binaryOnly) {
+      // No Content-Type at all is JSON: tritonclient's HTTP client sends its all-JSON requests so, and Triton takes them.
+      if (!parts && binaryOnly && req.headers['content-type'] !== undefined) {
         const type = quote(req.headers['content-type'] ?? '', 60);
         throw new DeqError('DEQ_ERR_UNSUPPORTED_MEDIA_TYPE', `send Content-Type: application/json, or the binary tensor form with an Inference-Header-Content-Length header (got ${type})`);
       }
