@@ -16,6 +16,7 @@ import { classifyRoutes } from './routes/classify.js';
 import { healthRoutes } from './routes/health.js';
 import { modelRoutes } from './routes/models.js';
 import { predictRoutes } from './routes/predict.js';
+import { repositoryRoutes } from './routes/repository.js';
 import { scoreRoutes } from './routes/score.js';
 import { v2Routes } from './routes/v2.js';
 import type { ServerState } from './state.js';
@@ -107,6 +108,8 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
     await scope.register(predictRoutes, { state });
     await scope.register(v2Routes, { state });
   });
+  // Model control (--model-control explicit|poll): behind the API keys, its own body parser.
+  if (state.repository) await app.register(repositoryRoutes, { state });
   if (config.openapi) await serveOpenApi(app, config.docs);
   if (config.playground) await servePlayground(app);
   return app;
