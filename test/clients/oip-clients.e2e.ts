@@ -11,11 +11,13 @@ import { ROOT, startTestServer, type TestServer } from '../server/helpers.js';
 
 const PYTHON_TESTS = [
   'test_health_and_metadata', 'test_image_outputs_bit_for_bit', 'test_language_model_int64', 'test_bad_input',
-  'test_rest_and_grpc_clients', 'test_every_rpc', 'test_typed_and_raw_contents',
+  'test_repository_api', 'test_rest_and_grpc_clients', 'test_every_rpc', 'test_typed_and_raw_contents',
 ];
 const BODY_LIMIT = 256 << 10;
 
+const KEY = 'oip-clients-repository-key';
 let s: TestServer;
+let repo: TestServer;
 let results: Record<string, { ok: boolean; error?: string }> = {};
 let output = '';
 
@@ -24,10 +26,12 @@ beforeAll(async () => {
   if (venv.status !== 0) throw new Error(`test/clients/make-venv.sh failed (status ${venv.status}): tritonclient and kserve come from PyPI`);
   const python = venv.stdout.trim().split('\n').pop()!;
   s = await startTestServer({ grpcPort: 0, bodyLimitBytes: BODY_LIMIT }, ['tiny-image', 'tiny-lm']);
+  repo = await startTestServer({ modelControl: 'explicit', apiKeys: [KEY] }, ['tiny-image', 'tiny-lm']);
   const file = join(await mkdtemp(join(tmpdir(), 'deq-clients-')), 'results.json');
   const env = {
     ...process.env, DEQ_HTTP: `127.0.0.1:${s.port}`, DEQ_GRPC: `127.0.0.1:${s.grpcPort}`, DEQ_RESULTS: file,
     DEQ_PROTO: join(ROOT, 'vendor/open-inference-protocol/open_inference_grpc.proto'), DEQ_BODY_LIMIT: String(BODY_LIMIT),
+    DEQ_REPO_HTTP: `127.0.0.1:${repo.port}`, DEQ_REPO_KEY: KEY,
   };
   // One process per client family (their protobuf registrations clash); asynchronous, as the
   // server under test lives in this process.
@@ -45,6 +49,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await s?.cleanup();
+  await repo?.cleanup();
 });
 
 it.each(PYTHON_TESTS)('%s', (name) => {

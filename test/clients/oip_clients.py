@@ -37,6 +37,9 @@ HTTP = os.environ["DEQ_HTTP"]
 GRPC = os.environ["DEQ_GRPC"]
 PROTO = os.environ["DEQ_PROTO"]
 BODY_LIMIT = int(os.environ["DEQ_BODY_LIMIT"])
+# A second server with --model-control explicit, behind this key.
+REPO_HTTP = os.environ["DEQ_REPO_HTTP"]
+KEY = os.environ["DEQ_REPO_KEY"]
 
 SOLVER_OUTPUTS = ["solver_iterations", "solver_residual", "solver_converged", "solver_stop_reason"]
 
@@ -199,6 +202,28 @@ class TritonClients(unittest.TestCase):
         self.assertTrue(self.grpc.is_server_live() and self.http.is_server_ready())
 
 
+class TritonRepository(unittest.TestCase):
+    def test_repository_api(self):
+        """tritonclient's model control calls (HTTP) against --model-control explicit, with the API key."""
+        c = thttp.InferenceServerClient(REPO_HTTP)
+        h = {"authorization": f"Bearer {KEY}"}
+        try:
+            index = c.get_model_repository_index(headers=h)
+            self.assertEqual([(e["name"], e["state"]) for e in index], [("tiny-image", "READY"), ("tiny-lm", "READY")])
+            with self.assertRaises(InferenceServerException):
+                c.get_model_repository_index()  # no key
+            c.unload_model("tiny-lm", headers=h)
+            self.assertFalse(c.is_model_ready("tiny-lm", headers=h))
+            self.assertEqual([e["state"] for e in c.get_model_repository_index(headers=h)], ["READY", "UNAVAILABLE"])
+            c.load_model("tiny-lm", headers=h)
+            self.assertTrue(c.is_model_ready("tiny-lm", headers=h))
+            with self.assertRaises(InferenceServerException) as cm:
+                c.load_model("nope", headers=h)
+            self.assertIn("404", str(cm.exception.status()))
+        finally:
+            c.close()
+
+
 class KServeSDK(unittest.TestCase):
     def test_rest_and_grpc_clients(self):
         """The KServe SDK's REST (v2) and gRPC clients: health, metadata, infer; same bytes as REST."""
@@ -313,10 +338,10 @@ class Results(unittest.TextTestResult):
         self.outcomes[name] = {"ok": False, "error": self._exc_info_to_string(err, test)}
 
 
-FAMILIES = {"triton": TritonClients, "kserve": KServeSDK, "proto": CompiledProtoClient}
+FAMILIES = {"triton": (TritonClients, TritonRepository), "kserve": (KServeSDK,), "proto": (CompiledProtoClient,)}
 
 if __name__ == "__main__":
-    suite = unittest.defaultTestLoader.loadTestsFromTestCase(FAMILIES[FAMILY])
+    suite = unittest.TestSuite(unittest.defaultTestLoader.loadTestsFromTestCase(c) for c in FAMILIES[FAMILY])
     result = unittest.TextTestRunner(resultclass=Results, verbosity=2).run(suite)
     with open(os.environ["DEQ_RESULTS"], "w") as f:
         json.dump(Results.outcomes, f, indent=1)
