@@ -13,7 +13,7 @@ import { WorkerPool, type PoolLogger, type PoolOptions, type PoolResult } from '
 import type { InferJob, IterationEvent } from './protocol.js';
 
 /** What the server asks of a pool: a WorkerPool, or this registry standing in for one. */
-export type SolverPool = Pick<WorkerPool, 'inFlight' | 'queued' | 'ready' | 'events' | 'modelInfo' | 'start' | 'close' | 'abortAll' | 'settle'> & {
+export type SolverPool = Pick<WorkerPool, 'inFlight' | 'queued' | 'ready' | 'events' | 'modelInfo' | 'start' | 'close' | 'abortAll' | 'settle' | 'crashBusyWorkers'> & {
   logger: PoolLogger;
   /** `model`: the version the request was checked against (the registry runs it there). */
   submit(name: string, job: InferJob, signal?: AbortSignal, onProgress?: (events: IterationEvent[]) => void, model?: ServedModel): Promise<PoolResult>;
@@ -133,6 +133,11 @@ export class ModelRepository implements SolverPool {
   async settle(timeoutMs: number): Promise<boolean> {
     const all = await Promise.all(this.#all().map((e) => e.pool.settle(timeoutMs)));
     return all.every(Boolean);
+  }
+
+  /** Test hook: every version's busy workers fail as a worker bug would. */
+  crashBusyWorkers(): number {
+    return this.#all().reduce((n, e) => n + e.pool.crashBusyWorkers(), 0);
   }
 
   /** Every bundle in the models folder, with its state; a model loaded from a folder since removed too. */

@@ -104,12 +104,17 @@ export async function startGrpc(app: FastifyInstance, state: ServerState, host: 
       // The REST body's schema, on the envelope: the tensors' data is checked by inferV2, as REST's binary form is.
       if (!validate({ ...body, inputs: body.inputs.map(({ data: _, ...t }) => t) })) throw Object.assign(new Error('invalid request'), { validation: validate.errors, validationContext: 'body' });
       if (!isReady(state)) throw new DeqError('DEQ_ERR_MODEL_NOT_READY', `model ${m.name} is not ready yet (loading, or no live worker)`);
-      const req = solveRequest(app, call, fields);
+      const req = solveRequest(app, call);
       const deadline = call.getDeadline();
       const cap = deadline instanceof Date ? deadline.getTime() : Number.isFinite(deadline) ? deadline : Infinity;
-      const response = await inferV2(req, m, body, config, cap);
-      if (call.cancelled) throw new DeqError('DEQ_ERR_CANCELLED', 'the client cancelled the call');
-      return toInferResponse(response, raw);
+      try {
+        const response = await inferV2(req, m, body, config, cap);
+        if (call.cancelled) throw new DeqError('DEQ_ERR_CANCELLED', 'the client cancelled the call');
+        return toInferResponse(response, raw);
+      } finally {
+        // What the solve added to the request's log line (model, batch, solver summary).
+        Object.assign(fields, req.logFields);
+      }
     }),
   };
 
@@ -142,19 +147,12 @@ function isClientErrorLogged(err: unknown): boolean {
 }
 
 /**
- * What runSolve needs of a request, for a gRPC call: the app (state, metrics), a log-field bag,
+ * What runSolve reads of a request, for a gRPC call: the app (state, metrics), the log fields,
  * the start time, and a `socket` that emits 'close' when the client cancels, as an HTTP
  * client's socket does when it goes away.
  */
-function solveRequest(app: FastifyInstance, call: grpc.ServerUnaryCall<unknown, unknown>, fields: Record<string, unknown>): SolveRequest {
+function solveRequest(app: FastifyInstance, call: grpc.ServerUnaryCall<unknown, unknown>): SolveRequest {
   const socket = new EventEmitter();
   call.once('cancelled', () => socket.emit('close'));
-  const req = { server: app, raw: { socket }, startedAt: performance.now(), logFields: fields };
-  // logFields is replaced (spread) by runSolve: keep the call's bag in step for the log line.
-  return new Proxy(req, {
-    set(target, key, value) {
-      if (key === 'logFields') Object.assign(fields, value);
-      return Reflect.set(target, key, value);
-    },
-  }) as unknown as SolveRequest;
+  return { server: app, raw: { socket }, startedAt: performance.now(), logFields: {} } as unknown as SolveRequest;
 }
