@@ -212,8 +212,14 @@ function extraOutput(name: ExtraName, r: PoolResult, batch: number): V2OutputTen
   }
 }
 
-/** Server metadata (GET /v2, ServerMetadata). */
-export const SERVER_METADATA = Object.freeze({ name: 'deq-serve', version: process.env.npm_package_version ?? '0.1.0', extensions: Object.freeze(['binary_tensor_data']) as readonly string[] });
+/** Server metadata (GET /v2, ServerMetadata): the extensions as Triton names them; model_repository with --model-control. */
+export function serverMetadata(config: Readonly<ServerConfig>) {
+  return {
+    name: 'deq-serve',
+    version: process.env.npm_package_version ?? '0.1.0',
+    extensions: ['binary_tensor_data', ...(config.modelControl !== 'none' ? ['model_repository', 'model_repository(unload_dependents)'] : [])],
+  };
+}
 
 /** A tensor's metadata entry: the batch dim and symbolic dims as -1. */
 function meta(t: TensorSpec) {

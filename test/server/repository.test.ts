@@ -81,6 +81,7 @@ describe('model repository API', () => {
     const bare = await fetch(`${t.url}/v2/repository/index`, { method: 'POST', headers: AUTH });
     expect(bare.status).toBe(200);
     expect((await json(await postJson(`${t.url}/v2/repository/models/tiny-image/load`, {}, AUTH))).changed).toBe(false); // unchanged: no reload
+    expect((await json(await fetch(`${t.url}/v2`, { headers: AUTH }))).extensions).toContain('model_repository');
   });
 
   it('a reload under load loses no request and mixes no versions; metrics and /v2/models follow', async () => {

@@ -14,7 +14,7 @@ import { DeqError } from '../../errors.js';
 import { keyChecker } from '../plugins/auth.js';
 import { toClientError, type ClientError } from '../plugins/errors.js';
 import { isReady, type ServerState } from '../state.js';
-import { findV2Model, inferBodySchema, inferV2, modelMetadata, SERVER_METADATA, type SolveRequest } from '../v2-infer.js';
+import { findV2Model, inferBodySchema, inferV2, modelMetadata, serverMetadata, type SolveRequest } from '../v2-infer.js';
 import { toServiceError } from './status.js';
 import { fromInferRequest, toInferResponse, type ModelInferRequest } from './tensors.js';
 
@@ -91,7 +91,7 @@ export async function startGrpc(app: FastifyInstance, state: ServerState, host: 
       }
       return { ready: isReady(state) };
     }),
-    ServerMetadata: rpc('ServerMetadata', async () => SERVER_METADATA),
+    ServerMetadata: rpc('ServerMetadata', async () => serverMetadata(config)),
     ModelMetadata: rpc('ModelMetadata', async (call) => {
       const meta = modelMetadata(findV2Model(state.models, call.request.name, call.request.version));
       const shapes = (ts: typeof meta.inputs) => ts.map((t) => ({ ...t, shape: t.shape.map(String) }));

@@ -5,7 +5,7 @@ import { jsonTensorStream } from '../json-stream.js';
 import { isReady, type ServerState } from '../state.js';
 import { parseJsonBody } from '../json-body.js';
 import { attachBinaryInputs, encodeBinaryResponse, HEADER_LENGTH, splitBody, tensorBytes } from '../v2-binary.js';
-import { findV2Model, inferBodySchema, inferV2, modelMetadata, SERVER_METADATA, type V2Request } from '../v2-infer.js';
+import { findV2Model, inferBodySchema, inferV2, modelMetadata, serverMetadata, type V2Request } from '../v2-infer.js';
 
 const TENSOR_META = { type: 'object', properties: { name: { type: 'string' }, datatype: { type: 'string' }, shape: { type: 'array', items: { type: 'integer' } } } } as const;
 
@@ -38,9 +38,9 @@ const INFER_RESPONSE = {
 /** Open Inference Protocol v2 (KServe / Triton REST): metadata, readiness, JSON-tensor inference. */
 export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, { state }) => {
   // The spec's path is /v2/ (its OpenAPI file); /v2 is what Triton and most clients call.
-  const serverMetadata = async () => SERVER_METADATA;
-  app.get('/v2', serverMetadata);
-  app.get('/v2/', serverMetadata);
+  const metadata = serverMetadata(state.config);
+  app.get('/v2', async () => metadata);
+  app.get('/v2/', async () => metadata);
 
   // Binary tensor data extension: with Inference-Header-Content-Length, the body is that many
   // bytes of JSON, then the binary inputs; the JSON is parsed by fastify's own parser (with
