@@ -77,6 +77,8 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY models ./models
+# The OIP gRPC proto the --grpc-port service loads at startup (Apache-2.0, with its licence).
+COPY vendor/open-inference-protocol ./vendor/open-inference-protocol
 # Runs as a non-root user and writes nothing: the image works with a read-only root filesystem.
 USER 10001
 EXPOSE 8080

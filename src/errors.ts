@@ -37,6 +37,7 @@ export const ERROR_CATALOGUE = Object.freeze({
   DEQ_ERR_BAD_REQUEST: { status: 400, summary: 'malformed HTTP request' },
   DEQ_ERR_WORKER_FAILED: { status: 500, summary: 'the solver worker failed while running the request' },
   DEQ_ERR_OVERLOADED: { status: 503, summary: 'the server holds as many request bodies or connections as it may; retry later' },
+  DEQ_ERR_MODEL_LOAD_FAILED: { status: 400, summary: 'the repository could not load the bundle; the version before it (if any) keeps serving' },
   DEQ_ERR_CANCELLED: { status: 499, summary: 'the client went away; the solver rows of its request were freed' },
 } as const);
 

@@ -16,6 +16,7 @@ import { classifyRoutes } from './routes/classify.js';
 import { healthRoutes } from './routes/health.js';
 import { modelRoutes } from './routes/models.js';
 import { predictRoutes } from './routes/predict.js';
+import { repositoryRoutes } from './routes/repository.js';
 import { scoreRoutes } from './routes/score.js';
 import { v2Routes } from './routes/v2.js';
 import type { ServerState } from './state.js';
@@ -92,7 +93,9 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
     // v2 binary tensor extension: JSON header + raw tensor bytes, whatever the Content-Type
     // (tritonclient sends none); the v2 routes parse it, other routes have no parser for it.
     const binary = req.headers['inference-header-content-length'] !== undefined;
-    if (!binary && !/^application\/json\s*(;|$)/i.test(type)) {
+    // v2 also takes JSON with no Content-Type at all (tritonclient's all-JSON requests; Triton does).
+    const untypedV2 = req.headers['content-type'] === undefined && req.url.startsWith('/v2/');
+    if (!binary && !untypedV2 && !/^application\/json\s*(;|$)/i.test(type)) {
       throw new DeqError('DEQ_ERR_UNSUPPORTED_MEDIA_TYPE', `send Content-Type: application/json (got ${JSON.stringify(type.slice(0, 60))})`);
     }
   };
@@ -105,6 +108,8 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
     await scope.register(predictRoutes, { state });
     await scope.register(v2Routes, { state });
   });
+  // Model control (--model-control explicit|poll): behind the API keys, its own body parser.
+  if (state.repository) await app.register(repositoryRoutes, { state });
   if (config.openapi) await serveOpenApi(app, config.docs);
   if (config.playground) await servePlayground(app);
   return app;

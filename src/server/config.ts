@@ -76,6 +76,12 @@ export interface ServerConfig {
   maxSequences: number;
   sequenceBytes: number;
   sequenceIdleMs: number;
+  /** OIP v2 over gRPC (inference.GRPCInferenceService) on its own port; -1: off. */
+  grpcPort: number;
+  /** Triton's --model-control-mode: `none` (models fixed at startup), `explicit` (the repository API), `poll` (that, and the folder watched). */
+  modelControl: 'none' | 'explicit' | 'poll';
+  /** Poll mode: how often the models folder is checked for new, changed and removed bundles. */
+  repositoryPollMs: number;
 }
 
 type Kind = 'int' | 'number' | 'string' | 'list' | 'bool';
@@ -165,6 +171,9 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   maxSequences: 1024,
   sequenceBytes: 256 << 20,
   sequenceIdleMs: 60_000,
+  grpcPort: -1,
+  modelControl: 'none',
+  repositoryPollMs: 5000,
 });
 
 /** Every setting: its flag, its environment variable and what it means (docs/server.md mirrors this). */
@@ -218,6 +227,9 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   { key: 'maxSequences', flag: '--max-sequences', env: 'DEQ_MAX_SEQUENCES', kind: 'int', help: 'most live stateful sequences (sequence_id) kept; the least recently used makes room (0 = sequences off)' },
   { key: 'sequenceBytes', flag: '--sequence-bytes', env: 'DEQ_SEQUENCE_BYTES', kind: 'int', help: 'bytes of fixed-point state the live sequences may hold' },
   { key: 'sequenceIdleMs', flag: '--sequence-idle-ms', env: 'DEQ_SEQUENCE_IDLE_MS', kind: 'int', help: 'a sequence unused this long is forgotten' },
+  { key: 'modelControl', flag: '--model-control', env: 'DEQ_MODEL_CONTROL', kind: 'string', help: '"none": the models found at startup, fixed; "explicit": the repository API (POST /v2/repository/index, …/models/{name}/load, …/unload) loads, reloads and unloads bundles without a restart (needs --api-keys); "poll": that, and the models folder checked every --repository-poll-ms' },
+  { key: 'repositoryPollMs', flag: '--repository-poll-ms', env: 'DEQ_REPOSITORY_POLL_MS', kind: 'int', help: 'with --model-control poll: how often the models folder is checked for new, changed and removed bundles' },
+  { key: 'grpcPort', flag: '--grpc-port', env: 'DEQ_GRPC_PORT', kind: 'int', help: 'serve the Open Inference Protocol over gRPC (inference.GRPCInferenceService) on this port, on --host (-1 = off, 0 = any free port); KServe and Triton use 8081 and 8001' },
 ]);
 
 const positiveInt = { type: 'integer', minimum: 1 } as const;
@@ -276,6 +288,9 @@ const CONFIG_SCHEMA = {
     maxSequences: { type: 'integer', minimum: 0, maximum: 1_000_000 },
     sequenceBytes: { type: 'integer', minimum: 0, maximum: 2 ** 40 },
     sequenceIdleMs: positiveInt,
+    grpcPort: { type: 'integer', minimum: -1, maximum: 65535 },
+    modelControl: { enum: ['none', 'explicit', 'poll'] },
+    repositoryPollMs: { type: 'integer', minimum: 100, maximum: 3_600_000 },
   },
 } as const;
 
@@ -332,6 +347,10 @@ export function loadConfig(argv: readonly string[] = [], env: NodeJS.ProcessEnv 
     throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting ${origin.get('tolMin') ?? '--tol-min'}: ${config.tolMin} exceeds tol max ${config.tolMax}`, { setting: 'tolMin' });
   }
   checkEdgeLimits(config, origin);
+  if (config.modelControl !== 'none' && config.apiKeys.length === 0) {
+    const n = origin.get('modelControl') ?? '--model-control';
+    throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting ${n}: the repository API loads and unloads models, so it is behind authentication, always: set --api-keys (DEQ_API_KEYS) too`, { setting: n });
+  }
   if (config.docs && !config.openapi) {
     throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting ${origin.get('docs') ?? '--docs'}: the interactive docs read /openapi.json; turn on --openapi or turn off --docs`, { setting: 'docs' });
   }

@@ -2,8 +2,10 @@ import type { FastifyInstance } from 'fastify';
 import { DeqError } from '../errors.js';
 import { buildApp, type AppOptions } from './app.js';
 import { describeConfig, type ServerConfig } from './config.js';
+import { startGrpc, type GrpcServer } from './grpc/service.js';
 import { discoverModels } from './models.js';
-import { WorkerPool } from './pool.js';
+import { ModelRepository } from './model-repository.js';
+import { WorkerPool, type PoolOptions } from './pool.js';
 import { FixedPointCache } from './response-cache.js';
 import { SequenceStore } from './sequence-store.js';
 import { installSignalHandlers } from './signals.js';
@@ -31,6 +33,8 @@ export interface RunningServer {
   /** Base URL, e.g. http://127.0.0.1:8080 */
   url: string;
   port: number;
+  /** The gRPC port, when --grpc-port turned gRPC on. */
+  grpcPort?: number;
   /** Graceful stop: readiness false, drain in-flight within the grace period, release sessions. */
   close(): Promise<void>;
 }
@@ -43,8 +47,7 @@ export interface RunningServer {
  */
 export async function startServer(config: Readonly<ServerConfig>, opts: StartOptions = {}): Promise<RunningServer> {
   const models = await discoverModels(config.modelsDir, config);
-  const pool = new WorkerPool({
-    models: [...models.values()].map((m) => ({ name: m.name, dir: m.dir })),
+  const poolOptions = {
     workers: config.workers,
     providers: config.providers,
     intraOpThreads: config.intraOpThreads,
@@ -58,12 +61,23 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
       mode: config.batching === 'on' ? 'continuous' : config.batching,
       maxRows: config.batchRows, maxQueueDelayMs: config.maxQueueDelayMs, requestShare: config.requestShare,
     },
+  } satisfies Omit<PoolOptions, 'models'>;
+  // Model control: each model version gets workers of its own, so one can be swapped alone.
+  const repository = config.modelControl === 'none' ? undefined : new ModelRepository({
+    config, models, pool: poolOptions,
+    onChange: (e) => {
+      if (e.result !== 'unchanged') cache.forget(e.model);
+      app.metrics.modelLoads.inc({ model: e.model, result: e.result });
+      if (e.result === 'failed') log.error({ model: e.model, reason: e.reason }, 'model load failed; the version before it (if any) keeps serving');
+      else log.info({ model: e.model, version: e.version, result: e.result }, 'model repository');
+    },
   });
+  const pool = repository ?? new WorkerPool({ ...poolOptions, models: [...models.values()].map((m) => ({ name: m.name, dir: m.dir })) });
   const unknownCached = config.cacheModels.filter((m) => !models.has(m));
   if (unknownCached.length) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting --cache-models: no model named ${unknownCached.join(', ')} (serving ${[...models.keys()].join(', ')})`, { setting: 'cacheModels' });
   const cache = new FixedPointCache(config.cacheBytes, config.cacheModels);
   const sequences = new SequenceStore({ maxSequences: config.maxSequences, maxBytes: config.sequenceBytes, idleMs: config.sequenceIdleMs });
-  const state: ServerState = { config, models, pool, cache, sequences, loaded: false, closing: false };
+  const state: ServerState = { config, models, pool, ...(repository ? { repository } : {}), cache, sequences, loaded: false, closing: false };
   const app = await buildApp(state, opts);
   const log = app.log;
   pool.logger = log;
@@ -76,13 +90,16 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
     log.warn({ workers: config.workers, threads: config.intraOpThreads, cores }, 'workers × threads exceeds the cores: solves will contend for CPU');
   }
 
+  let grpcServer: GrpcServer | undefined;
+  let pollTimer: NodeJS.Timeout | undefined;
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
       state.closing = true;
+      clearInterval(pollTimer);
       let timer: NodeJS.Timeout | undefined;
       const graceOver = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), config.shutdownGraceMs); });
-      const drained = app.close();
+      const drained = Promise.all([app.close(), grpcServer?.close(config.shutdownGraceMs + FLUSH_MS)]).then(() => {});
       if ((await Promise.race([drained, graceOver])) === 'timeout') {
         // Queued and running requests are answered 503 DEQ_ERR_SHUTTING_DOWN first
         // (a running solve stops at its next iteration); only connections still
@@ -114,12 +131,31 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}`;
 
+  if (config.grpcPort >= 0) {
+    try {
+      grpcServer = await startGrpc(app, state, config.host, config.grpcPort);
+    } catch (err) {
+      await app.close().catch(() => {});
+      throw err;
+    }
+    log.info({ port: grpcServer.port }, 'gRPC (inference.GRPCInferenceService) listening');
+  }
+
   if (opts.handleSignals) installSignalHandlers({ close, pool, log, graceMs: config.shutdownGraceMs });
 
   try {
     const t0 = performance.now();
     await pool.start();
     state.loaded = true;
+    if (repository && config.modelControl === 'poll') {
+      let polling = false;
+      pollTimer = setInterval(() => {
+        if (polling || state.closing) return;
+        polling = true;
+        repository.poll().catch((err: Error) => log.error({ err: err.message }, 'model repository poll failed')).finally(() => { polling = false; });
+      }, config.repositoryPollMs);
+      pollTimer.unref();
+    }
     for (const [name, m] of pool.modelInfo) {
       if (m.fallbacks.length) log.warn({ model: name, provider: m.provider, fallbacks: m.fallbacks }, `${name}: running on ${m.provider}; ${m.fallbacks.join('; ')}`);
     }
@@ -130,7 +166,7 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
     await close();
     throw err;
   }
-  return { app, state, url, port, close };
+  return { app, state, url, port, ...(grpcServer ? { grpcPort: grpcServer.port } : {}), close };
 }
 
 // A port that cannot be had is a configuration problem: say which and how to choose another.

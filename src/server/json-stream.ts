@@ -5,7 +5,8 @@ export interface JsonTensor {
   name: string;
   datatype: string;
   shape: readonly number[];
-  data: Float32Array | Float64Array | Int32Array | BigInt64Array;
+  /** BOOL tensors: a Uint8Array of 0/1, written true/false; BYTES tensors: strings. */
+  data: Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | readonly string[];
 }
 
 /**
@@ -38,9 +39,16 @@ async function* chunks(head: Record<string, unknown>, outputs: readonly JsonTens
     for (let start = 0; start < n; start += NUMBERS_PER_TURN) {
       const end = Math.min(n, start + NUMBERS_PER_TURN);
       let s = start > 0 ? ',' : '';
-      for (let i = start; i < end; i++) {
-        const v = Number(data[i]);
-        s += (i > start ? ',' : '') + (Number.isFinite(v) ? String(v) : 'null');
+      if (Array.isArray(data)) {
+        for (let i = start; i < end; i++) s += (i > start ? ',' : '') + JSON.stringify(data[i]);
+      } else if (t.datatype === 'BOOL') {
+        for (let i = start; i < end; i++) s += (i > start ? ',' : '') + (data[i] ? 'true' : 'false');
+      } else {
+        const nums = data as Exclude<JsonTensor['data'], readonly string[]>;
+        for (let i = start; i < end; i++) {
+          const v = Number(nums[i]);
+          s += (i > start ? ',' : '') + (Number.isFinite(v) ? String(v) : 'null');
+        }
       }
       yield s;
       if (end < n) await new Promise<void>((r) => setImmediate(r));

@@ -63,15 +63,21 @@ export async function discoverModels(modelsDir: string, caps: SolverCaps): Promi
   const models = new Map<string, ServedModel>();
   for (const dir of dirs) {
     if (!(await isBundle(dir))) continue;
-    const bundle = await loadBundle(dir);
-    const { name } = bundle.manifest;
-    if (!MODEL_NAME.test(name)) throw new DeqError('DEQ_ERR_BUNDLE_INVALID', `${dir}/manifest.json: name ${JSON.stringify(name)} is not a valid model name`);
-    const other = models.get(name);
-    if (other) throw new DeqError('DEQ_ERR_BUNDLE_INVALID', `model name ${name} is used by both ${other.dir} and ${dir}`);
-    models.set(name, { name, dir, manifest: bundle.manifest, vocab: bundle.vocab, ...effectiveSolver(bundle.manifest, caps) });
+    const m = await loadServedModel(dir, caps);
+    const other = models.get(m.name);
+    if (other) throw new DeqError('DEQ_ERR_BUNDLE_INVALID', `model name ${m.name} is used by both ${other.dir} and ${dir}`);
+    models.set(m.name, m);
   }
   if (models.size === 0) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting --models-dir: no bundle (subfolder with a manifest.json) in ${root}`, { setting: 'modelsDir' });
   return models;
+}
+
+/** One bundle folder, verified (schema, checksums), as the HTTP thread keeps it. */
+export async function loadServedModel(dir: string, caps: SolverCaps): Promise<ServedModel> {
+  const bundle = await loadBundle(dir);
+  const { name } = bundle.manifest;
+  if (!MODEL_NAME.test(name)) throw new DeqError('DEQ_ERR_BUNDLE_INVALID', `${dir}/manifest.json: name ${JSON.stringify(name)} is not a valid model name`);
+  return { name, dir, manifest: bundle.manifest, vocab: bundle.vocab, ...effectiveSolver(bundle.manifest, caps) };
 }
 
 /** Looks a request's model name up in the loaded set; the name never reaches the file system. */

@@ -106,6 +106,11 @@ export class FixedPointCache {
     return evicted;
   }
 
+  /** Drops every answer of `model` (a reload: a new bundle may keep its version string). */
+  forget(model: string): void {
+    for (const [k, e] of this.#entries) if (e.model === model) this.#drop(k, e);
+  }
+
   #drop(key: string, e: Entry): void {
     this.#entries.delete(key);
     this.#bytes -= e.bytes;

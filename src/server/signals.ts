@@ -2,6 +2,8 @@ import closeWithGrace from 'close-with-grace';
 import type { FastifyBaseLogger } from 'fastify';
 import type { WorkerPool } from './pool.js';
 
+type SettlingPool = Pick<WorkerPool, 'settle' | 'abortAll'>;
+
 /** How long an exit waits for workers to leave native ONNX Runtime calls (one cell run, normally milliseconds). */
 const SETTLE_MS = 10_000;
 
@@ -11,7 +13,7 @@ const SETTLE_MS = 10_000;
  * a native run: exiting mid-run aborts the process (exit 134). Fatal errors
  * (uncaught exception, unhandled rejection) go through close-with-grace.
  */
-export function installSignalHandlers(o: { close: () => Promise<void>; pool: WorkerPool; log: FastifyBaseLogger; graceMs: number }): void {
+export function installSignalHandlers(o: { close: () => Promise<void>; pool: SettlingPool; log: FastifyBaseLogger; graceMs: number }): void {
   const { close, pool, log } = o;
   let exiting = false;
   const exit = async (code: number): Promise<never> => {

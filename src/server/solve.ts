@@ -72,7 +72,7 @@ export async function runSolve(req: FastifyRequest, model: ServedModel, job: Inf
     const onClose = () => gone.abort();
     socket?.once('close', onClose);
     try {
-      result = await deq.pool.submit(model.name, job, gone.signal, onProgress);
+      result = await deq.pool.submit(model.name, job, gone.signal, onProgress, model);
     } finally {
       socket?.off('close', onClose);
     }

@@ -1,6 +1,6 @@
 import type { ServerConfig } from './config.js';
 import type { ServedModel } from './models.js';
-import type { WorkerPool } from './pool.js';
+import type { ModelRepository, SolverPool } from './model-repository.js';
 import type { FixedPointCache } from './response-cache.js';
 import type { SequenceStore } from './sequence-store.js';
 
@@ -8,7 +8,9 @@ import type { SequenceStore } from './sequence-store.js';
 export interface ServerState {
   readonly config: Readonly<ServerConfig>;
   readonly models: ReadonlyMap<string, ServedModel>;
-  readonly pool: WorkerPool;
+  readonly pool: SolverPool;
+  /** Model control (--model-control explicit|poll): the registry that loads and unloads versions. */
+  readonly repository?: ModelRepository;
   /** The fixed-point response cache (disabled when --cache-bytes is 0). */
   readonly cache?: FixedPointCache;
   /** Stateful sequences' last fixed points (sequence_id). */

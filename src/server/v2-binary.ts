@@ -65,10 +65,31 @@ export function attachBinaryInputs(inputs: BinaryInput[], tail: Buffer | undefin
  * A binary response: the JSON header (outputs sent as binary carry binary_data_size and no
  * data) followed by their bytes. Returns the body and the header length for the response header.
  */
-export function encodeBinaryResponse(json: object, binaries: (Float32Array | BigInt64Array)[]): { body: Buffer; headerLength: number } {
+export function encodeBinaryResponse(json: object, binaries: (Float32Array | BigInt64Array | Buffer)[]): { body: Buffer; headerLength: number } {
   const head = Buffer.from(JSON.stringify(json), 'utf8');
   const parts = [head, ...binaries.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength))];
   return { body: Buffer.concat(parts), headerLength: head.length };
+}
+
+/**
+ * A tensor's bytes as the extension (and gRPC's raw_output_contents) carries them: FP32 and
+ * INT64 little-endian, BOOL one byte per element, BYTES each element as a 4-byte
+ * little-endian length and its UTF-8 bytes.
+ */
+export function tensorBytes(datatype: string, data: Float32Array | BigInt64Array | Uint8Array | string[]): Buffer {
+  if (Array.isArray(data)) {
+    const parts = data.map((s) => Buffer.from(s, 'utf8'));
+    const out = Buffer.allocUnsafe(parts.reduce((n, p) => n + 4 + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.writeUInt32LE(p.length, at);
+      p.copy(out, at + 4);
+      at += 4 + p.length;
+    }
+    return out;
+  }
+  if (datatype === 'BOOL' && !(data instanceof Uint8Array)) throw new Error('BOOL data must be a Uint8Array');
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
 
 function invalid(message: string): DeqError {

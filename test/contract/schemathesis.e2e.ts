@@ -52,6 +52,6 @@ it('finds no server error, no undocumented status and no schema violation', asyn
     '--report', 'junit', '--report-junit-path', join(REPORT, 'junit.xml'),
   ]);
   await writeFile(join(REPORT, 'output.txt'), output);
-  expect(output).toMatch(/API Operations:\s+Selected: 15\/15\s+Tested: 15/);
+  expect(output).toMatch(/API Operations:\s+Selected: 16\/16\s+Tested: 16/);
   expect(code, output.slice(-6000)).toBe(0);
 });

@@ -55,10 +55,17 @@ for (const batching of ['off', 'on'] as const) {
 
     it('v2: parameters carry stop_mode prediction, and the reply reports stop_reason per sample', async () => {
       const body = { inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 1, 8, 8], data: [...pixels(1), ...pixels(2)] }], parameters: { stop_mode: 'prediction', patience: 2 } };
-      const r = await json(await postJson(`${s.url}/v2/models/tiny-image/infer`, body));
+      const r = await json(await postJson(`${s.url}/v2/models/tiny-image/infer`, { ...body, outputs: [{ name: 'logits' }, { name: 'solver_stop_reason' }] }));
       expect(r.parameters.stop_mode).toBe('prediction');
       expect(r.parameters.patience).toBe(2);
-      expect(r.parameters.stop_reason).toHaveLength(2);
+      expect(r.outputs[1]).toMatchObject({ name: 'solver_stop_reason', datatype: 'BYTES', shape: [2] });
+      for (const why of r.outputs[1].data) expect(['prediction', 'converged', 'max_iter']).toContain(why);
+      // trace=true adds the per-iteration residuals and top-1s as [batch, T] outputs (padded), not parameters.
+      const t = await json(await postJson(`${s.url}/v2/models/tiny-image/infer`, { ...body, parameters: { ...body.parameters, trace: true } }));
+      expect(t.outputs.map((o: any) => [o.name, o.datatype, o.shape.length])).toEqual([['logits', 'FP32', 2], ['solver_trace_residual', 'FP32', 2], ['solver_trace_top1', 'INT64', 2]]);
+      expect(t.outputs[1].shape[0]).toBe(2);
+      expect(t.outputs[1].shape[1]).toBeGreaterThan(0);
+      for (const v of Object.values(t.parameters)) expect(['string', 'number', 'boolean']).toContain(typeof v);
     });
 
     it('refuses prediction knobs without stop_mode prediction, and stop_mode prediction on a language model', async () => {

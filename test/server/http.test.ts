@@ -267,16 +267,30 @@ describe('POST /v2/models/:name/infer', () => {
     expect(res.headers.get('x-deq-error-code')).toMatch(/^DEQ_ERR_/);
   }
 
-  it('infers a batch with nested data, echoes the id, reports solver stats in parameters', async () => {
+  it('infers a batch with nested data, echoes the id, reports scalar solver stats in parameters and per-sample ones as outputs', async () => {
     const nested = [[Array.from({ length: 8 }, () => new Array(8).fill(0.1))], [Array.from({ length: 8 }, () => new Array(8).fill(-0.3))]];
-    const res = await infer({ id: 'req-42', parameters: { solver: 'anderson', max_iter: 40 }, inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 1, 8, 8], data: nested }] });
+    const input = { name: 'x', datatype: 'FP32', shape: [2, 1, 8, 8], data: nested };
+    const res = await infer({ id: 'req-42', parameters: { solver: 'anderson', max_iter: 40 }, inputs: [input] });
     expect(res.status).toBe(200);
     const body = await json(res);
     expect(body).toMatchObject({ model_name: 'tiny-image', id: 'req-42', outputs: [{ name: 'logits', datatype: 'FP32', shape: [2, 3] }] });
+    expect(body.outputs).toHaveLength(1);
     expect(body.outputs[0].data).toHaveLength(6);
     expect(body.parameters).toMatchObject({ solver: 'anderson', max_iter: 40 });
-    expect(body.parameters.iterations).toHaveLength(2);
-    expect(body.parameters.converged).toHaveLength(2);
+    // Every parameter is a scalar (the protocol's rule; gRPC's InferParameter has no arrays).
+    for (const v of Object.values(body.parameters)) expect(['string', 'number', 'boolean']).toContain(typeof v);
+    const names = ['logits', 'solver_iterations', 'solver_residual', 'solver_converged', 'solver_diverged', 'solver_stop_reason'];
+    const full = await json(await infer({ parameters: { solver: 'anderson', max_iter: 40 }, inputs: [input], outputs: names.map((name) => ({ name })) }));
+    expect(full.outputs.map((o: any) => [o.name, o.datatype, o.shape])).toEqual([
+      ['logits', 'FP32', [2, 3]], ['solver_iterations', 'INT64', [2]], ['solver_residual', 'FP32', [2]],
+      ['solver_converged', 'BOOL', [2]], ['solver_diverged', 'BOOL', [2]], ['solver_stop_reason', 'BYTES', [2]],
+    ]);
+    const [, its, res2, conv, div, why] = full.outputs.map((o: any) => o.data);
+    expect(Math.max(...its)).toBe(body.parameters.iterations);
+    expect(Math.max(...res2)).toBeCloseTo(body.parameters.residual, 6);
+    expect(conv.every((c: boolean) => c === true)).toBe(body.parameters.converged);
+    expect(div).toEqual([false, false]);
+    for (let i = 0; i < 2; i++) expect(why[i]).toBe(conv[i] ? 'converged' : 'max_iter');
   });
 
   it('serves the language model with int64 tensors', async () => {

@@ -162,8 +162,11 @@ describe('deadline policy "best-effort"', () => {
       expect(r.status).toBe(200);
       const body = await json(r);
       expect(body.parameters).toMatchObject({ deadline_exceeded: true, all_converged: false })
-      expect(body.parameters.converged).toContain(false);;
+      expect(body.parameters.converged).toBe(false);
       for (const o of body.outputs) for (const v of o.data) expect(Number.isFinite(v)).toBe(true);
+      const stops = await json(await postJson(`${be.url}/v2/models/tiny-lm/infer`, { ...lmInferBody(2, 16, { ...NEVER_CONVERGES, deadline_ms: 200 }), outputs: [{ name: 'solver_converged' }, { name: 'solver_stop_reason' }] }));
+      expect(stops.outputs[0].data).toEqual([false, false]);
+      expect(stops.outputs[1].data).toEqual(['deadline', 'deadline']);
       const sc = await json(await postJson(`${be.url}/v1/models/tiny-lm/score`, { text: LONG_TEXT, ...NEVER_CONVERGES, deadline_ms: 200 }));
       expect(sc.solver).toMatchObject({ converged: false, deadline_exceeded: true });
     } finally {

@@ -59,12 +59,12 @@ describe('stateful sequences over HTTP', () => {
   it('a sequence\'s next request starts from its last fixed point; start and end reset it; sequences do not mix', async () => {
     const first = await infer({ sequence_id: 'cam-1', sequence_start: true });
     expect(first.parameters.warm_start).toBeUndefined();
-    expect(first.parameters.iterations[0]).toBeGreaterThan(1);
+    expect(first.parameters.iterations).toBeGreaterThan(1);
     const next = await infer({ sequence_id: 'cam-1' });
     expect(next.parameters.warm_start).toBe(true);
-    expect(next.parameters.iterations).toEqual([1]);
+    expect(next.parameters.iterations).toBe(1); // a batch of one: the worst sample is the sample
     expect(next.outputs[0].data[0]).toBeCloseTo(first.outputs[0].data[0], 5);
-    expect((await infer({ sequence_id: 'cam-2' })).parameters.iterations[0]).toBe(first.parameters.iterations[0]);
+    expect((await infer({ sequence_id: 'cam-2' })).parameters.iterations).toBe(first.parameters.iterations);
     expect((await infer({ sequence_id: 'cam-1', sequence_start: true })).parameters.warm_start).toBeUndefined();
     await infer({ sequence_id: 'cam-1', sequence_end: true });
     expect((await infer({ sequence_id: 'cam-1' })).parameters.warm_start).toBeUndefined();

@@ -223,6 +223,16 @@ describe('v2 binary tensor data extension', () => {
       }).on('error', reject).end(body);
     });
     expect(untyped).toBe(200);
+    // …and its all-JSON requests with neither a Content-Type nor the header length: JSON, as Triton takes them.
+    const plain = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', shape: [1, 1, 8, 8], datatype: 'FP32', data: Array.from(x) }] }));
+    const untypedJson = await new Promise<number>((resolve, reject) => {
+      const u = new URL(url);
+      request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-length': plain.length } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode!));
+      }).on('error', reject).end(plain);
+    });
+    expect(untypedJson).toBe(200);
     const noData = await postJson(url, { inputs: [{ name: 'x', shape: [1, 1, 8, 8], datatype: 'FP32' }] });
     expect(noData.status).toBe(400);
     expect((await json(noData)).error).toMatch(/neither data nor/);

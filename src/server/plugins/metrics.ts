@@ -28,6 +28,7 @@ export class ServerMetrics {
   readonly batchLeaves: Histogram<'model'>;
   readonly batchPositions: Counter<'model'>;
   readonly batchPadPositions: Counter<'model'>;
+  readonly modelLoads: Counter<'model' | 'result'>;
 
   constructor(state: Pick<ServerState, 'models' | 'pool' | 'config' | 'cache' | 'sequences'>) {
     const registers = [this.registry];
@@ -68,7 +69,13 @@ export class ServerMetrics {
     this.cacheHits = new Counter({ name: 'deq_cache_hits_total', help: 'Requests (solves) answered from the fixed-point response cache, with no solve', labelNames: ['model'], registers });
     this.cacheMisses = new Counter({ name: 'deq_cache_misses_total', help: 'Cacheable solves not found in the response cache', labelNames: ['model'], registers });
     this.cacheEvictions = new Counter({ name: 'deq_cache_evictions_total', help: 'Response cache entries evicted (least recently used) to make room', labelNames: ['model'], registers });
+    this.modelLoads = new Counter({ name: 'deq_model_loads_total', help: 'Repository API loads, reloads and unloads by model and result (loaded, unchanged, failed, unloaded)', labelNames: ['model', 'result'], registers });
     const { pool, models, config } = state;
+    // Model control changes the model set: every per-model gauge is rebuilt from it on each scrape.
+    new Gauge({
+      name: 'deq_model_loaded', help: 'Models being served, by version (1 each); a reload changes the version, an unload removes the series', labelNames: ['model', 'version'], registers,
+      collect() { this.reset(); for (const m of models.values()) this.set({ model: m.name, version: m.manifest.version ?? '1' }, 1); },
+    });
     const { cache, sequences } = state;
     new Gauge({ name: 'deq_sequences_live', help: 'Stateful sequences (sequence_id) whose last fixed point is kept', registers, collect() { if (sequences) this.set(sequences.size); } });
     new Gauge({ name: 'deq_sequence_state_bytes', help: 'Bytes of fixed-point state the live sequences hold (budget: --sequence-bytes)', registers, collect() { if (sequences) this.set(sequences.bytes); } });
@@ -91,11 +98,11 @@ export class ServerMetrics {
     }, 1);
     new Gauge({
       name: 'deq_inflight_requests', help: 'Solves running on a worker', labelNames: ['model'], registers,
-      collect() { for (const m of models.keys()) this.set({ model: m }, pool.inFlight(m)); },
+      collect() { this.reset(); for (const m of models.keys()) this.set({ model: m }, pool.inFlight(m)); },
     });
     new Gauge({
       name: 'deq_queued_requests', help: 'Solves waiting for a worker', labelNames: ['model'], registers,
-      collect() { for (const m of models.keys()) this.set({ model: m }, pool.queued(m)); },
+      collect() { this.reset(); for (const m of models.keys()) this.set({ model: m }, pool.queued(m)); },
     });
   }
 
