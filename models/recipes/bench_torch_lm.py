@@ -136,11 +136,14 @@ class LanguageModel:
         # bench_torch.py's --peer: compiled modules and/or torchdeq's solver (None: eager, deq.py's solver)
         self.peer = peer
         self.solver = peer.solve if peer else solve
-        if peer:
-            self.inject, self.cell = peer.module(self.inject, "inject"), peer.module(self.cell, "cell")
-            self.head_logprobs = peer.module(self._head_logprobs, "head")
-        else:
-            self.head_logprobs = self._head_logprobs
+        self.head_logprobs = self._head_logprobs
+
+    def wrap_modules(self):
+        """The modules as the peer runs them (torch.compile): after the parity check, which runs
+        them eager, so each run shape's compilation falls in the first run that meets it."""
+        if self.peer:
+            self.inject, self.cell = self.peer.module(self.inject, "inject"), self.peer.module(self.cell, "cell")
+            self.head_logprobs = self.peer.module(self._head_logprobs, "head")
 
     def solve(self, x, method, kw):
         """z* for a batch of windows x [B, L] (z0 = 0), flattened per window like deq-serve's state."""
@@ -220,6 +223,5 @@ def load(bundle, manifest, method, kw, peer=None):
     if not worst <= atol:
         raise SystemExit(f"bench_torch_lm: the weights loaded from the ONNX graphs miss parity.json: "
                          f"max |Δ target_logprobs| {worst:.3g} > atol {atol}")
-    if peer:
-        peer.take_compile_s()  # the parity cases' compilations are start-up, not the first run's
+    lm.wrap_modules()
     return lm.run, {"parity_cases": cases, "parity_max_abs_diff": worst}
