@@ -9,6 +9,7 @@ import { DeqError } from '../errors.js';
 import { readBrownSplits } from './brown-corpus.js';
 import { readFashionMnist } from './fashion-mnist.js';
 import { runLoad, type LoadLimits, type LoadResult, type LoadShape, type TrafficClass } from './load.js';
+import { markdownTable } from './markdown-table.js';
 import { logPlot } from './svg-plot.js';
 
 /** One kind of traffic on the command line: `model[?query]`, e.g. `fashion-mnist-jr?tol=1e-2`. */
@@ -334,6 +335,33 @@ function machine(): string {
   return `${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, Node ${process.version}`;
 }
 
+/**
+ * With peers: each peer level against deq-serve's (the first mode measured) at the same load, as
+ * ratios, and every level where the peer wins said plainly. Empty without peers.
+ */
+export function peerComparison(r: BenchHttpReport): string[] {
+  const peers = new Set((r.peers ?? []).map((p) => p.name));
+  const ours = r.rows.find((x) => !peers.has(x.mode))?.mode;
+  if (!peers.size || ours === undefined) return [];
+  const load = (x: BenchHttpRow) => (x.concurrency !== null ? `c=${x.concurrency}` : `${x.rate}/s`);
+  const rows: string[][] = [];
+  const wins: string[] = [];
+  for (const x of r.rows.filter((row) => peers.has(row.mode))) {
+    const d = r.rows.find((y) => y.mode === ours && y.concurrency === x.concurrency && y.rate === x.rate);
+    if (!d) continue;
+    const rps = d.rps / x.rps, p50 = x.p50_ms / d.p50_ms, p99 = x.p99_ms / d.p99_ms;
+    rows.push([x.mode, load(x), `${d.rps.toFixed(1)} / ${x.rps.toFixed(1)}`, `${rps.toFixed(2)}×`, `${p50.toFixed(2)}×`, `${p99.toFixed(2)}×`]);
+    const beat = [rps < 1 ? 'throughput' : '', p50 < 1 ? 'p50 latency' : '', p99 < 1 ? 'p99 latency' : ''].filter((w) => w);
+    if (beat.length) wins.push(`- ${x.mode} beats deq-serve (${ours}) at ${load(x)} on ${beat.join(', ')}.`);
+  }
+  if (!rows.length) return [];
+  return [
+    '', `Against deq-serve (mode ${ours}) at the same load; above 1× deq-serve is ahead (req/s: deq-serve / peer; latency: peer / deq-serve):`, '',
+    ...markdownTable(['peer', 'load', 'req/s deq-serve / peer', 'throughput ratio', 'p50 ratio', 'p99 ratio'], rows),
+    '', 'Where a peer wins:', '', ...(wins.length ? wins : ['- Nowhere in this run.']),
+  ];
+}
+
 const COLORS = ['#d62728', '#1f77b4', '#2ca02c', '#9467bd', '#ff7f0e'];
 
 /** The Markdown table and the latency/throughput SVG beside it. */
@@ -364,6 +392,7 @@ async function writeReports(r: BenchHttpReport, out: string): Promise<void> {
     const text = info ? Object.entries(info).map(([k, v]) => `${k.replaceAll('_', ' ')} ${v}`).join(', ') : peer ? `peer, started as \`${peer.command}\`` : 'not reported';
     return `- ${m}: ${text}`;
   });
+  lines.push(...peerComparison(r));
   const md = `# HTTP load: ${r.traffic.map((t) => `${t.model}${t.query ? `?${t.query}` : ''} (share ${t.share})`).join(', ')}
 
 Measured by \`deq-serve bench http\` (${r.protocol} protocol) on ${r.machine}. Each level runs for at most
