@@ -18,7 +18,8 @@ Exits 2 with a message on stderr when torch or onnx cannot be imported.
   eager     (default) as above;
   compile   the modules under torch.compile (PyTorch 2.x; inductor's CPU backend needs a C++
             compiler). A run's reply adds "compile_s": the wall time of the calls that met a new
-            input shape (compilation, plus that one call), so steady state is reported apart;
+            input shape (compilation, plus that one call), so steady state is reported apart.
+            Inductor's caches go to a fresh folder (a cold start) unless TORCHINDUCTOR_CACHE_DIR is set;
   torchdeq  the model written with torchdeq (`get_deq`): torchdeq's own Broyden with the bundle's
             tol, stop mode and memory (LBFGS_thres = history) and the same cap on evaluations
             of f (torchdeq's max_iter counts steps after the first evaluation, so max_iter - 1).
@@ -61,6 +62,15 @@ class Peer:
         self._shapes = set()
         if name == "compile" and not hasattr(torch, "compile"):
             raise SystemExit(f"bench_torch: torch.compile needs PyTorch 2.x (this is {torch.__version__})")
+        if name == "compile" and not os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+            # A cold start, as a service's first deployment: inductor's on-disk caches (under /tmp by
+            # default) would otherwise turn a rerun's compile time into a cache read.
+            import atexit
+            import shutil
+            import tempfile
+            cache = tempfile.mkdtemp(prefix="deq-bench-inductor-")
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+            atexit.register(shutil.rmtree, cache, True)
         if name == "torchdeq":
             try:
                 import torchdeq  # noqa: F401
