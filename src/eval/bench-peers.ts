@@ -96,7 +96,7 @@ export interface PeerCell {
   max_abs_diff: number;
   /** Samples whose NFE differs from deq-serve's. */
   nfe_differs: number;
-  /** torch-compile: wall time of the calls that met a new shape (compilation), in the warm-up round. */
+  /** torch-compile: wall time of the calls that met a new shape (compilation), over the row's rounds. */
   compile_s?: number;
   accuracy?: number;
   tokens_per_s?: number;
@@ -187,12 +187,15 @@ export async function benchPeers(dir: string, o: BenchPeersOptions): Promise<Pee
 
 type ReportBase = Pick<PeersReport, 'solver' | 'peers' | 'unavailable'>;
 
-/** A warm-up round, then `rounds` timed ones: deq-serve, then each peer in turn; each keeps its fastest and its warm-up result. */
-async function rounds<D extends { msPerSample: number }>(n: number, deq: () => Promise<D>, peers: RunningPeer[], cmd: (p: RunningPeer) => object): Promise<{ deq: D; deqMs: number; peer: { last: PeerResult; ms: number; warmup: PeerResult }[] }> {
+/**
+ * A warm-up round, then `rounds` timed ones: deq-serve, then each peer in turn; each keeps its fastest.
+ * A peer's compile time is summed over every round of the row (the warm-up's, in practice).
+ */
+async function rounds<D extends { msPerSample: number }>(n: number, deq: () => Promise<D>, peers: RunningPeer[], cmd: (p: RunningPeer) => object): Promise<{ deq: D; deqMs: number; peer: { last: PeerResult; ms: number; compileS?: number }[] }> {
   if (!(n >= 1)) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `--rounds must be at least 1 (got ${n})`);
   let deqBest = Infinity;
   let last: D | null = null;
-  const out = peers.map(() => ({ last: null as PeerResult | null, ms: Infinity, warmup: null as PeerResult | null }));
+  const out = peers.map(() => ({ last: null as PeerResult | null, ms: Infinity, compileS: undefined as number | undefined }));
   for (let round = -1; round < n; round++) {
     const d = await deq();
     if (round >= 0) {
@@ -201,14 +204,14 @@ async function rounds<D extends { msPerSample: number }>(n: number, deq: () => P
     }
     for (const [i, p] of peers.entries()) {
       const r = await p.side.run<PeerResult>(cmd(p));
-      if (round < 0) out[i].warmup = r;
-      else {
+      if (r.compile_s !== undefined) out[i].compileS = (out[i].compileS ?? 0) + r.compile_s;
+      if (round >= 0) {
         out[i].ms = Math.min(out[i].ms, r.ms_per_sample);
         out[i].last = r;
       }
     }
   }
-  return { deq: last!, deqMs: deqBest, peer: out.map((x) => ({ last: x.last!, ms: x.ms, warmup: x.warmup! })) };
+  return { deq: last!, deqMs: deqBest, peer: out.map((x) => ({ last: x.last!, ms: x.ms, compileS: x.compileS })) };
 }
 
 function nfeDiffers(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -244,7 +247,7 @@ async function peersImages(dir: string, images: BenchImages, o: BenchPeersOption
         return {
           peer: p.name, ms: t.ms, ratio: t.ms / res.deqMs, nfe: mean(t.last.nfe), nfe_differs: nfeDiffers(d.nfe, t.last.nfe),
           max_abs_diff: maxAbsDiff(d.logits, logits), accuracy: accuracy(logits, images.labels, count, classes),
-          ...(t.warmup.compile_s !== undefined ? { compile_s: t.warmup.compile_s } : {}),
+          ...(t.compileS !== undefined ? { compile_s: t.compileS } : {}),
         };
       }),
     };
@@ -305,7 +308,7 @@ async function peersWindows(dir: string, w: BenchWindows, o: BenchPeersOptions, 
           peer: p.name, ms: res.peer[i].ms, ratio: res.peer[i].ms / res.deqMs, nfe: mean(t.nfe), nfe_differs: nfeDiffers(d.nfe, t.nfe),
           max_abs_diff: maxAbsDiff(d.logprobs.subarray(0, tokens), lp), tokens_per_s: (1000 * perWindowTokens) / res.peer[i].ms,
           perplexity: Math.exp(-sum(lp) / tokens),
-          ...(res.peer[i].warmup.compile_s !== undefined ? { compile_s: res.peer[i].warmup.compile_s } : {}),
+          ...(res.peer[i].compileS !== undefined ? { compile_s: res.peer[i].compileS } : {}),
         };
       }),
     };
@@ -352,12 +355,12 @@ export function benchPeersMarkdown(r: PeersReport, command: string): string {
     ...r.peers.map((p) => `- ${p.peer}: ${p.versions}`),
     ...r.unavailable.map((p) => `- ${p.peer}: not run here — ${p.why}`),
     '',
-    `Per ${unit}, fastest of the alternating rounds. "vs deq-serve" is the peer's time over deq-serve's: "slower" means deq-serve wins. NFE is the mean number of evaluations of f per ${unit}; "NFE ≠" counts the ${unit}s whose NFE differs from deq-serve's; max |Δ| is over ${lm ? 'every scored token\'s log-probability' : 'the logits'}.`,
+    `Per ${unit}, fastest of the alternating rounds. "vs deq-serve" is the peer's time over deq-serve's: "slower" means deq-serve wins. NFE is the mean number of evaluations of f per ${unit}; "compile s" (torch.compile) is the time of the calls that met a new shape, from a cold cache, kept out of the ms; "NFE ≠" counts the ${unit}s whose NFE differs from deq-serve's; max |Δ| is over ${lm ? 'every scored token\'s log-probability' : 'the logits'}.`,
   ];
   for (const p of r.peers) {
     const cells = r.rows.map((row) => ({ row, c: row.peers.find((x) => x.peer === p.peer)! }));
     const compile = cells.some(({ c }) => c.compile_s !== undefined);
-    const header = ['batch', 'threads', 'deq-serve ms', `${p.peer} ms`, 'vs deq-serve', ...(lm ? ['deq-serve tokens/s', `${p.peer} tokens/s`] : []), 'NFE deq-serve', `NFE ${p.peer}`, 'NFE ≠', 'max abs Δ', lm ? 'perplexity deq-serve / peer' : 'accuracy deq-serve / peer', ...(compile ? ['compile s (warm-up)'] : [])];
+    const header = ['batch', 'threads', 'deq-serve ms', `${p.peer} ms`, 'vs deq-serve', ...(lm ? ['deq-serve tokens/s', `${p.peer} tokens/s`] : []), 'NFE deq-serve', `NFE ${p.peer}`, 'NFE ≠', 'max abs Δ', lm ? 'perplexity deq-serve / peer' : 'accuracy deq-serve / peer', ...(compile ? ['compile s'] : [])];
     lines.push('', `## ${p.peer}`, '', ...markdownTable(header, cells.map(({ row, c }) => [
       String(row.batch), String(row.threads), f(row.deq_serve_ms, 3), f(c.ms, 3), ratioText(c.ratio),
       ...(lm ? [f(row.tokens_per_s_deq_serve ?? NaN, 0), f(c.tokens_per_s ?? NaN, 0)] : []),

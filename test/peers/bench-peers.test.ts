@@ -22,7 +22,8 @@ async function compare(bundle: string, peers: string, extra: string[]): Promise<
   return JSON.parse(r.stdout);
 }
 
-function expectSameAnswers(rows: Row[], tol: number): void {
+/** `nfeOnly`: peers whose NFE must agree but whose answers may not (see the fashion-mnist-plain case). */
+function expectSameAnswers(rows: Row[], tol: number, nfeOnly: string[] = []): void {
   for (const row of rows) {
     for (const c of row.peers) {
       const where = `${c.peer} at batch ${row.batch}`;
@@ -32,7 +33,7 @@ function expectSameAnswers(rows: Row[], tol: number): void {
       }
       expect(c.nfe_differs, where).toBe(0);
       expect(c.nfe, where).toBe(row.nfe_deq_serve);
-      expect(c.max_abs_diff, where).toBeLessThan(tol);
+      if (!nfeOnly.includes(c.peer)) expect(c.max_abs_diff, where).toBeLessThan(tol);
     }
   }
 }
@@ -51,9 +52,12 @@ describe('bench compare peers agree with deq-serve', () => {
     const r = await compare('fashion-mnist-plain', 'torch-eager,torchdeq,onnxruntime', ['--batches', '1,4', '--images', '4', '--data-dir', FASHION_MNIST_SLICE]);
     expect(r.unavailable).toEqual([]);
     // plain's Broyden solve is ill-conditioned: one float32 ulp on the pixels moves its z* by 2.5e-4
-    // (README, "Measured"), so float32 sides differ by a few 1e-3 in the logits (4.5e-3 seen) at equal
-    // NFE. A wrong step or stop shows as a different NFE, or as logits off by O(1).
-    expectSameAnswers(r.rows, 2e-2);
+    // (README, "Measured"). Test image 2 runs to the cap (30) unconverged, and float32 noise along
+    // that trajectory moves its logits by up to 2.1e-2 between sides at equal NFE (4.5e-3 on the
+    // others). Without deq-serve's restart guard that image ends 0.23 away (deq.py's Broyden with
+    // restart 0, checked), which this bound catches. torchdeq's Broyden has no restart guard, so its
+    // NFE must agree (both stop at the cap) but its answer there is reported, not tested (0.27 seen).
+    expectSameAnswers(r.rows, 0.1, ['torchdeq']);
   });
 
   it('brown-lm-jr: eager, torchdeq and ONNX Runtime + NumPy score the same windows with the same log-probabilities', async () => {
