@@ -5,7 +5,8 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     // test/exporter needs Debian's python3-torch/python3-onnx: `npm run test:exporter` (.ci/run runs it);
     // test/exporter-pypi needs the PyPI venv: `npm run test:exporter-pypi`.
-    exclude: ['test/exporter/**', 'test/exporter-pypi/**', '**/node_modules/**'],
+    // test/peers needs the benchmark peers' venv: `npm run test:peers`.
+    exclude: ['test/exporter/**', 'test/exporter-pypi/**', 'test/peers/**', '**/node_modules/**'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',

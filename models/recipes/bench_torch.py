@@ -13,6 +13,18 @@ answers JSON-line commands on stdin so the CLI can alternate deq-serve and PyTor
 The solve is deq.py's Broyden (or the bundle's method) with the bundle's solver settings
 and deq-serve's restart guard (restart 10), as the exporter's parity solve does.
 Exits 2 with a message on stderr when torch or onnx cannot be imported.
+
+`--peer` picks how the same modules run (issue #29; the CLI's --peers):
+  eager     (default) as above;
+  compile   the modules under torch.compile (PyTorch 2.x; inductor's CPU backend needs a C++
+            compiler). A run's reply adds "compile_s": the wall time of the calls that met a new
+            input shape (compilation, plus that one call), so steady state is reported apart.
+            Inductor's caches go to a fresh folder (a cold start) unless TORCHINDUCTOR_CACHE_DIR is set;
+  torchdeq  the model written with torchdeq (`get_deq`): torchdeq's own Broyden with the bundle's
+            tol, stop mode and memory (LBFGS_thres = history) and the same cap on evaluations
+            of f (torchdeq's max_iter counts steps after the first evaluation, so max_iter - 1).
+            torchdeq stops when the whole batch is under tol and evaluates every sample at every
+            step, so "nfe" is its evaluations of f per sample (equal across the batch).
 """
 from __future__ import annotations
 
@@ -34,7 +46,84 @@ except ImportError as err:  # the CLI turns this into its own message
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from train_fashion_mnist import Cell, Head, Inject  # noqa: E402
-from deq import solve  # noqa: E402
+from deq import solve as deq_solve  # noqa: E402
+
+PEERS = ("eager", "compile", "torchdeq")
+
+
+class Peer:
+    """How the modules run and which solver solves: see the module docstring (--peer)."""
+
+    def __init__(self, name):
+        if name not in PEERS:
+            raise SystemExit(f"bench_torch: --peer must be one of {', '.join(PEERS)} (got {name!r})")
+        self.name = name
+        self.compile_s = 0.0
+        self._shapes = set()
+        if name == "compile" and not hasattr(torch, "compile"):
+            raise SystemExit(f"bench_torch: torch.compile needs PyTorch 2.x (this is {torch.__version__})")
+        if name == "compile" and not os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+            # A cold start, as a service's first deployment: inductor's on-disk caches (under /tmp by
+            # default) would otherwise turn a rerun's compile time into a cache read.
+            import atexit
+            import shutil
+            import tempfile
+            cache = tempfile.mkdtemp(prefix="deq-bench-inductor-")
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+            atexit.register(shutil.rmtree, cache, True)
+        if name == "torchdeq":
+            try:
+                import torchdeq  # noqa: F401
+            except ImportError as err:
+                raise SystemExit(f"bench_torch: the torchdeq peer needs torchdeq (models/recipes/make-bench-venv.sh): {err}")
+
+    def module(self, fn, what):
+        """fn (a module or a function) as this peer runs it: compiled, with first calls per shape timed."""
+        if self.name != "compile":
+            return fn
+        compiled = torch.compile(fn)
+
+        def call(*args):
+            key = (what,) + tuple(tuple(a.shape) for a in args if isinstance(a, torch.Tensor))
+            if key in self._shapes:
+                return compiled(*args)
+            start = time.perf_counter()
+            out = compiled(*args)
+            self.compile_s += time.perf_counter() - start
+            self._shapes.add(key)
+            return out
+
+        return call
+
+    def take_compile_s(self):
+        spent, self.compile_s = self.compile_s, 0.0
+        return spent
+
+    def solve(self, method, f, z0, **kw):
+        """{"result": z*, "nstep": per-sample evaluations of f} with this peer's solver."""
+        if self.name != "torchdeq":
+            return deq_solve(method, f, z0, **kw)
+        from torchdeq import get_deq
+        if method != "broyden":
+            raise SystemExit(f"bench_torch: the torchdeq peer runs Broyden bundles only (this one: {method})")
+        cap = int(kw["max_iter"]) - 1
+        deq = get_deq(f_solver="broyden", f_max_iter=cap, eval_f_max_iter=cap, f_tol=float(kw["tol"]),
+                      f_stop_mode=kw["stop_mode"]).eval()
+        calls = [0]
+
+        def counted(z):
+            calls[0] += 1
+            return f(z)
+
+        z_out, _ = deq(counted, z0, solver_kwargs={"LBFGS_thres": int(kw.get("m", 8))})
+        return {"result": z_out[-1], "nstep": torch.full((z0.shape[0],), calls[0], dtype=torch.long)}
+
+
+def solve(method, f, z0, **kw):
+    return PEER.solve(method, f, z0, **kw)
+
+
+PEER = Peer("eager")
 
 
 def initializers(path):
@@ -88,6 +177,7 @@ def build(bundle):
 def image_side(bundle, method, kw):
     """The Fashion-MNIST side: returns (run, ready fields)."""
     _, inject, cell, head = build(bundle)
+    inject, cell, head = PEER.module(inject, "inject"), PEER.module(cell, "cell"), PEER.module(head, "head")
 
     def run(cmd):
         x = torch.from_numpy(np.fromfile(cmd["inputs"], dtype=np.float32)).view(-1, 1, 28, 28)[: cmd["count"]]
@@ -111,6 +201,7 @@ def image_side(bundle, method, kw):
             "ms_per_sample": ms,
             "nfe": torch.cat(nfe).tolist(),
             "logits": torch.cat(logits).flatten().tolist(),
+            **({"compile_s": PEER.take_compile_s()} if PEER.name == "compile" else {}),
         }
 
     return run, {}
@@ -125,6 +216,8 @@ def blas_library():
             libs = sorted({line.split()[-1] for line in fh if "blas" in line.rsplit("/", 1)[-1]})
     except OSError:
         libs = []
+    # PyPI's torch links its BLAS (MKL) statically; NumPy's OpenBLAS and CUDA's cuBLAS are not torch's
+    libs = [lib for lib in libs if "numpy" not in lib and "cublas" not in lib]
     return ", ".join(libs) or torch.__config__.show().split("BLAS_INFO=")[-1].split(",")[0]
 
 
@@ -144,7 +237,13 @@ def blas_threads():
 
 
 def main():
-    bundle = sys.argv[1]
+    global PEER
+    args = sys.argv[1:]
+    if "--peer" in args:
+        i = args.index("--peer")
+        PEER = Peer(args[i + 1])
+        del args[i:i + 2]
+    bundle = args[0]
     with open(os.path.join(bundle, "manifest.json")) as fh:
         manifest = json.load(fh)
     s = manifest["solver"]
@@ -155,10 +254,10 @@ def main():
         kw["restart"] = 10.0
     if manifest.get("task") == "language-model":
         import bench_torch_lm
-        run, extra = bench_torch_lm.load(bundle, manifest, s["method"], kw)
+        run, extra = bench_torch_lm.load(bundle, manifest, s["method"], kw, PEER)
     else:
         run, extra = image_side(bundle, s["method"], kw)
-    print(json.dumps({"ready": True, "torch": torch.__version__, "blas": blas_library(), **extra}), flush=True)
+    print(json.dumps({"ready": True, "peer": PEER.name, "torch": torch.__version__, "blas": blas_library(), **extra}), flush=True)
     set_blas_threads = blas_threads()
     for line in sys.stdin:
         cmd = json.loads(line)

@@ -130,9 +130,20 @@ def heads_from_command(manifest):
 
 
 class LanguageModel:
-    def __init__(self, bundle, manifest, method, kw):
+    def __init__(self, bundle, manifest, method, kw, peer=None):
         self.inject, self.cell, self.head = build(bundle, manifest)
         self.method, self.kw = method, kw
+        # bench_torch.py's --peer: compiled modules and/or torchdeq's solver (None: eager, deq.py's solver)
+        self.peer = peer
+        self.solver = peer.solve if peer else solve
+        self.head_logprobs = self._head_logprobs
+
+    def wrap_modules(self):
+        """The modules as the peer runs them (torch.compile): after the parity check, which runs
+        them eager, so each run shape's compilation falls in the first run that meets it."""
+        if self.peer:
+            self.inject, self.cell = self.peer.module(self.inject, "inject"), self.peer.module(self.cell, "cell")
+            self.head_logprobs = self.peer.module(self._head_logprobs, "head")
 
     def solve(self, x, method, kw):
         """z* for a batch of windows x [B, L] (z0 = 0), flattened per window like deq-serve's state."""
@@ -142,12 +153,15 @@ class LanguageModel:
         def f(zf):
             return self.cell(zf.view(shape), u).reshape(shape[0], -1)
 
-        out = solve(method, f, torch.zeros(shape[0], u[0].numel()), **kw)
+        out = self.solver(method, f, torch.zeros(shape[0], u[0].numel()), **kw)
         return out["result"].view(shape), out["nstep"]
 
-    def target_logprobs(self, z, y):
+    def _head_logprobs(self, z, y):
         # the bundle head's target_logprobs: full log-softmax, then the targets' entries
         return self.head.log_probs(z).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+
+    def target_logprobs(self, z, y):
+        return self.head_logprobs(z, y)
 
     def parity(self, bundle, manifest):
         """Max |Δ target_logprobs| over parity.json's cases, solved with parity.json's solver."""
@@ -195,15 +209,19 @@ class LanguageModel:
         for (chunk, _, _), lp in zip(batches, lps):
             for j, (a, L, off) in enumerate(chunk):
                 logprobs[a + off:a + L] = lp[j, off:]
-        return {"ms_per_sample": ms, "windows": len(plan), "nfe": torch.cat(nfe).tolist(), "logprobs": logprobs.tolist()}
+        out = {"ms_per_sample": ms, "windows": len(plan), "nfe": torch.cat(nfe).tolist(), "logprobs": logprobs.tolist()}
+        if self.peer and self.peer.name == "compile":
+            out["compile_s"] = self.peer.take_compile_s()
+        return out
 
 
-def load(bundle, manifest, method, kw):
+def load(bundle, manifest, method, kw, peer=None):
     """The LM side: modules with the bundle's weights, checked against parity.json; returns (run, ready fields)."""
-    lm = LanguageModel(bundle, manifest, method, kw)
+    lm = LanguageModel(bundle, manifest, method, kw, peer)
     worst, cases = lm.parity(bundle, manifest)
     atol = float(manifest["parity"].get("atol", 1e-3))
     if not worst <= atol:
         raise SystemExit(f"bench_torch_lm: the weights loaded from the ONNX graphs miss parity.json: "
                          f"max |Δ target_logprobs| {worst:.3g} > atol {atol}")
+    lm.wrap_modules()
     return lm.run, {"parity_cases": cases, "parity_max_abs_diff": worst}

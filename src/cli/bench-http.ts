@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { benchHttp, parseTraffic } from '../eval/bench-http.js';
+import { defaultPeersPython } from '../eval/bench-peers.js';
 import { intFlag, numberFlag, usage } from './options.js';
 
 export const BENCH_HTTP_USAGE = `deq-serve bench http [--url http://127.0.0.1:8080 | --compare [--modes on,off]]
@@ -7,13 +8,18 @@ export const BENCH_HTTP_USAGE = `deq-serve bench http [--url http://127.0.0.1:80
                      [--concurrency 1,4,16,64] [--rates 20,50] [--duration 10] [--max-requests 5000]
                      [--warmup 20] [--timeout-ms 30000] [--data-dir DIR] [--models-dir DIR]
                      [--server-args "--workers 1 --threads 1"] [--json] [--out docs/results/http.md]
+                     [--peer fastapi [--peers-python PATH] [--peer-threads 1]]
 
 Load test of a running server (ours, or any speaking our /v1 or v2) with real payloads: Fashion-MNIST
 test images as PNG (or v2 FP32 tensors) and Brown test-split sentences. Closed-loop concurrency levels,
 then open-loop Poisson rates; every level is bounded by --duration and --max-requests. Reports p50, p90,
 p95 and p99 latency, throughput, errors and 503s, per traffic class, plus the server's own queue / solve
 / batch-size split from its /metrics. --compare starts our server itself once per --modes entry
-(\`serve --batching <mode>\`, on loopback ports, one after another) and measures each the same way.`;
+(\`serve --batching <mode>\`, on loopback ports, one after another) and measures each the same way.
+--peer fastapi then starts the FastAPI + ONNX Runtime (Python) service of models/recipes/serve_fastapi.py
+on the same --models-dir, from --peers-python (the venv of models/recipes/make-bench-venv.sh; default
+~/.cache/deq-serve/bench-peers/bin/python) with --peer-threads ONNX Runtime threads, and measures it
+the same way (--protocol v2: it speaks the v2 JSON tensor subset; image classifiers only).`;
 
 /** Parses `deq-serve bench http …` and runs it; prints JSON with --json, else one line per level. */
 export async function benchHttpCommand(args: string[]): Promise<number> {
@@ -24,6 +30,7 @@ export async function benchHttpCommand(args: string[]): Promise<number> {
       protocol: { type: 'string' }, concurrency: { type: 'string' }, rates: { type: 'string' }, duration: { type: 'string' },
       'max-requests': { type: 'string' }, warmup: { type: 'string' }, 'timeout-ms': { type: 'string' }, 'data-dir': { type: 'string' },
       'models-dir': { type: 'string' }, 'server-args': { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string' },
+      peer: { type: 'string' }, 'peers-python': { type: 'string' }, 'peer-threads': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -35,6 +42,9 @@ export async function benchHttpCommand(args: string[]): Promise<number> {
   const protocol = values.protocol ?? 'v1';
   if (protocol !== 'v1' && protocol !== 'v2') throw usage(`--protocol must be v1 or v2 (got "${protocol}")`);
   if (values.compare && values.url) throw usage('--compare starts its own servers; leave out --url');
+  if (values.peer !== undefined && values.peer !== 'fastapi') throw usage(`--peer must be fastapi (got "${values.peer}")`);
+  if (values.peer !== undefined && values.url) throw usage('--peer starts its own server next to ours; use it with --compare, not --url');
+  if (values.peer !== undefined && protocol !== 'v2') throw usage('--peer fastapi speaks the v2 protocol only: add --protocol v2');
   const report = await benchHttp({
     url: values.url,
     modes: values.compare ? list(values.modes, 'on,off') : undefined,
@@ -52,6 +62,10 @@ export async function benchHttpCommand(args: string[]): Promise<number> {
     },
     dataDir: values['data-dir'],
     out: values.out,
+    peers: values.peer === undefined ? undefined : [{
+      name: 'fastapi', python: values['peers-python'] ?? defaultPeersPython(),
+      threads: values['peer-threads'] === undefined ? 1 : intFlag('--peer-threads', values['peer-threads']),
+    }],
     // Progress lines: on stdout as the report itself, or on stderr when stdout carries --json.
     log: (line) => (values.json ? process.stderr : process.stdout).write(line + '\n'),
   });

@@ -87,6 +87,7 @@ ${MODEL_OPTIONS}`,
     line: 'bench compare <bundle> [--batches 1,32]  deq-serve against the recipe\'s PyTorch model',
     text: `deq-serve bench compare <bundle> [--batches 1,32] [--threads 1,2] [--images 64] [--windows 64] [--rounds 3]
                 [--kernel js|wasm|wasm-f32] [--python /usr/bin/python3] [--data-dir DIR] [--out FILE.md] [--json]
+                [--peers all|pytorch,torch-eager,torch-compile,torchdeq,onnxruntime] [--peers-python PATH]
 
 The same inputs through deq-serve and through the recipe's PyTorch model with the bundle's
 weights and solver settings, alternating, per batch size and thread count: Fashion-MNIST test
@@ -94,7 +95,15 @@ images (--images) for the image bundles; for language models, full scoring windo
 stride from the manifest) over the Brown test split (--windows), reported per window and in
 tokens per second. --kernel overrides the bundle's own solver kernel (its manifest's
 solver.precision). Exit 2 when the interpreter cannot import torch. Prints the Markdown report
-(or the JSON one with --json); --out FILE.md also writes it there.`,
+(or the JSON one with --json); --out FILE.md also writes it there.
+
+--peers pytorch,torch-eager,torch-compile,torchdeq,onnxruntime (or all) compares against each peer
+instead, one table per peer: pytorch is --python's PyTorch (Debian's 1.13); the others run from
+--peers-python, the venv models/recipes/make-bench-venv.sh makes (default
+~/.cache/deq-serve/bench-peers/bin/python): current PyTorch eager and under torch.compile (compile
+time reported apart), the model written with torchdeq (its own Broyden), and the bundle's graphs in
+ONNX Runtime's Python API with a NumPy Broyden loop. A peer that cannot run here is listed with the
+reason. --threads defaults to 1, plus every core where the machine has more than 2.`,
   },
   'bench http': {
     line: 'bench http [--url URL | --compare]     load test of a running server (or of ours)',
@@ -260,10 +269,11 @@ async function benchSolveCommand(args: string[]): Promise<number> {
 async function benchCompareCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
-    options: { ...MODEL_FLAGS, ...HELP_FLAG, batches: { type: 'string' }, images: { type: 'string' }, windows: { type: 'string' }, rounds: { type: 'string' }, python: { type: 'string' }, kernel: { type: 'string' }, out: { type: 'string' }, 'data-dir': { type: 'string' } },
+    options: { ...MODEL_FLAGS, ...HELP_FLAG, batches: { type: 'string' }, images: { type: 'string' }, windows: { type: 'string' }, rounds: { type: 'string' }, python: { type: 'string' }, kernel: { type: 'string' }, out: { type: 'string' }, 'data-dir': { type: 'string' }, peers: { type: 'string' }, 'peers-python': { type: 'string' } },
     allowPositionals: true,
   });
   if (wantsHelp('bench compare', values)) return 0;
+  if (values.peers !== undefined) return benchPeersCommand(args, values, positionals);
   const { benchCompare, benchCompareMarkdown, BENCH_COMPARE_DEFAULTS, TorchUnavailable } = await import('../eval/bench-compare.js');
   const bundle = onePositional(positionals, 'bundle');
   const d = BENCH_COMPARE_DEFAULTS;
@@ -289,6 +299,28 @@ async function benchCompareCommand(args: string[]): Promise<number> {
     throw err;
   }
   return writeReport(benchCompareMarkdown(report, `deq-serve bench compare ${args.join(' ')}`), report, values);
+}
+
+// `bench compare --peers …` (issue #29): deq-serve against PyTorch 2.x, torch.compile, torchdeq and ONNX Runtime from Python.
+async function benchPeersCommand(args: string[], values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number> {
+  const { benchPeers, benchPeersMarkdown, defaultPeersPython, defaultThreads, parsePeers } = await import('../eval/bench-peers.js');
+  const { BENCH_COMPARE_DEFAULTS: d } = await import('../eval/bench-compare.js');
+  const str = (k: string) => (typeof values[k] === 'string' ? values[k] as string : undefined);
+  const { threads, help: _help, peers: _peers, 'peers-python': _pp, ...rest } = values;
+  const report = await benchPeers(onePositional(positionals, 'bundle'), {
+    peers: parsePeers(str('peers')!),
+    batches: str('batches') === undefined ? d.batches : intList('--batches', str('batches')!),
+    threads: typeof threads === 'string' ? intList('--threads', threads) : defaultThreads(),
+    images: str('images') === undefined ? undefined : intFlag('--images', str('images')!),
+    windows: str('windows') === undefined ? undefined : intFlag('--windows', str('windows')!),
+    rounds: str('rounds') === undefined ? d.rounds : intFlag('--rounds', str('rounds')!),
+    python: str('python') ?? d.python,
+    peersPython: str('peers-python') ?? defaultPeersPython(),
+    session: sessionFlags(rest as Parameters<typeof sessionFlags>[0]),
+    dataDir: str('data-dir'),
+    kernel: str('kernel') === undefined ? undefined : enumFlag('--kernel', str('kernel')!, SOLVER_KERNELS) as SolverKernel,
+  });
+  return writeReport(benchPeersMarkdown(report, `deq-serve bench compare ${args.join(' ')}`), report, values as { json?: boolean; out?: string });
 }
 
 // A bench's report: Markdown (or JSON with --json) on stdout, and the Markdown into --out when asked.

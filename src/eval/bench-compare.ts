@@ -165,7 +165,7 @@ async function alternate<D extends { msPerSample: number }, T extends { ms_per_s
 }
 
 /** Loads the model once per thread count and runs `row` for each batch size. */
-async function perThreads<R>(dir: string, o: BenchCompareOptions, row: (model: DeqModel, batch: number, threads: number) => Promise<R>): Promise<{ name: string; kernel: string; rows: R[] }> {
+export async function perThreads<R>(dir: string, o: Pick<BenchCompareOptions, 'threads' | 'batches' | 'session' | 'kernel'>, row: (model: DeqModel, batch: number, threads: number) => Promise<R>): Promise<{ name: string; kernel: string; rows: R[] }> {
   const rows: R[] = [];
   let name = '', kernel = '';
   const shown = progress('bench compare rows', o.threads.length * o.batches.length);
@@ -187,7 +187,7 @@ async function perThreads<R>(dir: string, o: BenchCompareOptions, row: (model: D
   return { name, kernel, rows };
 }
 
-const loadAverage = () => loadavg().map((x) => Math.round(x * 100) / 100);
+export const loadAverage = () => loadavg().map((x) => Math.round(x * 100) / 100);
 
 async function compareImages(dir: string, images: BenchImages, o: BenchCompareOptions): Promise<ImageCompareReport> {
   const work = await mkdtemp(join(tmpdir(), 'deq-bench-'));
@@ -288,7 +288,7 @@ async function compareWindows(dir: string, w: BenchWindows, o: BenchCompareOptio
   }
 }
 
-async function runDeq(model: DeqModel, images: BenchImages, batch: number, count: number): Promise<{ msPerSample: number; solverMsPerSample: number; logits: Float32Array; nfe: number[] }> {
+export async function runDeq(model: DeqModel, images: BenchImages, batch: number, count: number): Promise<{ msPerSample: number; solverMsPerSample: number; logits: Float32Array; nfe: number[] }> {
   const logitsName = model.manifest.outputs.logits;
   const logits: number[] = [];
   const nfe: number[] = [];
@@ -308,22 +308,22 @@ async function runDeq(model: DeqModel, images: BenchImages, batch: number, count
   return { msPerSample: ms / count, solverMsPerSample: solverMs / count, logits: Float32Array.from(logits), nfe };
 }
 
-interface TorchResult { ms_per_sample: number; nfe: number[] }
+export interface TorchResult { ms_per_sample: number; nfe: number[] }
 interface ImageTorchResult extends TorchResult { logits: number[] }
 interface TokenTorchResult extends TorchResult { windows: number; logprobs: number[] }
 /** The PyTorch side's first line; language models add their weights check. */
-interface TorchReady { torch: string; blas?: string; parity_cases?: number; parity_max_abs_diff?: number }
+export interface TorchReady { torch: string; blas?: string; parity_cases?: number; parity_max_abs_diff?: number }
 
-/** The PyTorch process: one per command, driven by JSON lines. */
-class TorchSide {
+/** The PyTorch process (or another peer's: `args` names its script): one per command, driven by JSON lines. */
+export class TorchSide {
   readonly #proc: ChildProcessWithoutNullStreams;
   readonly #lines: Interface;
   readonly #pending: ((line: string) => void)[] = [];
   #stderr = '';
   #exited: string | null = null;
 
-  constructor(python: string, bundle: string) {
-    this.#proc = spawn(python, [TORCH_SIDE, bundle], { stdio: ['pipe', 'pipe', 'pipe'] });
+  constructor(python: string, bundle: string, args: string[] = [TORCH_SIDE, bundle]) {
+    this.#proc = spawn(python, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     this.#proc.stderr.on('data', (b: Buffer) => { this.#stderr = (this.#stderr + b.toString()).slice(-2000); });
     this.#lines = createInterface({ input: this.#proc.stdout });
     this.#lines.on('line', (l) => this.#pending.shift()?.(l));
@@ -356,9 +356,9 @@ class TorchSide {
   }
 }
 
-const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+export const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
 
-function accuracy(logits: Float32Array, labels: Uint8Array, count: number, classes: number): number {
+export function accuracy(logits: Float32Array, labels: Uint8Array, count: number, classes: number): number {
   let ok = 0;
   for (let i = 0; i < count; i++) {
     let best = 0;

@@ -9,6 +9,7 @@ import { DeqError } from '../errors.js';
 import { readBrownSplits } from './brown-corpus.js';
 import { readFashionMnist } from './fashion-mnist.js';
 import { runLoad, type LoadLimits, type LoadResult, type LoadShape, type TrafficClass } from './load.js';
+import { markdownTable } from './markdown-table.js';
 import { logPlot } from './svg-plot.js';
 
 /** One kind of traffic on the command line: `model[?query]`, e.g. `fashion-mnist-jr?tol=1e-2`. */
@@ -36,7 +37,19 @@ export interface BenchHttpOptions {
   dataDir?: string;
   out?: string;
   log?: (line: string) => void;
+  /** Other servers to start and measure the same way after ours (issue #29): e.g. the FastAPI peer. */
+  peers?: HttpPeer[];
 }
+
+/** A peer HTTP server started from a Python interpreter (`--peer fastapi`). */
+export interface HttpPeer {
+  name: 'fastapi';
+  python: string;
+  /** ONNX Runtime intra-op threads per session. */
+  threads: number;
+}
+
+const FASTAPI_PEER = fileURLToPath(new URL('../../models/recipes/serve_fastapi.py', import.meta.url));
 
 export interface BenchHttpRow {
   mode: string;
@@ -65,6 +78,8 @@ export interface BenchHttpReport {
   protocol: string;
   limits: { duration_s: number; max_requests: number; warmup_requests: number; timeout_ms: number };
   rows: BenchHttpRow[];
+  /** The peer servers measured (their rows' mode is the peer's name) and how each was started. */
+  peers?: { name: string; command: string }[];
 }
 
 /** Parses `model[?query]` items and their shares (equal when not given). */
@@ -223,18 +238,30 @@ async function startServer(mode: string, opts: BenchHttpOptions): Promise<{ url:
   const main = fileURLToPath(new URL('../cli/main.js', import.meta.url));
   const args = [main, 'serve', '--host', '127.0.0.1', '--port', String(port), '--log-level', 'warn', '--batching', mode,
     ...(opts.modelsDir ? ['--models-dir', opts.modelsDir] : []), ...(opts.serverArgs ?? [])];
-  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  return startChild(process.execPath, args, port, `the server for mode ${mode}`);
+}
+
+/** Starts a peer server (models/recipes/serve_fastapi.py) on a loopback port; records how in `started`. */
+async function startPeer(peer: HttpPeer, opts: BenchHttpOptions, started: { name: string; command: string }[]): Promise<{ url: string; stop: () => Promise<void> }> {
+  const port = await freePort();
+  const args = [FASTAPI_PEER, '--host', '127.0.0.1', '--port', String(port), '--models-dir', opts.modelsDir ?? 'models', '--threads', String(peer.threads)];
+  started.push({ name: peer.name, command: `${peer.python} ${args.join(' ').replace(` --port ${port}`, '')}` });
+  return startChild(peer.python, args, port, `the ${peer.name} peer`);
+}
+
+async function startChild(command: string, args: string[], port: number, what: string): Promise<{ url: string; stop: () => Promise<void> }> {
+  const child: ChildProcess = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 120_000;
   for (;;) {
-    if (child.exitCode !== null) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `the server for mode ${mode} exited (${child.exitCode}): ${stderr}`);
+    if (child.exitCode !== null) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `${what} exited (${child.exitCode}): ${stderr}`);
     const ready = await fetch(`${url}/v2/health/ready`).then((r) => r.ok, () => false);
     if (ready) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new DeqError('DEQ_ERR_CONFIG_INVALID', `the server for mode ${mode} was not ready within 120 s: ${stderr}`);
+      throw new DeqError('DEQ_ERR_CONFIG_INVALID', `${what} was not ready within 120 s: ${stderr}`);
     }
     await new Promise((r) => setTimeout(r, 200));
   }
@@ -255,11 +282,16 @@ async function startServer(mode: string, opts: BenchHttpOptions): Promise<{ url:
 export async function benchHttp(opts: BenchHttpOptions): Promise<BenchHttpReport> {
   const log = opts.log ?? (() => {});
   const rows: BenchHttpRow[] = [];
-  const targets = opts.modes?.length ? opts.modes : [undefined];
-  for (const mode of targets) {
-    if (mode !== undefined) log(`starting deq-serve --batching ${mode} …`);
+  const peers = opts.peers ?? [];
+  const targets: (string | HttpPeer | undefined)[] = [...(opts.modes?.length ? opts.modes : peers.length ? [] : [undefined]), ...peers];
+  const started: { name: string; command: string }[] = [];
+  for (const target of targets) {
+    const peer = typeof target === 'object' ? target : undefined;
+    const mode = peer ? peer.name : (target as string | undefined);
+    if (mode !== undefined) log(peer ? `starting the ${peer.name} peer …` : `starting deq-serve --batching ${mode} …`);
     const t0 = performance.now();
-    const server = mode === undefined ? { url: opts.url ?? 'http://127.0.0.1:8080', stop: async () => {} } : await startServer(mode, opts);
+    const server = peer ? await startPeer(peer, opts, started)
+      : mode === undefined ? { url: opts.url ?? 'http://127.0.0.1:8080', stop: async () => {} } : await startServer(mode, opts);
     if (mode !== undefined) log(`ready at ${server.url} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     try {
       const classes = await trafficClasses(server.url, opts.traffic, opts.protocol, opts.dataDir);
@@ -294,13 +326,40 @@ export async function benchHttp(opts: BenchHttpOptions): Promise<BenchHttpReport
   }
   const l = opts.limits;
   const limits = { duration_s: l.durationS, max_requests: l.maxRequests, warmup_requests: l.warmupRequests, timeout_ms: l.timeoutMs };
-  const report: BenchHttpReport = { machine: machine(), traffic: opts.traffic, protocol: opts.protocol, limits, rows };
+  const report: BenchHttpReport = { machine: machine(), traffic: opts.traffic, protocol: opts.protocol, limits, rows, ...(started.length ? { peers: started } : {}) };
   if (opts.out) await writeReports(report, opts.out);
   return report;
 }
 
 function machine(): string {
   return `${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, Node ${process.version}`;
+}
+
+/**
+ * With peers: each peer level against deq-serve's (the first mode measured) at the same load, as
+ * ratios, and every level where the peer wins said plainly. Empty without peers.
+ */
+export function peerComparison(r: BenchHttpReport): string[] {
+  const peers = new Set((r.peers ?? []).map((p) => p.name));
+  const ours = r.rows.find((x) => !peers.has(x.mode))?.mode;
+  if (!peers.size || ours === undefined) return [];
+  const load = (x: BenchHttpRow) => (x.concurrency !== null ? `c=${x.concurrency}` : `${x.rate}/s`);
+  const rows: string[][] = [];
+  const wins: string[] = [];
+  for (const x of r.rows.filter((row) => peers.has(row.mode))) {
+    const d = r.rows.find((y) => y.mode === ours && y.concurrency === x.concurrency && y.rate === x.rate);
+    if (!d) continue;
+    const rps = d.rps / x.rps, p50 = x.p50_ms / d.p50_ms, p99 = x.p99_ms / d.p99_ms;
+    rows.push([x.mode, load(x), `${d.rps.toFixed(1)} / ${x.rps.toFixed(1)}`, `${rps.toFixed(2)}×`, `${p50.toFixed(2)}×`, `${p99.toFixed(2)}×`]);
+    const beat = [rps < 1 ? 'throughput' : '', p50 < 1 ? 'p50 latency' : '', p99 < 1 ? 'p99 latency' : ''].filter((w) => w);
+    if (beat.length) wins.push(`- ${x.mode} beats deq-serve (${ours}) at ${load(x)} on ${beat.join(', ')}.`);
+  }
+  if (!rows.length) return [];
+  return [
+    '', `Against deq-serve (mode ${ours}) at the same load; above 1× deq-serve is ahead (req/s: deq-serve / peer; latency: peer / deq-serve):`, '',
+    ...markdownTable(['peer', 'load', 'req/s deq-serve / peer', 'throughput ratio', 'p50 ratio', 'p99 ratio'], rows),
+    '', 'Where a peer wins:', '', ...(wins.length ? wins : ['- Nowhere in this run.']),
+  ];
 }
 
 const COLORS = ['#d62728', '#1f77b4', '#2ca02c', '#9467bd', '#ff7f0e'];
@@ -329,9 +388,11 @@ async function writeReports(r: BenchHttpReport, out: string): Promise<void> {
   // What each server ran with, from its own deq_server_info (the same for every level of a mode).
   const settings = modes.map((m) => {
     const info = r.rows.find((x) => x.mode === m)?.server_info;
-    const text = info ? Object.entries(info).map(([k, v]) => `${k.replaceAll('_', ' ')} ${v}`).join(', ') : 'not reported';
+    const peer = r.peers?.find((p) => p.name === m);
+    const text = info ? Object.entries(info).map(([k, v]) => `${k.replaceAll('_', ' ')} ${v}`).join(', ') : peer ? `peer, started as \`${peer.command}\`` : 'not reported';
     return `- ${m}: ${text}`;
   });
+  lines.push(...peerComparison(r));
   const md = `# HTTP load: ${r.traffic.map((t) => `${t.model}${t.query ? `?${t.query}` : ''} (share ${t.share})`).join(', ')}
 
 Measured by \`deq-serve bench http\` (${r.protocol} protocol) on ${r.machine}. Each level runs for at most
