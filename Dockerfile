@@ -6,7 +6,7 @@
 # npm ci, and the runtime stage starts from a CUDA image instead of Node's:
 #   docker build --build-arg VARIANT=cuda \
 #     --build-arg RUNTIME_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu22.04 -t deq-serve:cuda .
-# See docs/deployment.md for run commands, the gateway and Kubernetes.
+# See docs/guides/deploy.md for run commands, the gateway and Kubernetes.
 #
 # Every stage names its base literally or through an ARG that names an image,
 # never a stage chosen by an ARG (`FROM base-${VARIANT}`): podman 4.3 / buildah
