@@ -30,7 +30,7 @@ export function shellBlocks(root: string): ShellBlock[] {
   for (const file of [join(root, 'README.md'), ...pages(join(root, 'docs'))]) {
     for (const b of codeBlocks(readFileSync(file, 'utf8'))) {
       if (!/^(sh|bash|shell)\b/.test(b.info)) continue;
-      const lines = b.code.replace(/\\\n\s*/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+      const lines = b.code.replace(/\\\n\s*/g, ' ').split('\n').map((l) => l.replace(/\s+#\s.*$/, '').trim()).filter((l) => l !== '' && !l.startsWith('#'));
       const skip = SKIP_MARK.exec(b.code)?.[1];
       out.push({ where: `${relative(root, file)}:${b.line}`, code: b.code, lines, ...(skip ? { skip } : {}) });
     }
