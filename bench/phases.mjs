@@ -1,6 +1,6 @@
 // What one fashion-mnist-jr request costs in ONNX Runtime, per phase and batch size:
 // inject (DeqModel.prepare), one cell evaluation (CellBatch.run), head (DeqModel.finish),
-// in µs per run and per row, median of rounds. For docs/server.md ("Measured on 2 cores"):
+// in µs per run and per row, median of rounds. For docs/guides/serve-a-model.md ("Measured on 2 cores"):
 // batching shares the cell runs, while inject and head run once per request.
 // Quiet machine: npm run build && node bench/phases.mjs [bundle]
 import { DeqModel } from '../dist/index.js';

@@ -2,7 +2,7 @@
 
     from deq_serve_export import export_bundle
 
-See docs/exporting.md in the deq-serve repository. Needs torch (Debian: python3-torch) and
+See docs/guides/export-your-deq.md in the deq-serve repository. Needs torch (Debian: python3-torch) and
 onnx (python3-onnx); works offline.
 """
 from .export import (ExportError, check_onnx, export_bundle, fold_norms, parity_solver_for, run_solver,

@@ -1,4 +1,4 @@
-"""Export a PyTorch DEQ as a deq-serve bundle (format v1, docs/bundle-format.md).
+"""Export a PyTorch DEQ as a deq-serve bundle (format v1, docs/reference/bundle-format.md).
 
 A bundle is up to three ONNX graphs and a manifest:
 
@@ -12,7 +12,7 @@ tolerance with the bundle's own solver method, records whether each reference so
 converged (no input is ever dropped for being hard), estimates the spectral radius of J_f at
 z*, runs the manifest's default solver on the parity inputs to warn when it fails where
 another solver succeeds, writes parity.json and manifest.json (sha256 of every file), and
-checks every graph with onnx.checker and strict shape inference. docs/exporting.md walks
+checks every graph with onnx.checker and strict shape inference. docs/guides/export-your-deq.md walks
 through it.
 """
 from __future__ import annotations
@@ -66,7 +66,7 @@ def fold_norms(module: nn.Module) -> nn.Module:
     first so the folded weight is the one the model computes when it runs. A weight computed
     by something else (a plain tensor attribute) is refused with ExportError; a norm computed
     inside forward() (e.g. torch.linalg.matrix_norm(W, ord=2)) does not export: move it into a
-    parametrization (docs/exporting.md). The caller's module is left as it was.
+    parametrization (docs/guides/export-your-deq.md). The caller's module is left as it was.
     """
     return _fold(module)[0]
 
@@ -262,7 +262,7 @@ def _export(module, args, path, in_names, out_names, dyn):
             "Common causes: a norm computed inside forward() (use torch.nn.utils.parametrize or "
             "parametrizations.spectral_norm, which fold_norms removes), data-dependent Python control "
             "flow, or an iterative solver inside the module (export the single cell f(z, x), not the "
-            "DEQ layer). See docs/exporting.md.") from err
+            "DEQ layer). See docs/guides/export-your-deq.md.") from err
     finally:
         module.eval()
 
@@ -391,7 +391,7 @@ def export_bundle(
     fp16_min_elements: int = 0,
     strict: bool = False,
 ) -> dict:
-    """Write a bundle into out_dir and return the manifest dict (see docs/exporting.md).
+    """Write a bundle into out_dir and return the manifest dict (see docs/guides/export-your-deq.md).
 
     inject, cell, head: modules, or methods of modules (e.g. MDEQ's model.predict as the head);
                    inject and head are optional (None: the cell takes the raw inputs / the

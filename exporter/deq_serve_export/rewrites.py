@@ -9,7 +9,7 @@
   exports as ONNX Add on booleans, which ONNX does not define: such an Add becomes Or.
 
 The first two apply while the exporter traces (layer_norm_rewrite); the third to the written
-graph (bool_add_to_or). docs/exporting.md lists them.
+graph (bool_add_to_or). docs/guides/export-your-deq.md lists them.
 """
 from __future__ import annotations
 

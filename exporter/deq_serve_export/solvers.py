@@ -10,7 +10,7 @@ Solvers work on flattened per-sample vectors z of shape [B, D] and stop per samp
   spectral_radius(...) power-iteration estimate of rho(J_f) at z*
 
 Residuals are per sample:  abs = ||f(z) - z||,  rel = ||f(z) - z|| / (||f(z)|| + 1e-9)
-(the definition of docs/bundle-format.md, "stop_mode", and of the TypeScript runtime).
+(the definition of docs/reference/bundle-format.md, "stop_mode", and of the TypeScript runtime).
 """
 from __future__ import annotations
 

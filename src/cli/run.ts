@@ -18,11 +18,13 @@ export async function runFile(dir: string, inputFile: string, session: Partial<S
   try {
     const read = await readInput(inputFile);
     if ('named' in read) return await runNamed(model, read.named, solver);
-    const { input, targets } = read;
+    const { targets } = read;
     const spec = modelInputs(model.manifest)[0];
+    const input = flatAsOneSample(read.input, spec.shape);
     const batched = input.shape.length === spec.shape.length + 1;
     if (!batched && input.shape.length !== spec.shape.length) {
-      throw new DeqError('DEQ_ERR_INVALID_INPUT', `${inputFile}: input has rank ${input.shape.length}; the model takes [${spec.shape}] per sample, optionally with a leading batch dimension`);
+      const count = fixedCount(spec.shape);
+      throw new DeqError('DEQ_ERR_INVALID_INPUT', `${inputFile}: input has shape [${input.shape}]; the model takes [${spec.shape}] per sample, optionally with a leading batch dimension${count === undefined ? '' : `, or one sample as a flat array of ${count} values`}`);
     }
     const batch = batched ? input.shape[0] : 1;
     const perSample = batched ? input.shape.slice(1) : input.shape;
@@ -85,6 +87,20 @@ async function readInput(file: string): Promise<{ input: NdArray; targets?: NdAr
     input: fromNested(obj.input, `${file}: input`),
     targets: obj.targets === undefined ? undefined : fromNested(obj.targets, `${file}: targets`),
   };
+}
+
+/** Values in one sample of a fixed-shape input; undefined when a dimension is symbolic (-1). */
+function fixedCount(shape: readonly number[]): number | undefined {
+  return shape.some((d) => d < 0) ? undefined : shape.reduce((a, d) => a * d, 1);
+}
+
+/**
+ * A flat array holding exactly one sample's values, for an input of higher rank ([1, 8, 8], a
+ * flattened image or a [1, n] vector), is that sample: people write vectors as flat lists.
+ */
+function flatAsOneSample(input: NdArray, shape: readonly number[]): NdArray {
+  if (input.shape.length !== 1 || shape.length < 2 || input.shape[0] !== fixedCount(shape)) return input;
+  return { ...input, shape: [...shape] };
 }
 
 function toInt64(a: NdArray): BigInt64Array {

@@ -141,7 +141,7 @@ export function benchSolveMarkdown(r: BenchSolveReport, command: string): string
     '',
     `Reproduce: \`${command}\``,
     '',
-    `Per sample, from each kernel's run with the median solve time (one run, so solve = cell + solver); runs of the kernels alternate. \`js\` is the scalar TypeScript reference, \`wasm\` the SIMD kernels in float64 arithmetic, \`wasm-f32\` the SIMD kernels in float32 arithmetic (docs/solver.md, "Kernel precision"). This bundle's default: \`${r.default_kernel}\` (its manifest's solver.precision; docs/bundle-format.md).`,
+    `Per sample, from each kernel's run with the median solve time (one run, so solve = cell + solver); runs of the kernels alternate. \`js\` is the scalar TypeScript reference, \`wasm\` the SIMD kernels in float64 arithmetic, \`wasm-f32\` the SIMD kernels in float32 arithmetic (docs/solver.md, "Kernel precision"). This bundle's default: \`${r.default_kernel}\` (its manifest's solver.precision; docs/reference/bundle-format.md).`,
     '',
     ...markdownTable(['batch', 'kernel', 'NFE', 'solve ms', 'cell ms', 'solver ms', 'solver share', 'solver µs / evaluation'],
       r.rows.map((x) => [String(x.batch), x.kernel, f(x.nfe_mean), f(x.solve_ms, 3), f(x.cell_ms, 3), f(x.solver_ms, 3), `${f(100 * x.solver_fraction, 1)}%`, f(x.solver_us_per_iter, 1)])),

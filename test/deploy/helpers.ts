@@ -140,11 +140,11 @@ export class Replica {
   }
 }
 
-/** Writes a JSON figures file under .test-results/ (docs/deployment.md quotes these runs). */
+/** Writes a JSON figures file under .test-results/ (docs/guides/deploy.md quotes these runs). */
 export async function recordFigures(name: string, figures: Record<string, unknown>): Promise<void> {
   const file = join(ROOT, '.test-results', `${name}-figures.json`);
   await mkdir(dirname(file), { recursive: true });
-  await writeFile(file, `${JSON.stringify({ machine: 'see docs/deployment.md', at: new Date().toISOString(), ...figures }, null, 2)}\n`);
+  await writeFile(file, `${JSON.stringify({ machine: 'see docs/guides/deploy.md', at: new Date().toISOString(), ...figures }, null, 2)}\n`);
   process.stderr.write(`${name} figures: ${JSON.stringify(figures)}\n`);
 }
 

