@@ -113,10 +113,10 @@ describe('model repository API', () => {
   }, 60_000);
 
   it('a request in flight during a reload finishes on the version it started on', async () => {
-    const t = await start({ onDeadline: 'best-effort', maxIterCap: 10_000_000 });
+    const t = await start({ onDeadline: 'best-effort', maxIterCap: 100_000 });
     const dispatched = poolEvent(t, 'dispatch', 'tiny-lm');
     // A solve that runs to its 6 s deadline on version 1, while version 2 is loaded and swapped in.
-    const slow = postJson(`${t.url}/v2/models/tiny-lm/infer`, lmInferBody(1, 8, { ...NEVER_CONVERGES, max_iter: 10_000_000, deadline_ms: 6000 }), AUTH);
+    const slow = postJson(`${t.url}/v2/models/tiny-lm/infer`, lmInferBody(1, 8, { ...NEVER_CONVERGES, deadline_ms: 6000 }), AUTH);
     await dispatched;
     const manifest = JSON.parse(await readFile(join(t.dir, 'tiny-lm', 'manifest.json'), 'utf8'));
     await writeFile(join(t.dir, 'tiny-lm', 'manifest.json'), JSON.stringify({ ...manifest, version: '2' }));
@@ -158,7 +158,7 @@ describe('model repository API', () => {
   }, 60_000);
 
   it('unload waits for in-flight requests, then the model is gone from routes, index and metrics', async () => {
-    const t = await start({ onDeadline: 'best-effort', maxIterCap: 10_000_000 });
+    const t = await start({ onDeadline: 'best-effort', maxIterCap: 100_000 });
     const dispatched = poolEvent(t, 'dispatch', 'tiny-lm');
     const slow = postJson(`${t.url}/v2/models/tiny-lm/infer`, lmInferBody(1, 8, { ...NEVER_CONVERGES, deadline_ms: 1500 }), AUTH).then(async (r) => ({ status: r.status, at: Date.now() }));
     await dispatched;
