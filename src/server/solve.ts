@@ -66,16 +66,10 @@ export async function runSolve(req: FastifyRequest, model: ServedModel, job: Inf
   }
   let result: PoolResult;
   try {
-    // A client that goes away frees its place in the queue, or its solver rows (batching).
-    const gone = new AbortController();
-    const socket = req.raw.socket;
-    const onClose = () => gone.abort();
-    socket?.once('close', onClose);
-    try {
-      result = await deq.pool.submit(model.name, job, gone.signal, onProgress);
-    } finally {
-      socket?.off('close', onClose);
-    }
+    // A client that goes away frees its place in the queue, or its solver rows at the next
+    // iteration (plugins/client-gone.ts); one already gone (between /score windows) costs no solve.
+    if (req.gone.aborted) throw new DeqError('DEQ_ERR_CANCELLED', 'the client went away before this solve was queued');
+    result = await deq.pool.submit(model.name, job, req.gone, onProgress);
   } catch (err) {
     if (err instanceof DeqError && err.code === 'DEQ_ERR_DEADLINE_EXCEEDED') {
       throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed ${whereTimeWent(req, spent)}; ${err.message.replace(/^the deadline passed /, 'the last solve waited ')}`);
