@@ -3,7 +3,8 @@ import { DeqError, quote } from '../../errors.js';
 import { stateInput, STATE_TENSOR, tensorInputs, V2_DATATYPE } from '../../pipelines/tensor.js';
 import { modelInputs, modelOutputs, type TensorSpec } from '../../runtime/index.js';
 import { findModel, type ServedModel } from '../models.js';
-import { elementCount, jsonTensorStream } from '../json-stream.js';
+import { jsonTensorStream } from '../json-stream.js';
+import { checkOutputSize } from '../output-cap.js';
 import { runSequenced, SEQUENCE_PARAMS_SCHEMA, sequenceFlags, solverSummary, SOLVER_SUMMARY_SCHEMA } from '../solve.js';
 import { requestControl, solverParamsSchema, type WireSolverOptions } from '../solver-options.js';
 import type { ServerConfig } from '../config.js';
@@ -250,21 +251,6 @@ function findVersion(state: ServerState, p: ModelParams): ServedModel {
 
 function meta(t: TensorSpec) {
   return { name: t.name, datatype: V2_DATATYPE[t.dtype], shape: [-1, ...t.shape] };
-}
-
-function checkOutputSize(m: ServedModel, wanted: readonly string[], batch: number, length: number | undefined, cap: number): void {
-  let total = 0;
-  const parts: string[] = [];
-  for (const name of wanted) {
-    const spec = modelOutputs(m.manifest).find((o) => o.name === name)!;
-    const dims = [batch, ...spec.shape.map((d) => (d === -1 ? length ?? 1 : d))];
-    total += elementCount(dims);
-    parts.push(`${name} [${dims.join('×')}]`);
-  }
-  if (total > cap) {
-    throw new DeqError('DEQ_ERR_OUTPUT_TOO_LARGE',
-      `the requested outputs hold ${total} values (${parts.join(', ')}), over the ${cap}-value limit (--max-output-elements); ask for fewer outputs or a smaller batch`);
-  }
 }
 
 function invalid(message: string): DeqError {

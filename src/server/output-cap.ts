@@ -1,0 +1,26 @@
+// The response-size guarantee every route shares: an answer's tensor elements are counted from
+// the model's output shapes before any solve, and a request over --max-output-elements is
+// refused with 413 DEQ_ERR_OUTPUT_TOO_LARGE (what is under it is streamed: json-stream.ts).
+import { DeqError } from '../errors.js';
+import { modelOutputs } from '../runtime/index.js';
+import { elementCount } from './json-stream.js';
+import type { ServedModel } from './models.js';
+
+/** Throws DEQ_ERR_OUTPUT_TOO_LARGE when the `wanted` outputs at this batch (and length) exceed `cap` values. */
+export function checkOutputSize(m: ServedModel, wanted: readonly string[], batch: number, length: number | undefined, cap: number, extra: { name: string; dims: number[] }[] = []): void {
+  let total = 0;
+  const parts: string[] = [];
+  const count = (name: string, dims: number[]) => {
+    total += elementCount(dims);
+    parts.push(`${name} [${dims.join('×')}]`);
+  };
+  for (const name of wanted) {
+    const spec = modelOutputs(m.manifest).find((o) => o.name === name)!;
+    count(name, [batch, ...spec.shape.map((d) => (d === -1 ? length ?? 1 : d))]);
+  }
+  for (const e of extra) count(e.name, e.dims);
+  if (total > cap) {
+    throw new DeqError('DEQ_ERR_OUTPUT_TOO_LARGE',
+      `the requested outputs hold ${total} values (${parts.join(', ')}), over the ${cap}-value limit (--max-output-elements); ask for fewer outputs or a smaller batch`);
+  }
+}
