@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { DeqError } from '../errors.js';
+import { modelBudget } from './admission.js';
 import { buildApp, type AppOptions } from './app.js';
 import { describeConfig, type ServerConfig } from './config.js';
 import { discoverModels } from './models.js';
@@ -54,6 +55,7 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
     maxRows: config.maxRowsPerRun,
     queueSize: config.queueSize,
     retryAfterS: config.retryAfterS,
+    modelBudgets: Object.fromEntries([...models.values()].map((m) => [m.name, modelBudget(m.manifest, config.modelCostBudget, config.workers, config.maxBatch)])),
     batching: {
       mode: config.batching === 'on' ? 'continuous' : config.batching,
       maxRows: config.batchRows, maxQueueDelayMs: config.maxQueueDelayMs, requestShare: config.requestShare,

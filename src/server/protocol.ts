@@ -59,6 +59,8 @@ export interface InferJob {
   returnState?: boolean;
   /** Report every iteration as it happens ('progress' messages): a client watches the solve (server-sent events). */
   stream?: boolean;
+  /** Its admission cost (server/admission.ts requestCost); default batch × max_iter. */
+  cost?: number;
 }
 
 /** One sample's state after one iteration, as a 'progress' message carries it. */

@@ -110,7 +110,6 @@ describe('/predict streams a large answer (finding 1)', () => {
 
 describe('cost-based admission and a fair share across models (finding 2)', () => {
   let s: RunningServer;
-  const logs = logSink();
   beforeAll(async () => {
     s = await startServer(loadConfig([], {}, { port: 0, host: '127.0.0.1', modelsDir: join(ROOT, 'models'), workers: 2, logLevel: 'silent' }));
   }, 120_000);
@@ -126,6 +125,8 @@ describe('cost-based admission and a fair share across models (finding 2)', () =
     try {
       // Both heavy requests are in the pool (running or waiting) before the cheap one comes.
       await until(async () => s.state.pool.inFlight('fashion-mnist-plain') + s.state.pool.queued('fashion-mnist-plain') === 2);
+      // Over its model's budget together: one runs, the other waits, a worker stays free.
+      expect(s.state.pool.inFlight('fashion-mnist-plain')).toBe(1);
       const png = await readFile(join(FIXTURES, 'hostile/ok.png'));
       const r = await fetch(`${s.url}/v1/models/fashion-mnist-jr/classify?deadline_ms=3000`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: png });
       expect(r.status).toBe(200);
@@ -136,7 +137,21 @@ describe('cost-based admission and a fair share across models (finding 2)', () =
       await until(async () => s.state.pool.inFlight() === 0 && s.state.pool.queued() === 0, 60_000);
     }
   }, 120_000);
-  void logs;
+});
+
+describe('the per-request budget (--max-request-cost)', () => {
+  let s: TestServer;
+  beforeAll(async () => { s = await startTestServer({ maxRequestCost: 20_000 }, ['tiny-lm']); });
+  afterAll(async () => { await s?.cleanup(); });
+
+  it('refuses a request over it with 413 DEQ_ERR_TOO_COSTLY naming the setting, and admits one under it', async () => {
+    const over = await postJson(`${s.url}/v2/models/tiny-lm/infer`, lmInferBody(4, 8, { max_iter: 500 }));
+    expect(over.status).toBe(413);
+    expect(over.headers.get('x-deq-error-code')).toBe('DEQ_ERR_TOO_COSTLY');
+    expect(((await over.json()) as { error: string }).error).toMatch(/--max-request-cost/);
+    const under = await postJson(`${s.url}/v2/models/tiny-lm/infer`, lmInferBody(1, 2, { max_iter: 5 }));
+    expect(under.status).toBe(200);
+  });
 });
 
 describe.each(['off', 'on'] as const)('a client that leaves (finding 3), batching %s', (batching) => {
