@@ -24,3 +24,15 @@ export function checkOutputSize(m: ServedModel, wanted: readonly string[], batch
       `the requested outputs hold ${total} values (${parts.join(', ')}), over the ${cap}-value limit (--max-output-elements); ask for fewer outputs or a smaller batch`);
   }
 }
+
+/** Throws DEQ_ERR_OUTPUT_TOO_LARGE when an answer of `total` values (`what`) exceeds `cap`. */
+export function checkOutputCount(total: number, cap: number, what: string): void {
+  if (total > cap) {
+    throw new DeqError('DEQ_ERR_OUTPUT_TOO_LARGE', `the answer would hold ${total} values (${what}), over the ${cap}-value limit (--max-output-elements); ask for fewer outputs or send less`);
+  }
+}
+
+/** The per-iteration trace a request asked for (trace=true), as an extra output: batch × max_iter residuals. */
+export function traceOutput(trace: boolean | undefined, batch: number, maxIter: number): { name: string; dims: number[] }[] {
+  return trace ? [{ name: 'trace', dims: [batch, maxIter] }] : [];
+}

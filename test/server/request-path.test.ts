@@ -64,6 +64,25 @@ describe('/predict honours --max-output-elements (finding 1)', () => {
     expect(performance.now() - t0).toBeLessThan(4000);
   });
 
+  it('/score counts a result per token: a text of more tokens than the cap is refused before solving', async () => {
+    const r = await postJson(`${s.url}/v1/models/tiny-lm/score`, { text: LONG_TEXT, ...NEVER_CONVERGES, deadline_ms: 8000 });
+    expect(r.status).toBe(413);
+    expect(r.headers.get('x-deq-error-code')).toBe('DEQ_ERR_OUTPUT_TOO_LARGE');
+    expect(((await r.json()) as { error: string }).error).toMatch(/--max-output-elements/);
+  });
+
+  it('v2 counts the state and the trace it returns', async () => {
+    // target_logprobs [8, 4] = 32 values, under the cap; with z* [8, 4, 16] or a trace [8, max_iter 10] over it.
+    const body = lmInferBody(8, 4, { max_iter: 10 });
+    const plain = await postJson(`${s.url}/v2/models/tiny-lm/infer`, { ...body, outputs: [{ name: 'target_logprobs' }] });
+    expect(plain.status).toBe(200);
+    for (const extra of [{ return_state: true }, { trace: true }]) {
+      const r = await postJson(`${s.url}/v2/models/tiny-lm/infer`, { ...body, parameters: { ...body.parameters, ...extra }, outputs: [{ name: 'target_logprobs' }] });
+      expect(r.status).toBe(413);
+      expect(r.headers.get('x-deq-error-code')).toBe('DEQ_ERR_OUTPUT_TOO_LARGE');
+    }
+  });
+
   it('still answers a request under the cap', async () => {
     const r = await postJson(`${s.url}/v1/models/tiny-lm/predict`, { inputs: { tokens: [[3, 4]], targets: [[4, 5]] }, outputs: ['target_logprobs'] });
     expect(r.status).toBe(200);

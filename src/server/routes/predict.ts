@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { DeqError, quote } from '../../errors.js';
 import { nestedInputs, nestedOutput, nestedShape, stateInput, STATE_TENSOR, tensorInputs } from '../../pipelines/tensor.js';
 import { nestedJsonStream, type NestedTensor } from '../json-stream.js';
-import { checkOutputSize } from '../output-cap.js';
+import { checkOutputSize, traceOutput } from '../output-cap.js';
 import { modelOutputs, resolveDims } from '../../runtime/index.js';
 import { findModel } from '../models.js';
 import { runSequenced, SEQUENCE_PARAMS_SCHEMA, sequenceFlags, solverSummary, SOLVER_SUMMARY_SCHEMA } from '../solve.js';
@@ -79,7 +79,7 @@ export const predictRoutes: FastifyPluginAsync<{ state: ServerState }> = async (
       if (!available.includes(name)) throw new DeqError('DEQ_ERR_INVALID_INPUT', `unknown output ${quote(name)}; ${model.name} has ${available.join(', ')}`);
     }
     const stateDims = [batch.batch, ...resolveDims(m.state.shape, batch.length)];
-    checkOutputSize(model, wanted, batch.batch, batch.length, state.config.maxOutputElements, returnState ? [{ name: STATE_TENSOR, dims: stateDims }] : []);
+    checkOutputSize(model, wanted, batch.batch, batch.length, state.config.maxOutputElements, [...(returnState ? [{ name: STATE_TENSOR, dims: stateDims }] : []), ...traceOutput(control.solver.trace, batch.batch, control.solver.maxIter)]);
     const solve = (progress?: ProgressSink) => runSequenced(req, model, { ...batch, outputs: wanted, solver: control.solver, deadline: control.deadline, z0, returnState }, sequenceFlags(req.body), progress);
     const answer = async (progress?: ProgressSink) => {
       const result = await solve(progress);

@@ -1,10 +1,10 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { DeqError, quote } from '../../errors.js';
 import { stateInput, STATE_TENSOR, tensorInputs, V2_DATATYPE } from '../../pipelines/tensor.js';
-import { modelInputs, modelOutputs, type TensorSpec } from '../../runtime/index.js';
+import { modelInputs, modelOutputs, resolveDims, type TensorSpec } from '../../runtime/index.js';
 import { findModel, type ServedModel } from '../models.js';
 import { jsonTensorStream } from '../json-stream.js';
-import { checkOutputSize } from '../output-cap.js';
+import { checkOutputSize, traceOutput } from '../output-cap.js';
 import { runSequenced, SEQUENCE_PARAMS_SCHEMA, sequenceFlags, solverSummary, SOLVER_SUMMARY_SCHEMA } from '../solve.js';
 import { requestControl, solverParamsSchema, type WireSolverOptions } from '../solver-options.js';
 import type { ServerConfig } from '../config.js';
@@ -178,7 +178,7 @@ export const v2Routes: FastifyPluginAsync<{ state: ServerState }> = async (app, 
     const wanted = named?.filter((n) => n !== STATE_TENSOR) ?? Object.values(m.manifest.outputs);
     for (const name of wanted) if (!headNames.includes(name)) throw invalid(`unknown output ${quote(name)}; ${m.name} has ${headNames.join(', ')}, ${STATE_TENSOR}`);
     if (wanted.length === 0) throw invalid(`ask for at least one model output besides ${STATE_TENSOR} (${m.name} has ${headNames.join(', ')})`);
-    checkOutputSize(m, wanted, batch, length, state.config.maxOutputElements);
+    checkOutputSize(m, wanted, batch, length, state.config.maxOutputElements, [...(returnState ? [{ name: STATE_TENSOR, dims: [batch, ...resolveDims(m.manifest.state.shape, length)] }] : []), ...traceOutput(control.solver.trace, batch, control.solver.maxIter)]);
 
     const result = await runSequenced(req, m, {
       inputs, batch, length, outputs: wanted,
