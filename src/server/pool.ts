@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { DeqError } from '../errors.js';
 import type { SolverKernel } from '../solver/index.js';
+import { DEFAULT_CONFIG } from './config.js';
 import { pickWorker } from './dispatch.js';
 import type { BatchingConfig, FromWorker, InferJob, InferReply, IterationEvent, ToWorker, WorkerInit } from './protocol.js';
 
@@ -19,13 +20,13 @@ export interface PoolOptions {
   workers: number;
   providers: readonly string[];
   intraOpThreads: number;
-  /** ONNX Runtime CPU arena and memory patterns (default off: RSS returns after a large request). */
-  cpuMemArena?: boolean;
-  memPattern?: boolean;
+  /** ONNX Runtime CPU arena and memory patterns: the settings of the same names (defaults from DEFAULT_CONFIG). */
+  ortMemArena?: boolean;
+  ortMemPattern?: boolean;
   /** Solver kernel every worker's models use; `auto` (the default): each model's own (DeqModel.solverKernel). */
   solverKernel?: SolverKernel | 'auto';
-  /** Largest batch × sequence length per native run (default: no slicing). */
-  maxRows?: number;
+  /** Largest batch × sequence length per native run: --max-rows-per-run (default from DEFAULT_CONFIG). Not batching.maxRows, the rows of a batched cell run. */
+  maxRowsPerRun?: number;
   /** Requests allowed to wait per model; one more is refused with DEQ_ERR_QUEUE_FULL. */
   queueSize: number;
   /**
@@ -343,10 +344,10 @@ export class WorkerPool {
       providers: [...this.#opts.providers],
       intraOpThreads: this.#opts.intraOpThreads,
       batching: this.#opts.batching ?? { mode: 'off', maxRows: 1, maxQueueDelayMs: 0, requestShare: 1 },
-      cpuMemArena: this.#opts.cpuMemArena ?? false,
-      memPattern: this.#opts.memPattern ?? false,
+      ortMemArena: this.#opts.ortMemArena ?? DEFAULT_CONFIG.ortMemArena,
+      ortMemPattern: this.#opts.ortMemPattern ?? DEFAULT_CONFIG.ortMemPattern,
       solverKernel: this.#opts.solverKernel ?? 'auto',
-      maxRows: this.#opts.maxRows ?? Number.MAX_SAFE_INTEGER,
+      maxRowsPerRun: this.#opts.maxRowsPerRun ?? DEFAULT_CONFIG.maxRowsPerRun,
     };
     const worker = new Worker(WORKER_URL, { workerData: init, name: 'deq-solver' });
     const slot: Slot = { index: this.#nextIndex++, worker, ready: false, inflight: new Map(), rows: 0, cost: 0 };

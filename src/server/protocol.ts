@@ -19,11 +19,12 @@ export interface WorkerInit {
   providers: string[];
   intraOpThreads: number;
   batching: BatchingConfig;
-  cpuMemArena: boolean;
-  memPattern: boolean;
+  /** ONNX Runtime's CPU arena and memory patterns (--ort-mem-arena, --ort-mem-pattern). */
+  ortMemArena: boolean;
+  ortMemPattern: boolean;
   solverKernel: string;
-  /** Largest batch × sequence length one native run sees; bigger jobs run in slices. */
-  maxRows: number;
+  /** Largest batch × sequence length one native run sees (--max-rows-per-run); bigger jobs run in slices. */
+  maxRowsPerRun: number;
 }
 
 /** The solver settings a request runs with, resolved on the HTTP thread; the rest (history…) comes from the manifest. */

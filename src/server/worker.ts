@@ -62,9 +62,9 @@ function sliceJob(job: InferJob, b0: number, b1: number): InferJob {
   return { ...job, batch: b1 - b0, input: job.input && part(job.input), inputs: each(job.inputs), headInputs: each(job.headInputs), z0: job.z0 && (part(job.z0) as Float32Array) };
 }
 
-/** Samples per slice: batch × length stays within `maxRows`. */
+/** Samples per slice: batch × length stays within `maxRowsPerRun`. */
 function slicePer(job: InferJob): number {
-  return Math.max(1, Math.floor(init.maxRows / (job.length ?? 1)));
+  return Math.max(1, Math.floor(init.maxRowsPerRun / (job.length ?? 1)));
 }
 
 
@@ -89,7 +89,7 @@ function progress(id: number | undefined, job: InferJob): ((offset: number) => I
   };
 }
 
-/** Runs a job, in slices of samples when batch × length is over `maxRows`. `id`: the pool's, for progress messages. */
+/** Runs a job, in slices of samples when batch × length is over `maxRowsPerRun`. `id`: the pool's, for progress messages. */
 async function run(name: string, job: InferJob, id?: number): Promise<Reply> {
   const per = slicePer(job);
   const hook = progress(id, job);
@@ -263,8 +263,8 @@ async function start(): Promise<void> {
         providers: init.providers as ExecutionProvider[],
         intraOpThreads: init.intraOpThreads,
         interOpThreads: 1,
-        cpuMemArena: init.cpuMemArena,
-        memPattern: init.memPattern,
+        cpuMemArena: init.ortMemArena,
+        memPattern: init.ortMemPattern,
       });
       // `auto` keeps the model's own kernel (its manifest's solver.precision).
       if (init.solverKernel !== 'auto') model.solverKernel = init.solverKernel as SolverKernel;
