@@ -129,6 +129,8 @@ export class WorkerPool {
    * tests that order themselves by events, not sleeps; free when nobody listens.
    */
   readonly events = new EventEmitter();
+  /** 'idle' when a worker's last request leaves it, or a worker exits: what settle and close wait on. */
+  readonly #idleEvents = new EventEmitter();
   /** Provider and warm-up time per model, from the first worker to load. */
   modelInfo: Map<string, { provider: string; fallbacks: string[]; solverKernel: string; warmupMs: number }> = new Map();
 
@@ -288,13 +290,8 @@ export class WorkerPool {
    * Exiting the process while a worker is in a native ONNX Runtime call aborts
    * it (exit 134, "terminate called after throwing Napi::Error"), so every exit waits here.
    */
-  async settle(timeoutMs: number): Promise<boolean> {
-    const until = Date.now() + timeoutMs;
-    while ([...this.#live].some((s) => s.inflight.size > 0)) {
-      if (Date.now() >= until) return false;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    return true;
+  settle(timeoutMs: number): Promise<boolean> {
+    return this.#when(() => ![...this.#live].some((s) => s.inflight.size > 0), timeoutMs);
   }
 
   /**
@@ -321,11 +318,24 @@ export class WorkerPool {
     return busy.length;
   }
 
-  #idle(slot: Slot, timeoutMs: number): Promise<void> {
-    const until = Date.now() + timeoutMs;
-    return new Promise<void>((resolve) => {
-      const check = () => (slot.inflight.size === 0 || Date.now() >= until ? resolve() : setTimeout(check, 10).unref());
-      check();
+  async #idle(slot: Slot, timeoutMs: number): Promise<void> {
+    await this.#when(() => slot.inflight.size === 0, timeoutMs);
+  }
+
+  // Resolves true once `cond` holds, checked each time a worker becomes idle or exits (no
+  // polling), or false after `timeoutMs`.
+  #when(cond: () => boolean, timeoutMs: number): Promise<boolean> {
+    if (cond()) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.#idleEvents.off('idle', check);
+        resolve(ok);
+      };
+      const check = () => { if (cond()) done(true); };
+      const timer = setTimeout(() => done(cond()), timeoutMs);
+      timer.unref();
+      this.#idleEvents.on('idle', check);
     });
   }
 
@@ -398,6 +408,7 @@ export class WorkerPool {
 
   #onExit(slot: Slot, code: number): void {
     this.#live.delete(slot);
+    setImmediate(() => this.#idleEvents.emit('idle'));
     const i = this.#slots.indexOf(slot);
     if (i !== -1) this.#slots.splice(i, 1);
     // Only the requests on this worker fail; the queue goes to the replacement. Batching off,
@@ -491,6 +502,9 @@ export class WorkerPool {
     slot.rows -= p.job.batch;
     slot.cost -= p.cost;
     this.#modelCost.set(p.model, this.#modelCost.get(p.model)! - p.cost);
+    // After the turn in which its answer goes out (an exit waits on 'idle': the 503 to a request
+    // a shutdown stopped must be written first).
+    if (slot.inflight.size === 0) setImmediate(() => this.#idleEvents.emit('idle'));
   }
 
   #finish(p: Pending): void {
