@@ -15,8 +15,8 @@ export type { FixedPointFn, ResolvedSolverOptions, SolveResult, SolverKernel, So
 export { checkParity, DeqModel, EXECUTION_PROVIDERS, loadBundle, modelInputs, modelOutputs, resolveDims } from './runtime/index.js';
 export type { Bundle, ExecutionProvider, InferRequest, InferResult, InferTiming, IterationHook, Manifest, ModelOptions, ParityCaseReport, ParityReport, SessionConfig, Task, TensorSpec, TensorValue } from './runtime/index.js';
 // Pipelines: one per task, from raw input to answer.
-export { ImageClassificationPipeline, ImageClassifier, softmax, TensorPipeline, TextScorer, TextScoringPipeline, topK } from './pipelines/index.js';
-export type { Classification, ClassifyOptions, LabelScore, PredictOptions, ScoreOptions, TextScore, TokenScore } from './pipelines/index.js';
+export { ImageClassificationPipeline, ImageClassifier, softmax, TASKS, TensorPipeline, TextScorer, TextScoringPipeline, topK } from './pipelines/index.js';
+export type { Classification, ClassifyOptions, LabelScore, PredictOptions, ScoreOptions, TaskInfo, TextScore, TokenScore } from './pipelines/index.js';
 export { validateText } from './preprocess/text.js';
 export { DeqError, ERROR_CATALOGUE, isDeqError } from './errors.js';
 export type { ErrorCode } from './errors.js';
