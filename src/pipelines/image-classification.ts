@@ -2,6 +2,7 @@ import { DeqError } from '../errors.js';
 import { imageToTensor, type ImageLimits } from '../preprocess/image.js';
 import { DeqModel, type InferRequest, type ImagePreprocess, type Manifest, type SessionConfig } from '../runtime/index.js';
 import type { SolverOptions } from '../solver/index.js';
+import { taskRoute } from './tasks.js';
 
 // Image classification, one home: decode + normalize per the manifest, the model's
 // logits, then softmax, top-k and labels. The /classify route and the library both come here.
@@ -51,9 +52,10 @@ export class ImageClassifier {
   /** The head output holding the logits. */
   readonly logitsOutput: string;
 
-  constructor(manifest: Manifest) {
+  /** `name`: the served name, when a server asks (its wrong-task error names the route to use). */
+  constructor(manifest: Manifest, name?: string) {
     if (manifest.task !== 'image-classification' || !manifest.preprocess || !manifest.labels) {
-      throw new DeqError('DEQ_ERR_WRONG_TASK', `${manifest.name} is a ${manifest.task} model, not an image classifier`);
+      throw new DeqError('DEQ_ERR_WRONG_TASK', `${name ?? manifest.name} is a ${manifest.task} model, not an image classifier${name ? `; use ${taskRoute(name, manifest)}` : ''}`);
     }
     const logits = manifest.outputs.logits;
     if (!logits) throw new DeqError('DEQ_ERR_BUNDLE_INVALID', `${manifest.name}: an image classifier needs manifest.outputs.logits`);
@@ -66,6 +68,15 @@ export class ImageClassifier {
   /** Decodes an untrusted image into the model input (1 × C × H × W). */
   preprocess(bytes: Uint8Array, limits: ImageLimits): Promise<Float32Array> {
     return imageToTensor(bytes, this.preprocessSpec, limits);
+  }
+
+  /**
+   * The whole task on a decoded input: `run` solves it (an in-process model, or the server's
+   * worker pool with its deadlines and cancellation), then the logits become labels.
+   */
+  async classify<R extends { outputs: Record<string, { data: unknown }> }>(input: Float32Array, run: (req: InferRequest) => Promise<R>, k: number): Promise<{ classification: Classification; result: R }> {
+    const result = await run({ input, batch: 1, outputs: [this.logitsOutput] });
+    return { classification: this.postprocess(result.outputs[this.logitsOutput].data as Float32Array, k), result };
   }
 
   /** Logits → probabilities → the top-k labels. */
@@ -105,10 +116,8 @@ export class ImageClassificationPipeline {
   /** Classifies one encoded image (PNG, JPEG, …). */
   async classify(bytes: Uint8Array, opts: ClassifyOptions = {}) {
     const input = await this.classifier.preprocess(bytes, opts.limits ?? { maxPixels: 4096 * 4096 });
-    const req: InferRequest = { input, batch: 1, outputs: [this.classifier.logitsOutput], solver: opts.solver };
-    const result = await this.model.infer(req);
-    const logits = result.outputs[this.classifier.logitsOutput].data as Float32Array;
-    return { ...this.classifier.postprocess(logits, opts.topK ?? 5), solver: result.solver, options: result.options, timing: result.timing };
+    const { classification, result } = await this.classifier.classify(input, (req) => this.model.infer({ ...req, solver: opts.solver }), opts.topK ?? 5);
+    return { ...classification, solver: result.solver, options: result.options, timing: result.timing };
   }
 
   async release(): Promise<void> {

@@ -14,3 +14,5 @@ export { Scheduler, SCHEDULER_DEFAULTS } from './scheduler.js';
 export type { BatchingMode, ScheduledRequest, ScheduledResult, SchedulerHooks, SchedulerOptions } from './scheduler.js';
 export type { Prepared } from './deq-model.js';
 export { TurnGate } from './turn-gate.js';
+export { SerialExecutor, SerialLane } from './executor.js';
+export type { Executor, ExecutorRequest, ExecutorResult } from './executor.js';

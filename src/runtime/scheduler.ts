@@ -1,4 +1,5 @@
 import { DeqError } from '../errors.js';
+import type { Executor } from './executor.js';
 import { SolveSession, SolverWorkspace, type ResolvedSolverOptions, type SolveResult } from '../solver/index.js';
 import type { CellBatch, CellPadding } from './cell-batch.js';
 import type { IterateLabeler } from './iterate-labels.js';
@@ -110,7 +111,7 @@ interface Group {
  * manifest declares `state.pad`, the state shape is taken at the padded length
  * (DeqModel.cellPadding), so language-model windows of different lengths share.
  */
-export class Scheduler {
+export class Scheduler implements Executor {
   readonly model: DeqModel;
   readonly options: Readonly<SchedulerOptions>;
   readonly #hooks: SchedulerHooks;

@@ -7,6 +7,7 @@ import { ConnectionGuard } from './connections.js';
 import { parseJsonBody } from './json-body.js';
 import { authPlugin } from './plugins/auth.js';
 import { BodyBudget, bodyGuardPlugin, edgePlugin, originForm } from './plugins/edge.js';
+import { clientGonePlugin } from './plugins/client-gone.js';
 import { clientErrorHandler, errorsPlugin, expectationFailed, frameworkErrors } from './plugins/errors.js';
 import { metricsPlugin } from './plugins/metrics.js';
 import { registerOpenApi, serveOpenApi } from './openapi.js';
@@ -72,6 +73,7 @@ export async function buildApp(state: ServerState, opts: AppOptions = {}): Promi
     reply.header('x-content-type-options', 'nosniff');
   });
   await app.register(errorsPlugin);
+  await app.register(clientGonePlugin);
   await app.register(requestLogPlugin, { state });
   await app.register(edgePlugin, { config });
   await app.register(authPlugin, { apiKeys: config.apiKeys, openHealth: config.openHealth });

@@ -33,6 +33,10 @@ export interface ServerConfig {
   maxTexts: number;
   maxBatch: number;
   maxOutputElements: number;
+  /** Most cost (batch × max_iter × state size) one request may have; 0: no limit but the others (server/admission.ts). */
+  maxRequestCost: number;
+  /** Cost a model's requests together may have on the workers at once; 0: from the model (admission.ts modelBudget). */
+  modelCostBudget: number;
   maxScoreWindows: number;
   scoreBatch: number;
   maxRowsPerRun: number;
@@ -131,6 +135,8 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   maxTexts: 32,
   maxBatch: 64,
   maxOutputElements: 1 << 20,
+  maxRequestCost: 0,
+  modelCostBudget: 0,
   maxScoreWindows: 512,
   scoreBatch: 2,
   maxRowsPerRun: 128,
@@ -197,6 +203,8 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   { key: 'maxTexts', flag: '--max-texts', env: 'DEQ_MAX_TEXTS', kind: 'int', help: 'most texts in one /score request' },
   { key: 'maxBatch', flag: '--max-batch', env: 'DEQ_MAX_BATCH', kind: 'int', help: 'largest batch dimension in one v2 infer request' },
   { key: 'maxOutputElements', flag: '--max-output-elements', env: 'DEQ_MAX_OUTPUT_ELEMENTS', kind: 'int', help: 'most tensor elements one v2 response may hold (checked before solving: 413 DEQ_ERR_OUTPUT_TOO_LARGE)' },
+  { key: 'maxRequestCost', flag: '--max-request-cost', env: 'DEQ_MAX_REQUEST_COST', kind: 'int', help: 'most cost one request may have, in state-value iterations (batch × max_iter × state size per sample): 413 DEQ_ERR_TOO_COSTLY (0 = no limit beyond --max-batch and --max-iter-cap)' },
+  { key: 'modelCostBudget', flag: '--model-cost-budget', env: 'DEQ_MODEL_COST_BUDGET', kind: 'int', help: 'cost one model\'s requests together may have on the workers at once while other models are served; past it they wait, leaving workers to the other models (0 = workers × max-batch × the model\'s own max_iter × its state size)' },
   { key: 'maxScoreWindows', flag: '--max-score-windows', env: 'DEQ_MAX_SCORE_WINDOWS', kind: 'int', help: 'most context windows one /score request may cost, over all its texts (413 DEQ_ERR_TOO_COSTLY)' },
   { key: 'batching', flag: '--batching', env: 'DEQ_BATCHING', kind: 'string', help: '"on": requests join running solves at iteration boundaries and leave when they stop (continuous batching); "static": a batch is formed once and answered when its slowest member stops; "off": one request per worker at a time' },
   { key: 'batchRows', flag: '--batch-rows', env: 'DEQ_BATCH_ROWS', kind: 'int', help: 'most samples in one cell run when batching' },
@@ -258,6 +266,8 @@ const CONFIG_SCHEMA = {
     maxTexts: positiveInt,
     maxBatch: positiveInt,
     maxOutputElements: positiveInt,
+    maxRequestCost: { type: 'integer', minimum: 0 },
+    modelCostBudget: { type: 'integer', minimum: 0 },
     maxScoreWindows: positiveInt,
     scoreBatch: { type: 'integer', minimum: 1, maximum: 4096 },
     batching: { enum: ['on', 'static', 'off'] },

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { DeqError } from '../errors.js';
+import { modelBudget } from './admission.js';
 import { buildApp, type AppOptions } from './app.js';
 import { describeConfig, type ServerConfig } from './config.js';
 import { startGrpc, type GrpcServer } from './grpc/service.js';
@@ -51,12 +52,13 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
     workers: config.workers,
     providers: config.providers,
     intraOpThreads: config.intraOpThreads,
-    cpuMemArena: config.ortMemArena,
-    memPattern: config.ortMemPattern,
+    ortMemArena: config.ortMemArena,
+    ortMemPattern: config.ortMemPattern,
     solverKernel: config.solverKernel,
-    maxRows: config.maxRowsPerRun,
+    maxRowsPerRun: config.maxRowsPerRun,
     queueSize: config.queueSize,
     retryAfterS: config.retryAfterS,
+    modelBudgets: Object.fromEntries([...models.values()].map((m) => [m.name, modelBudget(m.manifest, config.modelCostBudget, config.workers, config.maxBatch)])),
     batching: {
       mode: config.batching === 'on' ? 'continuous' : config.batching,
       maxRows: config.batchRows, maxQueueDelayMs: config.maxQueueDelayMs, requestShare: config.requestShare,

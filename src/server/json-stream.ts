@@ -64,3 +64,65 @@ export function elementCount(dims: readonly number[]): number {
   for (const d of dims) n *= d;
   return n;
 }
+
+/** A tensor written as nested JSON arrays of `shape` (row-major); shape [] is one number. */
+export interface NestedTensor {
+  shape: readonly number[];
+  data: Float32Array | Float64Array | Int32Array | BigInt64Array;
+}
+
+/**
+ * Streams `{...head, outputs: {name: nested array}}` (the /predict answer) in chunks of
+ * NUMBERS_PER_TURN values, yielding between them like jsonTensorStream: building the nested
+ * arrays first and serializing them in one piece held the HTTP thread for seconds.
+ */
+export function nestedJsonStream(head: Record<string, unknown>, outputs: Record<string, NestedTensor>): Readable {
+  return Readable.from(nestedChunks(head, outputs), { objectMode: false });
+}
+
+async function* nestedChunks(head: Record<string, unknown>, outputs: Record<string, NestedTensor>): AsyncGenerator<string> {
+  const prefix = JSON.stringify(head);
+  yield `${prefix.slice(0, -1)}${prefix.length > 2 ? ',' : ''}"outputs":{`;
+  let first = true;
+  for (const [name, t] of Object.entries(outputs)) {
+    yield `${first ? '' : ','}${JSON.stringify(name)}:`;
+    first = false;
+    const { shape, data } = t;
+    if (shape.length === 0) {
+      yield number(data[0]);
+      continue;
+    }
+    // strides[d]: values in one entry at depth d (the last dim's is 1).
+    const strides = shape.map((_, d) => shape.slice(d + 1).reduce((a, b) => a * b, 1));
+    const n = elementCount(shape);
+    if (n === 0) {
+      yield nestEmpty(shape);
+      continue;
+    }
+    for (let start = 0; start < n; start += NUMBERS_PER_TURN) {
+      const end = Math.min(n, start + NUMBERS_PER_TURN);
+      let s = '';
+      for (let i = start; i < end; i++) {
+        // Brackets opened before value i and closed after it: one per dim whose block starts/ends here.
+        if (i > 0) s += ',';
+        for (let d = 0; d < shape.length; d++) if (i % (strides[d] * shape[d]) === 0) s += '[';
+        s += number(data[i]);
+        for (let d = shape.length - 1; d >= 0; d--) if ((i + 1) % (strides[d] * shape[d]) === 0) s += ']';
+      }
+      yield s;
+      if (end < n) await new Promise<void>((r) => setImmediate(r));
+    }
+  }
+  yield '}}';
+}
+
+function number(x: number | bigint): string {
+  const v = Number(x);
+  return Number.isFinite(v) ? String(v) : 'null';
+}
+
+/** Nested empty arrays of a shape with a zero dim, as JSON.stringify writes them. */
+function nestEmpty(shape: readonly number[]): string {
+  if (shape.length === 0 || shape[0] === 0) return '[]';
+  return `[${Array.from({ length: shape[0] }, () => nestEmpty(shape.slice(1))).join(',')}]`;
+}

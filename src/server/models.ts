@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { DeqError, quote } from '../errors.js';
 import { loadBundle, solverDefaults, type Manifest } from '../runtime/index.js';
 import type { ResolvedSolverOptions } from '../solver/index.js';
+import { taskRoute as routeOfTask } from '../pipelines/tasks.js';
 import type { ServerConfig } from './config.js';
 
 /** Model names as the bundle format allows them; anything else is never looked up. */
@@ -89,6 +90,5 @@ export function findModel(models: ReadonlyMap<string, ServedModel>, name: string
 
 /** The route that serves a model's task, for wrong-task errors. */
 export function taskRoute(m: ServedModel): string {
-  const route = { 'image-classification': 'classify', 'language-model': 'score', tensor: 'predict' }[m.manifest.task];
-  return `/v1/models/${m.name}/${route} (or /v2/models/${m.name}/infer)`;
+  return routeOfTask(m.name, m.manifest);
 }

@@ -2,6 +2,8 @@ import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { DeqError } from '../errors.js';
 import type { SolverKernel } from '../solver/index.js';
+import { DEFAULT_CONFIG } from './config.js';
+import { pickWorker } from './dispatch.js';
 import type { BatchingConfig, FromWorker, InferJob, InferReply, IterationEvent, ToWorker, WorkerInit } from './protocol.js';
 
 /** Where the compiled worker entry lives: beside this file (dist/server/worker.js). */
@@ -18,13 +20,13 @@ export interface PoolOptions {
   workers: number;
   providers: readonly string[];
   intraOpThreads: number;
-  /** ONNX Runtime CPU arena and memory patterns (default off: RSS returns after a large request). */
-  cpuMemArena?: boolean;
-  memPattern?: boolean;
+  /** ONNX Runtime CPU arena and memory patterns: the settings of the same names (defaults from DEFAULT_CONFIG). */
+  ortMemArena?: boolean;
+  ortMemPattern?: boolean;
   /** Solver kernel every worker's models use; `auto` (the default): each model's own (DeqModel.solverKernel). */
   solverKernel?: SolverKernel | 'auto';
-  /** Largest batch × sequence length per native run (default: no slicing). */
-  maxRows?: number;
+  /** Largest batch × sequence length per native run: --max-rows-per-run (default from DEFAULT_CONFIG). Not batching.maxRows, the rows of a batched cell run. */
+  maxRowsPerRun?: number;
   /** Requests allowed to wait per model; one more is refused with DEQ_ERR_QUEUE_FULL. */
   queueSize: number;
   /**
@@ -34,6 +36,8 @@ export interface PoolOptions {
   batching?: BatchingConfig;
   retryAfterS?: number;
   logger?: PoolLogger;
+  /** Per model, the cost its requests together may have on the workers (admission.ts modelBudget); default: no limit. */
+  modelBudgets?: Record<string, number>;
 }
 
 export interface PoolResult extends InferReply {
@@ -71,6 +75,8 @@ interface Pending {
   dispatchedAt?: number;
   /** Told to stop at its next iteration because the server is shutting down. */
   aborted?: boolean;
+  /** Admission cost (InferJob.cost). */
+  cost: number;
 }
 
 interface Slot {
@@ -81,6 +87,8 @@ interface Slot {
   inflight: Map<number, Pending>;
   /** Their rows (samples), for batching dispatch. */
   rows: number;
+  /** Their admission cost, for dispatch. */
+  cost: number;
 }
 
 const silent: PoolLogger = { info() {}, warn() {}, error() {} };
@@ -107,6 +115,8 @@ export class WorkerPool {
   readonly #live = new Set<Slot>();
   readonly #queues = new Map<string, Pending[]>();
   readonly #running = new Map<string, number>();
+  /** Per model, the cost of its requests on the workers now (fair share: dispatch.ts). */
+  readonly #modelCost = new Map<string, number>();
   #nextId = 1;
   #rr = 0;
   #started = false;
@@ -119,6 +129,8 @@ export class WorkerPool {
    * tests that order themselves by events, not sleeps; free when nobody listens.
    */
   readonly events = new EventEmitter();
+  /** 'idle' when a worker's last request leaves it, or a worker exits: what settle and close wait on. */
+  readonly #idleEvents = new EventEmitter();
   /** Provider and warm-up time per model, from the first worker to load. */
   modelInfo: Map<string, { provider: string; fallbacks: string[]; solverKernel: string; warmupMs: number }> = new Map();
 
@@ -128,6 +140,7 @@ export class WorkerPool {
     for (const m of opts.models) {
       this.#queues.set(m.name, []);
       this.#running.set(m.name, 0);
+      this.#modelCost.set(m.name, 0);
     }
   }
 
@@ -186,7 +199,9 @@ export class WorkerPool {
     const queue = this.#queues.get(model);
     if (!queue) return Promise.reject(new DeqError('DEQ_ERR_MODEL_NOT_FOUND', `no model named ${model}`));
     if (this.#closing) return Promise.reject(new DeqError('DEQ_ERR_SHUTTING_DOWN', 'the server is shutting down'));
-    const slot = this.#slotFor(job);
+    const cost = job.cost ?? job.batch * job.solver.maxIter;
+    // FIFO per model: while its queue holds requests, a new one waits behind them.
+    const slot = queue.length === 0 ? this.#slotFor(model, job.batch, cost) : undefined;
     // A job a busy worker would only hold waits like a queued one, and counts against the queue.
     const waits = !slot || (this.#off && slot.inflight.size > 0);
     if (waits && this.queued(model) >= this.#opts.queueSize) {
@@ -194,7 +209,7 @@ export class WorkerPool {
         { retryAfterS: this.#opts.retryAfterS ?? 1 }));
     }
     return new Promise<PoolResult>((resolve, reject) => {
-      const p: Pending = { id: this.#nextId++, model, job, enqueuedAt: performance.now(), timer: null, resolve, reject, onProgress };
+      const p: Pending = { id: this.#nextId++, model, job, cost, enqueuedAt: performance.now(), timer: null, resolve, reject, onProgress };
       this.#running.set(model, this.#running.get(model)! + 1);
       signal?.addEventListener('abort', () => this.cancel(p.id), { once: true });
       if (waits) this.events.emit('enqueue', model);
@@ -275,13 +290,8 @@ export class WorkerPool {
    * Exiting the process while a worker is in a native ONNX Runtime call aborts
    * it (exit 134, "terminate called after throwing Napi::Error"), so every exit waits here.
    */
-  async settle(timeoutMs: number): Promise<boolean> {
-    const until = Date.now() + timeoutMs;
-    while ([...this.#live].some((s) => s.inflight.size > 0)) {
-      if (Date.now() >= until) return false;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    return true;
+  settle(timeoutMs: number): Promise<boolean> {
+    return this.#when(() => ![...this.#live].some((s) => s.inflight.size > 0), timeoutMs);
   }
 
   /**
@@ -308,30 +318,34 @@ export class WorkerPool {
     return busy.length;
   }
 
-  #idle(slot: Slot, timeoutMs: number): Promise<void> {
-    const until = Date.now() + timeoutMs;
-    return new Promise<void>((resolve) => {
-      const check = () => (slot.inflight.size === 0 || Date.now() >= until ? resolve() : setTimeout(check, 10).unref());
-      check();
+  async #idle(slot: Slot, timeoutMs: number): Promise<void> {
+    await this.#when(() => slot.inflight.size === 0, timeoutMs);
+  }
+
+  // Resolves true once `cond` holds, checked each time a worker becomes idle or exits (no
+  // polling), or false after `timeoutMs`.
+  #when(cond: () => boolean, timeoutMs: number): Promise<boolean> {
+    if (cond()) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.#idleEvents.off('idle', check);
+        resolve(ok);
+      };
+      const check = () => { if (cond()) done(true); };
+      const timer = setTimeout(() => done(cond()), timeoutMs);
+      timer.unref();
+      this.#idleEvents.on('idle', check);
     });
   }
 
-  // The worker a job goes to now, or none (it waits in the queue). Without batching, an idle
-  // worker. With batching, the least loaded worker whose rows leave room for the job's: up to
-  // twice a solve's rows, so a worker always has the next requests at hand to join its solve;
-  // a job bigger than that still goes to an idle worker (its rows then take turns).
-  #slotFor(job: InferJob): Slot | undefined {
+  // The worker a request goes to now, or none (it waits in its queue): dispatch.ts decides.
+  #slotFor(model: string, rows: number, cost: number): Slot | undefined {
     const b = this.#opts.batching;
-    if (!b || b.mode === 'off') {
-      return this.#slots.find((s) => s.ready && s.inflight.size === 0) ?? this.#slots.find((s) => s.ready && s.inflight.size <= OFF_PREFETCH);
-    }
-    let best: Slot | undefined;
-    for (const s of this.#slots) {
-      if (!s.ready) continue;
-      if (s.inflight.size > 0 && s.rows + job.batch > 2 * b.maxRows) continue;
-      if (!best || s.rows < best.rows) best = s;
-    }
-    return best;
+    const i = pickWorker(this.#slots.map((s) => ({ ready: s.ready, jobs: s.inflight.size, rows: s.rows, cost: s.cost })), {
+      rows, cost, modelCost: this.#modelCost.get(model) ?? 0, modelBudget: this.#opts.modelBudgets?.[model] ?? Infinity,
+    }, { batching: !this.#off, prefetch: OFF_PREFETCH, maxRows: b?.maxRows ?? 1, models: this.#queues.size });
+    return i === -1 ? undefined : this.#slots[i];
   }
 
   #spawn(): Promise<void> {
@@ -340,13 +354,13 @@ export class WorkerPool {
       providers: [...this.#opts.providers],
       intraOpThreads: this.#opts.intraOpThreads,
       batching: this.#opts.batching ?? { mode: 'off', maxRows: 1, maxQueueDelayMs: 0, requestShare: 1 },
-      cpuMemArena: this.#opts.cpuMemArena ?? false,
-      memPattern: this.#opts.memPattern ?? false,
+      ortMemArena: this.#opts.ortMemArena ?? DEFAULT_CONFIG.ortMemArena,
+      ortMemPattern: this.#opts.ortMemPattern ?? DEFAULT_CONFIG.ortMemPattern,
       solverKernel: this.#opts.solverKernel ?? 'auto',
-      maxRows: this.#opts.maxRows ?? Number.MAX_SAFE_INTEGER,
+      maxRowsPerRun: this.#opts.maxRowsPerRun ?? DEFAULT_CONFIG.maxRowsPerRun,
     };
     const worker = new Worker(WORKER_URL, { workerData: init, name: 'deq-solver' });
-    const slot: Slot = { index: this.#nextIndex++, worker, ready: false, inflight: new Map(), rows: 0 };
+    const slot: Slot = { index: this.#nextIndex++, worker, ready: false, inflight: new Map(), rows: 0, cost: 0 };
     this.#slots.push(slot);
     this.#live.add(slot);
     return new Promise<void>((resolve, reject) => {
@@ -394,6 +408,7 @@ export class WorkerPool {
 
   #onExit(slot: Slot, code: number): void {
     this.#live.delete(slot);
+    setImmediate(() => this.#idleEvents.emit('idle'));
     const i = this.#slots.indexOf(slot);
     if (i !== -1) this.#slots.splice(i, 1);
     // Only the requests on this worker fail; the queue goes to the replacement. Batching off,
@@ -407,6 +422,7 @@ export class WorkerPool {
         this.#armDeadline(p, queue);
       }
     }
+    for (const p of [...slot.inflight.values()]) this.#leave(slot, p);
     for (const p of lost) {
       this.#finish(p);
       p.reject(this.#closing
@@ -414,7 +430,6 @@ export class WorkerPool {
         : new DeqError('DEQ_ERR_WORKER_FAILED', 'the solver worker stopped while running this request; it is being restarted'));
     }
     slot.inflight.clear();
-    slot.rows = 0;
     if (this.#closing || !this.#started || !slot.ready) return;
     this.logger.warn({ worker: slot.index, exitCode: code }, 'solver worker exited; starting a replacement');
     this.#respawn();
@@ -431,8 +446,7 @@ export class WorkerPool {
   #onReply(slot: Slot, msg: Extract<FromWorker, { type: 'result' | 'error' }>): void {
     const p = slot.inflight.get(msg.id);
     if (!p) return;
-    slot.inflight.delete(msg.id);
-    slot.rows -= p.job.batch;
+    this.#leave(slot, p);
     this.#finish(p);
     if (msg.type === 'result' && p.aborted && msg.reply.solver.stopped) p.reject(new DeqError('DEQ_ERR_SHUTTING_DOWN', 'the server shut down during this solve'));
     else if (msg.type === 'result') p.resolve({ ...msg.reply, queueMs: (p.dispatchedAt ?? p.enqueuedAt) - p.enqueuedAt + (msg.reply.queueMs ?? 0) });
@@ -449,6 +463,8 @@ export class WorkerPool {
     const held = this.#off && slot.inflight.size > 0;
     slot.inflight.set(p.id, p);
     slot.rows += p.job.batch;
+    slot.cost += p.cost;
+    this.#modelCost.set(p.model, this.#modelCost.get(p.model)! + p.cost);
     const { job } = p;
     const transfer: ArrayBuffer[] = [];
     const arrays = held ? [] : [...(job.input ? [job.input] : []), ...Object.values(job.inputs ?? {}), ...Object.values(job.headInputs ?? {}), ...(job.z0 ? [job.z0] : [])];
@@ -458,38 +474,37 @@ export class WorkerPool {
     this.events.emit('dispatch', p.model);
   }
 
+  // Sends queued requests to workers while any can go: models in round-robin order, each
+  // queue's head first, so one model whose head must wait (its budget) does not stop the others.
   #pump(): void {
-    for (;;) {
-      const p = this.#peekNext();
-      if (!p) return;
-      const slot = this.#slotFor(p.job);
-      if (!slot) return;
-      this.#takeNext();
-      this.#send(slot, p);
-    }
-  }
-
-  // The request #takeNext would return, left in its queue.
-  #peekNext(): Pending | undefined {
-    const queues = [...this.#queues.values()];
-    for (let k = 0; k < queues.length; k++) {
-      const q = queues[(this.#rr + k) % queues.length];
-      if (q.length > 0) return q[0];
-    }
-    return undefined;
-  }
-
-  // Round-robin across models so one busy model cannot starve another.
-  #takeNext(): Pending | undefined {
-    const queues = [...this.#queues.values()];
-    for (let k = 0; k < queues.length; k++) {
-      const q = queues[(this.#rr + k) % queues.length];
-      if (q.length > 0) {
-        this.#rr = (this.#rr + k + 1) % queues.length;
-        return q.shift();
+    const names = [...this.#queues.keys()];
+    for (let sent = true; sent;) {
+      sent = false;
+      for (let k = 0; k < names.length; k++) {
+        const at = (this.#rr + k) % names.length;
+        const q = this.#queues.get(names[at])!;
+        const p = q[0];
+        if (!p) continue;
+        const slot = this.#slotFor(p.model, p.job.batch, p.cost);
+        if (!slot) continue;
+        q.shift();
+        this.#rr = (at + 1) % names.length;
+        this.#send(slot, p);
+        sent = true;
+        break;
       }
     }
-    return undefined;
+  }
+
+  // A request leaves its worker: its rows and cost are free again.
+  #leave(slot: Slot, p: Pending): void {
+    if (!slot.inflight.delete(p.id)) return;
+    slot.rows -= p.job.batch;
+    slot.cost -= p.cost;
+    this.#modelCost.set(p.model, this.#modelCost.get(p.model)! - p.cost);
+    // After the turn in which its answer goes out (an exit waits on 'idle': the 503 to a request
+    // a shutdown stopped must be written first).
+    if (slot.inflight.size === 0) setImmediate(() => this.#idleEvents.emit('idle'));
   }
 
   #finish(p: Pending): void {

@@ -19,11 +19,12 @@ export interface WorkerInit {
   providers: string[];
   intraOpThreads: number;
   batching: BatchingConfig;
-  cpuMemArena: boolean;
-  memPattern: boolean;
+  /** ONNX Runtime's CPU arena and memory patterns (--ort-mem-arena, --ort-mem-pattern). */
+  ortMemArena: boolean;
+  ortMemPattern: boolean;
   solverKernel: string;
-  /** Largest batch × sequence length one native run sees; bigger jobs run in slices. */
-  maxRows: number;
+  /** Largest batch × sequence length one native run sees (--max-rows-per-run); bigger jobs run in slices. */
+  maxRowsPerRun: number;
 }
 
 /** The solver settings a request runs with, resolved on the HTTP thread; the rest (history…) comes from the manifest. */
@@ -59,6 +60,8 @@ export interface InferJob {
   returnState?: boolean;
   /** Report every iteration as it happens ('progress' messages): a client watches the solve (server-sent events). */
   stream?: boolean;
+  /** Its admission cost (server/admission.ts requestCost); default batch × max_iter. */
+  cost?: number;
 }
 
 /** One sample's state after one iteration, as a 'progress' message carries it. */

@@ -7,6 +7,7 @@ import type { PoolResult } from './pool.js';
 import type { InferJob, IterationEvent } from './protocol.js';
 import { resolveDims } from '../runtime/index.js';
 import { FixedPointCache } from './response-cache.js';
+import { admitRequest, requestCost } from './admission.js';
 
 /**
  * The `solver` object of a response. Over several rows (a text scored in
@@ -51,6 +52,8 @@ export async function runSolve(req: FastifyRequest, model: ServedModel, job: Inf
   // ("best-effort" still runs them: each stops at once with its best iterate).
   if (deq.config.onDeadline === 'error' && Date.now() >= job.deadline) throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed ${whereTimeWent(req, spent)}, before its next solve was queued`);
   if (onProgress) job.stream = true;
+  job.cost = requestCost(model.manifest, job.batch, job.solver.maxIter, job.length);
+  admitRequest(job.cost, deq.config.maxRequestCost, 'this solve');
   // Traces are per request and large: they are neither served from the cache nor stored.
   // A warm start or a returned state is per client too: not cached.
   const cache = deq.cache?.enabled(model.name) && !job.solver.trace && !job.stream && !job.z0 && !job.returnState ? deq.cache : undefined;
@@ -66,16 +69,10 @@ export async function runSolve(req: FastifyRequest, model: ServedModel, job: Inf
   }
   let result: PoolResult;
   try {
-    // A client that goes away frees its place in the queue, or its solver rows (batching).
-    const gone = new AbortController();
-    const socket = req.raw.socket;
-    const onClose = () => gone.abort();
-    socket?.once('close', onClose);
-    try {
-      result = await deq.pool.submit(model.name, job, gone.signal, onProgress, model);
-    } finally {
-      socket?.off('close', onClose);
-    }
+    // A client that goes away frees its place in the queue, or its solver rows at the next
+    // iteration (plugins/client-gone.ts); one already gone (between /score windows) costs no solve.
+    if (req.gone.aborted) throw new DeqError('DEQ_ERR_CANCELLED', 'the client went away before this solve was queued');
+    result = await deq.pool.submit(model.name, job, req.gone, onProgress, model);
   } catch (err) {
     if (err instanceof DeqError && err.code === 'DEQ_ERR_DEADLINE_EXCEEDED') {
       throw new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed ${whereTimeWent(req, spent)}; ${err.message.replace(/^the deadline passed /, 'the last solve waited ')}`);

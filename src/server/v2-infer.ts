@@ -5,10 +5,10 @@
 import type { FastifyRequest } from 'fastify';
 import { DeqError, quote } from '../errors.js';
 import { stateInput, STATE_TENSOR, tensorInputs, V2_DATATYPE } from '../pipelines/tensor.js';
-import { modelInputs, modelOutputs, type TensorSpec } from '../runtime/index.js';
+import { modelInputs, modelOutputs, resolveDims, type TensorSpec } from '../runtime/index.js';
 import { STOP_REASONS } from '../solver/index.js';
 import type { ServerConfig } from './config.js';
-import { elementCount } from './json-stream.js';
+import { checkOutputSize, traceOutput } from './output-cap.js';
 import { findModel, type ServedModel } from './models.js';
 import type { PoolResult } from './pool.js';
 import { runSequenced, SEQUENCE_PARAMS_SCHEMA, sequenceFlags, solverSummary } from './solve.js';
@@ -136,7 +136,12 @@ export async function inferV2(req: SolveRequest, m: ServedModel, body: V2Request
   const wanted = named?.filter((n) => n !== STATE_TENSOR && !EXTRA_NAMES.has(n)) ?? headNames;
   for (const name of wanted) if (!headNames.includes(name)) throw invalid(`unknown output ${quote(name)}; ${m.name} has ${[...headNames, STATE_TENSOR, ...EXTRA_NAMES].join(', ')}`);
   if (named && new Set(named).size !== named.length) throw invalid('an output is named twice in `outputs`');
-  checkOutputSize(m, wanted, batch, length, config.maxOutputElements, named === undefined);
+  // deq_state and the trace count too: every route's answer is held to the cap (output-cap.ts)
+  const extraDims = [
+    ...(returnState ? [{ name: STATE_TENSOR, dims: [batch, ...resolveDims(m.manifest.state.shape, length)] }] : []),
+    ...traceOutput(control.solver.trace, batch, control.solver.maxIter),
+  ];
+  checkOutputSize(m, wanted, batch, length, config.maxOutputElements, extraDims, named === undefined);
 
   const result = await runSequenced(req, m, {
     inputs, batch, length, outputs: wanted.length > 0 ? wanted : [headNames[0]],
@@ -246,22 +251,6 @@ export function findV2Model(models: ReadonlyMap<string, ServedModel>, name: stri
     throw new DeqError('DEQ_ERR_MODEL_NOT_FOUND', `model ${m.name} has no version ${quote(version)}; it serves version ${quote(have)}`);
   }
   return m;
-}
-
-function checkOutputSize(m: ServedModel, wanted: readonly string[], batch: number, length: number | undefined, cap: number, byDefault: boolean): void {
-  let total = 0;
-  const parts: string[] = [];
-  for (const name of wanted) {
-    const spec = modelOutputs(m.manifest).find((o) => o.name === name)!;
-    const dims = [batch, ...spec.shape.map((d) => (d === -1 ? length ?? 1 : d))];
-    total += elementCount(dims);
-    parts.push(`${name} [${dims.join('×')}]`);
-  }
-  if (total > cap) {
-    const why = byDefault ? 'the request names no outputs, so all are returned, as the protocol says: ' : '';
-    throw new DeqError('DEQ_ERR_OUTPUT_TOO_LARGE',
-      `${why}the outputs hold ${total} values (${parts.join(', ')}), over the ${cap}-value limit (--max-output-elements); name only the outputs you need in the request's \`outputs\` field, or send a smaller batch`);
-  }
 }
 
 function invalid(message: string): DeqError {

@@ -1,27 +1,26 @@
-// Solver worker: owns one DeqModel (three ONNX sessions) per bundle and runs
-// solves off the HTTP thread. NOTE: onnxruntime-node's session.run() blocks the
-// calling thread (microsoft/onnxruntime#19611), hence a thread per worker.
+// Solver worker: owns one DeqModel (three ONNX sessions) per bundle and runs solves off the
+// HTTP thread, each model through its executor (runtime/executor.ts): SerialExecutor with
+// batching off, Scheduler with batching on. One road for every request: slice, submit, answer.
+// NOTE: onnxruntime-node's session.run() blocks the calling thread (microsoft/onnxruntime#19611),
+// hence a thread per worker.
 import { parentPort, workerData } from 'node:worker_threads';
 import { DeqError, isDeqError, type ErrorCode } from '../errors.js';
-import { DeqModel, modelInputs, padLength, Scheduler, TurnGate, type ExecutionProvider, type InferResult, type IterationHook, type Manifest } from '../runtime/index.js';
+import { DeqModel, modelInputs, padLength, Scheduler, SerialExecutor, SerialLane, TurnGate, type Executor, type ExecutionProvider, type ExecutorResult, type Manifest } from '../runtime/index.js';
+import type { IterationHook } from '../runtime/index.js';
 import type { SolverKernel } from '../solver/index.js';
 import type { FromWorker, InferJob, InferReply, IterationEvent, SerializedError, ToWorker, WorkerInit } from './protocol.js';
 
 const port = parentPort!;
 const init = workerData as WorkerInit;
 const models = new Map<string, DeqModel>();
-/** Set by an 'abort' message; checked with the deadline between iterations. */
-let aborted = false;
-/** With batching on: one scheduler per model, and which scheduler request each pool id is. */
-const schedulers = new Map<string, Scheduler>();
+/** Each model's executor. */
+const executors = new Map<string, Executor>();
+/** Batching off: the models of this worker take turns on one lane (one solve at a time). */
+const lane = new SerialLane();
 /** One gate for all of this worker's schedulers: models take turns at cell runs, the one whose rows need the fewest iterations first. */
 const gate = new TurnGate();
-const scheduled = new Map<number, { model: string; ids: number[] }>();
-/** Batching off: jobs run one after another on this chain; those still waiting their turn, with their deadline timers. */
-let offChain: Promise<void> = Promise.resolve();
-/** Batching off: the job running now, and whether its client went away (it stops at the next iteration). */
-let offRunning: { id: number; cancelled: boolean } | null = null;
-const offWaiting = new Map<number, NodeJS.Timeout>();
+/** Pool request id → its executor and the executor's ids of its slices. */
+const submitted = new Map<number, { exec: Executor; ids: number[] }>();
 
 /** Batching statistics since the last report, per model; flushed every STATS_MS. */
 const STATS_MS = 200;
@@ -62,9 +61,9 @@ function sliceJob(job: InferJob, b0: number, b1: number): InferJob {
   return { ...job, batch: b1 - b0, input: job.input && part(job.input), inputs: each(job.inputs), headInputs: each(job.headInputs), z0: job.z0 && (part(job.z0) as Float32Array) };
 }
 
-/** Samples per slice: batch × length stays within `maxRows`. */
+/** Samples per slice: batch × length stays within `maxRowsPerRun`. */
 function slicePer(job: InferJob): number {
-  return Math.max(1, Math.floor(init.maxRows / (job.length ?? 1)));
+  return Math.max(1, Math.floor(init.maxRowsPerRun / (job.length ?? 1)));
 }
 
 
@@ -89,14 +88,33 @@ function progress(id: number | undefined, job: InferJob): ((offset: number) => I
   };
 }
 
-/** Runs a job, in slices of samples when batch × length is over `maxRows`. `id`: the pool's, for progress messages. */
-async function run(name: string, job: InferJob, id?: number): Promise<Reply> {
+/**
+ * Runs a job through `exec`, in slices of samples when batch × length is over `maxRowsPerRun`
+ * (every slice submitted at once: a scheduler solves them together, a serial lane in order).
+ * `onIds`: the executor's ids of the slices, for cancellation.
+ */
+function runJob(exec: Executor, job: InferJob, hook?: (offset: number) => IterationHook, onIds?: (ids: number[]) => void): Promise<Reply> {
   const per = slicePer(job);
-  const hook = progress(id, job);
-  if (job.batch <= per) return runWhole(name, job, hook?.(0));
-  const parts: Reply[] = [];
-  for (let b0 = 0; b0 < job.batch; b0 += per) parts.push(await runWhole(name, sliceJob(job, b0, Math.min(job.batch, b0 + per)), hook?.(b0)));
-  return joinReplies(parts, job.batch);
+  const ids: number[] = [];
+  const parts: Promise<Reply>[] = [];
+  for (let b0 = 0; b0 < job.batch; b0 += per) {
+    const slice = job.batch <= per ? job : sliceJob(job, b0, Math.min(job.batch, b0 + per));
+    const { id, result } = exec.submit({
+      input: slice.input, inputs: slice.inputs, batch: slice.batch, length: slice.length, headInputs: slice.headInputs,
+      outputs: slice.outputs, solver: slice.solver, deadline: slice.deadline, onIteration: hook?.(b0),
+      z0: slice.z0, returnState: slice.returnState,
+    });
+    ids.push(id);
+    parts.push(result.then(reply));
+  }
+  onIds?.(ids);
+  return Promise.all(parts).then(
+    (replies) => (replies.length === 1 ? replies[0] : { ...joinReplies(replies, job.batch), queueMs: Math.min(...replies.map((r) => r.queueMs ?? 0)) }),
+    (err: unknown) => {
+      for (const id of ids) exec.cancel(id); // one slice failed: the others' rows are freed too
+      throw err;
+    },
+  );
 }
 
 function concat<T extends Float32Array | Float64Array | Int32Array | Uint8Array | BigInt64Array>(list: T[]): T {
@@ -140,27 +158,7 @@ function joinReplies(parts: Reply[], batch: number): Reply {
   };
 }
 
-async function runWhole(name: string, job: InferJob, onIteration?: IterationHook) {
-  const model = models.get(name);
-  if (!model) throw new DeqError('DEQ_ERR_MODEL_NOT_FOUND', `model ${name} is not loaded in this worker`);
-  const { deadline } = job;
-  const result = await model.infer({
-    input: job.input,
-    inputs: job.inputs,
-    batch: job.batch,
-    length: job.length,
-    headInputs: job.headInputs,
-    outputs: job.outputs,
-    z0: job.z0,
-    returnState: job.returnState,
-    onIteration,
-    // Checked between solver iterations: a native run cannot be interrupted.
-    solver: { ...job.solver, shouldStop: () => aborted || Date.now() >= deadline || offRunning?.cancelled === true },
-  });
-  return reply(result);
-}
-
-function reply(result: InferResult, queueMs?: number): InferReply {
+function reply(result: ExecutorResult): InferReply {
   const { iterations, residual, converged, diverged, end, calls, stopped, trace, traceLabels } = result.solver;
   const o = result.options;
   // Rows a deadline stopped before they were admitted have no trace: an empty one.
@@ -175,42 +173,21 @@ function reply(result: InferResult, queueMs?: number): InferReply {
     },
     options: { method: o.method, tol: o.tol, stopMode: o.stopMode, maxIter: o.maxIter, patience: o.patience, predictionTol: o.predictionTol, predictionMargin: o.predictionMargin },
     timing: result.timing,
-    ...(queueMs === undefined ? {} : { queueMs }),
+    queueMs: result.queueMs,
   };
 }
 
-/**
- * Batching on: the request joins its model's scheduler (in slices of at most `maxRows`
- * rows, like `run`); the answer is posted when its last row stops.
- */
-function schedule(id: number, name: string, job: InferJob): void {
-  const sched = schedulers.get(name);
-  if (!sched) {
+/** A request from the pool: its slices go to its model's executor; the answer is posted when the last one ends. */
+function execute(id: number, name: string, job: InferJob): void {
+  const exec = executors.get(name);
+  if (!exec) {
     post({ type: 'error', id, error: serialize(new DeqError('DEQ_ERR_MODEL_NOT_FOUND', `model ${name} is not loaded in this worker`)) });
     return;
   }
-  const per = slicePer(job);
-  const hook = progress(id, job);
-  const ids: number[] = [];
-  const parts: Promise<Reply>[] = [];
-  for (let b0 = 0; b0 < job.batch; b0 += per) {
-    const slice = job.batch <= per ? job : sliceJob(job, b0, Math.min(job.batch, b0 + per));
-    const { id: sid, result } = sched.submit({
-      input: slice.input, inputs: slice.inputs, batch: slice.batch, length: slice.length, headInputs: slice.headInputs,
-      outputs: slice.outputs, solver: slice.solver, deadline: slice.deadline, onIteration: hook?.(b0),
-      z0: slice.z0, returnState: slice.returnState,
-    });
-    ids.push(sid);
-    parts.push(result.then((r) => reply(r, r.queueMs)));
-  }
-  scheduled.set(id, { model: name, ids });
-  Promise.all(parts).then(
-    (replies) => post({ type: 'result', id, reply: replies.length === 1 ? replies[0] : { ...joinReplies(replies, job.batch), queueMs: Math.min(...replies.map((r) => r.queueMs ?? 0)) } }),
-    (err: unknown) => {
-      for (const sid of ids) sched.cancel(sid); // one slice failed: the others' rows are freed too
-      post({ type: 'error', id, error: serialize(err) });
-    },
-  ).finally(() => scheduled.delete(id));
+  runJob(exec, job, progress(id, job), (ids) => submitted.set(id, { exec, ids })).then(
+    (r) => post({ type: 'result', id, reply: r }),
+    (err: unknown) => post({ type: 'error', id, error: serialize(err) }),
+  ).finally(() => submitted.delete(id));
 }
 
 /**
@@ -263,14 +240,16 @@ async function start(): Promise<void> {
         providers: init.providers as ExecutionProvider[],
         intraOpThreads: init.intraOpThreads,
         interOpThreads: 1,
-        cpuMemArena: init.cpuMemArena,
-        memPattern: init.memPattern,
+        cpuMemArena: init.ortMemArena,
+        memPattern: init.ortMemPattern,
       });
       // `auto` keeps the model's own kernel (its manifest's solver.precision).
       if (init.solverKernel !== 'auto') model.solverKernel = init.solverKernel as SolverKernel;
       models.set(name, model);
+      // Warm-up runs on a lane of its own, before the model serves anything.
+      const warm = new SerialExecutor(model);
       const t0 = performance.now();
-      await run(name, warmupJob(model.manifest));
+      await runJob(warm, warmupJob(model.manifest));
       loaded.push({ name, provider: model.provider, fallbacks: [...model.providerFallbacks], solverKernel: model.solverKernel, warmupMs: performance.now() - t0 });
       const b = init.batching;
       if (b.mode !== 'off') {
@@ -278,10 +257,10 @@ async function start(): Promise<void> {
         // (one cell run each), not on the first requests (a language model at its full context).
         for (let rows = 2; rows <= b.maxRows; rows++) {
           const job = warmupJob(model.manifest, rows, model.manifest.tokenizer?.context);
-          await run(name, { ...job, solver: { ...job.solver, maxIter: 1 } });
+          await runJob(warm, { ...job, solver: { ...job.solver, maxIter: 1 } });
         }
         await warmPaddedCell(model, b.maxRows);
-        schedulers.set(name, new Scheduler(model, { mode: b.mode, maxRows: b.maxRows, maxQueueDelayMs: b.maxQueueDelayMs, requestShare: b.requestShare, gate }, {
+        executors.set(name, new Scheduler(model, { mode: b.mode, maxRows: b.maxRows, maxQueueDelayMs: b.maxQueueDelayMs, requestShare: b.requestShare, gate }, {
           onRun: (rows, positions, padPositions) => {
             const s = statsOf(name);
             s.rows.push(rows);
@@ -290,6 +269,8 @@ async function start(): Promise<void> {
           },
           onSolveEnd: (joins, leaves) => { const s = statsOf(name); s.joins.push(joins); s.leaves.push(leaves); },
         }));
+      } else {
+        executors.set(name, new SerialExecutor(model, lane));
       }
     }
   } catch (err) {
@@ -302,43 +283,12 @@ async function start(): Promise<void> {
 
 port.on('message', (msg: ToWorker) => {
   if (msg.type === 'infer') {
-    aborted = false;
-    if (init.batching.mode !== 'off') {
-      schedule(msg.id, msg.model, msg.job);
-      return;
-    }
-    // One job at a time, in arrival order: the pool may send the next before this one ends.
-    // Until its turn comes, a job still fails at its deadline, or is cancelled, at once.
-    const { id, model, job } = msg;
-    offWaiting.set(id, setTimeout(() => {
-      if (offWaiting.delete(id)) post({ type: 'error', id, error: { code: 'DEQ_ERR_DEADLINE_EXCEEDED', message: 'the deadline passed while the request waited for the solve before it' } });
-    }, Math.max(0, job.deadline - Date.now())));
-    offChain = offChain.then(() => {
-      const timer = offWaiting.get(id);
-      if (timer === undefined) return; // already answered: expired or cancelled
-      offWaiting.delete(id);
-      clearTimeout(timer);
-      const running = (offRunning = { id, cancelled: false });
-      return run(model, job, id).then(
-        (reply) => post(running.cancelled
-          ? { type: 'error', id, error: { code: 'DEQ_ERR_CANCELLED', message: 'the client went away during the solve' } }
-          : { type: 'result', id, reply }),
-        (err: unknown) => post({ type: 'error', id, error: serialize(err) }),
-      ).finally(() => { offRunning = null; });
-    });
+    execute(msg.id, msg.model, msg.job);
   } else if (msg.type === 'abort') {
-    aborted = true;
-    for (const s of schedulers.values()) s.abortAll();
+    for (const e of executors.values()) e.abortAll();
   } else if (msg.type === 'cancel') {
-    if (offRunning?.id === msg.id) offRunning.cancelled = true;
-    const waiting = offWaiting.get(msg.id);
-    if (waiting !== undefined) {
-      offWaiting.delete(msg.id);
-      clearTimeout(waiting);
-      post({ type: 'error', id: msg.id, error: { code: 'DEQ_ERR_CANCELLED', message: 'the client went away while the request was queued' } });
-    }
-    const at = scheduled.get(msg.id);
-    if (at) for (const sid of at.ids) schedulers.get(at.model)?.cancel(sid);
+    const at = submitted.get(msg.id);
+    if (at) for (const id of at.ids) at.exec.cancel(id);
   } else if (msg.type === 'crash') {
     // NOTE: Worker.terminate() during a native ORT run aborts the whole process
     // (Napi::Error in a dying env), so a crash is simulated from JS instead.

@@ -148,11 +148,11 @@ function isClientErrorLogged(err: unknown): boolean {
 
 /**
  * What runSolve reads of a request, for a gRPC call: the app (state, metrics), the log fields,
- * the start time, and a `socket` that emits 'close' when the client cancels, as an HTTP
- * client's socket does when it goes away.
+ * the start time, and `gone`, aborted when the client cancels, as plugins/client-gone.ts aborts
+ * it for an HTTP client that goes away.
  */
 function solveRequest(app: FastifyInstance, call: grpc.ServerUnaryCall<unknown, unknown>): SolveRequest {
-  const socket = new EventEmitter();
-  call.once('cancelled', () => socket.emit('close'));
-  return { server: app, raw: { socket }, startedAt: performance.now(), logFields: {} } as unknown as SolveRequest;
+  const gone = new AbortController();
+  call.once('cancelled', () => gone.abort());
+  return { server: app, raw: {}, gone: gone.signal, startedAt: performance.now(), logFields: {} } as unknown as SolveRequest;
 }

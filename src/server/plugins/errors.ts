@@ -153,7 +153,8 @@ export function expectationFailed(req: IncomingMessage, res: ServerResponse): vo
 /** One error handler and one 404 handler for the whole server. No stack trace leaves the process. */
 export const errorsPlugin = global('deq-errors', async (app) => {
   app.setErrorHandler((err, req, reply) => {
-    const e = toClientError(err);
+    // A client gone mid-request (a stream cut short included) is ordinary client behaviour.
+    const e: ClientError = req.gone?.aborted ? { status: 499, code: 'DEQ_ERR_CANCELLED', message: 'the client went away' } : toClientError(err);
     // Expected 503/504s are in the request line; a 500 gets the full error, server-side only.
     if (e.status === 500) req.log.error({ err, code: e.code }, 'request failed');
     return sendError(req, reply, e);

@@ -3,7 +3,7 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { DeqError, isDeqError, quote } from '../../errors.js';
 import { ImageClassifier } from '../../pipelines/image-classification.js';
 import { parseMediaType } from '../media-type.js';
-import { findModel, taskRoute, type ServedModel } from '../models.js';
+import { findModel, type ServedModel } from '../models.js';
 import { runSolve, solverSummary, SOLVER_SUMMARY_SCHEMA } from '../solve.js';
 import { requestControl, solverParamsSchema, type WireSolverOptions } from '../solver-options.js';
 import type { ServerState } from '../state.js';
@@ -86,8 +86,9 @@ export const classifyRoutes: FastifyPluginAsync<{ state: ServerState }> = async 
     // Copied before the solve: the input's buffer is transferred to the worker.
     const seen = req.query.preprocessed ? Array.from(input) : undefined;
     const answer = async (progress?: ProgressSink) => {
-      const result = await runSolve(req, model, { input, batch: 1, solver: control.solver, deadline: control.deadline, outputs: [classifier.logitsOutput] }, progress);
-      const { label, labels, logits } = classifier.postprocess(result.outputs[classifier.logitsOutput].data as Float32Array, req.query.top_k ?? config.topK);
+      // The pipeline's own steps, its solve on the worker pool (as /score's TextScorer).
+      const { classification: { label, labels, logits }, result } = await classifier.classify(input,
+        (r) => runSolve(req, model, { input: r.input, batch: r.batch, outputs: [classifier.logitsOutput], solver: control.solver, deadline: control.deadline }, progress), req.query.top_k ?? config.topK);
       return {
         model: model.name,
         label,
@@ -109,17 +110,11 @@ export const classifyRoutes: FastifyPluginAsync<{ state: ServerState }> = async 
   });
 };
 
-// One classifier per model, built on first use; a model of another task is refused.
+// One classifier per model, built on first use; a model of another task is refused (by ImageClassifier).
 const classifiers = new WeakMap<ServedModel, ImageClassifier>();
 function classifierOf(model: ServedModel): ImageClassifier {
   let c = classifiers.get(model);
-  if (!c) {
-    if (model.manifest.task !== 'image-classification') {
-      throw new DeqError('DEQ_ERR_WRONG_TASK', `${model.name} is a ${model.manifest.task} model, not an image classifier; use ${taskRoute(model)}`);
-    }
-    c = new ImageClassifier(model.manifest);
-    classifiers.set(model, c);
-  }
+  if (!c) classifiers.set(model, (c = new ImageClassifier(model.manifest, model.name)));
   return c;
 }
 

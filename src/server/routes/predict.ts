@@ -1,7 +1,9 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { DeqError, quote } from '../../errors.js';
 import { nestedInputs, nestedOutput, nestedShape, stateInput, STATE_TENSOR, tensorInputs } from '../../pipelines/tensor.js';
-import { modelOutputs } from '../../runtime/index.js';
+import { nestedJsonStream, type NestedTensor } from '../json-stream.js';
+import { checkOutputSize, traceOutput } from '../output-cap.js';
+import { modelOutputs, resolveDims } from '../../runtime/index.js';
 import { findModel } from '../models.js';
 import { runSequenced, SEQUENCE_PARAMS_SCHEMA, sequenceFlags, solverSummary, SOLVER_SUMMARY_SCHEMA } from '../solve.js';
 import { requestControl, solverParamsSchema, type WireSolverOptions } from '../solver-options.js';
@@ -76,8 +78,11 @@ export const predictRoutes: FastifyPluginAsync<{ state: ServerState }> = async (
     for (const name of wanted) {
       if (!available.includes(name)) throw new DeqError('DEQ_ERR_INVALID_INPUT', `unknown output ${quote(name)}; ${model.name} has ${available.join(', ')}`);
     }
+    const stateDims = [batch.batch, ...resolveDims(m.state.shape, batch.length)];
+    checkOutputSize(model, wanted, batch.batch, batch.length, state.config.maxOutputElements, [...(returnState ? [{ name: STATE_TENSOR, dims: stateDims }] : []), ...traceOutput(control.solver.trace, batch.batch, control.solver.maxIter)]);
+    const solve = (progress?: ProgressSink) => runSequenced(req, model, { ...batch, outputs: wanted, solver: control.solver, deadline: control.deadline, z0, returnState }, sequenceFlags(req.body), progress);
     const answer = async (progress?: ProgressSink) => {
-      const result = await runSequenced(req, model, { ...batch, outputs: wanted, solver: control.solver, deadline: control.deadline, z0, returnState }, sequenceFlags(req.body), progress);
+      const result = await solve(progress);
       const outputs: Record<string, unknown> = {};
       const shapes: Record<string, number[]> = {};
       for (const name of wanted) {
@@ -99,6 +104,17 @@ export const predictRoutes: FastifyPluginAsync<{ state: ServerState }> = async (
       };
     };
     if (wantsEventStream(req)) return sendEventStream(reply, answer);
-    return answer();
+    // Streamed in chunks: a large answer never holds the HTTP thread (json-stream.ts).
+    const result = await solve();
+    const nested: Record<string, NestedTensor> = {};
+    const shapes: Record<string, number[]> = {};
+    const add = (name: string, t: { dims: number[]; data: NestedTensor['data'] }) => {
+      nested[name] = { shape: unbatched ? t.dims.slice(1) : t.dims, data: t.data };
+      shapes[name] = nested[name].shape.slice();
+    };
+    for (const name of wanted) add(name, result.outputs[name]);
+    if (returnState) add(STATE_TENSOR, result.state!);
+    const head = { model: model.name, shapes, solver: solverSummary(result), timing: { queue_ms: result.queueMs, solve_ms: result.timing.solveMs, total_ms: performance.now() - t0 } };
+    return reply.type('application/json; charset=utf-8').send(nestedJsonStream(head, nested));
   });
 };

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { DeqError } from '../../errors.js';
+import { checkOutputCount } from '../output-cap.js';
 import { planWindows, TextScorer, type WindowScoring } from '../../pipelines/text-scoring.js';
 import { findModel, taskRoute, type ServedModel } from '../models.js';
 import { mergeSummaries, runSolve, SOLVER_SUMMARY_SCHEMA, wireSummary } from '../solve.js';
@@ -95,6 +96,8 @@ export const scoreRoutes: FastifyPluginAsync<{ state: ServerState }> = async (ap
       charge(e.ids.length, i);
       return e;
     });
+    // One result per token: the output cap counts them, before any solve.
+    checkOutputCount(encoded.reduce((n, e) => n + e.ids.length, 0), config.maxOutputElements, 'one log-probability per token of the texts');
     const control = requestControl(model, req.body, config);
     const answer = async (progress?: ProgressSink) => {
       // Streamed, each event names the text, the solve (a batch of its windows) and the window
