@@ -16,8 +16,12 @@ const SETTLE_MS = 10_000;
 export function installSignalHandlers(o: { close: () => Promise<void>; pool: SettlingPool; log: FastifyBaseLogger; graceMs: number }): void {
   const { close, pool, log } = o;
   let exiting = false;
+  let closing: Promise<unknown> | undefined;
   const exit = async (code: number): Promise<never> => {
     if (!(await pool.settle(SETTLE_MS))) log.error('a worker is still inside a native run; exiting anyway');
+    // The first signal's close() may be releasing sessions and terminating workers right now
+    // (native calls too): exiting in the middle of that aborts the process as a run would.
+    if (closing) await Promise.race([closing, new Promise((r) => setTimeout(r, SETTLE_MS).unref())]);
     process.exit(code);
   };
   const second = (signal: NodeJS.Signals) => {
@@ -33,7 +37,9 @@ export function installSignalHandlers(o: { close: () => Promise<void>; pool: Set
     process.on('SIGTERM', second);
     process.on('SIGINT', second);
     log.info({ signal }, 'shutting down');
-    close().then(
+    const done = close();
+    closing = done.catch(() => undefined);
+    done.then(
       () => (exiting ? undefined : exit(0)),
       (err: unknown) => {
         log.error({ err }, 'shutdown failed');
