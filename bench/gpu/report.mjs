@@ -21,7 +21,7 @@ const e = (x) => (x === 0 ? '0' : x.toExponential(1));
 const machine = parts[0].machine;
 const out = [];
 out.push('# deq-serve on an NVIDIA H200: WebGPU against the host CPU', '',
-  `Host: one NVIDIA H200 (driver 580.159.04, CUDA 13.0 runtime), ${machine}; Node ${parts[0].node}, onnxruntime-node 1.30 with its bundled WebGPU provider (Dawn on Vulkan). Probe: [gpu/h200-probe.txt](gpu/h200-probe.txt); raw results: [gpu/h200-webgpu.jsonl](gpu/h200-webgpu.jsonl) (the run's log was not committed).`, '',
+  `Host: one NVIDIA H200 (driver 580.159.04, CUDA 13.0 runtime), ${machine}; Node ${parts[0].node}, onnxruntime-node 1.30 with its bundled WebGPU provider (Dawn on Vulkan). Probe: [gpu/h200-probe.txt](gpu/h200-probe.txt); raw results: [gpu/h200-webgpu.jsonl](gpu/h200-webgpu.jsonl); log: [gpu/h200-webgpu.log](gpu/h200-webgpu.log).`, '',
   'Reproduce (on the GPU host, with the kit from `bash bench/gpu/kit.sh` and `dist/`): `bash .gpu-kit/run.sh bash bench/gpu/run.sh OUT`, then `node bench/gpu/report.mjs OUT/results.jsonl`. docs/gpu.md explains the columns and what they mean.', '',
   'Inputs: the first Fashion-MNIST test images of `test/fixtures/fashion-mnist` (each batch a new slice), and brown-lm-jr\'s parity window (16 tokens) repeated. Each model\'s own solver defaults (Broyden, history 8). Times are medians per solve (the whole batch), in ms; runs of the configurations alternate in one process.', '');
 
