@@ -10,7 +10,7 @@ import { readBrownSplits } from './brown-corpus.js';
 import { readFashionMnist } from './fashion-mnist.js';
 import { runLoad, type LoadLimits, type LoadResult, type LoadShape, type TrafficClass } from './load.js';
 import { markdownTable } from './markdown-table.js';
-import { logPlot } from './svg-plot.js';
+import { barPlot, logPlot } from './svg-plot.js';
 
 /** One kind of traffic on the command line: `model[?query]`, e.g. `fashion-mnist-jr?tol=1e-2`. */
 export interface TrafficSpec {
@@ -376,6 +376,16 @@ async function writeReports(r: BenchHttpReport, out: string): Promise<void> {
   ));
   const f = (x: number | null, d = 1) => (x === null ? '–' : x.toFixed(d));
   const classNames = Object.keys(r.rows[0]?.classes ?? {});
+  const load = (x: BenchHttpRow) => (x.concurrency !== null ? `c=${x.concurrency}` : `${x.rate}/s`);
+  // Mixed traffic is read per model: one bar per class in every run, beside the blended line plot.
+  const classSvg = basename(out).replace(/\.md$/, '') + '-classes.svg';
+  if (classNames.length > 1) {
+    await writeFile(join(dirname(out), classSvg), barPlot(
+      r.rows.map((x) => ({ label: `${x.mode} ${load(x)}`, bars: classNames.map((c) => ({ low: x.classes[c].p50_ms, high: x.classes[c].p99_ms })) })),
+      classNames.map((c, i) => ({ label: c, color: COLORS[i % COLORS.length] })),
+      'Latency per model in mixed traffic', 'latency (ms)', { low: 'p50', high: 'p99' },
+    ));
+  }
   const lines = [
     '| mode | load | req/s | units/s | p50 ms | p90 ms | p95 ms | p99 ms | errors | 503 | server queue ms | server solve ms | batch rows |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
@@ -383,7 +393,8 @@ async function writeReports(r: BenchHttpReport, out: string): Promise<void> {
   ];
   if (classNames.length > 1) {
     lines.push('', 'Per traffic class (p50 / p99 ms):', '', `| mode | load | ${classNames.join(' | ')} |`, `|---|---|${classNames.map(() => '---').join('|')}|`);
-    for (const x of r.rows) lines.push(`| ${x.mode} | ${x.concurrency !== null ? `c=${x.concurrency}` : `${x.rate}/s`} | ${classNames.map((c) => `${f(x.classes[c].p50_ms)} / ${f(x.classes[c].p99_ms)}`).join(' | ')} |`);
+    for (const x of r.rows) lines.push(`| ${x.mode} | ${load(x)} | ${classNames.map((c) => `${f(x.classes[c].p50_ms)} / ${f(x.classes[c].p99_ms)}`).join(' | ')} |`);
+    lines.push('', `![p50 and p99 latency per model](${classSvg})`);
   }
   // What each server ran with, from its own deq_server_info (the same for every level of a mode).
   const settings = modes.map((m) => {

