@@ -3,7 +3,8 @@
 #   npm run bench:peers            (or bash bench/peers-compare.sh)
 # writes docs/results/bench-peers-<bundle>.md (and .json). Makes or reuses the peers' venv
 # (models/recipes/make-bench-venv.sh; the first run downloads PyTorch, about 3 GB). The Debian
-# PyTorch peer ("pytorch") runs where /usr/bin/python3 has torch, and is listed as not run elsewhere.
+# PyTorch peer ("pytorch") runs where /usr/bin/python3 has torch, and is listed as not run elsewhere;
+# install libopenblas0-pthread for it (Debian's reference BLAS makes it several times slower).
 # Run it on a quiet machine: the sides alternate within a row, but a shared machine still skews them.
 # Settings: ROUNDS (default 5), BUNDLES (default: the three shipped bundles), FASHION_MNIST_DIR
 # (IDX files; default /usr/share/datasets/fashion-mnist from `apt-get install dataset-fashion-mnist`).
