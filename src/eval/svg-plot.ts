@@ -84,7 +84,8 @@ export interface BarGroup {
  * run is read for: how each model fares beside the others, not one blended figure.
  */
 export function barPlot(groups: BarGroup[], classes: { label: string; color: string }[], title: string, yLabel: string, legend: { low: string; high: string }): string {
-  const W = 640, H = 400, L = 70, R = 20, T = 40, B = 50;
+  // The legend runs in a row under the title, so no bar can hide behind it.
+  const W = 640, H = 400, L = 70, R = 20, T = 56, B = 50;
   const hi = Math.max(1e-9, ...groups.flatMap((g) => g.bars.flatMap((b) => [b.low, b.high]).filter(Number.isFinite)));
   // The axis ends at the first round tick at or above the tallest bar.
   const first = niceTicks(0, hi, 6);
@@ -118,12 +119,13 @@ export function barPlot(groups: BarGroup[], classes: { label: string; color: str
     `<text transform="translate(16 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle">${escape(yLabel)}</text>`,
   );
   const entries = [...classes.map((c) => ({ label: c.label, color: c.color, opacity: 1 })), { label: `solid: ${legend.low}, pale: ${legend.high}`, color: '#777', opacity: 0 }];
-  const legendX = Math.max(L + 10, W - R - 24 - 7 * Math.max(0, ...entries.map((e) => e.label.length)));
-  entries.forEach((e, k) => {
-    const ly = T + 8 + k * 18;
-    if (e.opacity) out.push(`<rect x="${legendX}" y="${ly - 4}" width="12" height="10" fill="${e.color}"/>`);
-    out.push(`<text x="${legendX + 18}" y="${ly + 5}">${escape(e.label)}</text>`);
-  });
+  // About 7 px a character at 12 px.
+  let lx = L;
+  for (const e of entries) {
+    if (e.opacity) out.push(`<rect x="${lx}" y="30" width="12" height="10" fill="${e.color}"/>`);
+    out.push(`<text x="${lx + (e.opacity ? 18 : 0)}" y="39">${escape(e.label)}</text>`);
+    lx += (e.opacity ? 18 : 0) + 7 * e.label.length + 16;
+  }
   out.push('</svg>');
   return out.join('\n') + '\n';
 }
