@@ -98,8 +98,16 @@ type Graphs = Partial<Record<GraphRole, OnnxGraph>> & { cell: OnnxGraph };
 export type SolverPlacement = 'host' | 'device';
 export const SOLVER_PLACEMENTS: readonly SolverPlacement[] = Object.freeze(['host', 'device']);
 
+/** How DeqModel.load sets a model up, beyond its ONNX sessions (SessionConfig). Fixed for the model's life. */
 export interface ModelOptions {
   solverPlacement?: SolverPlacement;
+  /**
+   * Where the solver's row algebra runs: `wasm` (SIMD kernels in float64), `wasm-f32`
+   * (float32 SIMD kernels) or `js` (the scalar reference). Default: the fastest kernel for
+   * the manifest's `solver.precision` (`wasm-f32` for `"float32"`, else `wasm`; `js` when
+   * the wasm kernels do not load). docs/solver.md has the measurements.
+   */
+  solverKernel?: SolverKernel;
 }
 
 /** Sessions of a device-placed model: inject and cell with their outputs on the device, solver graphs per state shape. */
@@ -126,22 +134,16 @@ export class DeqModel {
   readonly #device: DeviceParts | null;
   /** Idle IterateLabelers of infer(), by batch. */
   readonly #freeLabelers = new Map<string, IterateLabeler[]>();
-  /**
-   * Where the solver's row algebra runs: `wasm` (SIMD kernels in float64, the default when
-   * they load), `wasm-f32` (float32 SIMD kernels: the default of a bundle whose manifest
-   * declares `solver.precision: "float32"`) or `js` (the scalar reference). docs/solver.md
-   * has the measurements.
-   */
-  solverKernel: SolverKernel;
+  readonly #solverKernel: SolverKernel;
 
-  private constructor(bundle: Bundle, graphs: Graphs, device: DeviceParts | null) {
+  private constructor(bundle: Bundle, graphs: Graphs, device: DeviceParts | null, kernel: SolverKernel | undefined) {
     this.#device = device;
     this.bundle = bundle;
     this.manifest = bundle.manifest;
     this.#graphs = graphs;
     this.provider = graphs.cell.provider;
     this.#defaults = solverDefaults(bundle.manifest);
-    this.solverKernel = kernelForPrecision(bundle.manifest.solver.precision ?? 'float64');
+    this.#solverKernel = kernel ?? kernelForPrecision(bundle.manifest.solver.precision ?? 'float64');
   }
 
   /** Loads and verifies a bundle folder, then opens its three graphs. Nothing stays open on failure. */
@@ -172,7 +174,7 @@ export class DeqModel {
         };
         device = { config, inject: m.graphs.inject ? await open('inject') : undefined, cell: await open('cell'), solvers: new Map() };
       }
-      return new DeqModel(bundle, graphs, device);
+      return new DeqModel(bundle, graphs, device, options.solverKernel);
     } catch (err) {
       await Promise.allSettled(opened.map((g) => g.release()));
       throw err;
@@ -198,6 +200,11 @@ export class DeqModel {
 
   get solverPlacement(): SolverPlacement {
     return this.#device ? 'device' : 'host';
+  }
+
+  /** Where the solver's row algebra runs (ModelOptions.solverKernel), fixed at load. */
+  get solverKernel(): SolverKernel {
+    return this.#solverKernel;
   }
 
   /** Runs the model on a batch: prepare (inject) → solve over the cell → finish (head). */
@@ -456,8 +463,8 @@ export class DeqModel {
   }
 
   #takeWorkspace(o: ResolvedSolverOptions, batch: number, n: number): SolverWorkspace {
-    const key = `${o.method}:${batch}:${n}:${o.history}:${this.solverKernel}`;
-    return this.#freeWorkspaces.get(key)?.pop() ?? new SolverWorkspace(o.method, batch, n, o.history, this.solverKernel);
+    const key = `${o.method}:${batch}:${n}:${o.history}:${this.#solverKernel}`;
+    return this.#freeWorkspaces.get(key)?.pop() ?? new SolverWorkspace(o.method, batch, n, o.history, this.#solverKernel);
   }
 
   #returnWorkspace(ws: SolverWorkspace): void {

@@ -242,9 +242,10 @@ async function start(): Promise<void> {
         interOpThreads: 1,
         cpuMemArena: init.ortMemArena,
         memPattern: init.ortMemPattern,
+      }, {
+        // `auto` keeps the model's own kernel (its manifest's solver.precision).
+        solverKernel: init.solverKernel === 'auto' ? undefined : init.solverKernel as SolverKernel,
       });
-      // `auto` keeps the model's own kernel (its manifest's solver.precision).
-      if (init.solverKernel !== 'auto') model.solverKernel = init.solverKernel as SolverKernel;
       models.set(name, model);
       // Warm-up runs on a lane of its own, before the model serves anything.
       const warm = new SerialExecutor(model);
