@@ -6,6 +6,7 @@ import { CellBatch, padLength, type CellPadding } from './cell-batch.js';
 import { IterateLabeler } from './iterate-labels.js';
 import { createTensor, DEFAULT_SESSION_CONFIG, OnnxGraph, type SessionConfig, type Tensor } from './onnx.js';
 import { checkDeviceOptions, DeviceSolverGraphs, solveOnDevice } from './device-solve.js';
+import { warmUpModel, type WarmUpOptions, type WarmUpReport } from './warm-up.js';
 
 /** A dense tensor as it crosses the runtime boundary. */
 export interface TensorValue {
@@ -250,9 +251,20 @@ export class DeqModel {
   }
 
   /**
+   * Runs, before the model serves anything, the solves and cell runs that make ONNX Runtime
+   * set up each shape it will see, so no request pays a first run: a batch-1 solve at the
+   * manifest's settings and, with `maxRows`, one cell run at every row count (and padded
+   * length) a batched solve can take. Answers afterwards are the same as a cold model's.
+   */
+  warmUp(options: WarmUpOptions = {}): Promise<WarmUpReport> {
+    return warmUpModel(this, options);
+  }
+
+  /**
    * The first phase of an inference: checks the inputs, resolves the solver
    * options and runs the inject graph. What it returns is all the cell and the
    * head need later, so a scheduler can solve its rows together with others'.
+   * @internal The runtime's own phases (scheduler, warm-up); use infer().
    */
   async prepare(req: InferRequest): Promise<Prepared> {
     return this.#prepareWith(req, this.#graphs.inject);
@@ -305,6 +317,7 @@ export class DeqModel {
    * padLength(length, context), along axis 0 of the state and of every cell input
    * whose first dim is symbolic. Undefined unless the manifest declares `state.pad`
    * (padding is exact only for a cell that is causal along that axis).
+   * @internal
    */
   cellPadding(length: number | undefined): CellPadding | undefined {
     const m = this.manifest;
@@ -318,6 +331,7 @@ export class DeqModel {
   /**
    * Cell evaluation over `capacity` slots laid out for prepared requests of this
    * shape, or (with `padding`) for requests of any length up to padding.length.
+   * @internal
    */
   cellBatch(prep: Prepared, capacity: number, padding?: CellPadding): CellBatch {
     const spec = this.manifest.graphs.cell;
@@ -336,13 +350,13 @@ export class DeqModel {
     return labelingUnsupported(this.manifest) === null;
   }
 
-  /** The head's top-1 on iterates of `capacity` slots laid out like `prep` (canLabel must hold). */
+  /** The head's top-1 on iterates of `capacity` slots laid out like `prep` (canLabel must hold). @internal */
   labeler(prep: Prepared, capacity: number): IterateLabeler {
     const head = this.manifest.graphs.head!;
     return new IterateLabeler(this.#graphs.head!, { z: head.inputs[0].name, logits: this.manifest.outputs.logits }, capacity, prep.stateDims.slice(1));
   }
 
-  /** The last phase: the head on z* (batch × n), or slices of z* when the bundle has no head. */
+  /** The last phase: the head on z* (batch × n), or slices of z* when the bundle has no head. @internal */
   async finish(prep: Prepared, z: Float32Array, outputs?: readonly string[]): Promise<Record<string, TensorValue>> {
     const m = this.manifest;
     const { batch, n, stateDims } = prep;
@@ -368,6 +382,7 @@ export class DeqModel {
   /**
    * Whether requests prepared like `prep` can share head runs (finishTogether): the head
    * reads z alone, at a shape that does not depend on the request.
+   * @internal
    */
   canShareHead(prep: Prepared): boolean {
     const head = this.manifest.graphs.head;
@@ -378,6 +393,7 @@ export class DeqModel {
    * The head over several requests' z* in one run, so rows that stop together pay one run
    * (the head is weight-bound at batch 1: docs/server.md). Each gets its own rows back, as
    * copies. Every part must pass canShareHead and want the same outputs.
+   * @internal
    */
   async finishTogether(parts: readonly { prep: Prepared; z: Float32Array }[], outputs?: readonly string[]): Promise<Record<string, TensorValue>[]> {
     if (parts.length === 1) return [await this.finish(parts[0].prep, parts[0].z, outputs)];

@@ -5,7 +5,7 @@
 // hence a thread per worker.
 import { parentPort, workerData } from 'node:worker_threads';
 import { DeqError, isDeqError, type ErrorCode } from '../errors.js';
-import { DeqModel, modelInputs, padLength, Scheduler, SerialExecutor, SerialLane, TurnGate, type Executor, type ExecutionProvider, type ExecutorResult, type Manifest } from '../runtime/index.js';
+import { DeqModel, Scheduler, SerialExecutor, SerialLane, TurnGate, type Executor, type ExecutionProvider, type ExecutorResult } from '../runtime/index.js';
 import type { IterationHook } from '../runtime/index.js';
 import type { SolverKernel } from '../solver/index.js';
 import type { FromWorker, InferJob, InferReply, IterationEvent, SerializedError, ToWorker, WorkerInit } from './protocol.js';
@@ -190,48 +190,6 @@ function execute(id: number, name: string, job: InferJob): void {
   ).finally(() => submitted.delete(id));
 }
 
-/**
- * A zero input of the model's shape: the first run at each shape is the slow one.
- * `length` is the sequence length of models with one (default: up to 8).
- */
-function warmupJob(m: Manifest, batch = 1, length?: number): InferJob {
-  const symbolic = modelInputs(m).some((t) => t.shape.includes(-1)) || m.state.shape.includes(-1);
-  if (symbolic) length ??= Math.min(m.tokenizer?.context ?? 8, 8);
-  else length = undefined;
-  const inputs: Record<string, Float32Array | BigInt64Array> = {};
-  for (const t of modelInputs(m)) {
-    const n = batch * t.shape.reduce((a, d) => a * (d === -1 ? length! : d), 1);
-    inputs[t.name] = t.dtype === 'int64' ? new BigInt64Array(n) : new Float32Array(n);
-  }
-  return {
-    inputs,
-    batch,
-    length,
-    solver: { method: m.solver.method, tol: m.solver.tol, stopMode: m.solver.stop_mode, maxIter: m.solver.max_iter },
-    deadline: Date.now() + 60_000,
-  };
-}
-
-/**
- * Padded models (state.pad): one cell run at every shape a batched solve can take, rows
- * 1…maxRows at each padded length (the buckets of padLength), so no request pays a first run.
- */
-async function warmPaddedCell(model: DeqModel, maxRows: number): Promise<void> {
-  const context = model.manifest.tokenizer?.context;
-  if (model.manifest.state.pad !== 'right' || !context) return;
-  const lengths = new Set<number>();
-  for (let L = 1; L <= context; L++) lengths.add(padLength(L, context));
-  for (const P of lengths) {
-    const prep = await model.prepare(warmupJob(model.manifest, 1, P));
-    const padding = model.cellPadding(P)!;
-    for (let rows = 1; rows <= maxRows; rows++) {
-      const cells = model.cellBatch(prep, rows, padding);
-      for (let i = 0; i < rows; i++) cells.setRow(i, prep.cellArgs, 0, P);
-      await cells.run(new Float32Array(rows * cells.n), new Float32Array(rows * cells.n), new Uint8Array(rows).fill(1));
-    }
-  }
-}
-
 async function start(): Promise<void> {
   const loaded: { name: string; provider: string; fallbacks: string[]; solverKernel: string; warmupMs: number }[] = [];
   try {
@@ -247,20 +205,11 @@ async function start(): Promise<void> {
         solverKernel: init.solverKernel === 'auto' ? undefined : init.solverKernel as SolverKernel,
       });
       models.set(name, model);
-      // Warm-up runs on a lane of its own, before the model serves anything.
-      const warm = new SerialExecutor(model);
-      const t0 = performance.now();
-      await runJob(warm, warmupJob(model.manifest));
-      loaded.push({ name, provider: model.provider, fallbacks: [...model.providerFallbacks], solverKernel: model.solverKernel, warmupMs: performance.now() - t0 });
       const b = init.batching;
+      // Before the model serves anything; with batching, every cell shape a batched solve can take.
+      const warm = await model.warmUp({ maxRows: b.mode !== 'off' ? b.maxRows : undefined, maxRowsPerRun: init.maxRowsPerRun });
+      loaded.push({ name, provider: model.provider, fallbacks: [...model.providerFallbacks], solverKernel: model.solverKernel, warmupMs: warm.solveMs });
       if (b.mode !== 'off') {
-        // A batched solve runs the cell at every row count up to maxRows: warm each shape now
-        // (one cell run each), not on the first requests (a language model at its full context).
-        for (let rows = 2; rows <= b.maxRows; rows++) {
-          const job = warmupJob(model.manifest, rows, model.manifest.tokenizer?.context);
-          await runJob(warm, { ...job, solver: { ...job.solver, maxIter: 1 } });
-        }
-        await warmPaddedCell(model, b.maxRows);
         executors.set(name, new Scheduler(model, { mode: b.mode, maxRows: b.maxRows, maxQueueDelayMs: b.maxQueueDelayMs, requestShare: b.requestShare, gate }, {
           onRun: (rows, positions, padPositions) => {
             const s = statsOf(name);
