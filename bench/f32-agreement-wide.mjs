@@ -22,10 +22,11 @@ function add(t, a, b, B, out) {
   }
   t.samples += B;
 }
+// A model's solver kernel is fixed at load: the bundle loaded once per kernel.
+const loadBoth = async (dir) => ({ f64: await DeqModel.load(dir, {}, { solverKernel: 'wasm' }), f32: await DeqModel.load(dir, {}, { solverKernel: 'wasm-f32' }) });
+const release = (m) => Promise.all([m.f64.release(), m.f32.release()]);
 async function both(m, req) {
-  m.solverKernel = 'wasm'; const a = await m.infer(req);
-  m.solverKernel = 'wasm-f32'; const b = await m.infer(req);
-  return [a, b];
+  return [await m.f64.infer(req), await m.f32.infer(req)];
 }
 const row = (name, what, t) => console.log(`| ${name} | ${t.samples} ${what} | ${t.z.toExponential(1)} | ${t.out.toExponential(1)} | ${t.iter} |`);
 
@@ -35,20 +36,20 @@ const arg = (flag) => { const i = process.argv.indexOf(flag); return i > 0 ? pro
 const only = arg('--only');
 const set = await readFashionMnist('test', arg('--data-dir') ?? here('../test/fixtures/fashion-mnist'));
 for (const name of ['fashion-mnist-jr', 'fashion-mnist-plain'].filter((n) => !only || n === only)) {
-  const m = await DeqModel.load(here(`../models/${name}`));
+  const m = await loadBoth(here(`../models/${name}`));
   const t = tally(), B = 50, per = 784;
   for (let s0 = 0; s0 < set.count; s0 += B) {
     const input = new Float32Array(B * per);
-    for (let i = 0; i < B; i++) normalizePixels(set.images.subarray((s0 + i) * per, (s0 + i + 1) * per), m.manifest.preprocess, input, i * per);
+    for (let i = 0; i < B; i++) normalizePixels(set.images.subarray((s0 + i) * per, (s0 + i + 1) * per), m.f64.manifest.preprocess, input, i * per);
     const [a, b] = await both(m, { input, batch: B, returnState: true });
     add(t, a, b, B, Object.keys(a.outputs)[0]);
   }
   row(name, 'test images', t);
-  await m.release();
+  await release(m);
 }
 if (!only || only === 'brown-lm-jr') {
-  const m = await DeqModel.load(here('../models/brown-lm-jr'));
-  const { ids } = await benchWindows(m);
+  const m = await loadBoth(here('../models/brown-lm-jr'));
+  const { ids } = await benchWindows(m.f64);
   const t = tally(), B = 32, L = 64;
   for (let start = 0; start < 40 * 997; start += 997) {
     const input = new BigInt64Array(B * L), targets = new BigInt64Array(B * L);
@@ -57,5 +58,5 @@ if (!only || only === 'brown-lm-jr') {
     add(t, a, b, B, 'target_logprobs');
   }
   row('brown-lm-jr', 'Brown test windows of 64 tokens', t);
-  await m.release();
+  await release(m);
 }

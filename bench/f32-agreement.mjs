@@ -11,12 +11,15 @@ const set = await readFashionMnist('test', new URL('../test/fixtures/fashion-mni
 console.log('| bundle | method | NFE | f32 vs reference: z* | logits | max Δ NFE | argmax changes | reference vs itself, pixels ×(1+2⁻²³): z* |');
 console.log('|---|---|---|---|---|---|---|---|');
 for (const name of ['fashion-mnist-jr', 'fashion-mnist-plain']) {
-  const model = await DeqModel.load(new URL(`../models/${name}`, import.meta.url).pathname);
+  // A model's solver kernel is fixed at load: one per kernel.
+  const dir = new URL(`../models/${name}`, import.meta.url).pathname;
+  const models = { js: await DeqModel.load(dir, {}, { solverKernel: 'js' }), 'wasm-f32': await DeqModel.load(dir, {}, { solverKernel: 'wasm-f32' }) };
+  const model = models.js;
   const B = 32, per = 784, input = new Float32Array(B * per);
   for (let i = 0; i < B; i++) normalizePixels(set.images.subarray(i * per, (i + 1) * per), model.manifest.preprocess, input, i * per);
   const moved = input.map((v) => v * (1 + 2 ** -23));
   for (const method of ['broyden', 'anderson', 'fixed-point']) {
-    const run = async (kernel, x = input) => { model.solverKernel = kernel; return model.infer({ input: x, batch: B, returnState: true, solver: { method, maxIter: 30 } }); };
+    const run = (kernel, x = input) => models[kernel].infer({ input: x, batch: B, returnState: true, solver: { method, maxIter: 30 } });
     const js = await run('js'), f32 = await run('wasm-f32'), self = await run('js', moved);
     const out = Object.keys(js.outputs)[0], L = js.outputs[out].data, Lf = f32.outputs[out].data, C = L.length / B;
     let dIter = 0, argmax = 0, nfe = 0;
@@ -29,5 +32,5 @@ for (const name of ['fashion-mnist-jr', 'fashion-mnist-plain']) {
     }
     console.log(`| ${name} | ${method} | ${(nfe / B).toFixed(2)} | ${rel(f32.state.data, js.state.data).toExponential(1)} | ${rel(Lf, L).toExponential(1)} | ${dIter} | ${argmax} | ${rel(self.state.data, js.state.data).toExponential(1)} |`);
   }
-  await model.release();
+  await Promise.all(Object.values(models).map((m) => m.release()));
 }

@@ -9,8 +9,7 @@ import { SolveSession } from '../dist/solver/index.js';
 import { batchRequest, benchImages } from '../dist/eval/bench-inputs.js';
 
 const kernel = process.argv[2] ?? 'wasm';
-const model = await DeqModel.load(process.argv[3] ?? new URL('../models/fashion-mnist-jr', import.meta.url).pathname);
-model.solverKernel = kernel;
+const model = await DeqModel.load(process.argv[3] ?? new URL('../models/fashion-mnist-jr', import.meta.url).pathname, {}, { solverKernel: kernel });
 const images = await benchImages(model, 64);
 const reqs = Array.from({ length: 64 }, (_, i) => batchRequest(model, images, 1, i));
 let advanceMs = 0, evaluations = 0;

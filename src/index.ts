@@ -13,7 +13,7 @@ export { resolveSolverOptions, solve, SOLVER_DEFAULTS, SOLVER_KERNELS, SOLVER_ME
 export type { FixedPointFn, ResolvedSolverOptions, SolveResult, SolverKernel, SolverMethod, SolverOptions, SolveSummary, StopMode, StopReason } from './solver/index.js';
 // Runtime: bundles, their manifests and parity cases, and a loaded model.
 export { checkParity, DeqModel, EXECUTION_PROVIDERS, loadBundle, modelInputs, modelOutputs, resolveDims } from './runtime/index.js';
-export type { Bundle, ExecutionProvider, InferRequest, InferResult, InferTiming, IterationHook, Manifest, ModelOptions, ParityCaseReport, ParityReport, SessionConfig, Task, TensorSpec, TensorValue } from './runtime/index.js';
+export type { Bundle, ExecutionProvider, InferRequest, InferResult, InferTiming, IterationHook, Manifest, ModelOptions, ParityCaseReport, ParityReport, SessionConfig, Task, TensorSpec, TensorValue, WarmUpOptions, WarmUpReport } from './runtime/index.js';
 // Pipelines: one per task, from raw input to answer.
 export { ImageClassificationPipeline, ImageClassifier, softmax, TASKS, TensorPipeline, TextScorer, TextScoringPipeline, topK } from './pipelines/index.js';
 export type { Classification, ClassifyOptions, LabelScore, PredictOptions, ScoreOptions, TaskInfo, TextScore, TokenScore } from './pipelines/index.js';

@@ -170,9 +170,8 @@ export async function perThreads<R>(dir: string, o: Pick<BenchCompareOptions, 't
   let name = '', kernel = '';
   const shown = progress('bench compare rows', o.threads.length * o.batches.length);
   for (const threads of o.threads) {
-    const model = await DeqModel.load(dir, { ...o.session, intraOpThreads: threads });
+    const model = await DeqModel.load(dir, { ...o.session, intraOpThreads: threads }, { solverKernel: o.kernel });
     name = model.name;
-    if (o.kernel) model.solverKernel = o.kernel;
     kernel = model.solverKernel;
     try {
       for (const batch of o.batches) {

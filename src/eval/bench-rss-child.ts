@@ -6,8 +6,7 @@ import type { SolverKernel } from '../solver/index.js';
 import { batchRequest, benchImages } from './bench-inputs.js';
 
 const [dir, batch, maxIter, history, kernel, threads] = process.argv.slice(2);
-const model = await DeqModel.load(dir, { intraOpThreads: Number(threads) });
-model.solverKernel = kernel as SolverKernel;
+const model = await DeqModel.load(dir, { intraOpThreads: Number(threads) }, { solverKernel: kernel as SolverKernel });
 const b = Number(batch);
 const images = await benchImages(model, b);
 const req = batchRequest(model, images, b, 0);

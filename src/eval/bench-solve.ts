@@ -65,9 +65,12 @@ export interface BenchSolveReport {
  */
 export async function benchSolve(dir: string, o: BenchSolveOptions): Promise<BenchSolveReport> {
   const model = await DeqModel.load(dir, o.session);
+  // A model's kernel is fixed at load: one model per kernel (the default one serves its own).
+  const byKernel = new Map<SolverKernel, DeqModel>([[model.solverKernel, model]]);
   const rows: BenchSolveRow[] = [];
   let report: Omit<BenchSolveReport, 'rows' | 'rss'>;
   try {
+    for (const kernel of o.kernels) if (!byKernel.has(kernel)) byKernel.set(kernel, await DeqModel.load(dir, o.session, { solverKernel: kernel }));
     const images = await benchImages(model, o.images, o.dataDir);
     const opts = { ...model.solverDefaults, ...o.solver };
     report = {
@@ -86,8 +89,7 @@ export async function benchSolve(dir: string, o: BenchSolveOptions): Promise<Ben
         const req = batchRequest(model, images, batch, Math.max(r, 0) * batch);
         req.solver = o.solver;
         for (const kernel of o.kernels) {
-          model.solverKernel = kernel;
-          const res = await model.infer(req);
+          const res = await byKernel.get(kernel)!.infer(req);
           shown.tick();
           if (r < 0) continue;
           const a = acc.get(kernel)!;
@@ -111,7 +113,7 @@ export async function benchSolve(dir: string, o: BenchSolveOptions): Promise<Ben
     }
     shown.done();
   } finally {
-    await model.release();
+    await Promise.all([...byKernel.values()].map((m) => m.release()));
   }
   const rss: BenchRssRow[] = [];
   const kernel = o.kernels[o.kernels.length - 1];

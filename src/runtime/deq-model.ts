@@ -6,6 +6,7 @@ import { CellBatch, padLength, type CellPadding } from './cell-batch.js';
 import { IterateLabeler } from './iterate-labels.js';
 import { createTensor, DEFAULT_SESSION_CONFIG, OnnxGraph, type SessionConfig, type Tensor } from './onnx.js';
 import { checkDeviceOptions, DeviceSolverGraphs, solveOnDevice } from './device-solve.js';
+import { warmUpModel, type WarmUpOptions, type WarmUpReport } from './warm-up.js';
 
 /** A dense tensor as it crosses the runtime boundary. */
 export interface TensorValue {
@@ -98,8 +99,16 @@ type Graphs = Partial<Record<GraphRole, OnnxGraph>> & { cell: OnnxGraph };
 export type SolverPlacement = 'host' | 'device';
 export const SOLVER_PLACEMENTS: readonly SolverPlacement[] = Object.freeze(['host', 'device']);
 
+/** How DeqModel.load sets a model up, beyond its ONNX sessions (SessionConfig). Fixed for the model's life. */
 export interface ModelOptions {
   solverPlacement?: SolverPlacement;
+  /**
+   * Where the solver's row algebra runs: `wasm` (SIMD kernels in float64), `wasm-f32`
+   * (float32 SIMD kernels) or `js` (the scalar reference). Default: the fastest kernel for
+   * the manifest's `solver.precision` (`wasm-f32` for `"float32"`, else `wasm`; `js` when
+   * the wasm kernels do not load). docs/solver.md has the measurements.
+   */
+  solverKernel?: SolverKernel;
 }
 
 /** Sessions of a device-placed model: inject and cell with their outputs on the device, solver graphs per state shape. */
@@ -126,22 +135,16 @@ export class DeqModel {
   readonly #device: DeviceParts | null;
   /** Idle IterateLabelers of infer(), by batch. */
   readonly #freeLabelers = new Map<string, IterateLabeler[]>();
-  /**
-   * Where the solver's row algebra runs: `wasm` (SIMD kernels in float64, the default when
-   * they load), `wasm-f32` (float32 SIMD kernels: the default of a bundle whose manifest
-   * declares `solver.precision: "float32"`) or `js` (the scalar reference). docs/solver.md
-   * has the measurements.
-   */
-  solverKernel: SolverKernel;
+  readonly #solverKernel: SolverKernel;
 
-  private constructor(bundle: Bundle, graphs: Graphs, device: DeviceParts | null) {
+  private constructor(bundle: Bundle, graphs: Graphs, device: DeviceParts | null, kernel: SolverKernel | undefined) {
     this.#device = device;
     this.bundle = bundle;
     this.manifest = bundle.manifest;
     this.#graphs = graphs;
     this.provider = graphs.cell.provider;
     this.#defaults = solverDefaults(bundle.manifest);
-    this.solverKernel = kernelForPrecision(bundle.manifest.solver.precision ?? 'float64');
+    this.#solverKernel = kernel ?? kernelForPrecision(bundle.manifest.solver.precision ?? 'float64');
   }
 
   /** Loads and verifies a bundle folder, then opens its three graphs. Nothing stays open on failure. */
@@ -172,7 +175,7 @@ export class DeqModel {
         };
         device = { config, inject: m.graphs.inject ? await open('inject') : undefined, cell: await open('cell'), solvers: new Map() };
       }
-      return new DeqModel(bundle, graphs, device);
+      return new DeqModel(bundle, graphs, device, options.solverKernel);
     } catch (err) {
       await Promise.allSettled(opened.map((g) => g.release()));
       throw err;
@@ -198,6 +201,11 @@ export class DeqModel {
 
   get solverPlacement(): SolverPlacement {
     return this.#device ? 'device' : 'host';
+  }
+
+  /** Where the solver's row algebra runs (ModelOptions.solverKernel), fixed at load. */
+  get solverKernel(): SolverKernel {
+    return this.#solverKernel;
   }
 
   /** Runs the model on a batch: prepare (inject) → solve over the cell → finish (head). */
@@ -243,9 +251,20 @@ export class DeqModel {
   }
 
   /**
+   * Runs, before the model serves anything, the solves and cell runs that make ONNX Runtime
+   * set up each shape it will see, so no request pays a first run: a batch-1 solve at the
+   * manifest's settings and, with `maxRows`, one cell run at every row count (and padded
+   * length) a batched solve can take. Answers afterwards are the same as a cold model's.
+   */
+  warmUp(options: WarmUpOptions = {}): Promise<WarmUpReport> {
+    return warmUpModel(this, options);
+  }
+
+  /**
    * The first phase of an inference: checks the inputs, resolves the solver
    * options and runs the inject graph. What it returns is all the cell and the
    * head need later, so a scheduler can solve its rows together with others'.
+   * @internal The runtime's own phases (scheduler, warm-up); use infer().
    */
   async prepare(req: InferRequest): Promise<Prepared> {
     return this.#prepareWith(req, this.#graphs.inject);
@@ -298,6 +317,7 @@ export class DeqModel {
    * padLength(length, context), along axis 0 of the state and of every cell input
    * whose first dim is symbolic. Undefined unless the manifest declares `state.pad`
    * (padding is exact only for a cell that is causal along that axis).
+   * @internal
    */
   cellPadding(length: number | undefined): CellPadding | undefined {
     const m = this.manifest;
@@ -311,6 +331,7 @@ export class DeqModel {
   /**
    * Cell evaluation over `capacity` slots laid out for prepared requests of this
    * shape, or (with `padding`) for requests of any length up to padding.length.
+   * @internal
    */
   cellBatch(prep: Prepared, capacity: number, padding?: CellPadding): CellBatch {
     const spec = this.manifest.graphs.cell;
@@ -329,13 +350,13 @@ export class DeqModel {
     return labelingUnsupported(this.manifest) === null;
   }
 
-  /** The head's top-1 on iterates of `capacity` slots laid out like `prep` (canLabel must hold). */
+  /** The head's top-1 on iterates of `capacity` slots laid out like `prep` (canLabel must hold). @internal */
   labeler(prep: Prepared, capacity: number): IterateLabeler {
     const head = this.manifest.graphs.head!;
     return new IterateLabeler(this.#graphs.head!, { z: head.inputs[0].name, logits: this.manifest.outputs.logits }, capacity, prep.stateDims.slice(1));
   }
 
-  /** The last phase: the head on z* (batch × n), or slices of z* when the bundle has no head. */
+  /** The last phase: the head on z* (batch × n), or slices of z* when the bundle has no head. @internal */
   async finish(prep: Prepared, z: Float32Array, outputs?: readonly string[]): Promise<Record<string, TensorValue>> {
     const m = this.manifest;
     const { batch, n, stateDims } = prep;
@@ -361,6 +382,7 @@ export class DeqModel {
   /**
    * Whether requests prepared like `prep` can share head runs (finishTogether): the head
    * reads z alone, at a shape that does not depend on the request.
+   * @internal
    */
   canShareHead(prep: Prepared): boolean {
     const head = this.manifest.graphs.head;
@@ -371,6 +393,7 @@ export class DeqModel {
    * The head over several requests' z* in one run, so rows that stop together pay one run
    * (the head is weight-bound at batch 1: docs/server.md). Each gets its own rows back, as
    * copies. Every part must pass canShareHead and want the same outputs.
+   * @internal
    */
   async finishTogether(parts: readonly { prep: Prepared; z: Float32Array }[], outputs?: readonly string[]): Promise<Record<string, TensorValue>[]> {
     if (parts.length === 1) return [await this.finish(parts[0].prep, parts[0].z, outputs)];
@@ -456,8 +479,8 @@ export class DeqModel {
   }
 
   #takeWorkspace(o: ResolvedSolverOptions, batch: number, n: number): SolverWorkspace {
-    const key = `${o.method}:${batch}:${n}:${o.history}:${this.solverKernel}`;
-    return this.#freeWorkspaces.get(key)?.pop() ?? new SolverWorkspace(o.method, batch, n, o.history, this.solverKernel);
+    const key = `${o.method}:${batch}:${n}:${o.history}:${this.#solverKernel}`;
+    return this.#freeWorkspaces.get(key)?.pop() ?? new SolverWorkspace(o.method, batch, n, o.history, this.#solverKernel);
   }
 
   #returnWorkspace(ws: SolverWorkspace): void {

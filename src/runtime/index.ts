@@ -13,6 +13,7 @@ export type { ParityCaseReport, ParityReport } from './parity.js';
 export { Scheduler, SCHEDULER_DEFAULTS } from './scheduler.js';
 export type { BatchingMode, ScheduledRequest, ScheduledResult, SchedulerHooks, SchedulerOptions } from './scheduler.js';
 export type { Prepared } from './deq-model.js';
+export type { WarmUpOptions, WarmUpReport } from './warm-up.js';
 export { TurnGate } from './turn-gate.js';
 export { SerialExecutor, SerialLane } from './executor.js';
 export type { Executor, ExecutorRequest, ExecutorResult } from './executor.js';

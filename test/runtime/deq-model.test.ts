@@ -1,9 +1,11 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DeqModel } from '../../src/runtime/deq-model.js';
+import { DeqModel, type ModelOptions } from '../../src/runtime/deq-model.js';
 import { checkParity } from '../../src/runtime/parity.js';
 import { DeqError } from '../../src/errors.js';
 import { expectClose } from '../helpers/float.js';
-import { TINY_IMAGE, TINY_LM } from '../helpers/fixtures.js';
+import { scratchCopy, TINY_IMAGE, TINY_LM } from '../helpers/fixtures.js';
 
 describe('DeqModel on the tiny image fixture', () => {
   let model: DeqModel;
@@ -173,5 +175,56 @@ describe('DeqModel provider fallback', () => {
     const plain = await DeqModel.load(TINY_IMAGE, { providers: ['cpu'] });
     expect(plain.providerFallbacks).toEqual([]);
     await plain.release();
+  });
+});
+
+describe('ModelOptions.solverKernel', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterAll(async () => { await Promise.all(cleanups.map((c) => c())); });
+
+  /** A copy of the tiny image bundle whose manifest declares solver.precision "float32". */
+  async function float32Copy(): Promise<string> {
+    const { dir, cleanup } = await scratchCopy(TINY_IMAGE);
+    cleanups.push(cleanup);
+    const path = join(dir, 'manifest.json');
+    const m = JSON.parse(await readFile(path, 'utf8'));
+    m.solver.precision = 'float32';
+    await writeFile(path, JSON.stringify(m));
+    return dir;
+  }
+
+  async function zStar(dir: string, options?: ModelOptions): Promise<{ kernel: string; z: Float32Array }> {
+    const model = await DeqModel.load(dir, {}, options);
+    try {
+      const input = Float32Array.from(model.bundle.parity!.cases[0].input!.data);
+      const r = await model.infer({ input, batch: 1, returnState: true, solver: { tol: 1e-6, maxIter: 40 } });
+      return { kernel: model.solverKernel, z: r.state!.data as Float32Array };
+    } finally {
+      await model.release();
+    }
+  }
+
+  it('defaults to the kernel of the manifest\'s solver.precision, and an option overrides it', async () => {
+    const f32 = await float32Copy();
+    for (const [dir, options, kernel] of [
+      [TINY_IMAGE, undefined, 'wasm'], [f32, undefined, 'wasm-f32'],
+      [TINY_IMAGE, { solverKernel: 'wasm-f32' }, 'wasm-f32'], [TINY_IMAGE, { solverKernel: 'js' }, 'js'], [f32, { solverKernel: 'wasm' }, 'wasm'],
+    ] as const) {
+      const model = await DeqModel.load(dir, {}, options);
+      expect(model.solverKernel, `${dir} ${JSON.stringify(options)}`).toBe(kernel);
+      await model.release();
+    }
+  });
+
+  it('solves with the kernel it was loaded with: the float32 option gives the float32 manifest\'s iterates bit for bit', async () => {
+    const f64 = await zStar(TINY_IMAGE);
+    const byOption = await zStar(TINY_IMAGE, { solverKernel: 'wasm-f32' });
+    const byManifest = await zStar(await float32Copy());
+    expect([f64.kernel, byOption.kernel, byManifest.kernel]).toEqual(['wasm', 'wasm-f32', 'wasm-f32']);
+    // The two kernels' arithmetic differs, so z* tells which one ran.
+    expect(Array.from(byManifest.z)).not.toEqual(Array.from(f64.z));
+    expect(Array.from(byOption.z)).toEqual(Array.from(byManifest.z));
+    // And back: float64 by option on the float32 bundle.
+    expect(Array.from((await zStar(await float32Copy(), { solverKernel: 'wasm' })).z)).toEqual(Array.from(f64.z));
   });
 });

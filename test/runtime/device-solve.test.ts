@@ -97,17 +97,20 @@ describe('solveOnDevice against the host solver', () => {
 });
 
 describe('DeqModel with solverPlacement "device"', () => {
-  const models: Record<string, { host: DeqModel; dev: DeqModel }> = {};
+  const models: Record<string, { host: DeqModel; dev: DeqModel; f64: DeqModel; f32: DeqModel }> = {};
   beforeAll(async () => {
     for (const name of ['fashion-mnist-jr', 'fashion-mnist-plain', 'brown-lm-jr']) {
       models[name] = {
         host: await DeqModel.load(`models/${name}`, {}),
         dev: await DeqModel.load(`models/${name}`, {}, { solverPlacement: 'device' }),
+        // The host's solve in float64 arithmetic (the reference) and in float32.
+        f64: await DeqModel.load(`models/${name}`, {}, { solverKernel: 'wasm' }),
+        f32: await DeqModel.load(`models/${name}`, {}, { solverKernel: 'wasm-f32' }),
       };
     }
   });
   afterAll(async () => {
-    for (const m of Object.values(models)) { await m.host.release(); await m.dev.release(); }
+    for (const m of Object.values(models)) await Promise.all([m.host, m.dev, m.f64, m.f32].map((x) => x.release()));
   });
 
   // fashion-mnist-jr is well conditioned: the same evaluations per image. fashion-mnist-plain is
@@ -115,15 +118,13 @@ describe('DeqModel with solverPlacement "device"', () => {
   // evaluations, as it does between the host's own float64 and float32 kernels.
   for (const [name, exact] of [['fashion-mnist-jr', true], ['fashion-mnist-plain', false]] as const) {
     it(`${name}: the host solve's iterations and logits on real test images`, async () => {
-      const { host, dev } = models[name];
+      const { f64: host, f32: hostF32, dev } = models[name];
       expect(dev.solverPlacement).toBe('device');
-      host.solverKernel = 'wasm'; // float64 arithmetic: the reference
       const images = await benchImages(host, 32, 'test/fixtures/fashion-mnist');
       const req = batchRequest(host, images, 32, 0);
       const a = await host.infer(req), b = await dev.infer(req);
       // The yardstick for the inexact case: how far the host's float32 kernel lands from its float64 one.
-      host.solverKernel = 'wasm-f32';
-      const c = await host.infer(req);
+      const c = await hostF32.infer(req);
       const both = Array.from(a.solver.converged, (x, i) => x & b.solver.converged[i] & c.solver.converged[i]);
       expect(both.filter(Boolean).length).toBeGreaterThanOrEqual(exact ? 32 : 24);
       const x = a.outputs.logits.data as Float32Array, y = b.outputs.logits.data as Float32Array, w = c.outputs.logits.data as Float32Array, per = x.length / 32;

@@ -248,8 +248,12 @@ function lmArrivals(context: number, ids: (length: number) => fc.Arbitrary<numbe
 
 describe('Scheduler: padded language-model windows (state.pad, property)', () => {
   it('tiny-lm: windows of different lengths share cell runs; each matches its unpadded solo run', async () => {
-    const model = await DeqModel.load(TINY_LM);
-    const runs = countMixedRuns(model);
+    // A model's kernel is fixed at load: the bundle once per kernel.
+    const models = new Map<SolverKernel, DeqModel>();
+    for (const k of SOLVER_KERNELS) models.set(k, await DeqModel.load(TINY_LM, {}, { solverKernel: k }));
+    const model = models.get(SOLVER_KERNELS[0])!;
+    const counters = [...models.values()].map(countMixedRuns);
+    const mixed = () => counters.reduce((n, c) => n + c.mixed, 0);
     try {
       expect(model.manifest.state.pad).toBe('right');
       const bos = model.bundle.vocab!.indexOf('<s>'), V = model.bundle.vocab!.length;
@@ -258,17 +262,17 @@ describe('Scheduler: padded language-model windows (state.pad, property)', () =>
         { maxIter: 30, tols: TOLS, methods: ['broyden', 'anderson', 'fixed-point'], max: 8 });
       let sharedProperties = 0;
       await fc.assert(fc.asyncProperty(list, fc.integer({ min: 2, max: 6 }), fc.constantFrom<SolverKernel>(...SOLVER_KERNELS), fc.constantFrom('continuous', 'static'), async (arrivals, maxRows, kernel, mode) => {
-        model.solverKernel = kernel;
-        const before = runs.mixed;
-        const { done } = await schedule(model, arrivals, { mode, maxRows, maxQueueDelayMs: 0 }, toRequest);
-        if (runs.mixed > before) sharedProperties++;
-        await expectSolo(model, arrivals, done, toRequest);
+        const m = models.get(kernel)!;
+        const before = mixed();
+        const { done } = await schedule(m, arrivals, { mode, maxRows, maxQueueDelayMs: 0 }, toRequest);
+        if (mixed() > before) sharedProperties++;
+        await expectSolo(m, arrivals, done, toRequest);
       }), { numRuns: 30, seed: 11 });
       // The property is only worth something if windows of different lengths really ran together.
       expect(sharedProperties).toBeGreaterThanOrEqual(10);
     } finally {
-      runs.restore();
-      await model.release();
+      for (const c of counters) c.restore();
+      await Promise.all([...models.values()].map((m) => m.release()));
     }
   }, 120_000);
 

@@ -15,24 +15,23 @@ const BATCH = 6;
 
 for (const name of ['fashion-mnist-jr', 'fashion-mnist-plain']) {
   describe(`${name}: wasm solver kernels reproduce the js reference`, () => {
-    let model: DeqModel;
+    // A model's kernel is fixed at load: the bundle once per kernel.
+    const models = new Map<SolverKernel, DeqModel>();
     let set: ImageSet;
     beforeAll(async () => {
-      model = await DeqModel.load(resolve(import.meta.dirname, '..', '..', 'models', name));
+      const dir = resolve(import.meta.dirname, '..', '..', 'models', name);
+      for (const k of ['js', 'wasm', 'wasm-f32'] as const) models.set(k, await DeqModel.load(dir, {}, { solverKernel: k }));
       set = await readFashionMnist('test', FASHION_MNIST_SLICE);
     });
-    afterAll(async () => { await model?.release(); });
+    afterAll(async () => { await Promise.all([...models.values()].map((m) => m.release())); });
 
     for (const method of ['broyden', 'anderson', 'fixed-point'] as SolverMethod[]) {
       for (const kernel of ['wasm', 'wasm-f32'] as const) {
         it(`${method}, batch ${BATCH}, ${kernel}`, async () => {
           const per = set.rows * set.cols;
           const input = new Float32Array(BATCH * per);
-          for (let i = 0; i < BATCH; i++) normalizePixels(set.images.subarray((40 + i) * per, (41 + i) * per), model.manifest.preprocess!, input, i * per);
-          const runWith = async (k: SolverKernel, x = input) => {
-            model.solverKernel = k;
-            return model.infer({ input: x, batch: BATCH, returnState: true, solver: { method, maxIter: 25 } });
-          };
+          for (let i = 0; i < BATCH; i++) normalizePixels(set.images.subarray((40 + i) * per, (41 + i) * per), models.get('js')!.manifest.preprocess!, input, i * per);
+          const runWith = (k: SolverKernel, x = input) => models.get(k)!.infer({ input: x, batch: BATCH, returnState: true, solver: { method, maxIter: 25 } });
           const js = await runWith('js');
           const wasm = await runWith(kernel);
           // 'wasm' does the reference's arithmetic: 1e-5. 'wasm-f32' rounds to float32, which an
