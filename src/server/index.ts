@@ -6,7 +6,7 @@ import { describeConfig, type ServerConfig } from './config.js';
 import { startGrpc, type GrpcServer } from './grpc/service.js';
 import { discoverModels } from './models.js';
 import { ModelRepository } from './model-repository.js';
-import { WorkerPool, type PoolOptions } from './pool.js';
+import { poolSettings, WorkerPool, type PoolOptions } from './pool.js';
 import { FixedPointCache } from './response-cache.js';
 import { SequenceStore } from './sequence-store.js';
 import { installSignalHandlers } from './signals.js';
@@ -49,20 +49,8 @@ export interface RunningServer {
 export async function startServer(config: Readonly<ServerConfig>, opts: StartOptions = {}): Promise<RunningServer> {
   const models = await discoverModels(config.modelsDir, config);
   const poolOptions = {
-    workers: config.workers,
-    providers: config.providers,
-    intraOpThreads: config.intraOpThreads,
-    ortMemArena: config.ortMemArena,
-    ortMemPattern: config.ortMemPattern,
-    solverKernel: config.solverKernel,
-    maxRowsPerRun: config.maxRowsPerRun,
-    queueSize: config.queueSize,
-    retryAfterS: config.retryAfterS,
+    ...poolSettings(config),
     modelBudgets: Object.fromEntries([...models.values()].map((m) => [m.name, modelBudget(m.manifest, config.modelCostBudget, config.workers, config.maxBatch)])),
-    batching: {
-      mode: config.batching === 'on' ? 'continuous' : config.batching,
-      maxRows: config.batchRows, maxQueueDelayMs: config.maxQueueDelayMs, requestShare: config.requestShare,
-    },
   } satisfies Omit<PoolOptions, 'models'>;
   // Model control: each model version gets workers of its own, so one can be swapped alone.
   const repository = config.modelControl === 'none' ? undefined : new ModelRepository({
