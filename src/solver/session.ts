@@ -8,10 +8,11 @@ import { andersonNextWasm, broydenNextWasm, broydenStartWasm, fixedPointNextWasm
 
 /**
  * What each row decides for itself: a request's settings but the method, which the session's
- * rows share. A row's `trace` defaults to the session's; with `traceLabels` it keeps its label
- * per evaluation too (the caller labels its iterates, with the margin `predictionMargin` reads).
+ * rows share. A row's `trace` defaults to the session's; the label margin `predictionMargin`
+ * reads is written by the caller with the label.
  */
 export interface RowOptions extends Omit<SolverSettings, 'method'> {
+  /** Keep the row's label per evaluation too (the caller labels its iterates). */
   traceLabels?: boolean;
 }
 
