@@ -10,7 +10,7 @@
  */
 // Solvers: the fixed-point loop on any function, its settings and outcome.
 export { resolveSolverOptions, solve, SOLVER_DEFAULTS, SOLVER_KERNELS, SOLVER_METHODS, STOP_MODES, STOP_REASONS, summarizeSolve } from './solver/index.js';
-export type { FixedPointFn, ResolvedSolverOptions, SolveResult, SolverKernel, SolverMethod, SolverOptions, SolveSummary, StopMode, StopReason } from './solver/index.js';
+export type { FixedPointFn, ResolvedSolverOptions, SolveResult, SolverKernel, SolverMethod, SolverOptions, SolverSettings, SolveSummary, StopMode, StopReason } from './solver/index.js';
 // Runtime: bundles, their manifests and parity cases, and a loaded model.
 export { checkParity, DeqModel, EXECUTION_PROVIDERS, loadBundle, modelInputs, modelOutputs, resolveDims } from './runtime/index.js';
 export type { Bundle, ExecutionProvider, InferRequest, InferResult, InferTiming, IterationHook, Manifest, ModelOptions, ParityCaseReport, ParityReport, SessionConfig, Task, TensorSpec, TensorValue, WarmUpOptions, WarmUpReport } from './runtime/index.js';

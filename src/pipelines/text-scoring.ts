@@ -2,7 +2,7 @@ import { DeqError } from '../errors.js';
 import { validateText } from '../preprocess/text.js';
 import { createTokenizer, type Encoded, type TextTokenizer } from '../preprocess/tokenizer.js';
 import { DeqModel, type InferRequest, type Manifest, type SessionConfig } from '../runtime/index.js';
-import { summarizeSolve, type SolveRows, type SolveSummary, type SolverMethod, type SolverOptions, type StopMode } from '../solver/index.js';
+import { summarizeSolve, type SolveRows, type SolveSummary, type SolverOptions, type SolverSettings } from '../solver/index.js';
 
 // Text scoring, one home: window layout, batched window solves, per-token results
 // and totals. The CLI, the library, evaluation and the /score route all come here.
@@ -97,12 +97,7 @@ export function windowScoringOf(
 }
 
 /** The solver settings a window ran with, as every inference result reports them. */
-export interface RunOptions {
-  method: SolverMethod;
-  tol: number;
-  stopMode: StopMode;
-  maxIter: number;
-}
+export type RunOptions = Pick<SolverSettings, 'method' | 'tol' | 'stopMode' | 'maxIter'>;
 
 /** What scoring needs of an inference result, whether it ran here or on a worker. */
 export interface WindowResult {

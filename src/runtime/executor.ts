@@ -6,7 +6,7 @@
 import { DeqError } from '../errors.js';
 import type { DeqModel, InferRequest, InferResult } from './deq-model.js';
 
-/** A solve request as an executor takes it: the model's InferRequest with its absolute deadline. */
+/** A solve request as an executor (serial or scheduler) takes it: the model's InferRequest with its absolute deadline. */
 export interface ExecutorRequest extends InferRequest {
   /** Absolute deadline (Date.now() ms): past it, the request stops and is answered from its best iterates, `stopped`. */
   deadline?: number;
@@ -14,6 +14,7 @@ export interface ExecutorRequest extends InferRequest {
 
 /** What an executor answers: the model's InferResult and how long the request waited to start. */
 export interface ExecutorResult extends InferResult {
+  /** From submission to the start of its solve (batching: the admission of its first row). */
   queueMs: number;
 }
 

@@ -11,7 +11,7 @@ export type { ExecutionProvider, GraphOptimization, SessionConfig } from './onnx
 export { argmax, caseInputs, checkParity, toTyped } from './parity.js';
 export type { ParityCaseReport, ParityReport } from './parity.js';
 export { Scheduler, SCHEDULER_DEFAULTS } from './scheduler.js';
-export type { BatchingMode, ScheduledRequest, ScheduledResult, SchedulerHooks, SchedulerOptions } from './scheduler.js';
+export type { BatchingMode, SchedulerHooks, SchedulerOptions } from './scheduler.js';
 export type { Prepared } from './deq-model.js';
 export type { WarmUpOptions, WarmUpReport } from './warm-up.js';
 export { TurnGate } from './turn-gate.js';

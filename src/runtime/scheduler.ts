@@ -1,9 +1,9 @@
 import { DeqError } from '../errors.js';
-import type { Executor } from './executor.js';
+import type { Executor, ExecutorRequest, ExecutorResult } from './executor.js';
 import { SolveSession, SolverWorkspace, type ResolvedSolverOptions, type SolveResult } from '../solver/index.js';
 import type { CellBatch, CellPadding } from './cell-batch.js';
 import type { IterateLabeler } from './iterate-labels.js';
-import type { DeqModel, InferRequest, InferResult, Prepared, TensorValue } from './deq-model.js';
+import type { DeqModel, Prepared, TensorValue } from './deq-model.js';
 import type { TurnGate } from './turn-gate.js';
 
 /**
@@ -34,17 +34,6 @@ const MAX_IDLE_GROUPS = 16;
 
 export const SCHEDULER_DEFAULTS: Readonly<SchedulerOptions> = Object.freeze({ mode: 'continuous', maxRows: 32, maxQueueDelayMs: 0, requestShare: 0.5 });
 
-/** A request to the scheduler: an inference plus its deadline. */
-export interface ScheduledRequest extends InferRequest {
-  /** Absolute deadline (Date.now() ms): past it, the request's rows stop and it is answered from its best iterates, `stopped`. */
-  deadline?: number;
-}
-
-export interface ScheduledResult extends InferResult {
-  /** From submission to the admission of the request's first row. */
-  queueMs: number;
-}
-
 /** What the scheduler reports for metrics. */
 export interface SchedulerHooks {
   /**
@@ -60,7 +49,7 @@ export interface SchedulerHooks {
 
 interface Job {
   id: number;
-  req: ScheduledRequest;
+  req: ExecutorRequest;
   submittedAt: number;
   prep: Prepared | null;
   prepMs: number;
@@ -81,7 +70,7 @@ interface Job {
   stopped: boolean;
   /** Static mode: the batch (solve) the job's rows ran in; answered when it ends. */
   cancelled: DeqError | null;
-  resolve: (r: ScheduledResult) => void;
+  resolve: (r: ExecutorResult) => void;
   reject: (e: Error) => void;
 }
 
@@ -142,9 +131,9 @@ export class Scheduler implements Executor {
   }
 
   /** Queues a request; resolves with its answer, or rejects if its inputs are bad. Returns its id for `cancel`. */
-  submit(req: ScheduledRequest): { id: number; result: Promise<ScheduledResult> } {
+  submit(req: ExecutorRequest): { id: number; result: Promise<ExecutorResult> } {
     const id = this.#nextId++;
-    const result = new Promise<ScheduledResult>((resolve, reject) => {
+    const result = new Promise<ExecutorResult>((resolve, reject) => {
       const job: Job = {
         id, req, submittedAt: performance.now(), prep: null, prepMs: 0, padding: undefined, key: '', pending: [], active: 0, done: 0, admittedAt: 0,
         z: null, stats: null, calls: 0, cellMs: 0, lastRun: 0, stopped: false, cancelled: null, resolve, reject,

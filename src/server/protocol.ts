@@ -1,6 +1,6 @@
 import type { ErrorCode } from '../errors.js';
-import type { InferTiming, TensorValue } from '../runtime/index.js';
-import type { SolveResult, SolverMethod, StopMode } from '../solver/index.js';
+import type { ExecutorRequest, ExecutorResult } from '../runtime/index.js';
+import type { ReportedSolverSettings, SolverSettings } from '../solver/index.js';
 
 /** Messages between the pool (HTTP thread) and a solver worker. Plain data only. */
 
@@ -27,37 +27,15 @@ export interface WorkerInit {
   maxRowsPerRun: number;
 }
 
-/** The solver settings a request runs with, resolved on the HTTP thread; the rest (history…) comes from the manifest. */
-export interface RequestSolver {
-  method: SolverMethod;
-  tol: number;
-  stopMode: StopMode;
-  maxIter: number;
-  /** Early exit on a stable prediction (wire stop_mode "prediction"): iterations the top-1 must hold; 0 or absent: off. */
-  patience?: number;
-  /** The residual bound under which a stable prediction stops a sample. */
-  predictionTol?: number;
-  /** The softmax margin a stable prediction must have. */
-  predictionMargin?: number;
-  /** Return each sample's residual (and a classifier's top-1) per iteration. */
-  trace?: boolean;
-}
-
-export interface InferJob {
-  /** The first model input (image, tokens); or every input by name in `inputs`. */
-  input?: Float32Array | BigInt64Array;
-  inputs?: Record<string, Float32Array | BigInt64Array>;
-  batch: number;
-  length?: number;
-  headInputs?: Record<string, Float32Array | BigInt64Array>;
-  outputs?: string[];
-  solver: RequestSolver;
+/**
+ * A request as it crosses to a worker: the runtime's ExecutorRequest, plain data (no
+ * onIteration hook: `stream` asks for 'progress' messages instead), plus what serving adds.
+ */
+export interface InferJob extends Omit<ExecutorRequest, 'onIteration'> {
+  /** Every setting the solve runs with, resolved on the HTTP thread; the rest (history…) comes from the manifest. */
+  solver: SolverSettings;
   /** Absolute deadline, Date.now() milliseconds (the one clock main and workers share). */
   deadline: number;
-  /** Warm start: the initial state, batch × state (validated on the HTTP thread). */
-  z0?: Float32Array;
-  /** Return z* with the answer. */
-  returnState?: boolean;
   /** Report every iteration as it happens ('progress' messages): a client watches the solve (server-sent events). */
   stream?: boolean;
   /** Its admission cost (server/admission.ts requestCost); default batch × max_iter. */
@@ -76,18 +54,12 @@ export interface IterationEvent {
   top_k?: { index: number; probability: number }[];
 }
 
-/** Per-sample solver outcome as it crosses the worker boundary (the traces only when the request asked). */
-export type SolverStats = SolveResult;
-
-export interface InferReply {
-  outputs: Record<string, TensorValue>;
-  /** z* per sample, when the job asked (returnState). */
-  state?: TensorValue;
-  solver: SolverStats;
-  options: { method: SolverMethod; tol: number; stopMode: StopMode; maxIter: number; patience: number; predictionTol: number; predictionMargin: number };
-  timing: InferTiming;
-  /** Batching: time in the worker before the request's first row joined a solve. */
-  queueMs?: number;
+/**
+ * A job's answer as it crosses back: the runtime's ExecutorResult, its settings as plain data
+ * (no per-call hooks) and the solver's traces only when the request asked.
+ */
+export interface InferReply extends Omit<ExecutorResult, 'options'> {
+  options: ReportedSolverSettings;
 }
 
 export interface SerializedError {

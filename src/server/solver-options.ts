@@ -1,9 +1,8 @@
 import { DeqError } from '../errors.js';
 import { labelingUnsupported } from '../runtime/index.js';
-import { SOLVER_METHODS, STOP_MODES, type SolverMethod, type StopMode } from '../solver/index.js';
+import { SOLVER_METHODS, STOP_MODES, type SolverMethod, type SolverSettings, type StopMode } from '../solver/index.js';
 import type { ServerConfig } from './config.js';
 import type { ServedModel } from './models.js';
-import type { RequestSolver } from './protocol.js';
 
 /** The per-request knobs, as named on the wire (query string, JSON body or v2 parameters), already schema-checked. */
 export interface WireSolverOptions {
@@ -53,7 +52,7 @@ export function solverParamsSchema(c: Readonly<ServerConfig>) {
 
 export interface RequestControl {
   /** Every setting the solve runs with: the model's effective defaults, then the request's. */
-  solver: RequestSolver;
+  solver: SolverSettings;
   /** Absolute deadline (Date.now() ms). */
   deadline: number;
   /** The budget in ms the deadline came from. */

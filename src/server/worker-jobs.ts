@@ -35,17 +35,14 @@ export function runJob(exec: Executor, job: InferJob, maxRowsPerRun: number, hoo
   const parts: Promise<InferReply>[] = [];
   for (let b0 = 0; b0 < job.batch; b0 += per) {
     const slice = job.batch <= per ? job : sliceJob(job, b0, Math.min(job.batch, b0 + per));
-    const { id, result } = exec.submit({
-      input: slice.input, inputs: slice.inputs, batch: slice.batch, length: slice.length, headInputs: slice.headInputs,
-      outputs: slice.outputs, solver: slice.solver, deadline: slice.deadline, onIteration: hook?.(b0),
-      z0: slice.z0, returnState: slice.returnState,
-    });
+    // An InferJob is an ExecutorRequest (serving fields aside, which the executor does not read) without its hook.
+    const { id, result } = exec.submit({ ...slice, onIteration: hook?.(b0) });
     ids.push(id);
     parts.push(result.then(reply));
   }
   onIds?.(ids);
   return Promise.all(parts).then(
-    (replies) => (replies.length === 1 ? replies[0] : { ...joinReplies(replies, job.batch), queueMs: Math.min(...replies.map((r) => r.queueMs ?? 0)) }),
+    (replies) => (replies.length === 1 ? replies[0] : joinReplies(replies, job.batch)),
     (err: unknown) => {
       for (const id of ids) exec.cancel(id); // one slice failed: the others' rows are freed too
       throw err;
@@ -91,6 +88,7 @@ function joinReplies(parts: InferReply[], batch: number): InferReply {
     },
     options: first.options,
     timing,
+    queueMs: Math.min(...parts.map((p) => p.queueMs)),
   };
 }
 

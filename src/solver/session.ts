@@ -1,4 +1,4 @@
-import type { ResolvedSolverOptions, StopMode } from './types.js';
+import type { ResolvedSolverOptions, SolverSettings } from './types.js';
 import type { SolverWorkspace } from './workspace.js';
 import { allFinite, copyRow } from './vec.js';
 import { broydenNext, broydenStart } from './broyden.js';
@@ -6,19 +6,12 @@ import { andersonNext } from './anderson.js';
 import { fixedPointNext } from './fixed-point.js';
 import { andersonNextWasm, broydenNextWasm, broydenStartWasm, fixedPointNextWasm } from './wasm-steps.js';
 
-/** What each row decides for itself: its tolerance, cap and stop mode. */
-export interface RowOptions {
-  tol: number;
-  maxIter: number;
-  stopMode: StopMode;
-  /** Early exit: stop once the row's label has not changed for this many iterations (0: off). */
-  patience?: number;
-  /** …and its residual is below this… */
-  predictionTol?: number;
-  /** …and the label's margin (written by the caller with it) is at least this. */
-  predictionMargin?: number;
-  /** Keep the row's residual per evaluation (and its label, with `traceLabels`). Defaults to the session's `trace`. */
-  trace?: boolean;
+/**
+ * What each row decides for itself: a request's settings but the method, which the session's
+ * rows share. A row's `trace` defaults to the session's; the label margin `predictionMargin`
+ * reads is written by the caller with the label.
+ */
+export interface RowOptions extends Omit<SolverSettings, 'method'> {
   /** Keep the row's label per evaluation too (the caller labels its iterates). */
   traceLabels?: boolean;
 }

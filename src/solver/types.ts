@@ -21,14 +21,37 @@ export type FixedPointFn = (z: Float32Array, out: Float32Array, active: Uint8Arr
  */
 export type PredictFn = (z: Float32Array, want: Uint8Array, labels: Int32Array, margins: Float64Array) => void | Promise<void>;
 
-/** Options common to every solver. */
-export interface SolverOptions {
+/**
+ * What one solve request chooses: the method and when each sample stops. Declared once, here:
+ * SolverOptions adds the model's own settings (history, damping…) and the per-call hooks, and
+ * every hop above (a request, a job sent to a worker, a reply, a session row) reuses these fields.
+ */
+export interface SolverSettings {
   method: SolverMethod;
   /** Stop a sample once its residual is below this. */
   tol: number;
   stopMode: StopMode;
   /** Cap on evaluations of f per sample (the initial f(z₀) included). */
   maxIter: number;
+  /**
+   * Early exit on a stable prediction: a sample also stops once `predict` has given it the
+   * same label for `patience` consecutive iterations (patience + 1 iterates agree) while its
+   * residual is below `predictionTol`. 0 (the default) turns it off. Needs `predict`.
+   */
+  patience?: number;
+  /** The loose residual bound (in `stopMode`) under which a stable prediction may stop a sample. */
+  predictionTol?: number;
+  /** …and the margin `predict` gives the label must be at least this (0: any). */
+  predictionMargin?: number;
+  /** Keep each sample's residual per evaluation, and its label when `predict` is given (allocates). */
+  trace?: boolean;
+}
+
+/** The settings a solve ran with, as its result reports them: plain data, every stopping rule filled in. */
+export type ReportedSolverSettings = Required<Omit<SolverSettings, 'trace'>>;
+
+/** Options common to every solver: a request's settings and the model's own. */
+export interface SolverOptions extends SolverSettings {
   /** Broyden/Anderson memory m. Workspace grows with m, never with maxIter. */
   history: number;
   /** Broyden: Armijo backtracking on ‖g‖. Costs extra evaluations of f. */
@@ -54,18 +77,6 @@ export interface SolverOptions {
    */
   sampleTol?: ArrayLike<number>;
   sampleMaxIter?: ArrayLike<number>;
-  /**
-   * Early exit on a stable prediction: a sample also stops once `predict` has given it the
-   * same label for `patience` consecutive iterations (patience + 1 iterates agree) while its
-   * residual is below `predictionTol`. 0 (the default) turns it off. Needs `predict`.
-   */
-  patience?: number;
-  /** The loose residual bound (in `stopMode`) under which a stable prediction may stop a sample. */
-  predictionTol?: number;
-  /** …and the margin `predict` gives the label must be at least this (0: any). */
-  predictionMargin?: number;
-  /** Keep each sample's residual per evaluation, and its label when `predict` is given (allocates; off for serving). */
-  trace?: boolean;
   /** Labels iterates, for `patience` and the label trace (see PredictFn). Per call. */
   predict?: PredictFn;
   /**

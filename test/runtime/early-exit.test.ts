@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeqError } from '../../src/errors.js';
 import { readFashionMnist } from '../../src/eval/fashion-mnist.js';
 import { normalizePixels } from '../../src/preprocess/normalize.js';
-import { argmax, DeqModel, Scheduler, type InferResult, type ScheduledResult } from '../../src/runtime/index.js';
+import { argmax, DeqModel, Scheduler, type ExecutorResult, type InferResult } from '../../src/runtime/index.js';
 import { RowEnd, type SolverOptions } from '../../src/solver/index.js';
 import { softmaxMargin } from '../../src/runtime/iterate-labels.js';
 import { FASHION_MNIST_SLICE, TINY_IMAGE, TINY_LM } from '../helpers/fixtures.js';
@@ -73,7 +73,7 @@ describe('early exit on fashion-mnist-plain', () => {
   for (const mode of ['continuous', 'static'] as const) {
     it(`${mode} batching: each request gets its solo stop and answer, next to requests without early exit`, async () => {
       const sched = new Scheduler(model, { mode, maxRows: 8, maxQueueDelayMs: 5 });
-      const results: Promise<ScheduledResult>[] = images.map((x, i) => sched.submit({ input: x, batch: 1, solver: i % 4 === 3 ? {} : { ...EARLY, trace: true } }).result);
+      const results: Promise<ExecutorResult>[] = images.map((x, i) => sched.submit({ input: x, batch: 1, solver: i % 4 === 3 ? {} : { ...EARLY, trace: true } }).result);
       const done = await Promise.all(results);
       for (const [i, r] of done.entries()) {
         if (i % 4 === 3) {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { brownCorpusDir, encodeStream, readBrownSplits } from '../../src/eval/brown-corpus.js';
 import { readFashionMnist } from '../../src/eval/fashion-mnist.js';
 import { normalizePixels } from '../../src/preprocess/normalize.js';
-import { DeqModel, Scheduler, type InferRequest, type ScheduledResult, type SchedulerOptions } from '../../src/runtime/index.js';
+import { DeqModel, Scheduler, type ExecutorResult, type InferRequest, type SchedulerOptions } from '../../src/runtime/index.js';
 import { SOLVER_KERNELS, type SolverKernel, type SolverMethod } from '../../src/solver/index.js';
 import { DeqError } from '../../src/errors.js';
 import { FASHION_MNIST_SLICE, TINY_IMAGE, TINY_LM } from '../helpers/fixtures.js';
@@ -32,7 +32,7 @@ function request(a: Arrival): InferRequest {
 /** Runs the arrivals through a scheduler, each submitted at its boundary; returns results and batching stats. */
 async function schedule<R>(model: DeqModel, arrivals: Arrival<R>[], opts: Partial<SchedulerOptions>, toRequest: (a: Arrival<R>) => InferRequest = request as never) {
   let boundary = 0, joins = 0, maxRows = 0;
-  const results: Promise<ScheduledResult>[] = new Array(arrivals.length);
+  const results: Promise<ExecutorResult>[] = new Array(arrivals.length);
   const sched = new Scheduler(model, opts, {
     onBoundary: () => {
       for (const [i, a] of arrivals.entries()) if (a.at === boundary && !results[i]) results[i] = sched.submit(toRequest(a)).result;
@@ -56,7 +56,7 @@ async function schedule<R>(model: DeqModel, arrivals: Arrival<R>[], opts: Partia
   return { done, joins, maxRows };
 }
 
-async function expectSolo<R>(model: DeqModel, arrivals: Arrival<R>[], results: ScheduledResult[], toRequest: (a: Arrival<R>) => InferRequest = request as never): Promise<void> {
+async function expectSolo<R>(model: DeqModel, arrivals: Arrival<R>[], results: ExecutorResult[], toRequest: (a: Arrival<R>) => InferRequest = request as never): Promise<void> {
   for (const [i, a] of arrivals.entries()) {
     const solo = await model.infer(toRequest(a));
     const got = results[i];

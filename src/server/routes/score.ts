@@ -111,7 +111,7 @@ export const scoreRoutes: FastifyPluginAsync<{ state: ServerState }> = async (ap
       // Texts are scored one after another, each in as few batched solves as its windows allow.
       const results = [];
       for (const e of encoded) {
-        const s = await scorer.scoreEncoded(e, (r) => run({ ...r, outputs: r.outputs ? [...r.outputs] : undefined, solver: control.solver, deadline: control.deadline }), undefined, { warmStart: req.body.warm_start });
+        const s = await scorer.scoreEncoded(e, (r) => run({ ...r, solver: control.solver, deadline: control.deadline }), undefined, { warmStart: req.body.warm_start });
         text++;
         firstWindow = 0;
         results.push({
