@@ -1,6 +1,6 @@
 // The request path's types at the worker boundary: an InferJob and an InferReply are the runtime's
 // request and result, plain data (structured clone drops no hook, because there is none to drop).
-// These are compile-time checks: `npm run typecheck` fails on them; at run time they pass trivially.
+// These are compile-time checks: `npm test` type-checks test/ before vitest runs, and fails on them.
 import { describe, expectTypeOf, it } from 'vitest';
 import type { ExecutorRequest, ExecutorResult } from '../../src/runtime/index.js';
 import type { InferJob, InferReply } from '../../src/server/protocol.js';
