@@ -103,11 +103,6 @@ export class WorkerHandle<T extends OnWorker> implements WorkerLoad {
     return this.inflight.size;
   }
 
-  /** `model` runs with batching off here: one of its requests at a time, the others held. */
-  serial(model: string): boolean {
-    return this.#serial.has(model);
-  }
-
   /** A request for `model` sent now would only be held (its model has batching off, and the lane is busy). */
   holds(model: string): boolean {
     return this.serialJobs > 0 && this.#serial.has(model);
