@@ -144,7 +144,9 @@ const COMMANDS: Record<string, Command> = {
   async serve(args) {
     const { loadConfig, startServer, SETTINGS, DEFAULT_CONFIG } = await import('../server/index.js');
     if (args.includes('--help') || args.includes('-h')) {
-      const shown = (v: unknown) => (Array.isArray(v) ? v.join(',') || '(none)' : v === undefined || v === '' ? '(none)' : String(v));
+      const shown = (v: unknown): string => (Array.isArray(v) ? v.join(',') || '(none)'
+        : typeof v === 'object' && v !== null ? shown(Object.entries(v).map(([k, x]) => `${k}=${String(x)}`))
+          : v === undefined || v === '' ? '(none)' : String(v));
       const rows = SETTINGS.map((s) => `  ${s.flag.padEnd(22)} ${s.env.padEnd(24)} ${s.help} [default: ${shown((DEFAULT_CONFIG as unknown as Record<string, unknown>)[s.key])}]`);
       process.stdout.write(`deq-serve serve [options]\n\nEvery option can also be set by its environment variable. --ep is another name for --providers, --models for --models-dir (a folder of bundles, or one bundle to serve alone).\n\n${rows.join('\n')}\n`);
       return 0;

@@ -44,7 +44,10 @@ export interface ServerConfig {
   ortMemPattern: boolean;
   /** `auto`: each model's own (its manifest's solver.precision); a kernel name: every model. */
   solverKernel: SolverKernel | 'auto';
+  /** The default batching mode: every model's, unless modelBatching names it. */
   batching: BatchingSetting;
+  /** Per model, a batching mode other than the default (Triton's per-model dynamic_batching); batchingOf reads it. */
+  modelBatching: Readonly<Record<string, BatchingSetting>>;
   batchRows: number;
   maxQueueDelayMs: number;
   requestShare: number;
@@ -88,7 +91,8 @@ export interface ServerConfig {
   repositoryPollMs: number;
 }
 
-type Kind = 'int' | 'number' | 'string' | 'list' | 'bool';
+/** `map`: comma-separated name=value pairs (an object). */
+type Kind = 'int' | 'number' | 'string' | 'list' | 'bool' | 'map';
 
 interface Setting {
   key: keyof ServerConfig;
@@ -150,7 +154,10 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   // Measured on 2 cores (docs/server.md, "Continuous batching"): batching wins at high image
   // concurrency and loses on single requests and on short /score texts (their windows, padded to a
   // shared length where the bundle declares state.pad, fill few rows per run), so it is an opt-in.
+  // No kind of model has a measured gain at one to four clients (docs/benchmarks.md), so no model
+  // gets another default: --model-batching turns it on for the models whose load shows a gain.
   batching: 'off',
+  modelBatching: {},
   batchRows: 32,
   maxQueueDelayMs: 0,
   requestShare: 0.5,
@@ -206,7 +213,8 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   { key: 'maxRequestCost', flag: '--max-request-cost', env: 'DEQ_MAX_REQUEST_COST', kind: 'int', help: 'most cost one request may have, in state-value iterations (batch × max_iter × state size per sample): 413 DEQ_ERR_TOO_COSTLY (0 = no limit beyond --max-batch and --max-iter-cap)' },
   { key: 'modelCostBudget', flag: '--model-cost-budget', env: 'DEQ_MODEL_COST_BUDGET', kind: 'int', help: 'cost one model\'s requests together may have on the workers at once while other models are served; past it they wait, leaving workers to the other models (0 = workers × max-batch × the model\'s own max_iter × its state size)' },
   { key: 'maxScoreWindows', flag: '--max-score-windows', env: 'DEQ_MAX_SCORE_WINDOWS', kind: 'int', help: 'most context windows one /score request may cost, over all its texts (413 DEQ_ERR_TOO_COSTLY)' },
-  { key: 'batching', flag: '--batching', env: 'DEQ_BATCHING', kind: 'string', help: '"on": requests join running solves at iteration boundaries and leave when they stop (continuous batching); "static": a batch is formed once and answered when its slowest member stops; "off": one request per worker at a time' },
+  { key: 'batching', flag: '--batching', env: 'DEQ_BATCHING', kind: 'string', help: 'every model\'s batching unless --model-batching names it. "on": requests join running solves at iteration boundaries and leave when they stop (continuous batching); "static": a batch is formed once and answered when its slowest member stops; "off": one request per worker at a time' },
+  { key: 'modelBatching', flag: '--model-batching', env: 'DEQ_MODEL_BATCHING', kind: 'map', help: 'batching per model, overriding --batching for the models named: comma-separated model=mode pairs (on, static, off), e.g. fashion-mnist-jr=on,brown-lm-jr=off; every name must be a served model' },
   { key: 'batchRows', flag: '--batch-rows', env: 'DEQ_BATCH_ROWS', kind: 'int', help: 'most samples in one cell run when batching' },
   { key: 'maxQueueDelayMs', flag: '--max-queue-delay-ms', env: 'DEQ_MAX_QUEUE_DELAY_MS', kind: 'number', help: 'how long an idle solve waits for more requests before it starts (batching)' },
   { key: 'requestShare', flag: '--request-share', env: 'DEQ_REQUEST_SHARE', kind: 'number', help: 'largest share of --batch-rows one request may hold (continuous batching), so small requests join at once' },
@@ -242,6 +250,8 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
 
 const positiveInt = { type: 'integer', minimum: 1 } as const;
 
+const BATCHING_MODES: BatchingSetting[] = ['on', 'static', 'off'];
+
 const CONFIG_SCHEMA = {
   type: 'object',
   additionalProperties: false,
@@ -270,7 +280,8 @@ const CONFIG_SCHEMA = {
     modelCostBudget: { type: 'integer', minimum: 0 },
     maxScoreWindows: positiveInt,
     scoreBatch: { type: 'integer', minimum: 1, maximum: 4096 },
-    batching: { enum: ['on', 'static', 'off'] },
+    batching: { enum: BATCHING_MODES },
+    modelBatching: { type: 'object', propertyNames: { minLength: 1 }, additionalProperties: { enum: BATCHING_MODES } },
     batchRows: { type: 'integer', minimum: 1, maximum: 4096 },
     maxQueueDelayMs: { type: 'number', minimum: 0, maximum: 10_000 },
     requestShare: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
@@ -350,7 +361,9 @@ export function loadConfig(argv: readonly string[] = [], env: NodeJS.ProcessEnv 
     const s = SETTINGS.find((x) => x.key === key);
     const name = origin.get(key) ?? (s ? `${s.flag} / ${s.env}` : key);
     const allowed = 'allowedValues' in e.params ? ` (allowed: ${(e.params.allowedValues as unknown[]).join(', ')})` : '';
-    throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting ${name}: ${e.message ?? 'is invalid'}${allowed}`, { setting: name });
+    // A map's entry is named too: which model's mode is wrong.
+    const entry = s?.kind === 'map' && e.instancePath.split('/').length > 2 ? ` ${e.instancePath.split('/').slice(2).join('/')}:` : '';
+    throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting ${name}:${entry} ${e.message ?? 'is invalid'}${allowed}`, { setting: name });
   }
   const config = raw as unknown as ServerConfig;
   if (config.tolMin > config.tolMax) {
@@ -420,6 +433,11 @@ function readOpenFileLimit(): number | null {
   }
 }
 
+/** The batching mode `model` runs in: its --model-batching entry, else --batching. */
+export function batchingOf(c: Readonly<Pick<ServerConfig, 'batching' | 'modelBatching'>>, model: string): BatchingSetting {
+  return Object.hasOwn(c.modelBatching, model) ? c.modelBatching[model] : c.batching;
+}
+
 /** The configuration as logged at start: API keys are counted, never shown. */
 export function describeConfig(c: Readonly<ServerConfig>): Record<string, unknown> {
   return { ...c, apiKeys: `${c.apiKeys.length} key(s)`, cores: CORES };
@@ -439,6 +457,17 @@ function coerce(s: Setting, v: string, name: string): unknown {
       throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting ${name}: ${JSON.stringify(v)} is not a boolean (true/false)`, { setting: name });
     case 'list':
       return v.split(',').map((x) => x.trim()).filter((x) => x !== '');
+    case 'map': {
+      const out: Record<string, string> = {};
+      for (const pair of v.split(',').map((x) => x.trim()).filter((x) => x !== '')) {
+        const eq = pair.indexOf('=');
+        const key = pair.slice(0, eq).trim();
+        if (eq === -1 || key === '') throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting ${name}: ${JSON.stringify(pair)} is not model=value`, { setting: name });
+        if (Object.hasOwn(out, key)) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting ${name}: ${key} is named twice`, { setting: name });
+        out[key] = pair.slice(eq + 1).trim();
+      }
+      return out;
+    }
     default:
       return v;
   }

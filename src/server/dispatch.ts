@@ -1,11 +1,14 @@
 // The pool's dispatch policy as a pure function: which worker a request goes to now, or none
-// (it waits in its model's queue). No timers, no threads: unit-tested in test/server/dispatch.test.ts.
+// (it waits in its model's queue), by the batching mode of the request's model. No timers, no
+// threads: unit-tested in test/server/dispatch.test.ts.
 
 /** What dispatch needs to know of one worker. */
 export interface WorkerLoad {
   ready: boolean;
-  /** Requests on it now (batching off: the one running and those it holds). */
+  /** Requests on it now, of every model. */
   jobs: number;
+  /** Of them, those of models with batching off: the one running on its lane and those it holds. */
+  serialJobs: number;
   /** Their rows (samples). */
   rows: number;
   /** Their cost (admission.ts): with batching off, how long the worker is busy. */
@@ -14,6 +17,8 @@ export interface WorkerLoad {
 
 /** What dispatch needs to know of the request and its model. */
 export interface DispatchRequest {
+  /** Its model has batching off: one of its requests at a time per worker (held behind each other). */
+  serial: boolean;
   rows: number;
   cost: number;
   /** Cost of the model's requests on the workers now. */
@@ -23,9 +28,7 @@ export interface DispatchRequest {
 }
 
 export interface DispatchPolicy {
-  /** `off`: one request at a time per worker; else batching (several join one solve). */
-  batching: boolean;
-  /** Batching off: requests a busy worker may hold besides the one it runs. */
+  /** Batching off: requests a busy lane may hold besides the one it runs. */
   prefetch: number;
   /** Batching: rows per cell run. */
   maxRows: number;
@@ -40,20 +43,30 @@ export interface DispatchPolicy {
  * cost more than its budget with this one added waits, so its heavy requests run one at a time
  * and leave the other workers to the other models. A request alone always may run.
  *
- * Batching off: an idle worker; else the busy worker with room to hold it whose work costs the
- * least (the one that will be free soonest: never behind a 30 s solve when a short one ends first).
- * Batching on: the least loaded worker whose rows leave room for it (up to twice a solve's rows,
- * so the next requests are at hand to join), or an idle one for a request bigger than that.
+ * Batching off (the request's model): an idle worker; else a busy worker whose lane is free (it
+ * starts at once, beside the other models' batched solves), else one whose lane has room to hold
+ * it; among those, the one whose work costs the least (the one that will be free soonest: never
+ * behind a 30 s solve when a short one ends first).
+ * Batching on or static: the least loaded worker whose rows leave room for it (up to twice a
+ * solve's rows, so the next requests are at hand to join), or an idle one for a request bigger
+ * than that. Rows of every model count: a worker's models share its thread.
  */
 export function pickWorker(workers: readonly WorkerLoad[], req: DispatchRequest, policy: DispatchPolicy): number {
   if (policy.models > 1 && req.modelCost > 0 && req.modelCost + req.cost > req.modelBudget) return -1;
   let best = -1;
-  if (!policy.batching) {
+  if (req.serial) {
     for (let i = 0; i < workers.length; i++) {
       const w = workers[i];
       if (!w.ready) continue;
       if (w.jobs === 0) return i;
-      if (w.jobs <= policy.prefetch && (best === -1 || w.cost < workers[best].cost)) best = i;
+      if (w.serialJobs > policy.prefetch) continue;
+      if (best === -1) {
+        best = i;
+        continue;
+      }
+      const b = workers[best];
+      // A free lane first (it starts now, not after the solve before it), then the least cost.
+      if ((w.serialJobs === 0) !== (b.serialJobs === 0) ? w.serialJobs === 0 : w.cost < b.cost) best = i;
     }
     return best;
   }

@@ -65,6 +65,8 @@ export async function startServer(config: Readonly<ServerConfig>, opts: StartOpt
   const pool = repository ?? new WorkerPool({ ...poolOptions, models: [...models.values()].map((m) => ({ name: m.name, dir: m.dir })) });
   const unknownCached = config.cacheModels.filter((m) => !models.has(m));
   if (unknownCached.length) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting --cache-models: no model named ${unknownCached.join(', ')} (serving ${[...models.keys()].join(', ')})`, { setting: 'cacheModels' });
+  const unknownBatching = Object.keys(config.modelBatching).filter((m) => !models.has(m));
+  if (unknownBatching.length) throw new DeqError('DEQ_ERR_CONFIG_INVALID', `invalid setting --model-batching: no model named ${unknownBatching.join(', ')} (serving ${[...models.keys()].join(', ')})`, { setting: 'modelBatching' });
   const cache = new FixedPointCache(config.cacheBytes, config.cacheModels);
   const sequences = new SequenceStore({ maxSequences: config.maxSequences, maxBytes: config.sequenceBytes, idleMs: config.sequenceIdleMs });
   const state: ServerState = { config, models, pool, ...(repository ? { repository } : {}), cache, sequences, loaded: false, closing: false };

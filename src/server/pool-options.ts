@@ -1,8 +1,8 @@
 // What a worker pool is configured with: the settings it takes, named as in ServerConfig and
 // defaulting to DEFAULT_CONFIG's values (server/config.ts, the one defaults object), and the
-// WorkerInit each of its workers starts from.
-import { DEFAULT_CONFIG, type ServerConfig } from './config.js';
-import type { WorkerInit } from './protocol.js';
+// WorkerInit each of its workers starts from, with each model's batching mode.
+import { batchingOf, DEFAULT_CONFIG, type BatchingSetting, type ServerConfig } from './config.js';
+import type { BatchingConfig, WorkerInit } from './protocol.js';
 
 export interface PoolLogger {
   info(obj: object, msg?: string): void;
@@ -13,7 +13,7 @@ export interface PoolLogger {
 /** The settings a pool takes, by their ServerConfig names (config.ts documents them). */
 export const POOL_SETTINGS = [
   'workers', 'providers', 'intraOpThreads', 'queueSize', 'retryAfterS',
-  'batching', 'batchRows', 'maxQueueDelayMs', 'requestShare',
+  'batching', 'modelBatching', 'batchRows', 'maxQueueDelayMs', 'requestShare',
   'maxRowsPerRun', 'ortMemArena', 'ortMemPattern', 'solverKernel',
 ] as const satisfies readonly (keyof ServerConfig)[];
 
@@ -39,13 +39,19 @@ export function resolvePoolSettings(opts: Readonly<Partial<PoolSettings>>): Read
   return Object.freeze({ ...poolSettings(DEFAULT_CONFIG), ...poolSettings(opts) } as PoolSettings);
 }
 
+/** A batching setting as the worker names it (protocol.ts BatchingConfig). */
+function workerMode(b: BatchingSetting): BatchingConfig['mode'] {
+  return b === 'on' ? 'continuous' : b;
+}
+
 /** What each worker starts from: the models, and the settings as the worker names them (protocol.ts). */
 export function workerInit(models: PoolOptions['models'], s: Readonly<PoolSettings>): WorkerInit {
   return {
     models,
     providers: [...s.providers],
     intraOpThreads: s.intraOpThreads,
-    batching: { mode: s.batching === 'on' ? 'continuous' : s.batching, maxRows: s.batchRows, maxQueueDelayMs: s.maxQueueDelayMs, requestShare: s.requestShare },
+    batching: { mode: workerMode(s.batching), maxRows: s.batchRows, maxQueueDelayMs: s.maxQueueDelayMs, requestShare: s.requestShare },
+    modelBatching: Object.fromEntries(models.map((m) => [m.name, workerMode(batchingOf(s, m.name))])),
     ortMemArena: s.ortMemArena,
     ortMemPattern: s.ortMemPattern,
     solverKernel: s.solverKernel,

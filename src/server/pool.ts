@@ -1,9 +1,11 @@
 // The worker pool: a fixed set of solver workers (worker-handle.ts) fed from one bounded FIFO
 // queue per model (model-queues.ts), each request placed by the pure dispatch policy
-// (dispatch.ts). This file wires them: it moves requests on events (a submit, a reply, a worker
-// ready or gone), answers their promises, and shuts down in one routine close() and abortAll() share.
+// (dispatch.ts) by its model's batching mode. This file wires them: it moves requests on events (a
+// submit, a reply, a worker ready or gone), answers their promises, and shuts down in one routine
+// close() and abortAll() share.
 import { EventEmitter } from 'node:events';
 import { DeqError } from '../errors.js';
+import { batchingOf, type BatchingSetting } from './config.js';
 import { pickWorker, type DispatchPolicy } from './dispatch.js';
 import { ModelQueues } from './model-queues.js';
 import { resolvePoolSettings, workerInit, type PoolLogger, type PoolOptions, type PoolSettings } from './pool-options.js';
@@ -78,6 +80,8 @@ export class WorkerPool {
   readonly #queues: ModelQueues<Pending>;
   readonly #policy: DispatchPolicy;
   readonly #respawns = new RespawnPolicy();
+  /** The models with batching off (their requests run one at a time per worker: dispatch.ts). */
+  readonly #serial: ReadonlySet<string>;
   /** Per model, the cost of its requests on the workers now (fair share: dispatch.ts). */
   readonly #modelCost = new Map<string, number>();
   #nextId = 1;
@@ -92,8 +96,8 @@ export class WorkerPool {
   readonly events = new EventEmitter();
   /** 'idle' when a worker's last request leaves it, or a worker exits: what settle and close wait on. */
   readonly #idleEvents = new EventEmitter();
-  /** Provider and warm-up time per model, from the first worker to load. */
-  modelInfo: Map<string, { provider: string; fallbacks: string[]; solverKernel: string; warmupMs: number }> = new Map();
+  /** Provider and warm-up time per model, from the first worker to load, and the model's batching mode. */
+  modelInfo: Map<string, { provider: string; fallbacks: string[]; solverKernel: string; warmupMs: number; batching: BatchingSetting }> = new Map();
   /** Where a queue's head goes now (ModelQueues.take). */
   readonly #place = (p: Pending): Handle | undefined => this.#workerFor(p.model, p.job.batch, p.cost);
   readonly #listener: WorkerListener<Pending> = {
@@ -114,7 +118,8 @@ export class WorkerPool {
       models: opts.models.map((m) => m.name), queueSize: s.queueSize, retryAfterS: s.retryAfterS,
       onExpire: (p) => p.reject(new DeqError('DEQ_ERR_DEADLINE_EXCEEDED', `the deadline passed after ${Math.round(performance.now() - p.enqueuedAt)} ms in the queue, before a worker was free`)),
     });
-    this.#policy = { batching: s.batching !== 'off', prefetch: OFF_PREFETCH, maxRows: s.batchRows, models: this.#queues.models };
+    this.#policy = { prefetch: OFF_PREFETCH, maxRows: s.batchRows, models: this.#queues.models };
+    this.#serial = new Set(opts.models.map((m) => m.name).filter((m) => batchingOf(s, m) === 'off'));
     for (const m of opts.models) this.#modelCost.set(m.name, 0);
   }
 
@@ -134,7 +139,7 @@ export class WorkerPool {
     return this.#started && !this.#closing && this.#workers.some((w) => w.ready);
   }
 
-  /** Requests waiting: in the queue, or (batching off) held by a busy worker for after its current one. */
+  /** Requests waiting: in the queue, or (a model with batching off) held by a busy worker for after its current one. */
   queued(model?: string): number {
     return this.#queues.length(model) + this.#onWorkers(model, true);
   }
@@ -158,7 +163,7 @@ export class WorkerPool {
     // FIFO per model: while its queue holds requests, a new one waits behind them.
     const worker = this.#queues.length(model) === 0 ? this.#workerFor(model, job.batch, cost) : undefined;
     // A job a busy worker would only hold waits like a queued one, and counts against the queue.
-    const waits = !worker || worker.holds;
+    const waits = !worker || worker.holds(model);
     const full = waits ? this.#queues.refusal(model, this.#onWorkers(model, true)) : undefined;
     if (full) return Promise.reject(full);
     return new Promise<PoolResult>((resolve, reject) => {
@@ -271,7 +276,7 @@ export class WorkerPool {
 
   // The worker a request goes to now, or none (it waits in its queue): dispatch.ts decides.
   #workerFor(model: string, rows: number, cost: number): Handle | undefined {
-    const i = pickWorker(this.#workers, { rows, cost, modelCost: this.#modelCost.get(model)!, modelBudget: this.#modelBudgets[model] ?? Infinity }, this.#policy);
+    const i = pickWorker(this.#workers, { serial: this.#serial.has(model), rows, cost, modelCost: this.#modelCost.get(model)!, modelBudget: this.#modelBudgets[model] ?? Infinity }, this.#policy);
     return i === -1 ? undefined : this.#workers[i];
   }
 
@@ -283,7 +288,7 @@ export class WorkerPool {
 
   #onReady(w: Handle, models: ModelReport[]): void {
     this.#respawns.started();
-    for (const m of models) if (!this.modelInfo.has(m.name)) this.modelInfo.set(m.name, { provider: m.provider, fallbacks: m.fallbacks, solverKernel: m.solverKernel, warmupMs: m.warmupMs });
+    for (const m of models) if (!this.modelInfo.has(m.name)) this.modelInfo.set(m.name, { provider: m.provider, fallbacks: m.fallbacks, solverKernel: m.solverKernel, warmupMs: m.warmupMs, batching: batchingOf(this.#settings, m.name) });
     this.logger.info({ worker: w.index, models }, 'solver worker ready');
     this.#pump();
   }
@@ -292,12 +297,12 @@ export class WorkerPool {
     const i = this.#workers.indexOf(w);
     if (i !== -1) this.#workers.splice(i, 1);
     this.#emitIdle();
-    // Only the requests on this worker fail; the queue goes to the replacement. Batching off,
-    // the worker ran its oldest job only: those it held go back to the front of their queues.
-    const lost = [...w.inflight.values()];
-    for (const p of lost) this.#leave(w, p);
-    if (w.serial && !this.#closing) {
-      const held = lost.splice(1);
+    // Only the requests on this worker fail; the queue goes to the replacement. Of the models with
+    // batching off it ran the oldest job only: those it held go back to the front of their queues.
+    const held = this.#closing ? [] : w.held();
+    const lost = [...w.inflight.values()].filter((p) => !held.includes(p));
+    for (const p of [...lost, ...held]) this.#leave(w, p);
+    if (held.length) {
       for (const p of held) p.dispatchedAt = undefined;
       this.#queues.requeue(held);
       this.#pump();

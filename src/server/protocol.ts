@@ -18,7 +18,10 @@ export interface WorkerInit {
   models: { name: string; dir: string }[];
   providers: string[];
   intraOpThreads: number;
+  /** The batching settings; `mode` is the default mode, for a model missing from modelBatching. */
   batching: BatchingConfig;
+  /** Each model's batching mode (--model-batching, else --batching). */
+  modelBatching: Record<string, BatchingConfig['mode']>;
   /** ONNX Runtime's CPU arena and memory patterns (--ort-mem-arena, --ort-mem-pattern). */
   ortMemArena: boolean;
   ortMemPattern: boolean;

@@ -6,20 +6,23 @@ export interface LoadedInfo {
   fallbacks: string[];
   solverKernel: string;
   warmupMs: number;
+  /** Its batching mode (--model-batching, else --batching). */
+  batching: string;
 }
 
 /**
  * The models as a person reads them at start, as Triton prints its model table: name, task,
- * provider, solver defaults and state. Printed on a terminal beside the JSON log lines.
+ * provider, batching mode, solver defaults and state. Printed on a terminal beside the JSON log lines.
  */
 export function startupTable(models: ReadonlyMap<string, ServedModel>, info: ReadonlyMap<string, LoadedInfo>, url: string): string {
-  const rows = [['model', 'task', 'provider', 'solver', 'status']];
+  const rows = [['model', 'task', 'provider', 'batching', 'solver', 'status']];
   for (const [name, m] of models) {
     const i = info.get(name);
     const s = m.solver;
     rows.push([
       name, m.manifest.task,
       i ? (i.fallbacks.length ? `${i.provider} (fallback)` : i.provider) : '-',
+      i?.batching ?? '-',
       `${s.method}, tol ${s.tol} ${s.stopMode}, max_iter ${s.maxIter}`,
       i ? `READY (warm-up ${Math.round(i.warmupMs)} ms)` : 'NOT LOADED',
     ]);

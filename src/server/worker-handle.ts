@@ -1,6 +1,7 @@
 // One solver worker thread as the pool sees it: its spawn and start handshake ('ready' or
 // 'fatal'), the messages it takes and sends, its exit, and the requests it holds now (their rows
-// and cost are what dispatch.ts reads). Also the policy for replacing a worker that died.
+// and cost are what dispatch.ts reads). Which of them it runs and which it only holds depends on
+// each model's batching mode. Also the policy for replacing a worker that died.
 import { Worker } from 'node:worker_threads';
 import { DeqError } from '../errors.js';
 import type { WorkerLoad } from './dispatch.js';
@@ -39,21 +40,26 @@ export class WorkerHandle<T extends OnWorker> implements WorkerLoad {
   readonly index: number;
   /** True once it has loaded and warmed up every model. */
   ready = false;
-  /** Requests on it now, oldest first (batching off: the one it runs, then those it holds). */
+  /** Requests on it now, oldest first (of the models with batching off: the one it runs, then those it holds). */
   readonly inflight = new Map<number, T>();
   /** Their rows (samples) and admission cost, for dispatch. */
   rows = 0;
   cost = 0;
+  /** Of them, requests of the models with batching off (WorkerLoad). */
+  serialJobs = 0;
   /** Resolves with its models once it is ready; rejects (DeqError) if it fails to start. */
   readonly started: Promise<ModelReport[]>;
-  /** Batching off: it runs its oldest request only, and holds the others until that one ends. */
-  readonly serial: boolean;
+  /**
+   * The models with batching off: of their requests it runs the oldest only, and holds the others
+   * until that one ends (they share one lane, worker-host.ts); other models' requests run at once.
+   */
+  readonly #serial: ReadonlySet<string>;
   readonly #worker: Worker;
   #released: (() => void) | undefined;
 
   constructor(index: number, init: WorkerInit, on: WorkerListener<T>) {
     this.index = index;
-    this.serial = init.batching.mode === 'off';
+    this.#serial = new Set(init.models.map((m) => m.name).filter((m) => (init.modelBatching[m] ?? init.batching.mode) === 'off'));
     this.#worker = new Worker(WORKER_URL, { workerData: init, name: 'deq-solver' });
     this.started = new Promise<ModelReport[]>((resolve, reject) => {
       this.#worker.on('message', (msg: FromWorker) => {
@@ -97,20 +103,33 @@ export class WorkerHandle<T extends OnWorker> implements WorkerLoad {
     return this.inflight.size;
   }
 
-  /** A request sent now would only be held (batching off, and it is busy). */
-  get holds(): boolean {
-    return this.serial && this.inflight.size > 0;
+  /** A request for `model` sent now would only be held (its model has batching off, and the lane is busy). */
+  holds(model: string): boolean {
+    return this.serialJobs > 0 && this.#serial.has(model);
   }
 
   /** Its requests for `model` (undefined: every model) that it runs now, or (`held`) that it only holds. */
   count(model: string | undefined, held: boolean): number {
     let n = 0;
-    let first = true;
+    let lane = false;
     for (const p of this.inflight.values()) {
-      if ((this.serial && !first) === held && (model === undefined || p.model === model)) n++;
-      first = false;
+      const serial = this.#serial.has(p.model);
+      if ((serial && lane) === held && (model === undefined || p.model === model)) n++;
+      lane ||= serial;
     }
     return n;
+  }
+
+  /** The requests it only holds, oldest first: those of models with batching off behind the one it runs. */
+  held(): T[] {
+    const out: T[] = [];
+    let lane = false;
+    for (const p of this.inflight.values()) {
+      if (!this.#serial.has(p.model)) continue;
+      if (lane) out.push(p);
+      lane = true;
+    }
+    return out;
   }
 
   /**
@@ -119,10 +138,11 @@ export class WorkerHandle<T extends OnWorker> implements WorkerLoad {
    * goes back to its queue with its inputs intact.
    */
   send(p: T): void {
-    const hold = this.holds;
+    const hold = this.holds(p.model);
     this.inflight.set(p.id, p);
     this.rows += p.job.batch;
     this.cost += p.cost;
+    if (this.#serial.has(p.model)) this.serialJobs++;
     const { job } = p;
     const transfer: ArrayBuffer[] = [];
     if (!hold) {
@@ -137,6 +157,7 @@ export class WorkerHandle<T extends OnWorker> implements WorkerLoad {
     if (!this.inflight.delete(p.id)) return false;
     this.rows -= p.job.batch;
     this.cost -= p.cost;
+    if (this.#serial.has(p.model)) this.serialJobs--;
     return true;
   }
 

@@ -1,6 +1,7 @@
 // One solver worker's state and its side of the protocol (protocol.ts): the DeqModels it loaded
-// (three ONNX sessions each), each model's executor (runtime/executor.ts: SerialExecutor with
-// batching off, Scheduler with batching on), the requests in flight and the batching statistics.
+// (three ONNX sessions each), each model's executor from that model's batching mode
+// (runtime/executor.ts: SerialExecutor when off, Scheduler when on or static), the requests in
+// flight and the batching statistics.
 // One road for every request: slice, submit, answer (worker-jobs.ts). worker.ts is the thread
 // entry that constructs one.
 import { DeqError, isDeqError, type ErrorCode } from '../errors.js';
@@ -32,7 +33,11 @@ export class WorkerHost {
   readonly #models = new Map<string, DeqModel>();
   /** Each model's executor. */
   readonly #executors = new Map<string, Executor>();
-  /** Batching off: the models of this worker take turns on one lane (one solve at a time). */
+  /**
+   * The models with batching off take turns on one lane (one of their solves at a time). Beside it,
+   * the schedulers of the models with batching on run as they would alone: the lane's solve and
+   * their cell runs interleave on this thread, one native run at a time.
+   */
   readonly #lane = new SerialLane();
   /** One gate for all of this worker's schedulers: models take turns at cell runs, the one whose rows need the fewest iterations first. */
   readonly #gate = new TurnGate();
@@ -65,12 +70,13 @@ export class WorkerHost {
         });
         this.#models.set(name, model);
         const b = init.batching;
+        const mode = init.modelBatching[name] ?? b.mode;
         // Before the model serves anything; with batching, every cell shape a batched solve can take.
-        const warm = await model.warmUp({ maxRows: b.mode !== 'off' ? b.maxRows : undefined, maxRowsPerRun: init.maxRowsPerRun });
+        const warm = await model.warmUp({ maxRows: mode !== 'off' ? b.maxRows : undefined, maxRowsPerRun: init.maxRowsPerRun });
         loaded.push({ name, provider: model.provider, fallbacks: [...model.providerFallbacks], solverKernel: model.solverKernel, warmupMs: warm.solveMs });
-        this.#executors.set(name, b.mode === 'off'
+        this.#executors.set(name, mode === 'off'
           ? new SerialExecutor(model, this.#lane)
-          : new Scheduler(model, { mode: b.mode, maxRows: b.maxRows, maxQueueDelayMs: b.maxQueueDelayMs, requestShare: b.requestShare, gate: this.#gate }, {
+          : new Scheduler(model, { mode, maxRows: b.maxRows, maxQueueDelayMs: b.maxQueueDelayMs, requestShare: b.requestShare, gate: this.#gate }, {
             onRun: (rows, positions, padPositions) => {
               const s = this.#statsOf(name);
               s.rows.push(rows);

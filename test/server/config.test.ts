@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { isDeqError } from '../../src/errors.js';
-import { DEFAULT_CONFIG, FD_LIMITS, fdLimits, loadConfig, SETTINGS } from '../../src/server/config.js';
+import { batchingOf, DEFAULT_CONFIG, FD_LIMITS, fdLimits, loadConfig, SETTINGS } from '../../src/server/config.js';
 
 function configError(fn: () => unknown): { code: string; message: string; setting: unknown } {
   try {
@@ -44,6 +44,32 @@ describe('loadConfig', () => {
     const short = configError(() => loadConfig(['--api-keys', 'short']));
     expect(short.setting).toBe('--api-keys');
     expect(short.message).not.toContain('short');
+  });
+
+  it('per-model batching (#20): model=mode pairs from the flag or DEQ_MODEL_BATCHING override --batching for the models named', () => {
+    const c = loadConfig(['--model-batching', 'fashion-mnist-jr=on, brown-lm-jr = off', '--batching', 'static']);
+    expect(c.modelBatching).toEqual({ 'fashion-mnist-jr': 'on', 'brown-lm-jr': 'off' });
+    expect(Object.isFrozen(c.modelBatching)).toBe(true);
+    expect([batchingOf(c, 'fashion-mnist-jr'), batchingOf(c, 'brown-lm-jr'), batchingOf(c, 'tiny-image')]).toEqual(['on', 'off', 'static']);
+    expect(loadConfig([], { DEQ_MODEL_BATCHING: 'tiny-image=static' }).modelBatching).toEqual({ 'tiny-image': 'static' });
+    expect(loadConfig(['--model-batching=a=on'], { DEQ_MODEL_BATCHING: 'b=on' }).modelBatching).toEqual({ a: 'on' });
+    expect(DEFAULT_CONFIG.modelBatching).toEqual({});
+    expect(batchingOf(DEFAULT_CONFIG, 'fashion-mnist-jr')).toBe('off');
+    expect(batchingOf(DEFAULT_CONFIG, 'toString')).toBe('off');
+  });
+
+  it('per-model batching: a bad mode, a pair without "=", a model named twice fail at startup, naming the setting and the model', () => {
+    const bad = configError(() => loadConfig(['--model-batching', 'fashion-mnist-jr=on,brown-lm-jr=fast']));
+    expect(bad).toMatchObject({ code: 'DEQ_ERR_CONFIG_INVALID', setting: '--model-batching' });
+    expect(bad.message).toMatch(/brown-lm-jr/);
+    expect(bad.message).toMatch(/on, static, off/);
+    expect(configError(() => loadConfig([], { DEQ_MODEL_BATCHING: 'brown-lm-jr=fast' }))).toMatchObject({ setting: 'DEQ_MODEL_BATCHING' });
+    const pair = configError(() => loadConfig(['--model-batching', 'brown-lm-jr']));
+    expect(pair).toMatchObject({ setting: '--model-batching' });
+    expect(pair.message).toMatch(/"brown-lm-jr" is not model=value/);
+    expect(configError(() => loadConfig(['--model-batching', '=on'])).setting).toBe('--model-batching');
+    expect(configError(() => loadConfig(['--model-batching', 'a=on,a=off'])).message).toMatch(/a is named twice/);
+    expect(configError(() => loadConfig([], {}, { modelBatching: { a: 'sometimes' as 'on' } })).message).toMatch(/a: .*allowed: on, static, off/);
   });
 
   it('has a flag and an environment variable for every setting', () => {

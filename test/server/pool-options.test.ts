@@ -26,5 +26,13 @@ describe('pool settings', () => {
     const off = workerInit(models, resolvePoolSettings({}));
     expect(off).toMatchObject({ models, intraOpThreads: DEFAULT_CONFIG.intraOpThreads, ortMemArena: DEFAULT_CONFIG.ortMemArena, maxRowsPerRun: DEFAULT_CONFIG.maxRowsPerRun, solverKernel: 'auto' });
     expect(off.batching.mode).toBe('off');
+    expect(off.modelBatching).toEqual({ m: 'off' });
+  });
+
+  it('each model\'s mode (#20): its --model-batching entry, else the default, as the worker names modes', () => {
+    const models = [{ name: 'a', dir: '/a' }, { name: 'b', dir: '/b' }, { name: 'c', dir: '/c' }];
+    const init = workerInit(models, resolvePoolSettings(poolSettings(loadConfig(['--batching', 'static', '--model-batching', 'a=on,b=off']))));
+    expect(init.modelBatching).toEqual({ a: 'continuous', b: 'off', c: 'static' });
+    expect(init.batching.mode).toBe('static');
   });
 });

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { SOLVER_METHODS, STOP_MODES } from '../../solver/index.js';
+import { batchingOf } from '../config.js';
 import { findModel, type ServedModel } from '../models.js';
 import { isReady, type ServerState } from '../state.js';
 
@@ -17,6 +18,8 @@ export const modelRoutes: FastifyPluginAsync<{ state: ServerState }> = async (ap
       provider: state.pool.modelInfo.get(m.name)?.provider ?? null,
       // Where the solver's row algebra runs: 'wasm' (SIMD kernels) or 'js' (scalar fallback).
       solver_kernel: state.pool.modelInfo.get(m.name)?.solverKernel ?? null,
+      // How its requests share solves: 'on' (continuous batching), 'static' or 'off' (--model-batching, else --batching).
+      batching: batchingOf(c, m.name),
       endpoint: `/v1/models/${m.name}/${{ 'image-classification': 'classify', 'language-model': 'score', tensor: 'predict' }[man.task]}`,
       labels: man.labels,
       preprocess: man.preprocess,
