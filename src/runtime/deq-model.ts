@@ -85,9 +85,9 @@ export class DeqModel {
   }
 
   /** Runs the model on a batch: prepare (inject) → solve over the cell → finish (head). */
-  async infer(req: InferRequest): Promise<InferResult> {
-    if (this.#device) return inferOnDevice(this, this.#device, req);
-    return inferOnHost(this, this.#pools, req);
+  infer(req: InferRequest): Promise<InferResult> {
+    // Not async: the promise is the phase's own, so a caller's await costs no extra turns.
+    return this.#device ? inferOnDevice(this, this.#device, req) : inferOnHost(this, this.#pools, req);
   }
 
   /**
@@ -179,7 +179,7 @@ export class DeqModel {
   }
 
   /** Releases every native session. */
-  async release(): Promise<void> {
-    await releaseModelGraphs(this.#graphs, this.#device);
+  release(): Promise<void> {
+    return releaseModelGraphs(this.#graphs, this.#device);
   }
 }
