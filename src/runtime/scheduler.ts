@@ -1,95 +1,20 @@
+// Scheduler, the batching executor of one model: it takes requests, runs the loop that gives
+// each shared solve its turns (one iteration each), stops rows at deadlines, cancellation and
+// shutdown, and hands finished requests to be answered. Its settings are scheduler-options.ts,
+// its row bookkeeping solve-group.ts, its admission policy row-admission.ts, its answers answer-jobs.ts.
 import { DeqError } from '../errors.js';
 import type { Executor, ExecutorRequest, ExecutorResult } from './executor.js';
-import { SolveSession, SolverWorkspace, type ResolvedSolverOptions, type SolveResult } from '../solver/index.js';
-import type { CellBatch, CellPadding } from './cell-batch.js';
-import type { IterateLabeler } from './iterate-labels.js';
-import type { DeqModel, Prepared, TensorValue } from './deq-model.js';
-import type { TurnGate } from './turn-gate.js';
+import type { DeqModel } from './deq-model.js';
+import { schedulerOptions, type SchedulerHooks, type SchedulerOptions } from './scheduler-options.js';
+import { admitRow, collectRow, jobPrepared, openGroup, type Group, type Job } from './solve-group.js';
+import { admitWaiting } from './row-admission.js';
+import { answerJobs } from './answer-jobs.js';
 
-/**
- * `continuous`: requests join a running solve at the next iteration boundary and
- * leave, with their answer, at the iteration where they stop. `static`: a batch is
- * formed once and answered when its slowest member stops (the baseline a dynamic
- * batcher gives; here as a mode of the same scheduler so the two can be compared).
- */
-export type BatchingMode = 'continuous' | 'static';
-
-export interface SchedulerOptions {
-  mode: BatchingMode;
-  /** Rows (samples) per cell run: the slots of one solve. */
-  maxRows: number;
-  /** How long an idle solve waits for company before it starts (Triton's max_queue_delay). */
-  maxQueueDelayMs: number;
-  /** The largest share of the slots one request may hold (continuous mode), in (0, 1]. */
-  requestShare: number;
-  /**
-   * Shared by the schedulers of one worker thread: each cell run waits for its turn, and the
-   * model whose rows need the fewest iterations (a running average) goes first.
-   */
-  gate?: TurnGate;
-}
+export { SCHEDULER_DEFAULTS } from './scheduler-options.js';
+export type { BatchingMode, SchedulerHooks, SchedulerOptions } from './scheduler-options.js';
 
 /** Shapes (e.g. language-model window lengths) whose solve buffers are kept while idle (measured: 16 beat 4 on Brown sentences). */
 const MAX_IDLE_GROUPS = 16;
-
-export const SCHEDULER_DEFAULTS: Readonly<SchedulerOptions> = Object.freeze({ mode: 'continuous', maxRows: 32, maxQueueDelayMs: 0, requestShare: 0.5 });
-
-/** What the scheduler reports for metrics. */
-export interface SchedulerHooks {
-  /**
-   * After every cell run: how many rows it evaluated; for padded models (state.pad) also
-   * the sequence positions it evaluated (rows × padded length) and how many were padding.
-   */
-  onRun?(rows: number, positions: number, padPositions: number): void;
-  /** When a solve goes idle: rows that joined after it started, rows that left while others ran on. */
-  onSolveEnd?(joins: number, leaves: number): void;
-  /** At every iteration boundary, before admissions (tests submit here to join mid-solve). */
-  onBoundary?(): void;
-}
-
-interface Job {
-  id: number;
-  req: ExecutorRequest;
-  submittedAt: number;
-  prep: Prepared | null;
-  prepMs: number;
-  /** Padded models: the length the request's rows are solved at (see DeqModel.cellPadding). */
-  padding: CellPadding | undefined;
-  key: string;
-  /** Rows not yet admitted, in order. */
-  pending: number[];
-  active: number;
-  done: number;
-  admittedAt: number;
-  z: Float32Array | null;
-  stats: Pick<SolveResult, 'iterations' | 'residual' | 'converged' | 'diverged' | 'end' | 'trace' | 'traceLabels'> | null;
-  calls: number;
-  cellMs: number;
-  /** The last cell run this request took part in (Scheduler.#runs). */
-  lastRun: number;
-  stopped: boolean;
-  /** Static mode: the batch (solve) the job's rows ran in; answered when it ends. */
-  cancelled: DeqError | null;
-  resolve: (r: ExecutorResult) => void;
-  reject: (e: Error) => void;
-}
-
-interface Group {
-  key: string;
-  session: SolveSession;
-  cells: CellBatch;
-  /** The head's top-1 on the slots' iterates (early exit, label traces); made on first need. */
-  labeler: IterateLabeler | null;
-  /** The job and its row index in each slot. */
-  slotJob: (Job | null)[];
-  slotRow: Int32Array;
-  /** Iterations of the current solve (0 while idle). */
-  turns: number;
-  joins: number;
-  leaves: number;
-  /** Static mode: the jobs of the running batch. */
-  batch: Set<Job>;
-}
 
 /**
  * Continuous batching of solver iterations for one model, on one thread (a solver
@@ -116,12 +41,8 @@ export class Scheduler implements Executor {
   #meanIterations = 0;
 
   constructor(model: DeqModel, options: Partial<SchedulerOptions> = {}, hooks: SchedulerHooks = {}) {
-    const o = { ...SCHEDULER_DEFAULTS, ...options };
-    if (!(Number.isInteger(o.maxRows) && o.maxRows >= 1)) throw new RangeError(`maxRows must be an integer ≥ 1 (got ${o.maxRows})`);
-    if (!(o.maxQueueDelayMs >= 0)) throw new RangeError(`maxQueueDelayMs must be ≥ 0 (got ${o.maxQueueDelayMs})`);
-    if (!(o.requestShare > 0 && o.requestShare <= 1)) throw new RangeError(`requestShare must be in (0, 1] (got ${o.requestShare})`);
     this.model = model;
-    this.options = Object.freeze(o);
+    this.options = schedulerOptions(options);
     this.#hooks = hooks;
   }
 
@@ -161,19 +82,8 @@ export class Scheduler implements Executor {
   #prepare(job: Job): void {
     const t0 = performance.now();
     this.model.prepare(job.req).then((prep) => {
-      job.prep = prep;
       job.prepMs = performance.now() - t0;
-      // A padded model's rows are always solved at their padded length, alone or not, so a
-      // request's answer does not depend on its company (and windows of one bucket share solves).
-      job.padding = this.model.cellPadding(prep.length);
-      job.key = groupKey(prep, this.model.solverKernel, job.padding);
-      job.pending = Array.from({ length: prep.batch }, (_, i) => i);
-      job.z = new Float32Array(prep.batch * prep.n);
-      job.stats = {
-        iterations: new Int32Array(prep.batch), residual: new Float64Array(prep.batch).fill(Infinity),
-        converged: new Uint8Array(prep.batch), diverged: new Uint8Array(prep.batch), end: new Uint8Array(prep.batch),
-        ...(prep.options.trace ? { trace: new Array<Float64Array>(prep.batch), ...(this.model.canLabel ? { traceLabels: new Array<Int32Array>(prep.batch) } : {}) } : {}),
-      };
+      jobPrepared(job, prep, this.model);
       this.#kick();
     }, (err: Error) => {
       this.#jobs.delete(job.id);
@@ -198,7 +108,7 @@ export class Scheduler implements Executor {
     for (;;) {
       this.#hooks.onBoundary?.();
       this.#reap();
-      const waiting = this.#admit();
+      const waiting = admitWaiting(this.#jobs.values(), this.#groups, this.options, (key, job) => this.#group(key, job), (g, job, row, slot) => this.#admitRow(g, job, row, slot));
       let ran = false;
       for (const g of [...this.#groups.values()]) {
         if (g.session.activeCount === 0) continue;
@@ -253,94 +163,13 @@ export class Scheduler implements Executor {
     }
   }
 
-  // Admits waiting rows into free slots. Returns how long (ms) idle solves should still
-  // wait for company, 0 when nothing waits.
-  #admit(): number {
-    const { maxRows, requestShare, maxQueueDelayMs, mode } = this.options;
-    const perJob = Math.max(1, Math.floor(maxRows * requestShare));
-    let wait = 0;
-    const byKey = new Map<string, Job[]>();
-    for (const job of this.#jobs.values()) {
-      if (!job.prep || job.pending.length === 0) continue;
-      let list = byKey.get(job.key);
-      if (!list) byKey.set(job.key, (list = []));
-      list.push(job);
-    }
-    for (const [key, jobs] of byKey) {
-      let g = this.#groups.get(key);
-      const idle = !g || g.session.activeCount === 0;
-      if (mode === 'static' && !idle) continue; // a static batch takes no one mid-solve
-      if (idle) {
-        // Wait for company up to the queue delay, unless the rows already fill a solve.
-        const rows = jobs.reduce((a, j) => a + j.pending.length, 0);
-        const age = performance.now() - Math.min(...jobs.map((j) => j.submittedAt));
-        if (rows < maxRows && age < maxQueueDelayMs) {
-          wait = Math.max(wait, maxQueueDelayMs - age);
-          continue;
-        }
-      }
-      g ??= this.#group(key, jobs[0]);
-      // Round-robin over the waiting jobs, one row at a time. In continuous mode no request holds
-      // more than its share of the slots, even alone: a newcomer can always join at the next
-      // boundary instead of waiting for a big request's rows to finish (measured cost: the cell's
-      // per-sample time barely changes between half and full batch width).
-      let progress = true;
-      while (progress) {
-        progress = false;
-        for (const job of jobs) {
-          if (job.pending.length === 0) continue;
-          if (mode === 'continuous' && job.active >= perJob) continue;
-          const slot = g.session.freeSlot();
-          if (slot < 0) break;
-          this.#admitRow(g, job, job.pending.shift()!, slot);
-          progress = true;
-        }
-      }
-    }
-    return wait;
-  }
-
   #admitRow(g: Group, job: Job, row: number, slot: number): void {
-    const prep = job.prep!;
-    const o = prep.options;
-    g.cells.setRow(slot, prep.cellArgs, row, prep.length);
-    // A warm start's row; a padded model's own positions come first, zeros after (as setRow lays out the inputs).
-    let z0: Float32Array | undefined;
-    if (job.req.z0) {
-      const n = prep.n;
-      z0 = job.req.z0.subarray(row * n, (row + 1) * n);
-      if (g.cells.n !== n) { const padded = new Float32Array(g.cells.n); padded.set(z0); z0 = padded; }
-    }
-    g.session.admit(slot, {
-      tol: o.sampleTol ? o.sampleTol[row] : o.tol,
-      maxIter: o.sampleMaxIter ? o.sampleMaxIter[row] : o.maxIter,
-      stopMode: o.stopMode,
-      patience: o.patience,
-      predictionTol: o.predictionTol,
-      predictionMargin: o.predictionMargin,
-      trace: o.trace || job.req.onIteration !== undefined,
-      traceLabels: (o.trace || job.req.onIteration !== undefined) && this.model.canLabel,
-    }, z0);
-    g.slotJob[slot] = job;
-    g.slotRow[slot] = row;
-    if (job.active === 0 && job.done === 0) job.admittedAt = performance.now();
-    job.active++;
-    if (g.turns > 0) g.joins++;
+    admitRow(g, job, row, slot, this.model.canLabel);
     if (this.options.mode === 'static') g.batch.add(job);
   }
 
   #group(key: string, job: Job): Group {
-    const { maxRows } = this.options;
-    const prep = job.prep!;
-    const o = prep.options;
-    const cells = this.model.cellBatch(prep, maxRows, job.padding);
-    // Rows are cells.n long: the padded state when the model pads (prep.n is one request's own).
-    const ws = new SolverWorkspace(o.method, maxRows, cells.n, o.history, this.model.solverKernel);
-    const g: Group = {
-      key, session: new SolveSession(ws, { ...o, trace: false, sampleTol: undefined, sampleMaxIter: undefined }),
-      cells, labeler: null, slotJob: new Array(maxRows).fill(null), slotRow: new Int32Array(maxRows),
-      turns: 0, joins: 0, leaves: 0, batch: new Set(),
-    };
+    const g = openGroup(key, job, this.model, this.options.maxRows);
     this.#groups.set(key, g);
     return g;
   }
@@ -414,62 +243,16 @@ export class Scheduler implements Executor {
     }
   }
 
-  // A row left its slot (stopped, or evicted): its best iterate and stats go to its request.
-  // A padded row's own positions come first; the head runs on them alone.
+  // A row left its slot: collectRow, and its iterations join this scheduler's running average.
   #collect(g: Group, s: number): void {
-    const job = g.slotJob[s];
-    if (!job) return;
-    const r = g.slotRow[s], n = job.prep!.n, sess = g.session;
-    job.z!.set(sess.bestRow(s).subarray(0, n), r * n);
-    const st = job.stats!;
-    st.iterations[r] = sess.iterations[s];
-    this.#meanIterations += (sess.iterations[s] - this.#meanIterations) * (this.#meanIterations === 0 ? 1 : 0.1);
-    st.residual[r] = sess.residual[s];
-    st.converged[r] = sess.converged[s];
-    st.diverged[r] = sess.diverged[s];
-    st.end[r] = sess.end[s];
-    if (st.trace) st.trace[r] = sess.trace[s]!.slice(0, sess.iterations[s]);
-    if (st.traceLabels) st.traceLabels[r] = sess.traceLabels[s]!.slice(0, sess.iterations[s]);
-    g.slotJob[s] = null;
-    job.active--;
-    job.done++;
+    const iterations = collectRow(g, s);
+    if (iterations >= 0) this.#meanIterations += (iterations - this.#meanIterations) * (this.#meanIterations === 0 ? 1 : 0.1);
   }
 
-  // Answers requests whose rows have all stopped. Those whose head reads z alone and that
-  // want the same outputs share one head run (DeqModel.finishTogether).
-  async #answer(jobs: readonly Job[]): Promise<void> {
-    const heads = new Map<string, Job[]>();
-    for (const job of jobs) {
-      if (!this.#jobs.delete(job.id)) continue;
-      const key = this.model.canShareHead(job.prep!) ? `outputs:${job.req.outputs?.join(',') ?? '*'}` : `own:${job.id}`;
-      const list = heads.get(key);
-      if (list) list.push(job);
-      else heads.set(key, [job]);
-    }
-    for (const list of heads.values()) await this.#head(list);
-  }
-
-  async #head(jobs: readonly Job[]): Promise<void> {
-    const t0 = performance.now();
-    let outputs: Record<string, TensorValue>[];
-    try {
-      outputs = await this.model.finishTogether(jobs.map((j) => ({ prep: j.prep!, z: j.z! })), jobs[0].req.outputs);
-    } catch (err) {
-      for (const job of jobs) job.reject(err as Error);
-      return;
-    }
-    const t1 = performance.now();
-    jobs.forEach((job, i) => {
-      const prep = job.prep!;
-      job.resolve({
-        outputs: outputs[i],
-        ...(job.req.returnState ? { state: { type: 'float32' as const, data: job.z!, dims: prep.stateDims } } : {}),
-        solver: { ...job.stats!, calls: job.calls, stopped: job.stopped },
-        options: prep.options,
-        queueMs: (job.admittedAt || t0) - job.submittedAt,
-        timing: { injectMs: job.prepMs, solveMs: t0 - (job.admittedAt || t0), cellMs: job.cellMs, headMs: t1 - t0, totalMs: t1 - job.submittedAt },
-      });
-    });
+  // Answers requests whose rows have all stopped, each once: those still on the books. Not
+  // async, so answering takes no extra microtask turn (scheduler.test.ts's mid-solve joins are timed in turns).
+  #answer(jobs: readonly Job[]): Promise<void> {
+    return answerJobs(this.model, jobs.filter((job) => this.#jobs.delete(job.id)));
   }
 
   #failAll(err: Error): void {
@@ -479,16 +262,4 @@ export class Scheduler implements Executor {
       for (let s = 0; s < g.slotJob.length; s++) { g.session.evict(s); g.slotJob[s] = null; }
     }
   }
-}
-
-// Requests share a solve when everything but the per-row settings agrees: method and its
-// parameters, history, kernel, and the shapes of the state and of the cell's inputs (for a
-// padded model, at the padded length: windows of different lengths in one bucket share).
-function groupKey(prep: Prepared, kernel: string, padding: CellPadding | undefined): string {
-  const o: ResolvedSolverOptions = prep.options;
-  const dims = (d: readonly number[], padded: boolean) => (padding && padded ? [padding.length, ...d.slice(2)] : d.slice(1)).join('x');
-  return [
-    o.method, o.history, o.lineSearch, o.andersonLambda, o.andersonBeta, o.damping, o.divergenceFactor, o.restartFactor, kernel,
-    dims(prep.stateDims, true), ...prep.cellArgs.map((t, a) => `${t.type}[${dims(t.dims, padding?.args[a] === true)}]`),
-  ].join('|');
 }
