@@ -1,4 +1,6 @@
+import { openPrepared } from './infer-types.js';
 import { createTensor, type OnnxGraph, type Tensor } from './onnx.js';
+import type { PreparedRef } from './solve-plan.js';
 
 type Rows = Float32Array | BigInt64Array;
 
@@ -107,13 +109,14 @@ export class CellBatch {
   }
 
   /**
-   * Puts row `row` of a request's cell inputs (batch-first tensors) into `slot`.
+   * Puts row `row` of a prepared request's cell inputs (its batch-first tensors) into `slot`.
    * With padding, `length` is the sample's own length (its tensors are laid out at
    * that length); the slot's positions after it are zeros.
    */
-  setRow(slot: number, args: readonly Tensor[], row: number, length = this.#padLen): void {
+  setRow(slot: number, prepared: PreparedRef, row: number, length = this.#padLen): void {
     const P = this.#padLen;
     if (P && !(Number.isInteger(length) && length >= 1 && length <= P)) throw new RangeError(`length ${length} does not fit the padded length ${P}`);
+    const args = openPrepared(prepared).cellArgs;
     for (let a = 0; a < this.#args.length; a++) {
       const s = this.#args[a];
       const src = args[a].data as Rows;

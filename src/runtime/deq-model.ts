@@ -9,10 +9,11 @@ import { CellBatch, padLength, type CellPadding } from './cell-batch.js';
 import { IterateLabeler } from './iterate-labels.js';
 import { DEFAULT_SESSION_CONFIG, type SessionConfig } from './onnx.js';
 import { warmUpModel, type WarmUpOptions, type WarmUpReport } from './warm-up.js';
-import type { InferRequest, InferResult, ModelOptions, Prepared, SolverPlacement, TensorValue } from './infer-types.js';
+import { openPrepared, type InferRequest, type InferResult, type ModelOptions, type Prepared, type SolverPlacement, type TensorValue } from './infer-types.js';
 import { openModelGraphs, releaseModelGraphs, type DeviceParts, type Graphs } from './model-graphs.js';
 import { labelingUnsupported, solverDefaults } from './solver-settings.js';
-import { prepareRequest } from './prepare-request.js';
+import { planSolve, prepareRequest } from './prepare-request.js';
+import type { PreparedRef, SolvePlan } from './solve-plan.js';
 import { canShareHead, finishRequest, finishTogether } from './finish-request.js';
 import { hostPools, inferOnHost, type HostPools } from './host-infer.js';
 import { inferOnDevice } from './device-infer.js';
@@ -104,10 +105,21 @@ export class DeqModel {
    * The first phase of an inference: checks the inputs, resolves the solver
    * options and runs the inject graph. What it returns is all the cell and the
    * head need later, so a scheduler can solve its rows together with others'.
-   * @internal The runtime's own phases (scheduler, warm-up); use infer().
+   * @internal The runtime's own phases (warm-up; the scheduler takes plan()); use infer().
    */
   async prepare(req: InferRequest): Promise<Prepared> {
     return prepareRequest(this.manifest, this.#defaults, req, this.#graphs.inject);
+  }
+
+  /**
+   * prepare() as the continuous scheduler takes it: the request's SolvePlan (its shape, the
+   * key of the solves it can share, their padding), its tensors behind an opaque PreparedRef.
+   * @internal
+   */
+  plan(req: InferRequest): Promise<SolvePlan> {
+    // Not async, and straight off prepareRequest: a wrapper's extra microtask turn would delay
+    // the plan (scheduler.test.ts times mid-solve joins in turns).
+    return prepareRequest(this.manifest, this.#defaults, req, this.#graphs.inject).then((prep) => planSolve(prep, this.#solverKernel, this.cellPadding(prep.length)));
   }
 
   /**
@@ -131,7 +143,8 @@ export class DeqModel {
    * shape, or (with `padding`) for requests of any length up to padding.length.
    * @internal
    */
-  cellBatch(prep: Prepared, capacity: number, padding?: CellPadding): CellBatch {
+  cellBatch(prepared: PreparedRef, capacity: number, padding?: CellPadding): CellBatch {
+    const prep = openPrepared(prepared);
     const spec = this.manifest.graphs.cell;
     const padded = (dims: readonly number[], yes: boolean) => (padding && yes ? [padding.length, ...dims.slice(2)] : dims.slice(1));
     return new CellBatch(
@@ -148,10 +161,10 @@ export class DeqModel {
     return labelingUnsupported(this.manifest) === null;
   }
 
-  /** The head's top-1 on iterates of `capacity` slots laid out like `prep` (canLabel must hold). @internal */
-  labeler(prep: Prepared, capacity: number): IterateLabeler {
+  /** The head's top-1 on iterates of `capacity` slots laid out like `prepared` (canLabel must hold). @internal */
+  labeler(prepared: PreparedRef, capacity: number): IterateLabeler {
     const head = this.manifest.graphs.head!;
-    return new IterateLabeler(this.#graphs.head!, { z: head.inputs[0].name, logits: this.manifest.outputs.logits }, capacity, prep.stateDims.slice(1));
+    return new IterateLabeler(this.#graphs.head!, { z: head.inputs[0].name, logits: this.manifest.outputs.logits }, capacity, openPrepared(prepared).stateDims.slice(1));
   }
 
   /** The last phase: the head on z* (batch × n), or slices of z* when the bundle has no head. @internal */
@@ -160,12 +173,12 @@ export class DeqModel {
   }
 
   /**
-   * Whether requests prepared like `prep` can share head runs (finishTogether): the head
+   * Whether requests prepared like `prepared` can share head runs (finishTogether): the head
    * reads z alone, at a shape that does not depend on the request.
    * @internal
    */
-  canShareHead(prep: Prepared): boolean {
-    return canShareHead(this.manifest, prep);
+  canShareHead(prepared: PreparedRef): boolean {
+    return canShareHead(this.manifest, openPrepared(prepared));
   }
 
   /**
@@ -174,7 +187,7 @@ export class DeqModel {
    * copies. Every part must pass canShareHead and want the same outputs.
    * @internal
    */
-  finishTogether(parts: readonly { prep: Prepared; z: Float32Array }[], outputs?: readonly string[]): Promise<Record<string, TensorValue>[]> {
+  finishTogether(parts: readonly { prep: PreparedRef; z: Float32Array }[], outputs?: readonly string[]): Promise<Record<string, TensorValue>[]> {
     return finishTogether(this.manifest, (prep, z, o) => this.finish(prep, z, o), parts, outputs);
   }
 

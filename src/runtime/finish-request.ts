@@ -1,8 +1,9 @@
 // The last phase of an inference (DeqModel.finish, finishTogether): the head on z*, alone or
 // shared by several requests, or slices of z* when the bundle has no head.
-import type { Prepared, TensorValue } from './infer-types.js';
+import { openPrepared, type Prepared, type TensorValue } from './infer-types.js';
 import { stateOutputs, type Manifest } from './manifest.js';
 import { createTensor, type OnnxGraph, type Tensor } from './onnx.js';
+import type { PreparedRef } from './solve-plan.js';
 
 /** The head (`headGraph`, open when the manifest has one) on z* (batch × n), or slices of z*. */
 export async function finishRequest(m: Manifest, headGraph: OnnxGraph | undefined, prep: Prepared, z: Float32Array, outputs?: readonly string[]): Promise<Record<string, TensorValue>> {
@@ -36,20 +37,21 @@ export function canShareHead(m: Manifest, prep: Prepared): boolean {
 export type Finish = (prep: Prepared, z: Float32Array, outputs?: readonly string[]) => Promise<Record<string, TensorValue>>;
 
 /** The head over several requests' z* in one `finish` run; each gets its own rows back, as copies. */
-export async function finishTogether(m: Manifest, finish: Finish, parts: readonly { prep: Prepared; z: Float32Array }[], outputs?: readonly string[]): Promise<Record<string, TensorValue>[]> {
-  if (parts.length === 1) return [await finish(parts[0].prep, parts[0].z, outputs)];
-  const first = parts[0].prep, n = first.n;
+export async function finishTogether(m: Manifest, finish: Finish, parts: readonly { prep: PreparedRef; z: Float32Array }[], outputs?: readonly string[]): Promise<Record<string, TensorValue>[]> {
+  if (parts.length === 1) return [await finish(openPrepared(parts[0].prep), parts[0].z, outputs)];
+  const preps = parts.map((p) => openPrepared(p.prep));
+  const first = preps[0], n = first.n;
   let total = 0;
-  for (const { prep } of parts) {
+  for (const prep of preps) {
     if (!canShareHead(m, prep) || prep.n !== n) throw new RangeError('finishTogether: these requests cannot share a head run');
     total += prep.batch;
   }
   const z = new Float32Array(total * n);
-  for (let i = 0, row = 0; i < parts.length; row += parts[i].prep.batch, i++) z.set(parts[i].z.subarray(0, parts[i].prep.batch * n), row * n);
+  for (let i = 0, row = 0; i < parts.length; row += preps[i].batch, i++) z.set(parts[i].z.subarray(0, preps[i].batch * n), row * n);
   const all = await finish({ ...first, batch: total, stateDims: [total, ...first.stateDims.slice(1)] }, z, outputs);
   const results: Record<string, TensorValue>[] = [];
-  for (let i = 0, row = 0; i < parts.length; row += parts[i].prep.batch, i++) {
-    const b = parts[i].prep.batch, own: Record<string, TensorValue> = {};
+  for (let i = 0, row = 0; i < parts.length; row += preps[i].batch, i++) {
+    const b = preps[i].batch, own: Record<string, TensorValue> = {};
     for (const [name, t] of Object.entries(all)) {
       const per = t.data.length / total;
       own[name] = { type: t.type, data: t.data.slice(row * per, (row + b) * per) as TensorValue['data'], dims: [b, ...t.dims.slice(1)] };

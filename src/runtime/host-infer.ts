@@ -28,7 +28,7 @@ export async function inferOnHost(model: DeqModel, pools: HostPools, req: InferR
   const t1 = performance.now();
   const cellsKey = cellsShapeKey(prep, batch);
   const cells = pools.cells.take(cellsKey) ?? model.cellBatch(prep, batch);
-  for (let i = 0; i < batch; i++) cells.setRow(i, prep.cellArgs, i);
+  for (let i = 0; i < batch; i++) cells.setRow(i, prep, i);
   const cellMs0 = cells.elapsed;
   const z = req.z0 ? Float32Array.from(req.z0) : new Float32Array(batch * n);
   const o = prep.options;

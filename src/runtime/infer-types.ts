@@ -1,7 +1,9 @@
 // The types of a DeqModel call: the request, its result and timing, the prepared request the
-// phases pass along (prepare → solve → finish), and the options a model is loaded with.
+// phases pass along (prepare → solve → finish) and how its opaque reference opens back into
+// it, and the options a model is loaded with.
 import type { ResolvedSolverOptions, SolveResult, SolverKernel, SolverOptions } from '../solver/index.js';
 import type { Tensor } from './onnx.js';
+import type { PreparedRef } from './solve-plan.js';
 
 /** A dense tensor as it crosses the runtime boundary. */
 export interface TensorValue {
@@ -60,8 +62,11 @@ export interface InferResult {
   timing: InferTiming;
 }
 
-/** A request after its injection: every input, the cell's inputs after z, the state layout and the solver options. */
-export interface Prepared {
+/**
+ * A request after its injection: every input, the cell's inputs after z, the state layout and
+ * the solver options. DeqModel's own modules read it; the scheduler holds it as a PreparedRef.
+ */
+export interface Prepared extends PreparedRef {
   batch: number;
   length?: number;
   /** Every model input (head extras included) as a tensor. */
@@ -72,6 +77,11 @@ export interface Prepared {
   /** Values per sample of the state. */
   n: number;
   options: ResolvedSolverOptions;
+}
+
+/** The Prepared a PreparedRef stands for: every PreparedRef handed out (DeqModel.plan) is one. */
+export function openPrepared(ref: PreparedRef): Prepared {
+  return ref as Prepared;
 }
 
 /**

@@ -1,10 +1,13 @@
 // The first phase of an inference (DeqModel.prepare): a request's inputs checked against
-// the manifest, its solver settings resolved, and the inject graph run.
+// the manifest, its solver settings resolved, and the inject graph run; and what the
+// scheduler sees of the result (DeqModel.plan): its SolvePlan, with the key of the solves it can share.
 import { DeqError } from '../errors.js';
 import type { ResolvedSolverOptions } from '../solver/index.js';
+import type { CellPadding } from './cell-batch.js';
 import type { InferRequest, Prepared } from './infer-types.js';
 import { modelInputs, modelOutputs, type Manifest } from './manifest.js';
 import { createTensor, type OnnxGraph, type Tensor } from './onnx.js';
+import type { PreparedRef, SolvePlan } from './solve-plan.js';
 import { requestSolverOptions } from './solver-settings.js';
 
 /** A declared shape with its symbolic (-1) dimensions set to `length`; DEQ_ERR_INVALID_INPUT without one. */
@@ -41,11 +44,30 @@ export async function prepareRequest(m: Manifest, defaults: ResolvedSolverOption
     cellArgs = await injectGraph!.run(injectFeeds, fetches);
   }
   const stateDims = [batch, ...resolveDims(m.state.shape, req.length)];
-  return {
+  const prep: Omit<Prepared, keyof PreparedRef> = {
     batch, length: req.length, feeds, options, stateDims,
     n: stateDims.slice(1).reduce((a, b) => a * b, 1),
     cellArgs: m.graphs.cell.inputs.slice(1).map((spec) => cellArgs[spec.name]),
   };
+  return prep as Prepared; // PreparedRef's brand is a type, nothing to set
+}
+
+/** What the scheduler sees of `prep`, solved with `kernel` at `padding` (DeqModel.cellPadding): its SolvePlan. */
+export function planSolve(prep: Prepared, kernel: string, padding: CellPadding | undefined): SolvePlan {
+  const { batch, length, n, stateDims, options } = prep;
+  return { batch, length, n, stateDims, options, key: groupKey(prep, kernel, padding), padding, prepared: prep };
+}
+
+// Requests share a solve when everything but the per-row settings agrees: method and its
+// parameters, history, kernel, and the shapes of the state and of the cell's inputs (for a
+// padded model, at the padded length: windows of different lengths in one bucket share).
+function groupKey(prep: Prepared, kernel: string, padding: CellPadding | undefined): string {
+  const o = prep.options;
+  const dims = (d: readonly number[], padded: boolean) => (padding && padded ? [padding.length, ...d.slice(2)] : d.slice(1)).join('x');
+  return [
+    o.method, o.history, o.lineSearch, o.andersonLambda, o.andersonBeta, o.damping, o.divergenceFactor, o.restartFactor, kernel,
+    dims(prep.stateDims, true), ...prep.cellArgs.map((t, a) => `${t.type}[${dims(t.dims, padding?.args[a] === true)}]`),
+  ].join('|');
 }
 
 // Every model input as an ORT tensor, checked against the manifest: name, dtype, size.

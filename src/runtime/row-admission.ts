@@ -19,9 +19,9 @@ export function admitWaiting(
   let wait = 0;
   const byKey = new Map<string, Job[]>();
   for (const job of jobs) {
-    if (!job.prep || job.pending.length === 0) continue;
-    let list = byKey.get(job.key);
-    if (!list) byKey.set(job.key, (list = []));
+    if (!job.plan || job.pending.length === 0) continue;
+    let list = byKey.get(job.plan.key);
+    if (!list) byKey.set(job.plan.key, (list = []));
     list.push(job);
   }
   for (const [key, waiting] of byKey) {

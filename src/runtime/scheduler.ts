@@ -2,11 +2,12 @@
 // each shared solve its turns (one iteration each), stops rows at deadlines, cancellation and
 // shutdown, and hands finished requests to be answered. Its settings are scheduler-options.ts,
 // its row bookkeeping solve-group.ts, its admission policy row-admission.ts, its answers answer-jobs.ts.
+// It sees a request as DeqModel.plan gives it (solve-plan.ts), never its tensors.
 import { DeqError } from '../errors.js';
 import type { Executor, ExecutorRequest, ExecutorResult } from './executor.js';
 import type { DeqModel } from './deq-model.js';
 import { schedulerOptions, type SchedulerHooks, type SchedulerOptions } from './scheduler-options.js';
-import { admitRow, collectRow, jobPrepared, openGroup, type Group, type Job } from './solve-group.js';
+import { admitRow, collectRow, jobPlanned, openGroup, type Group, type Job } from './solve-group.js';
 import { admitWaiting } from './row-admission.js';
 import { answerJobs } from './answer-jobs.js';
 
@@ -56,7 +57,7 @@ export class Scheduler implements Executor {
     const id = this.#nextId++;
     const result = new Promise<ExecutorResult>((resolve, reject) => {
       const job: Job = {
-        id, req, submittedAt: performance.now(), prep: null, prepMs: 0, padding: undefined, key: '', pending: [], active: 0, done: 0, admittedAt: 0,
+        id, req, submittedAt: performance.now(), plan: null, prepMs: 0, pending: [], active: 0, done: 0, admittedAt: 0,
         z: null, stats: null, calls: 0, cellMs: 0, lastRun: 0, stopped: false, cancelled: null, resolve, reject,
       };
       this.#jobs.set(id, job);
@@ -81,9 +82,9 @@ export class Scheduler implements Executor {
 
   #prepare(job: Job): void {
     const t0 = performance.now();
-    this.model.prepare(job.req).then((prep) => {
+    this.model.plan(job.req).then((plan) => {
       job.prepMs = performance.now() - t0;
-      jobPrepared(job, prep, this.model);
+      jobPlanned(job, plan, this.model);
       this.#kick();
     }, (err: Error) => {
       this.#jobs.delete(job.id);
@@ -121,7 +122,7 @@ export class Scheduler implements Executor {
         await this.#sleep(waiting);
         continue;
       }
-      if ([...this.#jobs.values()].some((j) => j.prep === null)) {
+      if ([...this.#jobs.values()].some((j) => j.plan === null)) {
         await this.#sleep(Infinity); // woken when a preparation finishes
         continue;
       }
@@ -141,7 +142,8 @@ export class Scheduler implements Executor {
   #reap(): void {
     const now = Date.now();
     for (const job of this.#jobs.values()) {
-      if (!job.prep) continue;
+      const plan = job.plan;
+      if (!plan) continue;
       const expired = this.#aborted || (job.req.deadline !== undefined && now >= job.req.deadline);
       if (!job.cancelled && !expired) continue;
       for (const g of this.#groups.values()) {
@@ -158,7 +160,7 @@ export class Scheduler implements Executor {
         continue;
       }
       job.stopped = true;
-      if (this.options.mode === 'static') this.#groups.get(job.key)?.batch.delete(job);
+      if (this.options.mode === 'static') this.#groups.get(plan.key)?.batch.delete(job);
       void this.#answer([job]);
     }
   }
@@ -196,7 +198,7 @@ export class Scheduler implements Executor {
     this.#hooks.onRun?.(cells.lastRows, cells.lastPositions, cells.lastPadPositions);
     const want = session.predictionMask();
     if (want) {
-      g.labeler ??= this.model.labeler(g.slotJob.find((j) => j !== null)!.prep!, cells.capacity);
+      g.labeler ??= this.model.labeler(g.slotJob.find((j) => j !== null)!.plan!.prepared, cells.capacity);
       await g.labeler.run(ws.z, want, session.prediction, session.predictionMargin);
     }
     // Each request counts the run once, however many of its rows it evaluated (no per-run allocation).

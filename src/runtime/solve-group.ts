@@ -2,22 +2,20 @@
 // with others of the same shape (Group) and each slot's job and row, and how a row enters
 // a slot (admitRow) and leaves it with its best iterate and stats (collectRow).
 import type { DeqError } from '../errors.js';
-import { SolveSession, SolverWorkspace, type ResolvedSolverOptions, type SolveResult } from '../solver/index.js';
-import type { CellBatch, CellPadding } from './cell-batch.js';
+import { SolveSession, SolverWorkspace, type SolveResult } from '../solver/index.js';
+import type { CellBatch } from './cell-batch.js';
 import type { DeqModel } from './deq-model.js';
 import type { ExecutorRequest, ExecutorResult } from './executor.js';
-import type { Prepared } from './infer-types.js';
 import type { IterateLabeler } from './iterate-labels.js';
+import type { SolvePlan } from './solve-plan.js';
 
 export interface Job {
   id: number;
   req: ExecutorRequest;
   submittedAt: number;
-  prep: Prepared | null;
+  /** The request as DeqModel.plan prepared it; null until then. */
+  plan: SolvePlan | null;
   prepMs: number;
-  /** Padded models: the length the request's rows are solved at (see DeqModel.cellPadding). */
-  padding: CellPadding | undefined;
-  key: string;
   /** Rows not yet admitted, in order. */
   pending: number[];
   active: number;
@@ -53,28 +51,28 @@ export interface Group {
   batch: Set<Job>;
 }
 
-/** A job whose request `model` prepared as `prep`: its group key, its rows waiting, its result buffers. */
-export function jobPrepared(job: Job, prep: Prepared, model: DeqModel): void {
-  job.prep = prep;
-  // A padded model's rows are always solved at their padded length, alone or not, so a
-  // request's answer does not depend on its company (and windows of one bucket share solves).
-  job.padding = model.cellPadding(prep.length);
-  job.key = groupKey(prep, model.solverKernel, job.padding);
-  job.pending = Array.from({ length: prep.batch }, (_, i) => i);
-  job.z = new Float32Array(prep.batch * prep.n);
+/**
+ * A job whose request `model` planned as `plan`: its rows waiting, its result buffers. A padded
+ * model's rows are always solved at their padded length (plan.padding), alone or not, so a
+ * request's answer does not depend on its company (and windows of one bucket share solves).
+ */
+export function jobPlanned(job: Job, plan: SolvePlan, model: DeqModel): void {
+  job.plan = plan;
+  job.pending = Array.from({ length: plan.batch }, (_, i) => i);
+  job.z = new Float32Array(plan.batch * plan.n);
   job.stats = {
-    iterations: new Int32Array(prep.batch), residual: new Float64Array(prep.batch).fill(Infinity),
-    converged: new Uint8Array(prep.batch), diverged: new Uint8Array(prep.batch), end: new Uint8Array(prep.batch),
-    ...(prep.options.trace ? { trace: new Array<Float64Array>(prep.batch), ...(model.canLabel ? { traceLabels: new Array<Int32Array>(prep.batch) } : {}) } : {}),
+    iterations: new Int32Array(plan.batch), residual: new Float64Array(plan.batch).fill(Infinity),
+    converged: new Uint8Array(plan.batch), diverged: new Uint8Array(plan.batch), end: new Uint8Array(plan.batch),
+    ...(plan.options.trace ? { trace: new Array<Float64Array>(plan.batch), ...(model.canLabel ? { traceLabels: new Array<Int32Array>(plan.batch) } : {}) } : {}),
   };
 }
 
-/** A new, idle solve of `maxRows` slots for jobs shaped like `job` (its key). */
+/** A new, idle solve of `maxRows` slots for jobs shaped like `job` (its plan's key). */
 export function openGroup(key: string, job: Job, model: DeqModel, maxRows: number): Group {
-  const prep = job.prep!;
-  const o = prep.options;
-  const cells = model.cellBatch(prep, maxRows, job.padding);
-  // Rows are cells.n long: the padded state when the model pads (prep.n is one request's own).
+  const plan = job.plan!;
+  const o = plan.options;
+  const cells = model.cellBatch(plan.prepared, maxRows, plan.padding);
+  // Rows are cells.n long: the padded state when the model pads (plan.n is one request's own).
   const ws = new SolverWorkspace(o.method, maxRows, cells.n, o.history, model.solverKernel);
   return {
     key, session: new SolveSession(ws, { ...o, trace: false, sampleTol: undefined, sampleMaxIter: undefined }),
@@ -85,13 +83,13 @@ export function openGroup(key: string, job: Job, model: DeqModel, maxRows: numbe
 
 /** Puts row `row` of `job` in free slot `slot` of `g`, with the request's own stopping settings. */
 export function admitRow(g: Group, job: Job, row: number, slot: number, canLabel: boolean): void {
-  const prep = job.prep!;
-  const o = prep.options;
-  g.cells.setRow(slot, prep.cellArgs, row, prep.length);
+  const plan = job.plan!;
+  const o = plan.options;
+  g.cells.setRow(slot, plan.prepared, row, plan.length);
   // A warm start's row; a padded model's own positions come first, zeros after (as setRow lays out the inputs).
   let z0: Float32Array | undefined;
   if (job.req.z0) {
-    const n = prep.n;
+    const n = plan.n;
     z0 = job.req.z0.subarray(row * n, (row + 1) * n);
     if (g.cells.n !== n) { const padded = new Float32Array(g.cells.n); padded.set(z0); z0 = padded; }
   }
@@ -120,7 +118,7 @@ export function admitRow(g: Group, job: Job, row: number, slot: number, canLabel
 export function collectRow(g: Group, s: number): number {
   const job = g.slotJob[s];
   if (!job) return -1;
-  const r = g.slotRow[s], n = job.prep!.n, sess = g.session;
+  const r = g.slotRow[s], n = job.plan!.n, sess = g.session;
   job.z!.set(sess.bestRow(s).subarray(0, n), r * n);
   const st = job.stats!;
   st.iterations[r] = sess.iterations[s];
@@ -134,16 +132,4 @@ export function collectRow(g: Group, s: number): number {
   job.active--;
   job.done++;
   return sess.iterations[s];
-}
-
-// Requests share a solve when everything but the per-row settings agrees: method and its
-// parameters, history, kernel, and the shapes of the state and of the cell's inputs (for a
-// padded model, at the padded length: windows of different lengths in one bucket share).
-function groupKey(prep: Prepared, kernel: string, padding: CellPadding | undefined): string {
-  const o: ResolvedSolverOptions = prep.options;
-  const dims = (d: readonly number[], padded: boolean) => (padding && padded ? [padding.length, ...d.slice(2)] : d.slice(1)).join('x');
-  return [
-    o.method, o.history, o.lineSearch, o.andersonLambda, o.andersonBeta, o.damping, o.divergenceFactor, o.restartFactor, kernel,
-    dims(prep.stateDims, true), ...prep.cellArgs.map((t, a) => `${t.type}[${dims(t.dims, padding?.args[a] === true)}]`),
-  ].join('|');
 }

@@ -96,7 +96,7 @@ async function warmPaddedCell(model: DeqModel, maxRows: number): Promise<void> {
     const padding = model.cellPadding(P)!;
     for (let rows = 1; rows <= maxRows; rows++) {
       const cells = model.cellBatch(prep, rows, padding);
-      for (let i = 0; i < rows; i++) cells.setRow(i, prep.cellArgs, 0, P);
+      for (let i = 0; i < rows; i++) cells.setRow(i, prep, 0, P);
       await cells.run(new Float32Array(rows * cells.n), new Float32Array(rows * cells.n), new Uint8Array(rows).fill(1));
     }
   }

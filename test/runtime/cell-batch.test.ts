@@ -2,6 +2,7 @@
 // checked with a stand-in graph that records its feeds and answers 1 everywhere.
 import { describe, expect, it } from 'vitest';
 import { CellBatch, padLength, PAD_MULTIPLE } from '../../src/runtime/cell-batch.js';
+import type { Prepared } from '../../src/runtime/infer-types.js';
 import { createTensor, type OnnxGraph, type Tensor } from '../../src/runtime/onnx.js';
 
 const D = 2, P = 4, CAP = 3;
@@ -27,13 +28,13 @@ function paddedBatch() {
   return { cells, feeds };
 }
 
-/** One request's cell inputs at its own length L: u = 10·row + position + 1 everywhere, ids = [7, 8]. */
-function args(batch: number, L: number): Tensor[] {
+/** A request prepared at its own length L, its cell inputs u = 10·row + position + 1 everywhere, ids = [7, 8]. */
+function args(batch: number, L: number): Prepared {
   const u = new Float32Array(batch * L * D);
   for (let r = 0; r < batch; r++) for (let k = 0; k < L * D; k++) u[r * L * D + k] = 10 * r + Math.floor(k / D) + 1;
   const ids = new BigInt64Array(batch * 2);
   for (let r = 0; r < batch; r++) { ids[r * 2] = 7n; ids[r * 2 + 1] = 8n; }
-  return [createTensor('float32', u, [batch, L, D]), createTensor('int64', ids, [batch, 2])];
+  return { cellArgs: [createTensor('float32', u, [batch, L, D]), createTensor('int64', ids, [batch, 2])] } as Prepared;
 }
 
 describe('CellBatch with right padding', () => {

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { admitWaiting } from '../../src/runtime/row-admission.js';
 import { SCHEDULER_DEFAULTS, type SchedulerOptions } from '../../src/runtime/scheduler-options.js';
 import type { Group, Job } from '../../src/runtime/solve-group.js';
-import type { Prepared } from '../../src/runtime/infer-types.js';
+import type { SolvePlan } from '../../src/runtime/solve-plan.js';
 
 interface FakeGroup { key: string; session: { activeCount: number; freeSlot(): number }; free: number[] }
 
@@ -15,7 +15,7 @@ function group(key: string, slots: number, activeCount = 0): FakeGroup {
 
 function job(id: number, rows: number, opts: { key?: string; prepared?: boolean; submittedAt?: number } = {}): Job {
   return {
-    id, key: opts.key ?? 'k', prep: opts.prepared === false ? null : ({} as Prepared), pending: Array.from({ length: rows }, (_, i) => i),
+    id, plan: opts.prepared === false ? null : ({ key: opts.key ?? 'k' } as SolvePlan), pending: Array.from({ length: rows }, (_, i) => i),
     active: 0, submittedAt: opts.submittedAt ?? performance.now() - 1e6,
   } as Job;
 }
