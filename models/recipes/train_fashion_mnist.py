@@ -262,10 +262,13 @@ def main():
     ap.add_argument("--budget-min", type=float, default=0.0,
                     help="train for this many minutes (summed over resumes) with the LR schedule decaying over "
                          "that time instead of over --epochs; --epochs is then an upper bound")
-    ap.add_argument("--serve-max-iter", type=int, default=SHIPPED_SOLVER["max_iter"],
-                    help="max_iter of the manifest's solver block (and of the evaluation)")
-    ap.add_argument("--serve-history", type=int, default=SHIPPED_SOLVER["history"],
-                    help="Broyden history of the manifest's solver block (and of the evaluation)")
+    # None = not given: the checkpoint's value on --export-only, else the shipped solver's
+    ap.add_argument("--serve-max-iter", type=int, default=None,
+                    help=f"max_iter of the manifest's solver block and of the evaluation (default "
+                         f"{SHIPPED_SOLVER['max_iter']}; with --export-only, given = overrides the checkpoint's)")
+    ap.add_argument("--serve-history", type=int, default=None,
+                    help=f"Broyden history of the manifest's solver block and of the evaluation (default "
+                         f"{SHIPPED_SOLVER['history']}; with --export-only, given = overrides the checkpoint's)")
     ap.add_argument("--curve-nfes", default="1,2,3,4,5,6,8,10,12,15,20,25,30,40,60",
                     help="f-evaluation caps for the final accuracy-against-NFE curve (test set)")
     ap.add_argument("--train-eval", type=int, default=10000,
@@ -284,6 +287,9 @@ def main():
     ap.add_argument("--export-only", action="store_true",
                     help="skip training; export the bundle from checkpoints/last.pt")
     args = ap.parse_args()
+    solver_given = {k for k in ("serve_max_iter", "serve_history") if getattr(args, k) is not None}
+    args.serve_max_iter = SHIPPED_SOLVER["max_iter"] if args.serve_max_iter is None else args.serve_max_iter
+    args.serve_history = SHIPPED_SOLVER["history"] if args.serve_history is None else args.serve_history
 
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
@@ -310,7 +316,8 @@ def main():
     if ck is not None:  # the architecture comes from the checkpoint, not from the command line
         for k in ("channels", "hidden", "head_hidden", "f_iter", "b_iter", "head_dropout",
                   "serve_max_iter", "serve_history"):
-            setattr(args, k, ck["args"].get(k, getattr(args, k)))
+            if k not in solver_given:  # an explicit solver flag re-decides the manifest's default solver
+                setattr(args, k, ck["args"].get(k, getattr(args, k)))
         solver = dict(SHIPPED_SOLVER, max_iter=args.serve_max_iter, history=args.serve_history)
         device = torch.device("cpu")
     xtr, ytr, xte, yte = xtr.to(device), ytr.to(device), xte.to(device), yte.to(device)
