@@ -27,7 +27,9 @@ for (const dir of process.argv.slice(2)) {
   const inName = man.graphs.inject.inputs[0].name;
   let worst = 0, worstZ = 0, steps = [];
   for (const c of par.cases) {
-    const x = tensor(c.input.dtype, c.input.data, [1, ...c.input.shape]);
+    // cases name their inputs (`inputs`); bundles exported before that hold one `input`
+    const inp = c.inputs ? c.inputs[inName] : c.input;
+    const x = tensor(inp.dtype, inp.data, [1, ...inp.shape]);
     const u = (await s.inject.run({ [inName]: x })).u;
     let z = new ort.Tensor('float32', new Float32Array(u.data.length), u.dims);
     let k = 0;

@@ -103,8 +103,8 @@ describe('the playground', () => {
     const rows = await page.locator('#models tbody tr').allTextContents();
     expect(rows).toHaveLength(3);
     const jr = rows.find((r) => r.startsWith('fashion-mnist-jr'))!;
-    expect(jr).toContain('test accuracy 92.97%');
-    expect(jr).toContain('yes (weight 5)');
+    expect(jr).toContain('test accuracy 93.22%');
+    expect(jr).toContain('yes (weight 2.5)');
     expect(rows.find((r) => r.startsWith('fashion-mnist-plain'))).toContain('no');
     expect(rows.find((r) => r.startsWith('brown-lm-jr'))).toContain('validation perplexity 274.01');
   });

@@ -99,7 +99,7 @@ describe.skipIf(skip !== null)('the container image (podman)', () => {
       expect(res.status).toBe(200);
       if ((await res.json() as { label: string }).label === label) correct++;
     }
-    expect(correct).toBeGreaterThanOrEqual(8); // 92.97% on the full test set
+    expect(correct).toBeGreaterThanOrEqual(8); // 93.22% on the full test set
     const res = await fetch(`${url}/v1/models/brown-lm-jr/score`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ text: 'The jury said it did not find any evidence.' }) });
     expect(res.status).toBe(200);
     const body = await res.json() as { results: { tokens: { token: string }[]; perplexity: number }[] };
