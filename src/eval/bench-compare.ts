@@ -313,6 +313,17 @@ interface TokenTorchResult extends TorchResult { windows: number; logprobs: numb
 /** The PyTorch side's first line; language models add their weights check. */
 export interface TorchReady { torch: string; blas?: string; parity_cases?: number; parity_max_abs_diff?: number }
 
+
+/**
+ * Parses a peer's JSON line. Python's json module writes non-finite floats as bare NaN and
+ * Infinity, which JSON.parse rejects: a peer whose solve diverges must show up as NaN in the
+ * report, not abort the benchmark.
+ */
+export function parsePeerJson(line: string): unknown {
+  const quoted = line.replace(/([[,:]\s*)(NaN|-?Infinity)(?=\s*[,\]}])/g, '$1"$2"');
+  return JSON.parse(quoted, (_k, v) => (v === 'NaN' ? NaN : v === 'Infinity' ? Infinity : v === '-Infinity' ? -Infinity : v));
+}
+
 /** The PyTorch process (or another peer's: `args` names its script): one per command, driven by JSON lines. */
 export class TorchSide {
   readonly #proc: ChildProcessWithoutNullStreams;
@@ -344,7 +355,7 @@ export class TorchSide {
   async run<R extends TorchResult>(cmd: object): Promise<R> {
     const reply = this.#next();
     this.#proc.stdin.write(JSON.stringify(cmd) + '\n');
-    return JSON.parse(await reply) as R;
+    return parsePeerJson(await reply) as R;
   }
 
   close(): void {
