@@ -27,7 +27,7 @@ for (const bundle of BUNDLES) {
       if (!p) return 'not run';
       // A peer whose mean NFE is off by more than 0.5 solved a different problem size: flag it.
       const off = Math.abs(p.nfe - row.nfe_deq_serve) > 0.5;
-      if (off) nfeNotes.push(`${peer} on ${bundle} at batch ${row.batch}: NFE ${p.nfe.toFixed(2)} against ${row.nfe_deq_serve.toFixed(2)}, max |Δ| ${p.max_abs_diff.toExponential(1)}`);
+      if (off) nfeNotes.push(`${peer} on ${bundle} at batch ${row.batch}: NFE ${p.nfe.toFixed(2)} against ${row.nfe_deq_serve.toFixed(2)}, max |Δ| ${Number.isFinite(p.max_abs_diff) ? p.max_abs_diff.toExponential(1) : 'not finite (NaN outputs)'}`);
       if (p.compile_s !== undefined) compile.push(p.compile_s);
       return `${p.ratio.toFixed(1)}×${off ? '*' : ''}`;
     });
