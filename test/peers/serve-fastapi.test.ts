@@ -24,6 +24,12 @@ async function freePort(): Promise<number> {
   });
 }
 
+
+type CaseTensor = { shape: number[]; data: number[] };
+/** A parity case's image: `inputs.x` from deq_serve_export, `input` in older bundles. */
+type ParityCase = { inputs?: { x: CaseTensor }; input?: CaseTensor };
+const caseInput = (c: ParityCase): CaseTensor => (c.inputs?.x ?? c.input)!;
+
 describe('serve_fastapi.py', () => {
   let child: ChildProcess;
   let url = '';
@@ -42,17 +48,17 @@ describe('serve_fastapi.py', () => {
   afterAll(() => { child?.kill('SIGTERM'); });
 
   it('gives deq-serve\'s logits at deq-serve\'s NFE for each parity input', async () => {
-    const parity = JSON.parse(await readFile(resolve(JR, 'parity.json'), 'utf8')) as { cases: { input: { shape: number[]; data: number[] } }[] };
+    const parity = JSON.parse(await readFile(resolve(JR, 'parity.json'), 'utf8')) as { cases: ParityCase[] };
     const model = await DeqModel.load(JR);
     try {
       for (const c of parity.cases) {
         const res = await fetch(`${url}/v2/models/fashion-mnist-jr/infer`, {
           method: 'POST', headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, ...c.input.shape], data: c.input.data }] }),
+          body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, ...caseInput(c).shape], data: caseInput(c).data }] }),
         });
         expect(res.status, stderr).toBe(200);
         const body = await res.json() as { outputs: { name: string; shape: number[]; data: number[] }[]; parameters: { iterations: number[] } };
-        const ours = await model.infer({ input: Float32Array.from(c.input.data), batch: 1 });
+        const ours = await model.infer({ input: Float32Array.from(caseInput(c).data), batch: 1 });
         expect(body.parameters.iterations).toEqual(Array.from(ours.solver.iterations));
         const logits = ours.outputs[model.manifest.outputs.logits].data as Float32Array;
         expect(body.outputs[0].shape).toEqual([1, logits.length]);
