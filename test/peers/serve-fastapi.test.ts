@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeqModel } from '../../dist/index.js';
+import { caseInputs } from '../../dist/runtime/index.js';
 
 const python = process.env.DEQ_PEERS_PYTHON;
 if (!python) throw new Error('DEQ_PEERS_PYTHON is not set: run `npm run test:peers`');
@@ -25,11 +26,6 @@ async function freePort(): Promise<number> {
 }
 
 
-type CaseTensor = { shape: number[]; data: number[] };
-/** A parity case's image: `inputs.x` from deq_serve_export, `input` in older bundles. */
-type ParityCase = { inputs?: { x: CaseTensor }; input?: CaseTensor };
-const caseInput = (c: ParityCase): CaseTensor => (c.inputs?.x ?? c.input)!;
-
 describe('serve_fastapi.py', () => {
   let child: ChildProcess;
   let url = '';
@@ -48,17 +44,18 @@ describe('serve_fastapi.py', () => {
   afterAll(() => { child?.kill('SIGTERM'); });
 
   it('gives deq-serve\'s logits at deq-serve\'s NFE for each parity input', async () => {
-    const parity = JSON.parse(await readFile(resolve(JR, 'parity.json'), 'utf8')) as { cases: ParityCase[] };
+    const parity = JSON.parse(await readFile(resolve(JR, 'parity.json'), 'utf8')) as { cases: Parameters<typeof caseInputs>[1][] };
     const model = await DeqModel.load(JR);
     try {
       for (const c of parity.cases) {
+        const x = caseInputs(model.manifest, c).x;
         const res = await fetch(`${url}/v2/models/fashion-mnist-jr/infer`, {
           method: 'POST', headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, ...caseInput(c).shape], data: caseInput(c).data }] }),
+          body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, ...x.shape], data: x.data }] }),
         });
         expect(res.status, stderr).toBe(200);
         const body = await res.json() as { outputs: { name: string; shape: number[]; data: number[] }[]; parameters: { iterations: number[] } };
-        const ours = await model.infer({ input: Float32Array.from(caseInput(c).data), batch: 1 });
+        const ours = await model.infer({ input: Float32Array.from(x.data), batch: 1 });
         expect(body.parameters.iterations).toEqual(Array.from(ours.solver.iterations));
         const logits = ours.outputs[model.manifest.outputs.logits].data as Float32Array;
         expect(body.outputs[0].shape).toEqual([1, logits.length]);
