@@ -340,6 +340,11 @@ describe('the playground', () => {
 
   it('upload is keyboard-operable and every control has a label', async () => {
     await page.selectOption('#model', 'fashion-mnist-jr');
+    await page.evaluate(() => document.getElementById('predictions').replaceChildren());
+    // Listen before any key is pressed: Playwright turns on file-chooser interception only when
+    // the first listener subscribes, asynchronously, and a Space that wins that race opens an
+    // uninterceptable chooser (CI saw this once).
+    const chooserOpened = page.waitForEvent('filechooser');
     await page.focus('#model');
     let reached = false;
     for (let i = 0; i < 30 && !reached; i++) {
@@ -348,8 +353,8 @@ describe('the playground', () => {
     }
     expect(reached).toBe(true);
     // Space on the focused control opens the file chooser; the chosen file is classified.
-    await page.evaluate(() => document.getElementById('predictions').replaceChildren());
-    const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.keyboard.press('Space')]);
+    await page.keyboard.press('Space');
+    const chooser = await chooserOpened;
     await chooser.setFiles(join(dir, 'boot.png'));
     await page.waitForSelector('#predictions li');
     const unlabelled = await page.evaluate(() => [...document.querySelectorAll('input, select, textarea')]
