@@ -174,7 +174,9 @@ class LanguageModel:
         worst = 0.0
         with torch.no_grad():
             for c in par["cases"]:
-                x = torch.tensor(c["input"]["data"], dtype=torch.long).view(1, *c["input"]["shape"])
+                # The exporter writes named inputs (one here: the tokens); older bundles one "input".
+                t = next(iter(c["inputs"].values())) if "inputs" in c else c["input"]
+                x = torch.tensor(t["data"], dtype=torch.long).view(1, *t["shape"])
                 y = torch.tensor(c["extra_inputs"]["targets"]["data"], dtype=torch.long).view(1, -1)
                 z, _ = self.solve(x, s["method"], kw)
                 got = self.target_logprobs(z, y).flatten()

@@ -271,7 +271,7 @@ sliding-window perplexity over the validation split, context/stride as in the
 command, `</s>` tokens included; NFE = mean forward Broyden f-evaluations per
 window at the training tolerance; rel = mean final relative residual; JR = mean
 Hutchinson ||J_f||_F^2/d on the regularised steps). Checkpoints live outside
-the work tree in /var/tmp/deq-serve/brown-lm-jr/.
+the work tree in {ckpt_dir}/.
 
 | run | epoch | steps | train loss | train ppl | val ppl | val tokens | fwd NFE | fwd rel | bwd NFE | JR | lr | wall (min) |
 |---|---|---|---|---|---|---|---|---|---|---|---|---|
@@ -474,7 +474,7 @@ def main():
                f"{ev['tokens']} | {sums['nfe'] / n:.1f} | {sums['rel'] / n:.3g} | "
                f"{sums['bnfe'] / max(1, sums['nb']):.1f} | {sums['jr'] / max(1, sums['njr']):.3g} | "
                f"{lr_at(state['step'], total_steps, args, state['wall']):.2e} | {state['wall'] / 60:.0f} |")
-        log_md(args.bundle_dir, row, MD_HEADER)
+        log_md(args.bundle_dir, row, MD_HEADER.format(ckpt_dir=args.ckpt_dir))
         print("epoch", row, f"(val nfe {ev['nfe']:.1f} rel {ev['rel']:.3g})", flush=True)
     if args.final_eval:
         final_eval(args, V, ids, device)
@@ -528,7 +528,7 @@ def export(args, vocab, stats, valid):
             f"--{k.replace('_', '-')} {v}" for k, v in cmd.items()
             if k in ("d", "de", "heads", "ff", "context", "stride", "batch", "lr", "epochs", "dropout",
                      "cell_dropout", "wd", "jr_weight", "jr_freq", "f_max_iter", "b_max_iter", "f_tol", "seed",
-                     "budget_min")),
+                     "budget_min", "warmup", "steps_per_epoch", "val_tokens", "threads")),
         "device": ck.get("device", "cpu"), "train_torch": ck.get("torch", torch.__version__),
         "checkpoint": os.path.basename(path),
         "embedding_storage": "fp32" if args.fp32_embeddings else "fp16 (rounded before the parity vectors were made)",
@@ -545,6 +545,16 @@ def export(args, vocab, stats, valid):
                     if math.isfinite(st.get("best_val", float("inf"))) else {}),
         "data": stats,
     }
+    # --final-eval's full-split perplexities, when they were measured on this very checkpoint.
+    summary_path = os.path.join(os.path.dirname(path), "summary.json")
+    if os.path.exists(summary_path):
+        with open(summary_path) as f:
+            summary = json.load(f)
+        if summary.get("state", {}).get("step") == st["step"] and summary.get("checkpoint") == os.path.basename(path):
+            for split in ("valid", "test"):
+                if split in summary:
+                    prov["metrics"][f"{split}_ppl_python"] = round(summary[split]["ppl"], 2)
+                    prov["metrics"][f"{split}_ppl_python_tokens"] = summary[split]["tokens"]
     if args.note:
         prov["note"] = args.note
     man = export_bundle(

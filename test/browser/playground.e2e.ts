@@ -106,7 +106,7 @@ describe('the playground', () => {
     expect(jr).toContain('test accuracy 93.22%');
     expect(jr).toContain('yes (weight 2.5)');
     expect(rows.find((r) => r.startsWith('fashion-mnist-plain'))).toContain('no');
-    expect(rows.find((r) => r.startsWith('brown-lm-jr'))).toContain('validation perplexity 274.01');
+    expect(rows.find((r) => r.startsWith('brown-lm-jr'))).toContain('test perplexity 127.79');
   });
 
   it('classifies an uploaded Fashion-MNIST image: the API\'s label, the image the model saw, and the curve from its event stream', async () => {

@@ -108,8 +108,9 @@ function provenance(m: ModelInfo): { dataset: string; jr: string; quality: strin
   const metrics = p.metrics ?? {};
   const jrWeight = typeof p.jr_weight === 'number' ? p.jr_weight : undefined;
   const quality = metrics.test_accuracy !== undefined ? `test accuracy ${(metrics.test_accuracy * 100).toFixed(2)}%`
+    : metrics.test_ppl_python !== undefined ? `test perplexity ${metrics.test_ppl_python}`
     : metrics.val_ppl_python !== undefined ? `validation perplexity ${metrics.val_ppl_python}`
-      : '—';
+    : '—';
   return {
     dataset: typeof p.dataset === 'string' ? p.dataset.split(';')[0] : '—',
     jr: jrWeight === undefined ? '—' : jrWeight > 0 ? `yes (weight ${jrWeight})` : 'no',
