@@ -6,7 +6,7 @@
 #
 #   bash bench/fashion-mnist-results.sh [step ...]
 #
-# Steps (all by default): check eval f32 early warm solve compare peers http.
+# Steps (all by default): check eval f32 early warm solve compare peers http http-tol http-f32 http-peers.
 # Each report names its machine and load; the docs quote them (docs/benchmarks.md, docs/solver.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,7 @@ R=docs/results
 PEERS_PY="${PEERS_PY:-$HOME/.cache/deq-serve/bench-peers/bin/python}"
 [ -f "$DATA/t10k-images-idx3-ubyte.gz" ] || { echo "needs apt-get install -y dataset-fashion-mnist" >&2; exit 1; }
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(check eval f32 early warm solve compare peers http)
+[ ${#steps[@]} -gt 0 ] || steps=(check eval f32 early warm solve compare peers http http-tol http-f32 http-peers)
 say() { printf '\n== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 
 for step in "${steps[@]}"; do
@@ -62,6 +62,16 @@ for step in "${steps[@]}"; do
       say "http mixed"
       $CLI bench http --compare --modes on,off,static --traffic fashion-mnist-jr,fashion-mnist-plain --concurrency 16 \
         --out $R/http-mixed.md >/dev/null ;;
-    *) echo "unknown step $step (check eval f32 early warm solve compare peers http)" >&2; exit 2 ;;
+    http-tol)  # loose and tight requests on one model, continuous against static batching
+      say "http tolerances"
+      $CLI bench http --compare --modes on,static --traffic "fashion-mnist-jr?tol=0.1,fashion-mnist-jr?tol=1e-5" \
+        --concurrency 16 --out $R/http-jr-tolerances.md >/dev/null ;;
+    http-f32)  # the float32 kernel over HTTP (compare with http-jr.md, the default kernel)
+      say "http f32"
+      $CLI bench http --compare --modes on,off --traffic fashion-mnist-jr --concurrency 1,4,16 \
+        --server-args="--solver-kernel wasm-f32" --out $R/http-jr-f32.md >/dev/null ;;
+    http-peers)  # against a FastAPI service around ONNX Runtime's Python API (builds the peers' venv)
+      say "http peers"; bash bench/peers-http.sh ;;
+    *) echo "unknown step $step (check eval f32 early warm solve compare peers http http-tol http-f32 http-peers)" >&2; exit 2 ;;
   esac
 done
