@@ -14,7 +14,7 @@ for (const batch of [1, 4, 16, 32]) {
   const req = batchRequest(model, images, batch, 0);
   const prep = await model.prepare(req);
   const cells = model.cellBatch(prep, batch);
-  for (let i = 0; i < batch; i++) cells.setRow(i, prep.cellArgs, i);
+  for (let i = 0; i < batch; i++) cells.setRow(i, prep, i);
   const z = new Float32Array(batch * prep.n).fill(0.1), fz = new Float32Array(batch * prep.n), all = new Uint8Array(batch).fill(1);
   const t = { inject: [], cell: [], head: [] };
   const reps = Math.max(20, Math.ceil(400 / batch));

@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { isDeqError } from '../errors.js';
 import { MODEL_FLAGS, enumFlag, intFlag, numberFlag, sessionFlags, solverFlags, usage } from './options.js';
+import { shellJoin } from './shell-quote.js';
 import { SOLVER_KERNELS, type SolverKernel } from '../solver/index.js';
 import { SOLVER_PLACEMENTS, type SolverPlacement } from '../runtime/index.js';
 
@@ -285,7 +286,7 @@ async function benchSolveCommand(args: string[]): Promise<number> {
     session: sessionFlags(values),
     dataDir: values['data-dir'],
   });
-  return writeReport(benchSolveMarkdown(report, `deq-serve bench solve ${args.join(' ')}`), report, values);
+  return writeReport(benchSolveMarkdown(report, `deq-serve bench solve ${shellJoin(args)}`), report, values);
 }
 
 async function benchCompareCommand(args: string[]): Promise<number> {
@@ -320,7 +321,7 @@ async function benchCompareCommand(args: string[]): Promise<number> {
     }
     throw err;
   }
-  return writeReport(benchCompareMarkdown(report, `deq-serve bench compare ${args.join(' ')}`), report, values);
+  return writeReport(benchCompareMarkdown(report, `deq-serve bench compare ${shellJoin(args)}`), report, values);
 }
 
 // `bench compare --peers …` (issue #29): deq-serve against PyTorch 2.x, torch.compile, torchdeq and ONNX Runtime from Python.
@@ -342,7 +343,7 @@ async function benchPeersCommand(args: string[], values: Record<string, string |
     dataDir: str('data-dir'),
     kernel: str('kernel') === undefined ? undefined : enumFlag('--kernel', str('kernel')!, SOLVER_KERNELS) as SolverKernel,
   });
-  return writeReport(benchPeersMarkdown(report, `deq-serve bench compare ${args.join(' ')}`), report, values as { json?: boolean; out?: string });
+  return writeReport(benchPeersMarkdown(report, `deq-serve bench compare ${shellJoin(args)}`), report, values as { json?: boolean; out?: string });
 }
 
 // A bench's report: Markdown (or JSON with --json) on stdout, and the Markdown into --out when asked.
