@@ -74,7 +74,7 @@ class DEQFixedPoint(nn.Module):
 
     def solve(self, u: Tensor, max_iter: Optional[int] = None, tol: Optional[float] = None,
               stop_mode: Optional[str] = None, history: Optional[int] = None,
-              method: Optional[str] = None) -> Dict[str, object]:
+              method: Optional[str] = None, restart: float = 0.0) -> Dict[str, object]:
         shape = u.shape
         B = shape[0]
 
@@ -87,6 +87,7 @@ class DEQFixedPoint(nn.Module):
         method = method or self.method
         if method == "broyden":
             kw["m"] = history or self.history
+            kw["restart"] = restart
         with torch.no_grad():
             out = solve(method, f, z0, **kw)
         out["result"] = out["result"].view(shape)
